@@ -1,0 +1,5 @@
+"""Allow ``python -m goavail``."""
+
+from goavail.cli import main
+
+main()
