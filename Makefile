@@ -1,0 +1,55 @@
+# goavail — the two commands a new user needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := nftables serf s6 fping iproute2
+
+.PHONY: run test venv test-deps lint typecheck unit e2e bench demo-down demo-up clean
+
+$(BIN)/goavail: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(BIN)/goavail
+
+## make run: start goavail on the local example (zone file provider, loopback targets)
+run: venv
+	@mkdir -p .run
+	@test -f .run/example.test.zone || cp examples/example.test.zone .run/example.test.zone
+	$(BIN)/goavail monitor --config-file examples/local.toml --dns-provider zonefile --no-dry-run
+
+## make test: install what the tests need (Debian packages too) and run the whole suite
+test: venv test-deps
+	$(BIN)/ruff check goavail tests
+	$(BIN)/ruff format --check goavail tests
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+test-deps:
+	@missing=""; \
+	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2; do \
+	  command -v $${cmd%%:*} >/dev/null 2>&1 || missing="$$missing $${cmd##*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+## demo helpers for `make run`: make a loopback target stop answering ping, and undo it
+DEMO_IP ?= 127.0.0.3
+demo-down:
+	@command -v nft >/dev/null || (apt-get update -qq && apt-get install -y -qq nftables)
+	nft add table inet goavail_demo
+	nft 'add chain inet goavail_demo out { type filter hook output priority 0; }'
+	nft add rule inet goavail_demo out ip daddr $(DEMO_IP) icmp type echo-request drop
+	@echo "pings to $(DEMO_IP) are now dropped; watch the goavail log and .run/example.test.zone"
+
+demo-up:
+	-nft delete table inet goavail_demo
+	@echo "pings to $(DEMO_IP) answer again"
+
+clean:
+	rm -rf $(VENV) .run build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,69 @@
+"""The probe protocol shared by every probe engine (ICMP, TCP, later HTTP and scripts)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """Outcome of one probe of one target.
+
+    Attributes:
+        ok: True when the target answered in time.
+        rtt: round-trip time in seconds when ``ok``, else None.
+        error: short human-readable reason when not ``ok`` ("timeout",
+            "connection refused", ...), else None.
+    """
+
+    ok: bool
+    rtt: float | None = None
+    error: str | None = None
+
+
+ResultCallback = Callable[[str, ProbeResult], None]
+"""Called as ``callback(target, result)`` on the event loop when a probe completes."""
+
+
+class ProbeSetupError(Exception):
+    """A probe engine cannot start (e.g. no permission to open an ICMP socket).
+
+    The message is meant for the operator and names the fix.
+    """
+
+
+class Probe(Protocol):
+    """A probe engine. One instance serves every target of its kind.
+
+    Lifecycle: ``await start()`` once, then any number of ``submit``/``probe``
+    calls, then ``await close()``. All methods run on the agent's event loop.
+    """
+
+    kind: str
+    """Short name used in logs and metrics: "icmp", "tcp"."""
+
+    timeout: float
+    """Seconds after which an unanswered probe is reported as failed."""
+
+    async def start(self) -> None:
+        """Open sockets. Raises :class:`ProbeSetupError` with an actionable message."""
+        ...
+
+    def submit(self, target: str, callback: ResultCallback) -> None:
+        """Send one probe to ``target`` (an IP address string) without waiting.
+
+        ``callback(target, result)`` is invoked exactly once, at the latest
+        ``timeout`` seconds later (plus scheduling delay). This is the fast path
+        used by the scheduler; it must not create a task per probe for ICMP.
+        """
+        ...
+
+    async def probe(self, target: str) -> ProbeResult:
+        """Probe ``target`` once and wait for the result (used by ``goavail plan``)."""
+        ...
+
+    async def close(self) -> None:
+        """Close sockets; pending probes complete with ``error="closed"``."""
+        ...

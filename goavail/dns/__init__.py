@@ -1,0 +1,1 @@
+"""DNS stages: the pure planner (:mod:`plan`), the reconciler and the providers."""

@@ -1,0 +1,79 @@
+"""Audit records: one JSON object per DNS change made, attempted or (in dry-run) planned.
+
+This is an I/O edge: it reads the wall clock and appends to ``audit_file``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from goavail.dns.model import Change
+
+log = logging.getLogger("goavail.audit")
+
+
+class AuditLog:
+    """Writes audit records to the ``goavail.audit`` logger and, if set, to a file.
+
+    Each record is a JSON object with the keys ``time`` (RFC 3339, UTC),
+    ``provider``, ``name``, ``type``, ``address``, ``action`` ("create"/"delete"),
+    ``reason``, ``dry_run`` (bool) and ``outcome`` ("planned" in dry-run,
+    "applied", "already-done" when the provider already matched, or "error").
+    ``error`` is present only when ``outcome == "error"``.
+
+    The last ``keep`` records stay in memory (``recent``) for the status page.
+
+    Raises:
+        OSError: from the constructor when ``path`` cannot be opened for appending.
+    """
+
+    def __init__(self, path: Path | None = None, keep: int = 50) -> None:
+        self.path = path
+        self._file: TextIO | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("a", encoding="utf-8")
+        self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
+
+    def record(
+        self,
+        provider: str,
+        change: Change,
+        *,
+        dry_run: bool,
+        outcome: str,
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """Write one audit record and return it as a dict."""
+        entry: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "provider": provider,
+            "name": change.record.name,
+            "type": change.record.type,
+            "address": change.record.content,
+            "action": change.action,
+            "reason": change.reason,
+            "dry_run": dry_run,
+            "outcome": outcome,
+        }
+        if error is not None:
+            entry["error"] = error
+        line = json.dumps(entry, separators=(",", ":"))
+        log.info("audit %s", line, extra={"audit": entry})
+        if self._file is not None:
+            self._file.write(line + "\n")
+            self._file.flush()
+        self.recent.append(entry)
+        return entry
+
+    def close(self) -> None:
+        """Flush and close the audit file (idempotent)."""
+        if self._file is not None:
+            self._file.flush()
+            self._file.close()
+            self._file = None

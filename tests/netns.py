@@ -1,0 +1,103 @@
+"""Private network namespace and nftables helpers for network tests.
+
+The whole pytest process moves into a fresh network namespace at start-up
+(``unshare(CLONE_NEWNET)``, see ``tests/conftest.py``): it holds only a loopback
+interface and has no link to the machine's own namespace, so no packet a test
+sends can leave the machine. Everything the tests start (goavail, the
+Cloudflare stand-in, nftables rules) lives in it and vanishes with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import os
+import subprocess
+from collections.abc import Iterable
+
+CLONE_NEWNET = 0x40000000
+_ENV_FLAG = "GOAVAIL_TEST_PRIVATE_NETNS"
+
+
+def enter_private_netns() -> bool:
+    """Move this process into a new network namespace with loopback up.
+
+    Must run before any thread is started (a namespace change applies to the
+    calling thread and what it starts afterwards). Returns False, doing
+    nothing, when not root or when ``unshare`` is refused.
+    """
+    if os.geteuid() != 0:
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        return False
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    links = subprocess.run(["ip", "-o", "link"], check=True, capture_output=True, text=True)
+    names = [line.split(":")[1].strip() for line in links.stdout.splitlines()]
+    if names != ["lo"]:
+        raise RuntimeError(f"private network namespace is not empty: {names}")
+    os.environ[_ENV_FLAG] = "1"
+    return True
+
+
+def in_private_netns() -> bool:
+    """True when this process runs in the private namespace made by the test session."""
+    return os.environ.get(_ENV_FLAG) == "1"
+
+
+_table_ids = itertools.count(1)
+
+
+class Nft:
+    """An nftables table of a test's own, dropping packets to chosen loopback targets.
+
+    ``drop(addr)`` makes a target look like a dead host (echo requests and TCP
+    SYNs to it vanish); ``loss(addr, pct)`` drops ``pct`` % at random
+    (``numgen random mod 100 < pct``); ``clear()`` restores everything;
+    ``close()`` deletes the table. Use as a context manager.
+    """
+
+    def __init__(self) -> None:
+        self.table = f"goavail_test_{os.getpid()}_{next(_table_ids)}"
+        self._nft(f"add table inet {self.table}")
+        self._nft(
+            f"add chain inet {self.table} out "
+            "{ type filter hook output priority 0; policy accept; }"
+        )
+
+    @staticmethod
+    def _nft(command: str) -> None:
+        if not in_private_netns():
+            raise RuntimeError("refusing to change nftables outside the private test namespace")
+        subprocess.run(["nft", command], check=True, capture_output=True, text=True)
+
+    @staticmethod
+    def _family(addr: str) -> str:
+        return "ip6" if ":" in addr else "ip"
+
+    def drop(self, *addrs: str) -> None:
+        """Drop every packet sent to ``addrs`` (host down)."""
+        for addr in addrs:
+            self._nft(f"add rule inet {self.table} out {self._family(addr)} daddr {addr} drop")
+
+    def loss(self, addrs: Iterable[str], pct: int) -> None:
+        """Drop ``pct`` percent of packets sent to ``addrs``, at random."""
+        for addr in addrs:
+            self._nft(
+                f"add rule inet {self.table} out {self._family(addr)} daddr {addr} "
+                f"numgen random mod 100 < {pct} drop"
+            )
+
+    def clear(self) -> None:
+        """Remove every rule (all targets answer again)."""
+        self._nft(f"flush chain inet {self.table} out")
+
+    def close(self) -> None:
+        """Delete the table."""
+        self._nft(f"delete table inet {self.table}")
+
+    def __enter__(self) -> Nft:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,165 @@
+"""One contract test suite that every DNS provider runs (after dns-lexicon's integration_tests).
+
+A provider's test module subclasses :class:`ProviderContract` and defines two
+fixtures:
+
+* ``make_provider``: a callable ``make_provider(dry_run: bool) -> Provider``
+  (sync or async, see ``_make``) returning a provider bound to one fresh, empty
+  backend per test; every call within one test talks to the same backend.
+* ``zone``: the zone/domain the backend serves, e.g. ``"example.test"``.
+
+Optionally ``inject_transient``: a callable ``inject_transient(n)`` making the
+next ``n`` backend calls fail transiently (HTTP 429/5xx or similar). When not
+overridden, the retry test is skipped for that provider.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from goavail.dns.model import Change, Record, RecordType
+from goavail.dns.providers.base import Provider
+
+
+async def _make(make_provider: Callable[..., Any], dry_run: bool = False) -> Provider:
+    made = make_provider(dry_run)
+    if inspect.isawaitable(made):
+        made = await made
+    assert isinstance(made, Provider)
+    return made
+
+
+def _rec(name: str, content: str, rtype: RecordType = "A") -> Record:
+    return Record(name=name, type=rtype, content=content, ttl=300)
+
+
+def _keys(records: list[Record]) -> set[tuple[str, str, str]]:
+    return {r.key for r in records}
+
+
+class ProviderContract:
+    """The behaviour every provider must show. See the module docstring for fixtures."""
+
+    @pytest.fixture
+    def inject_transient(self) -> Callable[[int], None] | None:
+        return None
+
+    async def test_list_empty_name(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        assert await p.records(f"nothing.{zone}") == []
+
+    async def test_create_then_list(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        out = await p.apply([Change("create", _rec(name, "192.0.2.1"), "test")])
+        assert [o.ok for o in out] == [True]
+        got = await p.records(name)
+        assert _keys(got) == {(name, "A", "192.0.2.1")}
+        # a fresh provider on the same backend sees it too: it was really written
+        p2 = await _make(make_provider)
+        assert _keys(await p2.records(name)) == {(name, "A", "192.0.2.1")}
+
+    async def test_create_existing_is_success(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        change = Change("create", _rec(name, "192.0.2.1"), "test")
+        await p.apply([change])
+        out = await p.apply([change])
+        assert [o.ok for o in out] == [True]
+        assert p.audit.recent[-1]["outcome"] == "already-done"
+        assert len(await p.records(name)) == 1
+
+    async def test_delete(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        await p.apply(
+            [
+                Change("create", _rec(name, "192.0.2.1"), "test"),
+                Change("create", _rec(name, "192.0.2.2"), "test"),
+            ]
+        )
+        current = {r.content: r for r in await p.records(name)}
+        out = await p.apply([Change("delete", current["192.0.2.1"], "test")])
+        assert [o.ok for o in out] == [True]
+        assert _keys(await p.records(name)) == {(name, "A", "192.0.2.2")}
+
+    async def test_delete_missing_is_success(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        out = await p.apply([Change("delete", _rec(name, "192.0.2.9"), "test")])
+        assert [o.ok for o in out] == [True]
+        assert p.audit.recent[-1]["outcome"] == "already-done"
+
+    async def test_unmanaged_records_untouched(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        www, other = f"www.{zone}", f"other.{zone}"
+        await p.apply(
+            [
+                Change("create", _rec(www, "192.0.2.1"), "test"),
+                Change("create", _rec(www, "198.51.100.7"), "test"),
+                Change("create", _rec(other, "192.0.2.1"), "test"),
+            ]
+        )
+        www_now = {r.content: r for r in await p.records(www)}
+        await p.apply([Change("delete", www_now["192.0.2.1"], "test")])
+        assert _keys(await p.records(www)) == {(www, "A", "198.51.100.7")}
+        assert _keys(await p.records(other)) == {(other, "A", "192.0.2.1")}
+
+    async def test_aaaa(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"v6.{zone}"
+        await p.apply(
+            [
+                Change("create", _rec(name, "2001:db8::1", "AAAA"), "test"),
+                Change("create", _rec(name, "192.0.2.1"), "test"),
+            ]
+        )
+        assert _keys(await p.records(name)) == {
+            (name, "AAAA", "2001:db8::1"),
+            (name, "A", "192.0.2.1"),
+        }
+        current = {r.content: r for r in await p.records(name)}
+        await p.apply([Change("delete", current["2001:db8::1"], "test")])
+        assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}
+
+    async def test_dry_run_writes_nothing(self, make_provider: Any, zone: str) -> None:
+        real = await _make(make_provider)
+        name = f"www.{zone}"
+        await real.apply([Change("create", _rec(name, "192.0.2.1"), "seed")])
+        current = await real.records(name)
+        dry = await _make(make_provider, dry_run=True)
+        out = await dry.apply(
+            [
+                Change("create", _rec(name, "192.0.2.2"), "test"),
+                Change("delete", current[0], "test"),
+            ]
+        )
+        assert [o.ok for o in out] == [True, True]
+        assert [e["outcome"] for e in list(dry.audit.recent)[-2:]] == ["planned", "planned"]
+        assert all(e["dry_run"] for e in dry.audit.recent)
+        # the dry-run provider shows the would-be state, the backend is unchanged
+        assert _keys(await dry.records(name)) == {(name, "A", "192.0.2.2")}
+        assert _keys(await real.records(name)) == {(name, "A", "192.0.2.1")}
+
+    async def test_transient_error_reported_then_succeeds(
+        self,
+        make_provider: Any,
+        zone: str,
+        inject_transient: Callable[[int], None] | None,
+    ) -> None:
+        if inject_transient is None:
+            pytest.skip("this backend has no transient errors to inject")
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        change = Change("create", _rec(name, "192.0.2.1"), "test")
+        inject_transient(1)
+        out = await p.apply([change])
+        assert not out[0].ok
+        assert out[0].error is not None and out[0].error.transient
+        out = await p.apply([change])
+        assert out[0].ok
+        assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}
