@@ -29,7 +29,7 @@ def normalize_address(address: str) -> str:
 
 
 def normalize_name(name: str) -> str:
-    """Lower-case a DNS name and strip the trailing dot ("Www.Example.COM." -> "www.example.com")."""
+    """Lower-case a DNS name, strip the trailing dot: "Www.Example.COM." -> "www.example.com"."""
     return name.rstrip(".").lower()
 
 

@@ -156,9 +156,7 @@ class Provider(ABC):
                 self.audit.record(self.name, change, dry_run=False, outcome="already-done")
                 outcomes.append(Outcome(change, ok=True))
             except ProviderError as exc:
-                self.audit.record(
-                    self.name, change, dry_run=False, outcome="error", error=str(exc)
-                )
+                self.audit.record(self.name, change, dry_run=False, outcome="error", error=str(exc))
                 outcomes.append(Outcome(change, ok=False, error=exc))
                 if exc.transient:
                     break

@@ -25,9 +25,7 @@ class MemoryProvider(Provider):
 
     name = "memory"
 
-    def __init__(
-        self, *, dry_run: bool, audit: AuditLog, records: Iterable[Record] = ()
-    ) -> None:
+    def __init__(self, *, dry_run: bool, audit: AuditLog, records: Iterable[Record] = ()) -> None:
         super().__init__(dry_run=dry_run, audit=audit)
         self._ids = itertools.count(1)
         self.store: dict[tuple[str, str, str], Record] = {}
@@ -38,7 +36,9 @@ class MemoryProvider(Provider):
         """Every backend call made, as "list NAME", "create KEY", "delete KEY"."""
 
     def _put(self, r: Record) -> None:
-        self.store[r.key] = Record(r.name, r.type, r.content, r.ttl, r.proxied, str(next(self._ids)))
+        self.store[r.key] = Record(
+            r.name, r.type, r.content, r.ttl, r.proxied, str(next(self._ids))
+        )
 
     def fail_next(self, n: int, *, transient: bool = True, message: str = "HTTP 503") -> None:
         """Make the next ``n`` backend calls raise :class:`ProviderError`."""

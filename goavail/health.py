@@ -1,0 +1,92 @@
+"""The per-target health state machine (pure: no I/O, no clock reads).
+
+States: ``UNKNOWN`` (just started or just added), ``UP``, ``DOWN``.
+
+* A target becomes ``DOWN`` after exactly ``fall`` consecutive failed probes
+  (the config's ``failure_threshold``). The Go original acted on failure
+  ``fall + 1``; goavail follows the documented meaning.
+* It becomes ``UP`` after exactly ``rise`` consecutive successful probes
+  (``rise_threshold``, default ``fall``). This is the rise/fall hysteresis of
+  HAProxy and Route 53 health checks (Route 53's "failure threshold" counts
+  both directions).
+* From ``UNKNOWN`` the same counts apply, so a fresh target is not trusted
+  either way until it has shown ``rise`` successes or ``fall`` failures.
+
+A probe result of the opposite kind resets the other counter.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class State(enum.Enum):
+    """Health of one target (and, after the decision stage, the cluster's verdict)."""
+
+    UNKNOWN = "unknown"
+    UP = "up"
+    DOWN = "down"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Health of one target: its state and the current run of equal probe results.
+
+    Attributes:
+        state: current state.
+        successes: consecutive successful probes ending with the latest one.
+        failures: consecutive failed probes ending with the latest one.
+        At most one of ``successes``/``failures`` is non-zero.
+    """
+
+    state: State = State.UNKNOWN
+    successes: int = 0
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A change of state, emitted by :func:`observe`.
+
+    ``count`` is the length of the run that caused it (== rise or fall).
+    """
+
+    old: State
+    new: State
+    count: int
+
+
+def observe(health: Health, ok: bool, *, fall: int, rise: int) -> tuple[Health, Transition | None]:
+    """Fold one probe result into ``health``.
+
+    Args:
+        health: the target's health before the probe.
+        ok: whether the probe succeeded.
+        fall: consecutive failures that make the target DOWN (>= 1).
+        rise: consecutive successes that make the target UP (>= 1).
+
+    Returns:
+        ``(new_health, transition)``; ``transition`` is None when the state did
+        not change.
+
+    Raises:
+        ValueError: ``fall`` or ``rise`` is below 1.
+    """
+    if fall < 1 or rise < 1:
+        raise ValueError(f"fall and rise must be >= 1, got fall={fall} rise={rise}")
+    if ok:
+        successes, failures = health.successes + 1, 0
+        flips = health.state is not State.UP and successes >= rise
+        new_state = State.UP if flips else health.state
+        count = successes
+    else:
+        successes, failures = 0, health.failures + 1
+        flips = health.state is not State.DOWN and failures >= fall
+        new_state = State.DOWN if flips else health.state
+        count = failures
+    new = Health(new_state, successes, failures)
+    return new, (Transition(health.state, new_state, count) if flips else None)
