@@ -64,7 +64,18 @@ class AuditLog:
         if error is not None:
             entry["error"] = error
         line = json.dumps(entry, separators=(",", ":"))
-        log.info("audit %s", line, extra={"audit": entry})
+        log.info(
+            "DNS %s %s %s %s (%s) dry_run=%s outcome=%s%s",
+            change.action,
+            change.record.name,
+            change.record.type,
+            change.record.content,
+            change.reason,
+            str(dry_run).lower(),
+            outcome,
+            f" error={error}" if error else "",
+            extra={"audit": entry},
+        )
         if self._file is not None:
             self._file.write(line + "\n")
             self._file.flush()

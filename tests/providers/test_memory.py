@@ -32,4 +32,4 @@ class TestMemoryProvider(ProviderContract):
 
     @pytest.fixture
     def inject_transient(self, backend: MemoryProvider) -> Callable[[int], None]:
-        return backend.fail_next
+        return lambda n: backend.fail_next(n)

@@ -31,7 +31,7 @@ class MemoryProvider(Provider):
         self.store: dict[tuple[str, str, str], Record] = {}
         for r in records:
             self._put(r)
-        self._failures: list[ProviderError] = []
+        self._failures: list[tuple[str | None, ProviderError]] = []
         self.calls: list[str] = []
         """Every backend call made, as "list NAME", "create KEY", "delete KEY"."""
 
@@ -40,28 +40,38 @@ class MemoryProvider(Provider):
             r.name, r.type, r.content, r.ttl, r.proxied, str(next(self._ids))
         )
 
-    def fail_next(self, n: int, *, transient: bool = True, message: str = "HTTP 503") -> None:
-        """Make the next ``n`` backend calls raise :class:`ProviderError`."""
-        self._failures.extend(ProviderError(message, transient=transient) for _ in range(n))
+    def fail_next(
+        self,
+        n: int,
+        *,
+        transient: bool = True,
+        message: str = "HTTP 503",
+        on: str | None = None,
+    ) -> None:
+        """Make the next ``n`` backend calls (only "list", "create" or "delete" calls
+        when ``on`` is given) raise :class:`ProviderError`."""
+        self._failures.extend((on, ProviderError(message, transient=transient)) for _ in range(n))
 
-    def _maybe_fail(self) -> None:
-        if self._failures:
-            raise self._failures.pop(0)
+    def _maybe_fail(self, kind: str) -> None:
+        for i, (on, error) in enumerate(self._failures):
+            if on is None or on == kind:
+                del self._failures[i]
+                raise error
 
     async def _list(self, name: str) -> list[Record]:
         self.calls.append(f"list {name}")
-        self._maybe_fail()
+        self._maybe_fail("list")
         return [r for r in self.store.values() if r.name == name]
 
     async def _create(self, record: Record) -> None:
         self.calls.append(f"create {record.key}")
-        self._maybe_fail()
+        self._maybe_fail("create")
         if record.key in self.store:
             raise RecordExists(str(record.key))
         self._put(record)
 
     async def _delete(self, record: Record) -> None:
         self.calls.append(f"delete {record.key}")
-        self._maybe_fail()
+        self._maybe_fail("delete")
         if self.store.pop(record.key, None) is None:
             raise RecordMissing(str(record.key))

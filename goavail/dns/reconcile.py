@@ -1,0 +1,192 @@
+"""The reconciler: keeps the provider's records in line with the decisions, forever.
+
+Every pass re-reads the current records of every managed name, plans
+(:func:`goavail.dns.plan.plan`) and applies the changes. A pass that fails
+(read error, or a change not applied) is retried with exponential backoff and
+jitter (:func:`goavail.dns.backoff.backoff_delay`) until DNS matches the plan;
+a converged reconciler still runs a pass every ``resync_interval`` seconds to
+repair drift (someone edited the zone by hand). A new decision wakes it at once.
+
+It runs as its own task, so probing never waits on DNS. The Go original made
+one API call per transition and never retried: one failed call left a dead
+address in DNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+
+from goavail.dns.backoff import backoff_delay
+from goavail.dns.model import Change, FailOpen, Record
+from goavail.dns.plan import plan
+from goavail.dns.providers.base import Provider, ProviderError
+from goavail.health import State
+
+log = logging.getLogger(__name__)
+
+
+class Reconciler:
+    """Drives one provider towards the plan.
+
+    Args:
+        provider: where the records live (dry-run is the provider's business).
+        names: managed fully qualified names.
+        addresses: configured addresses (canonical text).
+        decisions: target -> decided state; a live mapping, read at each pass.
+        ttl, proxied: attributes of created records.
+        resync_interval: seconds between passes once converged.
+        jitter: source of random numbers in [0, 1) for the backoff.
+
+    Attributes (read by status reporting):
+        converged: True after a pass that left nothing to do.
+        pending: the changes of the last plan that are not applied yet.
+        fail_open: fail-open cases of the last plan.
+        retries: consecutive failed passes.
+        last_error: text of the last error, or None.
+    """
+
+    def __init__(
+        self,
+        provider: Provider,
+        *,
+        names: Sequence[str],
+        addresses: Sequence[str],
+        decisions: Mapping[str, State],
+        ttl: int | None,
+        proxied: bool | None,
+        resync_interval: float,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.provider = provider
+        self.names = list(names)
+        self.addresses = list(addresses)
+        self.decisions = decisions
+        self.ttl = ttl
+        self.proxied = proxied
+        self.resync_interval = resync_interval
+        self._jitter = jitter
+        self._wake = asyncio.Event()
+        self._wake.set()  # first pass at once
+        self.converged = False
+        self.pending: tuple[Change, ...] = ()
+        self.fail_open: tuple[FailOpen, ...] = ()
+        self.retries = 0
+        self.last_error: str | None = None
+        self.passes = 0
+
+    def trigger(self) -> None:
+        """Ask for a pass now (a decision changed). Never blocks."""
+        self._wake.set()
+
+    def reconfigure(
+        self,
+        *,
+        provider: Provider,
+        names: Sequence[str],
+        addresses: Sequence[str],
+        ttl: int | None,
+        proxied: bool | None,
+        resync_interval: float,
+    ) -> None:
+        """Apply a reloaded configuration and trigger a pass."""
+        self.provider = provider
+        self.names = list(names)
+        self.addresses = list(addresses)
+        self.ttl = ttl
+        self.proxied = proxied
+        self.resync_interval = resync_interval
+        self.trigger()
+
+    async def run(self) -> None:
+        """Reconcile until cancelled."""
+        while True:
+            delay = (
+                self.resync_interval
+                if self.retries == 0
+                else backoff_delay(self.retries, self._jitter())
+            )
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.reconcile_once()
+
+    async def reconcile_once(self) -> bool:
+        """One pass: read, plan, apply. Returns True when DNS now matches the plan.
+
+        Never raises :class:`ProviderError`: errors are logged and counted.
+        """
+        self.passes += 1
+        decisions = dict(self.decisions)
+        current: dict[str, list[Record]] = {}
+        try:
+            for name in self.names:
+                current[name] = await self.provider.records(name)
+        except ProviderError as exc:
+            return self._failed(f"cannot read records: {exc}", exc.transient)
+        result = plan(
+            self.names,
+            self.addresses,
+            decisions,
+            current,
+            ttl=self.ttl,
+            proxied=self.proxied,
+        )
+        self._report_fail_open(result.fail_open)
+        self.pending = result.changes
+        if not result.changes:
+            return self._succeeded()
+        outcomes = await self.provider.apply(result.changes)
+        done = {id(o.change) for o in outcomes if o.ok}
+        self.pending = tuple(c for c in result.changes if id(c) not in done)
+        if not self.pending:
+            return self._succeeded()
+        errors = [o.error for o in outcomes if o.error is not None]
+        transient = any(e.transient for e in errors)
+        return self._failed(
+            f"{len(self.pending)} of {len(result.changes)} changes not applied: "
+            + "; ".join(str(e) for e in errors),
+            transient,
+        )
+
+    def _succeeded(self) -> bool:
+        if self.retries:
+            log.info("DNS converged after %d failed passes", self.retries)
+        self.converged = True
+        self.retries = 0
+        self.last_error = None
+        return True
+
+    def _failed(self, message: str, transient: bool) -> bool:
+        self.converged = False
+        self.retries += 1
+        self.last_error = message
+        log.log(
+            logging.WARNING if transient else logging.ERROR,
+            "DNS not converged (%s error, retry %d with backoff): %s",
+            "transient" if transient else "permanent",
+            self.retries,
+            message,
+        )
+        return False
+
+    def _report_fail_open(self, cases: tuple[FailOpen, ...]) -> None:
+        old = {(c.name, c.type) for c in self.fail_open}
+        new = {(c.name, c.type) for c in cases}
+        for case in cases:
+            if (case.name, case.type) not in old:
+                log.warning(
+                    "FAIL-OPEN engaged for %s %s: every configured address is down; "
+                    "keeping all of them in DNS (%s) rather than emptying the name",
+                    case.name,
+                    case.type,
+                    ", ".join(case.kept),
+                )
+        for name, rtype in sorted(old - new):
+            log.warning("fail-open released for %s %s", name, rtype)
+        self.fail_open = cases

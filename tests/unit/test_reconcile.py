@@ -1,0 +1,173 @@
+"""The reconciler against the in-memory provider: convergence, retries, dry-run, drift."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from goavail.dns.audit import AuditLog
+from goavail.dns.model import Record
+from goavail.dns.providers.memory import MemoryProvider
+from goavail.dns.reconcile import Reconciler
+from goavail.health import State
+
+WWW = "www.example.test"
+A1, A2, A3 = "192.0.2.1", "192.0.2.2", "192.0.2.3"
+
+
+def make(
+    decisions: dict[str, State], present: list[str], *, dry_run: bool = False
+) -> tuple[Reconciler, MemoryProvider]:
+    provider = MemoryProvider(
+        dry_run=dry_run,
+        audit=AuditLog(),
+        records=[Record(WWW, "A", a, ttl=60) for a in present],
+    )
+    rec = Reconciler(
+        provider,
+        names=[WWW],
+        addresses=[A1, A2, A3],
+        decisions=decisions,
+        ttl=60,
+        proxied=None,
+        resync_interval=60.0,
+        jitter=lambda: 0.0,
+    )
+    return rec, provider
+
+
+def contents(provider: MemoryProvider) -> set[str]:
+    return {r.content for r in provider.store.values()}
+
+
+async def test_withdraws_and_restores() -> None:
+    decisions = {A1: State.UP, A2: State.UP, A3: State.UP}
+    rec, provider = make(decisions, [A1, A2, A3])
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A1, A2, A3}
+    decisions[A2] = State.DOWN
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A1, A3}
+    decisions[A2] = State.UP
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A1, A2, A3}
+    assert [e["action"] for e in provider.audit.recent] == ["delete", "create"]
+
+
+async def test_idempotent_second_pass_does_nothing() -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP}, [A1, A2])
+    assert await rec.reconcile_once()
+    calls = len(provider.calls)
+    assert await rec.reconcile_once()
+    assert [c for c in provider.calls[calls:] if not c.startswith("list")] == []
+
+
+async def test_transient_errors_retried_until_converged() -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP, A3: State.UP}, [A1, A2])
+    provider.fail_next(3)  # first read, then the next read, then the first write
+    results = [await rec.reconcile_once() for _ in range(4)]
+    assert results == [False, False, False, True]
+    assert rec.retries == 0 and rec.converged and rec.pending == ()
+    assert contents(provider) == {A2, A3}
+
+
+async def test_failed_write_leaves_change_pending() -> None:
+    decisions = {A1: State.DOWN, A2: State.UP, A3: State.UP}
+    rec, provider = make(decisions, [A1, A2])
+    provider.fail_next(1, on="delete", transient=False, message="HTTP 403 forbidden")
+    assert not await rec.reconcile_once()
+    # the create went through; the delete is still pending and reported
+    assert contents(provider) == {A1, A2, A3}
+    assert [(c.action, c.record.content) for c in rec.pending] == [("delete", A1)]
+    assert rec.retries == 1
+    assert rec.last_error is not None and "HTTP 403 forbidden" in rec.last_error
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A2, A3} and rec.pending == ()
+
+
+async def test_transient_write_error_stops_the_batch() -> None:
+    decisions = {A1: State.DOWN, A2: State.DOWN, A3: State.UP}
+    rec, provider = make(decisions, [A1, A2])
+    provider.fail_next(1, on="create")
+    assert not await rec.reconcile_once()
+    # nothing after the rate-limited create was attempted
+    assert not [c for c in provider.calls if c.startswith("delete")]
+    assert len(rec.pending) == 3
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A3}
+
+
+async def test_run_loop_backs_off_and_converges() -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP}, [A1, A2])
+    provider.fail_next(2)
+    task = asyncio.create_task(rec.run())
+    try:
+        async with asyncio.timeout(10):
+            while not rec.converged:
+                await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+    assert contents(provider) == {A2}
+    assert rec.passes == 3
+
+
+async def test_trigger_wakes_the_loop() -> None:
+    decisions = {A1: State.UP, A2: State.UP}
+    rec, provider = make(decisions, [A1, A2])
+    task = asyncio.create_task(rec.run())
+    try:
+        async with asyncio.timeout(5):
+            while not rec.converged:
+                await asyncio.sleep(0.01)
+            decisions[A1] = State.DOWN
+            rec.trigger()
+            while A1 in contents(provider):
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert contents(provider) == {A2}
+
+
+async def test_resync_repairs_drift() -> None:
+    rec, provider = make({A1: State.UP, A2: State.UP}, [A1, A2])
+    rec.resync_interval = 0.05
+    task = asyncio.create_task(rec.run())
+    try:
+        async with asyncio.timeout(5):
+            while not rec.converged:
+                await asyncio.sleep(0.01)
+            provider.store.clear()  # someone deleted the records by hand
+            while contents(provider) != {A1, A2}:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+
+
+async def test_dry_run_writes_nothing_and_audits_once() -> None:
+    decisions = {A1: State.DOWN, A2: State.UP, A3: State.UP}
+    rec, provider = make(decisions, [A1, A2], dry_run=True)
+    for _ in range(3):
+        assert await rec.reconcile_once()
+    assert contents(provider) == {A1, A2}  # backend untouched
+    assert [(e["action"], e["address"], e["outcome"]) for e in provider.audit.recent] == [
+        ("create", A3, "planned"),
+        ("delete", A1, "planned"),
+    ]
+    assert not [c for c in provider.calls if not c.startswith("list")]
+
+
+async def test_fail_open_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    decisions = {A1: State.DOWN, A2: State.DOWN, A3: State.DOWN}
+    rec, provider = make(decisions, [A1])
+    caplog.set_level(logging.WARNING)
+    for _ in range(3):
+        await rec.reconcile_once()
+    engaged = [r for r in caplog.records if "FAIL-OPEN engaged" in r.getMessage()]
+    assert len(engaged) == 1
+    assert contents(provider) == {A1, A2, A3}
+    decisions[A2] = State.UP
+    await rec.reconcile_once()
+    assert any("fail-open released" in r.getMessage() for r in caplog.records)
+    assert contents(provider) == {A2}
