@@ -1,0 +1,844 @@
+"""Configuration: the TOML file, validated into typed, immutable models.
+
+The Go original's ``goavail.toml`` loads unchanged; every key it knew keeps its
+name and meaning. New keys are optional with safe defaults.
+
+Shape (TOML key -> Python attribute)::
+
+    failure_threshold, rise_threshold, interval, timeout, resync_interval,
+    port, slack_addr, audit_file, node_name          -> Config.<same name>
+    [Members]    -> Config.members     (Members)
+    [Cloudflare] -> Config.cloudflare  (CloudflareSection)
+    [Route53]    -> Config.route53     (Route53Section)
+    [Zonefile]   -> Config.zonefile    (ZonefileSection)
+
+Durations are float seconds. Validation collects every problem at once:
+:func:`load_config` raises :class:`ConfigError`, whose ``problems`` are lines
+like ``"Cloudflare.ip_addresses[1]: '300.1.1.1' is not a valid IPv4 or IPv6
+address"``. Secret values (``crypto_key``, ``slack_addr``) never appear in
+error messages or reprs.
+
+This module is pure: no logging, no environment reads; the only I/O is
+reading the file in :func:`load_config`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import difflib
+import ipaddress
+import math
+import re
+import shlex
+import sys
+import types
+import typing
+from abc import abstractmethod
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+if sys.version_info >= (3, 11):  # noqa: UP036 - tomli fallback kept on purpose
+    import tomllib
+else:  # pragma: no cover - Python < 3.11 only
+    import tomli as tomllib
+
+__all__ = [
+    "PROVIDERS",
+    "CloudflareSection",
+    "Config",
+    "ConfigError",
+    "DnsSection",
+    "Duration",
+    "Members",
+    "Route53Section",
+    "ZonefileSection",
+    "check_runtime",
+    "load_config",
+    "parse_duration",
+    "qualify",
+    "split_host_port",
+]
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used.
+
+    Attributes:
+        problems: one line per problem, each ``"<key.path>: <message>"`` (or a
+            whole-file problem such as an unreadable file or a TOML syntax error).
+        path: the configuration file, when known.
+
+    ``str()`` gives a readable multi-line message::
+
+        goavail.toml: invalid configuration (2 problems):
+          - interval: must be > 0 seconds
+          - Cloudflare.dns_domain: field required
+    """
+
+    def __init__(self, problems: list[str], path: Path | None = None) -> None:
+        self.problems: list[str] = list(problems)
+        self.path: Path | None = path
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        n = len(self.problems)
+        head = f"invalid configuration ({n} problem{'' if n == 1 else 's'}):"
+        if self.path is not None:
+            head = f"{self.path}: {head}"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+class _Problems(ValueError):
+    """Raised inside validators to report one or more problems at sub-locations.
+
+    Each item is ``(sub_location, message)``; the sub-location is appended to the
+    location pydantic reports for the validator (e.g. ``("hostnames", 2)``).
+    """
+
+    def __init__(self, items: list[tuple[tuple[str | int, ...], str]]) -> None:
+        self.items = items
+        super().__init__("; ".join(message for _, message in items))
+
+
+# --------------------------------------------------------------------------- durations
+
+_DURATION_UNITS: dict[str, Decimal] = {
+    "ns": Decimal("1e-9"),
+    "us": Decimal("1e-6"),
+    "µs": Decimal("1e-6"),  # U+00B5 MICRO SIGN
+    "μs": Decimal("1e-6"),  # U+03BC GREEK SMALL LETTER MU
+    "ms": Decimal("1e-3"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+}
+_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)([^\d.]*)")
+_DURATION_HINT = "expected seconds as a number, or a string like '500ms', '2s', '1m30s'"
+# Go's time.Duration is an int64 of nanoseconds: about 292 years.
+_MAX_DURATION = (2**63 - 1) / 1e9
+
+
+def parse_duration(value: object) -> float:
+    """Parse a duration into float seconds.
+
+    Accepts an int or float number of seconds (``2``, ``0.5``) or a Go
+    ``time.ParseDuration`` string: an optional sign and one or more
+    ``<number><unit>`` parts, units ``ns``, ``us``/``µs``, ``ms``, ``s``, ``m``,
+    ``h`` (``"500ms"``, ``"1.5s"``, ``"1m30s"``).
+
+    Returns:
+        The duration in seconds, always finite and > 0.
+
+    Raises:
+        ValueError: for booleans, other types, malformed strings, unknown or
+            missing units, and values that are not > 0 or too large.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"must be a duration, not a boolean ({_DURATION_HINT})")
+    if isinstance(value, int | float):
+        seconds = float(value)
+        if math.isnan(seconds):
+            raise ValueError("must be a duration, not NaN")
+    elif isinstance(value, str):
+        seconds = _parse_duration_string(value)
+    else:
+        raise ValueError(f"must be a duration ({_DURATION_HINT})")
+    if not seconds > 0:
+        raise ValueError("must be > 0 seconds")
+    if seconds > _MAX_DURATION:
+        raise ValueError(f"is too large (at most {_MAX_DURATION:.0f} s)")
+    return seconds
+
+
+def _parse_duration_string(value: str) -> float:
+    text = value.strip()
+    sign = 1
+    if text[:1] in ("+", "-"):
+        sign = -1 if text[0] == "-" else 1
+        text = text[1:]
+    if text == "0":
+        return 0.0
+    if not text:
+        raise ValueError(f"invalid duration {value!r}: {_DURATION_HINT}")
+    total = Decimal(0)
+    pos = 0
+    while pos < len(text):
+        match = _DURATION_PART.match(text, pos)
+        if match is None:
+            raise ValueError(f"invalid duration {value!r}: {_DURATION_HINT}")
+        number, unit = match.groups()
+        if not unit and match.end() < len(text):
+            raise ValueError(f"invalid duration {value!r}: {_DURATION_HINT}")
+        if not unit:
+            raise ValueError(f"invalid duration {value!r}: missing unit (e.g. '{number}s')")
+        if unit not in _DURATION_UNITS:
+            raise ValueError(
+                f"invalid duration {value!r}: unknown unit {unit!r} "
+                "(valid units: ns, us, µs, ms, s, m, h)"
+            )
+        try:
+            total += Decimal(number) * _DURATION_UNITS[unit]
+        except InvalidOperation:  # pragma: no cover - the regex only admits numbers
+            raise ValueError(f"invalid duration {value!r}: {_DURATION_HINT}") from None
+        pos = match.end()
+    return sign * float(total)
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""A duration in float seconds; see :func:`parse_duration` for accepted input."""
+
+# --------------------------------------------------------------------------- names
+
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def _is_dns_name(name: str, *, wildcard: bool) -> bool:
+    """Whether ``name`` (lower case, no trailing dot) is a valid DNS name."""
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if wildcard and labels[0] == "*" and len(labels) > 1:
+        labels = labels[1:]
+    return all(_LABEL.fullmatch(label) for label in labels)
+
+
+def _check_domain(value: str) -> str:
+    name = value.lower()
+    name = name.removesuffix(".")
+    if not _is_dns_name(name, wildcard=False):
+        raise ValueError(f"{value!r} is not a valid DNS domain name")
+    return name
+
+
+def _check_hostname(value: str) -> str:
+    if value == "@":
+        return value
+    name = value.lower().removesuffix(".")
+    if not _is_dns_name(name, wildcard=True):
+        raise ValueError(f"{value!r} is not a valid host name (use '@' for the domain itself)")
+    return value
+
+
+def _check_ip(value: str) -> str:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IPv4 or IPv6 address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        raise ValueError(f"{value!r}: a scoped IPv6 address cannot be published in DNS")
+    return str(address)
+
+
+def qualify(hostname: str, domain: str) -> str:
+    """Return the fully qualified name for ``hostname`` in ``domain``.
+
+    The result is lower case without a trailing dot:
+
+    * ``"@"`` is the domain itself;
+    * a name ending with ``"."``, equal to the domain or ending with
+      ``"." + domain`` is already fully qualified and used as it is (minus the
+      trailing dot), as the Go original did;
+    * anything else is relative: ``hostname + "." + domain``.
+
+    >>> qualify("test", "example.com")
+    'test.example.com'
+    """
+    domain = domain.lower().removesuffix(".")
+    name = hostname.lower()
+    if name == "@":
+        return domain
+    if name.endswith("."):
+        return name[:-1]
+    if name == domain or name.endswith("." + domain):
+        return name
+    return f"{name}.{domain}"
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """Split ``"host:port"`` (IPv6 as ``"[addr]:port"``) into ``(host, port)``.
+
+    Raises:
+        ValueError: when the text is not ``host:port``, the host is not an IP
+            address or DNS name, or the port is not an integer in 1-65535.
+    """
+    if value.startswith("["):
+        host, sep, port_text = value[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{value!r} is not host:port (IPv6 as '[addr]:port')")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r}: {host!r} is not a valid IPv6 address") from None
+    else:
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{value!r} is not host:port")
+        if ":" in host:
+            raise ValueError(f"{value!r}: write an IPv6 address as '[addr]:port'")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            if not _is_dns_name(host.lower().removesuffix("."), wildcard=False):
+                raise ValueError(f"{value!r}: {host!r} is not a valid host") from None
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{value!r}: port must be an integer in 1-65535")
+    return host, int(port_text)
+
+
+def _check_host_port(value: str) -> str:
+    split_host_port(value)
+    return value
+
+
+def _resolve_path(value: object, info: ValidationInfo) -> object:
+    """Turn a string (or Path) into a Path, relative ones against ``context['base_dir']``."""
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str):
+        got = _TYPE_NAMES.get(type(value), "something else")
+        raise ValueError(f"must be a string (a file path), not {got}")
+    if not value:
+        raise ValueError("must not be empty")
+    path = Path(value)
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+    if isinstance(base, Path) and not path.is_absolute():
+        path = base / path
+    return path
+
+
+_MODEL_CONFIG = ConfigDict(
+    extra="forbid", strict=True, frozen=True, hide_input_in_errors=True, validate_default=False
+)
+
+_Hostname = Annotated[str, AfterValidator(_check_hostname)]
+_IpAddress = Annotated[str, AfterValidator(_check_ip)]
+_HostPort = Annotated[str, AfterValidator(_check_host_port)]
+_Port = Annotated[int, Field(ge=1, le=65535)]
+
+# --------------------------------------------------------------------------- sections
+
+
+class Members(BaseModel):
+    """``[Members]``: cluster mode (peers and their agreement).
+
+    Attributes:
+        peers: peer agents, each ``"host:port"``.
+        local_addr: ``"host:port"`` advertised to peers, or None.
+        members_port: gossip (memberlist / Serf) port, 1-65535, default 7946.
+        min_peers_agree: live peers that must agree before a change (0 = single node).
+        crypto_key: the AES key as configured (raw text or ``"base64:..."``);
+            use :meth:`key_bytes` for the key itself.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    peers: list[_HostPort] = Field(default_factory=list)
+    local_addr: _HostPort | None = None
+    members_port: _Port = 7946
+    min_peers_agree: int = Field(default=0, ge=0)
+    crypto_key: SecretStr | None = None
+
+    @field_validator("crypto_key")
+    @classmethod
+    def _check_crypto_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _decode_key(value.get_secret_value())
+        return value
+
+    def key_bytes(self) -> bytes | None:
+        """The AES key (16, 24 or 32 bytes), or None when ``crypto_key`` is not set."""
+        if self.crypto_key is None:
+            return None
+        return _decode_key(self.crypto_key.get_secret_value())
+
+
+def _decode_key(text: str) -> bytes:
+    """Decode a crypto_key; error messages never contain the key."""
+    if text.startswith("base64:"):
+        try:
+            key = base64.b64decode(text.removeprefix("base64:"), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("the text after 'base64:' is not valid base64") from None
+        what = "the decoded key"
+    else:
+        key = text.encode("utf-8")
+        what = "the key"
+    if len(key) not in (16, 24, 32):
+        raise ValueError(
+            f"must be an AES key of 16, 24 or 32 bytes ({what} has {len(key)} bytes); "
+            "give it as raw text or as 'base64:...'"
+        )
+    return key
+
+
+class DnsSection(BaseModel):
+    """Common shape of the DNS provider sections.
+
+    Attributes:
+        hostnames: host names as configured (at least one); relative to
+            :attr:`domain` unless fully qualified; ``"@"`` is the domain itself.
+        ip_addresses: addresses to monitor and publish (at least one, canonical
+            text, no duplicates).
+        ttl: record TTL in seconds (limits depend on the provider).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    hostnames: list[_Hostname] = Field(min_length=1)
+    ip_addresses: list[_IpAddress] = Field(min_length=1)
+    ttl: int = 60
+
+    @property
+    @abstractmethod
+    def domain(self) -> str:
+        """The zone's domain name: lower case, no trailing dot."""
+
+    def names(self) -> list[str]:
+        """Fully qualified names of :attr:`hostnames` (see :func:`qualify`), in order."""
+        return [qualify(h, self.domain) for h in self.hostnames]
+
+    @field_validator("ip_addresses")
+    @classmethod
+    def _no_duplicate_addresses(cls, value: list[str]) -> list[str]:
+        seen: dict[str, int] = {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, address in enumerate(value):
+            if address in seen:
+                problems.append(
+                    ((i,), f"{address!r} is listed twice (also at ip_addresses[{seen[address]}])")
+                )
+            else:
+                seen[address] = i
+        if problems:
+            raise _Problems(problems)
+        return value
+
+    @model_validator(mode="after")
+    def _check_names(self) -> DnsSection:
+        seen: dict[str, int] = {}
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        domain = self.domain
+        for i, (hostname, name) in enumerate(zip(self.hostnames, self.names(), strict=True)):
+            if name != domain and not name.endswith("." + domain):
+                problems.append(
+                    (("hostnames", i), f"{hostname!r} is outside the domain {domain!r}")
+                )
+            elif name in seen:
+                first = seen[name]
+                problems.append(
+                    (
+                        ("hostnames", i),
+                        f"{hostname!r} is the same name as hostnames[{first}] "
+                        f"({self.hostnames[first]!r}): {name}",
+                    )
+                )
+            else:
+                seen[name] = i
+        if problems:
+            raise _Problems(problems)
+        return self
+
+
+class CloudflareSection(DnsSection):
+    """``[Cloudflare]``: records in a Cloudflare zone.
+
+    Attributes:
+        dns_domain: the zone name (required).
+        dns_proxied: whether records are proxied through Cloudflare.
+        ttl: 1 (Cloudflare's "automatic", the default) or 30-86400 seconds.
+    """
+
+    dns_domain: Annotated[str, AfterValidator(_check_domain)]
+    dns_proxied: bool = False
+    ttl: int = 1
+
+    @property
+    def domain(self) -> str:
+        """The zone name (``dns_domain``)."""
+        return self.dns_domain
+
+    @field_validator("ttl")
+    @classmethod
+    def _check_ttl(cls, value: int) -> int:
+        if value != 1 and not 30 <= value <= 86400:
+            raise ValueError("must be 1 (automatic) or between 30 and 86400 seconds")
+        return value
+
+
+class Route53Section(DnsSection):
+    """``[Route53]``: records in an AWS Route 53 hosted zone.
+
+    Attributes:
+        aws_domain: the hosted zone's name (required).
+        ttl: 0-2147483647 seconds, default 60.
+        aws_zoneid: the hosted zone ID, or None to look it up by name.
+        aws_region: AWS region, or None for the SDK's default.
+    """
+
+    aws_domain: Annotated[str, AfterValidator(_check_domain)]
+    ttl: int = Field(default=60, ge=0, le=2147483647)
+    aws_zoneid: Annotated[str, Field(min_length=1)] | None = None
+    aws_region: Annotated[str, Field(min_length=1)] | None = None
+
+    @property
+    def domain(self) -> str:
+        """The hosted zone's name (``aws_domain``)."""
+        return self.aws_domain
+
+
+class ZonefileSection(DnsSection):
+    """``[Zonefile]``: records in a local RFC 1035 zone file.
+
+    Attributes:
+        path: the zone file (relative paths are resolved against the
+            configuration file's directory by :func:`load_config`).
+        origin: the zone's origin (required).
+        ttl: 1-2147483647 seconds, default 60.
+        reload_command: argv run after the file changes (a string is split
+            with :func:`shlex.split`), or None.
+    """
+
+    path: Path
+    origin: Annotated[str, AfterValidator(_check_domain)]
+    ttl: int = Field(default=60, ge=1, le=2147483647)
+    reload_command: list[str] | None = None
+
+    @property
+    def domain(self) -> str:
+        """The zone's origin."""
+        return self.origin
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _path(cls, value: object, info: ValidationInfo) -> object:
+        return _resolve_path(value, info)
+
+    @field_validator("reload_command", mode="before")
+    @classmethod
+    def _split_command(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot split command: {exc}") from None
+        if isinstance(value, list) and not value:
+            raise ValueError("must not be empty")
+        return value
+
+
+# --------------------------------------------------------------------------- top level
+
+PROVIDERS: dict[str, tuple[str, str]] = {
+    "cloudflare": ("cloudflare", "Cloudflare"),
+    "route53": ("route53", "Route53"),
+    "zonefile": ("zonefile", "Zonefile"),
+}
+"""DNS provider name -> (Config attribute, TOML section name)."""
+
+
+class Config(BaseModel):
+    """The whole configuration file; immutable once validated.
+
+    Attributes:
+        failure_threshold: consecutive failed probes after which a target is down (≥ 1).
+        rise_threshold: consecutive successful probes after which a target is up
+            (≥ 1; defaults to ``failure_threshold``).
+        interval: seconds between probes of a target (default 2.0).
+        timeout: seconds a probe may take (default min(interval, 1.0); ≤ interval).
+        resync_interval: seconds between full DNS re-syncs (default max(60, interval);
+            ≥ interval).
+        port: TCP probe port (for ``--type tcp``), or None.
+        slack_addr: Slack webhook address (secret), or None.
+        audit_file: audit log file (absolute when loaded by :func:`load_config`), or None.
+        node_name: this agent's name in cluster mode, or None.
+        members, cloudflare, route53, zonefile: the ``[Members]``,
+            ``[Cloudflare]``, ``[Route53]`` and ``[Zonefile]`` sections, or None.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    failure_threshold: int = Field(default=3, ge=1)
+    # 0 is a sentinel for "not set": resolved to failure_threshold after validation.
+    rise_threshold: int = Field(default=0, ge=1)
+    interval: Duration = 2.0
+    # 0.0 is a sentinel for "not set": resolved to min(interval, 1.0).
+    timeout: Duration = 0.0
+    # 0.0 is a sentinel for "not set": resolved to max(60.0, interval).
+    resync_interval: Duration = 0.0
+    port: _Port | None = None
+    slack_addr: SecretStr | None = None
+    audit_file: Path | None = None
+    node_name: Annotated[str, Field(min_length=1)] | None = None
+    members: Members | None = Field(default=None, alias="Members")
+    cloudflare: CloudflareSection | None = Field(default=None, alias="Cloudflare")
+    route53: Route53Section | None = Field(default=None, alias="Route53")
+    zonefile: ZonefileSection | None = Field(default=None, alias="Zonefile")
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_within_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and value > interval:
+            raise ValueError(f"must be ≤ interval ({interval} s)")
+        return value
+
+    @field_validator("resync_interval")
+    @classmethod
+    def _resync_not_below_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and value < interval:
+            raise ValueError(f"must be ≥ interval ({interval} s)")
+        return value
+
+    @field_validator("slack_addr")
+    @classmethod
+    def _slack_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty")
+        return value
+
+    @field_validator("audit_file", mode="before")
+    @classmethod
+    def _audit_path(cls, value: object, info: ValidationInfo) -> object:
+        return _resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _resolve_defaults(self) -> Config:
+        # The model is frozen; defaults that depend on other fields are filled
+        # in once, here, before anyone sees the instance.
+        fields_set = self.model_fields_set
+        if "rise_threshold" not in fields_set:
+            object.__setattr__(self, "rise_threshold", self.failure_threshold)
+        if "timeout" not in fields_set:
+            object.__setattr__(self, "timeout", min(self.interval, 1.0))
+        if "resync_interval" not in fields_set:
+            object.__setattr__(self, "resync_interval", max(60.0, self.interval))
+        return self
+
+    @property
+    def source(self) -> Path | None:
+        """The file this configuration was loaded from (None if built in code)."""
+        return self._source
+
+    def section_for(self, provider: str) -> DnsSection:
+        """The DNS section used by ``--dns-provider provider``.
+
+        Args:
+            provider: one of ``"cloudflare"``, ``"route53"``, ``"zonefile"``.
+
+        Raises:
+            ConfigError: the provider is unknown or its section is missing.
+        """
+        problem = _section_problem(self, provider)
+        if problem is not None:
+            raise ConfigError([problem], self._source)
+        attribute, _ = PROVIDERS[provider]
+        section = getattr(self, attribute)
+        assert isinstance(section, DnsSection)
+        return section
+
+    def deferred_features(self) -> list[str]:
+        """Human names of configured keys that are parsed but not acted on yet.
+
+        For the agent to log once at startup, e.g. ``["[Members] (cluster mode)",
+        "slack_addr (notifications)"]``. Empty when nothing is deferred.
+        """
+        deferred: list[str] = []
+        if self.members is not None:
+            deferred.append("[Members] (cluster mode)")
+        if self.node_name is not None:
+            deferred.append("node_name (cluster mode)")
+        if self.slack_addr is not None:
+            deferred.append("slack_addr (notifications)")
+        if self.route53 is not None:
+            deferred.append("[Route53] (Route 53 provider)")
+        return deferred
+
+
+def _section_problem(config: Config, provider: str) -> str | None:
+    if provider not in PROVIDERS:
+        names = ", ".join(sorted(PROVIDERS))
+        return f"unknown DNS provider {provider!r} (expected one of: {names})"
+    attribute, toml_name = PROVIDERS[provider]
+    if getattr(config, attribute) is None:
+        return f"{toml_name}: section missing (required by --dns-provider {provider})"
+    return None
+
+
+def check_runtime(config: Config, *, provider: str, probe_type: str) -> list[str]:
+    """Problems that depend on command-line flags as well as on the file.
+
+    Args:
+        config: a validated configuration.
+        provider: the ``--dns-provider`` value.
+        probe_type: the ``--type`` value (``"icmp"``, ``"tcp"``, ...).
+
+    Returns:
+        Problem lines in the :class:`ConfigError` format; empty when all is well.
+    """
+    problems: list[str] = []
+    section_problem = _section_problem(config, provider)
+    if section_problem is not None:
+        problems.append(section_problem)
+    if probe_type == "tcp" and config.port is None:
+        problems.append("port: required by --type tcp")
+    return problems
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: Path | str) -> Config:
+    """Read and validate a TOML configuration file.
+
+    Relative paths in the file (``audit_file``, ``[Zonefile] path``) are
+    resolved against the file's directory.
+
+    Raises:
+        ConfigError: the file cannot be read (one problem naming the path and
+            the OS error), is not valid UTF-8 TOML (one problem with line and
+            column), or fails validation (every problem at once).
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"cannot read {path}: {exc.strerror or exc}"], path) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"not valid UTF-8 (at byte {exc.start})"], path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"TOML syntax error: {exc}"], path) from None
+    try:
+        config = Config.model_validate(data, context={"base_dir": path.absolute().parent})
+    except ValidationError as exc:
+        # `from None`: the ValidationError's text would carry input values.
+        raise ConfigError(_format_errors(exc), path) from None
+    config._source = path
+    return config
+
+
+_TYPE_NAMES: dict[type, str] = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a float",
+    str: "a string",
+    list: "an array",
+    dict: "a table",
+}
+
+_TYPE_MESSAGES: dict[str, str] = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "list_type": "must be an array",
+    "model_type": "must be a table",
+    "dict_type": "must be a table",
+    "path_type": "must be a string (a file path)",
+    "int_from_float": "must be an integer",
+}
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    problems: list[str] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        ctx = error.get("ctx") or {}
+        cause = ctx.get("error")
+        if isinstance(cause, _Problems):
+            problems.extend(f"{_key_path(loc + sub)}: {msg}" for sub, msg in cause.items)
+            continue
+        problems.append(f"{_key_path(loc)}: {_message(error['type'], error, loc)}")
+    return problems
+
+
+def _message(kind: str, error: Any, loc: tuple[str | int, ...]) -> str:
+    ctx = error.get("ctx") or {}
+    if kind in ("value_error", "assertion_error") and "error" in ctx:
+        return str(ctx["error"])
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        hint = _suggest(loc)
+        return f"unknown key (did you mean {hint!r}?)" if hint else "unknown key"
+    if kind in _TYPE_MESSAGES:
+        got = _TYPE_NAMES.get(type(error.get("input")))
+        message = _TYPE_MESSAGES[kind]
+        if got is not None:
+            message += f", not {got}"
+        return message
+    if kind == "greater_than_equal":
+        return f"must be ≥ {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be ≤ {ctx['le']}"
+    if kind == "too_short":
+        n = ctx.get("min_length", 1)
+        return f"must have at least {n} item{'' if n == 1 else 's'}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def _model_fields(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
+    """TOML key -> nested model class (None for scalar fields) of ``model``."""
+    result: dict[str, type[BaseModel] | None] = {}
+    for name, info in model.model_fields.items():
+        nested: type[BaseModel] | None = None
+        annotation = info.annotation
+        candidates = (
+            typing.get_args(annotation)
+            if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is not None
+            else (annotation,)
+        )
+        for candidate in candidates:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                nested = candidate
+        result[info.alias or name] = nested
+    return result
+
+
+def _suggest(loc: tuple[str | int, ...]) -> str | None:
+    """A known key close to the unknown key at ``loc``, if any."""
+    model: type[BaseModel] | None = Config
+    for part in loc[:-1]:
+        if model is None or not isinstance(part, str):
+            return None
+        model = _model_fields(model).get(part)
+    if model is None or not loc or not isinstance(loc[-1], str):
+        return None
+    known = {key.lower(): key for key in _model_fields(model)}
+    match = difflib.get_close_matches(loc[-1].lower(), list(known), n=1, cutoff=0.75)
+    return known[match[0]] if match else None
