@@ -1,0 +1,387 @@
+"""The Cloudflare provider: the shared contract against the API stand-in, plus Cloudflare specifics.
+
+The SDK is pointed at the stand-in through ``CLOUDFLARE_BASE_URL`` only, as in
+production; the provider never passes a base URL.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+
+from goavail.dns.audit import AuditLog
+from goavail.dns.model import Change, Record, RecordType
+from goavail.dns.providers.base import ProviderError
+from goavail.dns.providers.cloudflare import (
+    CloudflareCredentials,
+    CloudflareProvider,
+    MissingCredentials,
+    credentials_from_env,
+)
+from tests.cfstub import CloudflareStub
+from tests.providers.contract import ProviderContract
+
+ZONE = "example.test"
+TOKEN = "tok-3f9a6c1e-secret-value"
+API_KEY = "globalkey-77d1c0ffee-secret"
+API_EMAIL = "ops@example.test"
+
+RECORDS_ROUTE = "/zones/{zone_id}/dns_records"
+
+MakeProvider = Callable[..., CloudflareProvider]
+
+
+def _rec(name: str, content: str, rtype: RecordType = "A") -> Record:
+    return Record(name=name, type=rtype, content=content, ttl=300)
+
+
+@pytest.fixture(scope="module")
+def cf_server() -> Iterator[CloudflareStub]:
+    with CloudflareStub(token=TOKEN, api_key=API_KEY, api_email=API_EMAIL) as server:
+        yield server
+
+
+@pytest.fixture
+def stub(cf_server: CloudflareStub, monkeypatch: pytest.MonkeyPatch) -> CloudflareStub:
+    """The stand-in, emptied, holding zone ``example.test``; the SDK is pointed at it."""
+    cf_server.reset()
+    cf_server.state.legacy_exists_code = False
+    cf_server.add_zone(ZONE)
+    monkeypatch.setenv("CLOUDFLARE_BASE_URL", cf_server.base_url)
+    for var in (
+        "CLOUDFLARE_API_TOKEN",
+        "CLOUDFLARE_API_KEY",
+        "CLOUDFLARE_EMAIL",
+        "CLOUDFLARE_API_USER_SERVICE_KEY",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    return cf_server
+
+
+@pytest.fixture
+async def make_cf(stub: CloudflareStub) -> AsyncIterator[MakeProvider]:
+    """``make_cf(**overrides)`` builds a provider on the stand-in; all are closed afterwards."""
+    made: list[CloudflareProvider] = []
+
+    def make(**overrides: Any) -> CloudflareProvider:
+        kwargs: dict[str, Any] = {
+            "dry_run": False,
+            "audit": AuditLog(),
+            "zone_name": ZONE,
+            "proxied": False,
+            "ttl": 300,
+            "credentials": CloudflareCredentials(api_token=TOKEN),
+            "request_timeout": 5.0,
+        }
+        kwargs.update(overrides)
+        p = CloudflareProvider(**kwargs)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        await p.close()
+
+
+class TestCloudflareContract(ProviderContract):
+    @pytest.fixture
+    def zone(self) -> str:
+        return ZONE
+
+    @pytest.fixture
+    def make_provider(self, make_cf: MakeProvider) -> Callable[[bool], CloudflareProvider]:
+        return lambda dry_run: make_cf(dry_run=dry_run)
+
+    @pytest.fixture
+    def inject_transient(self, stub: CloudflareStub) -> Callable[[int], None]:
+        return lambda n: stub.fail_next(n, 503)
+
+
+# -- zone ---------------------------------------------------------------------------------
+
+
+async def test_zone_lookup_is_cached(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    p = make_cf()
+    for _ in range(3):
+        await p.records(f"www.{ZONE}")
+    await p.apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    assert stub.count("GET", "/zones") == 1
+    assert stub.count("GET", RECORDS_ROUTE) == 3
+    assert await p.zone_id() == stub.state.zone_id(ZONE)
+
+
+async def test_missing_zone_is_permanent_error_naming_it(make_cf: MakeProvider) -> None:
+    p = make_cf(zone_name="nowhere.test")
+    with pytest.raises(ProviderError, match=r"nowhere\.test") as info:
+        await p.records("www.nowhere.test")
+    assert info.value.transient is False
+
+
+async def test_zone_name_is_normalised(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    p = make_cf(zone_name="Example.TEST.")
+    assert await p.zone_id() == stub.state.zone_id(ZONE)
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+async def test_list_follows_pagination(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    name = f"big.{ZONE}"
+    for i in range(130):
+        stub.add_record(ZONE, name, "A", f"198.51.100.{i}" if i < 100 else f"203.0.113.{i}")
+    p = make_cf()
+    got = await p.records(name)
+    assert len(got) == 130
+    assert len({r.key for r in got}) == 130
+    pages = [e for e in stub.requests if e.route == RECORDS_ROUTE]
+    assert len(pages) >= 2  # more than one page was fetched
+    assert all(("name.exact", name) in e.query for e in pages)
+
+
+async def test_list_only_a_and_aaaa_at_exactly_that_name(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1", ttl=120, proxied=True)
+    stub.add_record(ZONE, www, "AAAA", "2001:0DB8:0000::0001")
+    stub.add_record(ZONE, www, "TXT", "v=spf1 -all")
+    stub.add_record(ZONE, www, "MX", "mail.example.test")
+    stub.add_record(ZONE, f"sub.{www}", "A", "192.0.2.2")
+    stub.add_record(ZONE, f"w{www}", "A", "192.0.2.3")
+    got = await make_cf().records(www)
+    assert {r.key for r in got} == {(www, "A", "192.0.2.1"), (www, "AAAA", "2001:db8::1")}
+    a = next(r for r in got if r.type == "A")
+    assert (a.ttl, a.proxied) == (120, True)
+    assert all(r.id for r in got)
+
+
+async def test_names_are_normalised(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    stub.add_record(ZONE, "WWW.Example.Test", "A", "192.0.2.1")
+    got = await make_cf().records(f"www.{ZONE}")
+    assert [r.key for r in got] == [(f"www.{ZONE}", "A", "192.0.2.1")]
+
+
+# -- writing ------------------------------------------------------------------------------
+
+
+async def test_proxied_and_ttl_passed_through(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    p = make_cf(proxied=True, ttl=120)
+    await p.apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    [stored] = stub.records(ZONE)
+    assert (stored["name"], stored["content"]) == (f"www.{ZONE}", "192.0.2.1")
+    assert stored["proxied"] is True
+    assert stored["ttl"] == 120
+    [post] = [e for e in stub.requests if e.method == "POST" and e.route == RECORDS_ROUTE]
+    assert post.body == {
+        "name": f"www.{ZONE}",
+        "type": "A",
+        "content": "192.0.2.1",
+        "ttl": 120,
+        "proxied": True,
+    }
+
+
+async def test_automatic_ttl(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    await make_cf(ttl=1).apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    assert [r["ttl"] for r in stub.records(ZONE)] == [1]
+
+
+def test_bad_ttl_rejected() -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        CloudflareProvider(
+            dry_run=False,
+            audit=AuditLog(),
+            zone_name=ZONE,
+            proxied=False,
+            ttl=5,
+            credentials=CloudflareCredentials(api_token=TOKEN),
+        )
+
+
+async def test_legacy_exists_code_81057_is_success(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    stub.state.legacy_exists_code = True
+    stub.add_record(ZONE, f"www.{ZONE}", "A", "192.0.2.1")
+    p = make_cf()
+    out = await p.apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    assert out[0].ok
+    assert p.audit.recent[-1]["outcome"] == "already-done"
+
+
+async def test_delete_without_id_looks_it_up(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1")
+    stub.add_record(ZONE, www, "A", "192.0.2.2")
+    p = make_cf()
+    out = await p.apply([Change("delete", _rec(www, "192.0.2.1"), "t")])
+    assert out[0].ok and p.audit.recent[-1]["outcome"] == "applied"
+    assert [r["content"] for r in stub.records(ZONE)] == ["192.0.2.2"]
+
+
+async def test_delete_stale_id_is_success(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    www = f"www.{ZONE}"
+    rid = stub.add_record(ZONE, www, "A", "192.0.2.1")
+    p = make_cf()
+    [current] = await p.records(www)
+    assert current.id == rid
+    stub.reset()
+    stub.add_zone(ZONE)  # same name, new zone id: the cached one is now unknown (7003)
+    out = await p.apply([Change("delete", current, "t")])
+    assert not out[0].ok and out[0].error is not None
+    assert out[0].error.transient is False
+    # the zone id is looked up again, the stale record id answers 81044 -> already done
+    out = await p.apply([Change("delete", current, "t")])
+    assert out[0].ok and p.audit.recent[-1]["outcome"] == "already-done"
+
+
+# -- errors -------------------------------------------------------------------------------
+
+
+async def test_wrong_token_is_permanent_and_secret_free(make_cf: MakeProvider) -> None:
+    bad = "wrong-token-0123456789abcdef"
+    p = make_cf(credentials=CloudflareCredentials(api_token=bad))
+    with pytest.raises(ProviderError) as info:
+        await p.records(f"www.{ZONE}")
+    assert info.value.transient is False
+    text = str(info.value)
+    assert "403" in text and "10000" in text and "CLOUDFLARE_API_TOKEN" in text
+    assert bad not in text and TOKEN not in text
+    out = await p.apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    assert out[0].error is not None and not out[0].error.transient
+    assert bad not in str(p.audit.recent[-1])
+    assert bad not in repr(p)
+
+
+async def test_wrong_global_key_is_permanent_and_secret_free(make_cf: MakeProvider) -> None:
+    bad = "not-the-global-key-42"
+    p = make_cf(credentials=CloudflareCredentials(api_key=bad, api_email=API_EMAIL))
+    with pytest.raises(ProviderError) as info:
+        await p.records(f"www.{ZONE}")
+    assert info.value.transient is False
+    assert "9103" in str(info.value) and "CF_API_KEY" in str(info.value)
+    assert bad not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "needle"), [(429, "Retry-After 1s"), (500, "HTTP 500"), (502, "HTTP 502")]
+)
+async def test_rate_limit_and_server_errors_are_transient(
+    stub: CloudflareStub, make_cf: MakeProvider, status: int, needle: str
+) -> None:
+    p = make_cf()
+    await p.zone_id()
+    stub.fail_next(1, status)
+    with pytest.raises(ProviderError, match=needle) as info:
+        await p.records(f"www.{ZONE}")
+    assert info.value.transient is True
+    assert await p.records(f"www.{ZONE}") == []  # the SDK did not retry: one fault, one error
+    assert stub.count("GET", RECORDS_ROUTE) == 2
+
+
+async def test_timeout_is_transient(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    p = make_cf(request_timeout=0.2)
+    await p.zone_id()
+    stub.set_faults(0.0, delay=1.0)
+    with pytest.raises(ProviderError, match="timed out") as info:
+        await p.records(f"www.{ZONE}")
+    assert info.value.transient is True
+
+
+async def test_connection_error_is_transient(
+    make_cf: MakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("CLOUDFLARE_BASE_URL", f"http://127.0.0.1:{port}/client/v4")
+    p = make_cf()
+    with pytest.raises(ProviderError, match="connection error") as info:
+        await p.records(f"www.{ZONE}")
+    assert info.value.transient is True
+
+
+async def test_apply_stops_at_transient_error(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    p = make_cf()
+    await p.zone_id()
+    stub.fail_next(1, 429)
+    out = await p.apply(
+        [
+            Change("create", _rec(f"a.{ZONE}", "192.0.2.1"), "t"),
+            Change("create", _rec(f"b.{ZONE}", "192.0.2.2"), "t"),
+        ]
+    )
+    assert len(out) == 1 and not out[0].ok
+    assert stub.records(ZONE) == []
+
+
+# -- credentials --------------------------------------------------------------------------
+
+
+async def test_global_key_auth_works(stub: CloudflareStub, make_cf: MakeProvider) -> None:
+    creds = credentials_from_env({"CF_API_KEY": API_KEY, "CF_API_EMAIL": API_EMAIL})
+    p = make_cf(credentials=creds)
+    out = await p.apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    assert out[0].ok
+    assert [r.content for r in await p.records(f"www.{ZONE}")] == ["192.0.2.1"]
+
+
+async def test_sdk_environment_does_not_override_token(
+    stub: CloudflareStub, make_cf: MakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the SDK would send X-Auth-Email/X-Auth-Key from these instead of the token
+    monkeypatch.setenv("CLOUDFLARE_EMAIL", "someone@else.test")
+    monkeypatch.setenv("CLOUDFLARE_API_KEY", "unrelated")
+    assert await make_cf().records(f"www.{ZONE}") == []
+
+
+def test_credentials_from_env_token() -> None:
+    creds = credentials_from_env({"CLOUDFLARE_API_TOKEN": TOKEN})
+    assert (creds.api_token, creds.api_key, creds.method) == (TOKEN, None, "token")
+
+
+def test_credentials_from_env_key_and_email() -> None:
+    creds = credentials_from_env({"CF_API_KEY": API_KEY, "CF_API_EMAIL": API_EMAIL})
+    assert (creds.api_key, creds.api_email, creds.method) == (API_KEY, API_EMAIL, "global-key")
+
+
+def test_credentials_from_env_token_wins() -> None:
+    env = {"CLOUDFLARE_API_TOKEN": TOKEN, "CF_API_KEY": API_KEY, "CF_API_EMAIL": API_EMAIL}
+    assert credentials_from_env(env).method == "token"
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({}, ["CLOUDFLARE_API_TOKEN", "CF_API_KEY", "CF_API_EMAIL"]),
+        ({"CLOUDFLARE_API_TOKEN": "  "}, ["CLOUDFLARE_API_TOKEN"]),
+        ({"CF_API_KEY": API_KEY}, ["CF_API_EMAIL", "CLOUDFLARE_API_TOKEN"]),
+        ({"CF_API_EMAIL": API_EMAIL}, ["CF_API_KEY", "CLOUDFLARE_API_TOKEN"]),
+    ],
+)
+def test_credentials_from_env_missing(env: dict[str, str], names: list[str]) -> None:
+    with pytest.raises(MissingCredentials) as info:
+        credentials_from_env(env)
+    assert isinstance(info.value, ValueError)
+    for name in names:
+        assert name in str(info.value)
+    for value in env.values():
+        if value.strip():
+            assert value not in str(info.value)
+
+
+def test_credentials_repr_hides_secrets() -> None:
+    for creds in (
+        CloudflareCredentials(api_token=TOKEN),
+        CloudflareCredentials(api_key=API_KEY, api_email=API_EMAIL),
+    ):
+        text = repr(creds)
+        assert TOKEN not in text and API_KEY not in text and API_EMAIL not in text
+
+
+def test_credentials_need_token_or_key_pair() -> None:
+    with pytest.raises(ValueError, match="api_token"):
+        CloudflareCredentials(api_key=API_KEY)
