@@ -176,6 +176,8 @@ class IcmpProbe:
             sock6, raw6 = self._open(socket.AF_INET6, socket.IPPROTO_ICMPV6)
         except OSError as exc:  # IPv6 disabled on this host
             self._v6_error = f"IPv6 unavailable: {_error_text(exc)}"
+        except ProbeSetupError:  # IPv4 works, IPv6 not allowed: serve IPv4 only
+            self._v6_error = "IPv6 unavailable: no permission for an ICMPv6 socket"
         else:
             self._add_family(6, sock6, raw6)
 
@@ -226,8 +228,11 @@ class IcmpProbe:
             return
         fam = self._families.get(version)
         if fam is None:
-            reason = "closed" if self._closed or self._loop is None else None
-            self._fail_soon(target, callback, reason or self._v6_error or "IPv6 unavailable")
+            if self._closed or self._loop is None:
+                reason = "closed" if self._closed else "not started"
+            else:
+                reason = self._v6_error or "IPv6 unavailable"
+            self._fail_soon(target, callback, reason)
             return
         inflight = self._inflight
         if len(inflight) >= _SEQ_SPACE:
