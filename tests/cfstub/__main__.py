@@ -20,7 +20,7 @@ from tests.cfstub.server import BASE_PATH, DEFAULT_TOKEN, StubState, build_app
 
 
 async def _serve(state: StubState, port: int) -> None:
-    runner = web.AppRunner(build_app(state), access_log=None)
+    runner = web.AppRunner(build_app(state), access_log=None, shutdown_timeout=1.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()

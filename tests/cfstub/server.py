@@ -45,6 +45,11 @@ Errors (HTTP status, Cloudflare code):
   speed" with a ``Retry-After`` header; 500 with a JSON envelope (code 10001,
   representative); 502/503/504 with an HTML body, as Cloudflare's edge sends.
 
+Known simplifications: TTLs are stored as sent even for proxied records
+(Cloudflare shows proxied records with TTL 1, "automatic"); names are
+lower-cased and A/AAAA contents put in canonical form; no tags/comment filters,
+no shadow metadata, no import/export/scan routes.
+
 Test control: the Python API of :class:`CloudflareStub` (``add_zone``,
 ``add_record``, ``records``, ``set_faults``, ``fail_next``, ``count``, ...) and,
 for a stub run as a subprocess (``python -m tests.cfstub``), the unauthenticated
@@ -921,7 +926,7 @@ class CloudflareStub:
         loop = asyncio.new_event_loop()
 
         async def boot() -> None:
-            runner = web.AppRunner(build_app(self.state), access_log=None)
+            runner = web.AppRunner(build_app(self.state), access_log=None, shutdown_timeout=1.0)
             await runner.setup()
             site = web.TCPSite(runner, "127.0.0.1", self.port)
             await site.start()
@@ -944,6 +949,11 @@ class CloudflareStub:
                 return
             ready.set()
             loop.run_forever()
+            # requests still held by an injected delay: cancel them, then close
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
         self._loop = loop
