@@ -43,8 +43,8 @@ DEMO_IP ?= 127.0.0.3
 demo-down:
 	@command -v nft >/dev/null || (apt-get update -qq && apt-get install -y -qq nftables)
 	nft add table inet goavail_demo
-	nft 'add chain inet goavail_demo out { type filter hook output priority 0; }'
-	nft add rule inet goavail_demo out ip daddr $(DEMO_IP) icmp type echo-request drop
+	nft 'add chain inet goavail_demo in { type filter hook input priority 0; }'
+	nft add rule inet goavail_demo in ip daddr $(DEMO_IP) icmp type echo-request drop
 	@echo "pings to $(DEMO_IP) are now dropped; watch the goavail log and .run/example.test.zone"
 
 demo-up:

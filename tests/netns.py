@@ -51,10 +51,14 @@ _table_ids = itertools.count(1)
 class Nft:
     """An nftables table of a test's own, dropping packets to chosen loopback targets.
 
-    ``drop(addr)`` makes a target look like a dead host (echo requests and TCP
-    SYNs to it vanish); ``loss(addr, pct)`` drops ``pct`` % at random
-    (``numgen random mod 100 < pct``); ``clear()`` restores everything;
-    ``close()`` deletes the table. Use as a context manager.
+    * ``blackhole(addr)``: a dead host. Packets to ``addr`` are sent but dropped
+      on arrival (input hook), so probes get no answer and time out.
+    * ``drop(addr)``: a local firewall. Packets to ``addr`` are dropped on the way
+      out (output hook); the sender's ``sendto``/``connect`` sees EPERM at once.
+    * ``loss(addrs, pct)``: ``pct`` % of the packets arriving for ``addrs`` vanish
+      at random (``numgen random mod 100 < pct``).
+    * ``clear()`` restores everything; ``close()`` deletes the table. Use as a
+      context manager.
     """
 
     def __init__(self) -> None:
@@ -63,6 +67,10 @@ class Nft:
         self._nft(
             f"add chain inet {self.table} out "
             "{ type filter hook output priority 0; policy accept; }"
+        )
+        self._nft(
+            f"add chain inet {self.table} in "
+            "{ type filter hook input priority 0; policy accept; }"
         )
 
     @staticmethod
@@ -75,22 +83,28 @@ class Nft:
     def _family(addr: str) -> str:
         return "ip6" if ":" in addr else "ip"
 
+    def blackhole(self, *addrs: str) -> None:
+        """Drop every packet arriving for ``addrs`` (host down: probes time out)."""
+        for addr in addrs:
+            self._nft(f"add rule inet {self.table} in {self._family(addr)} daddr {addr} drop")
+
     def drop(self, *addrs: str) -> None:
-        """Drop every packet sent to ``addrs`` (host down)."""
+        """Drop every packet sent to ``addrs`` on the way out (sends fail with EPERM)."""
         for addr in addrs:
             self._nft(f"add rule inet {self.table} out {self._family(addr)} daddr {addr} drop")
 
     def loss(self, addrs: Iterable[str], pct: int) -> None:
-        """Drop ``pct`` percent of packets sent to ``addrs``, at random."""
+        """Drop ``pct`` percent of packets arriving for ``addrs``, at random."""
         for addr in addrs:
             self._nft(
-                f"add rule inet {self.table} out {self._family(addr)} daddr {addr} "
+                f"add rule inet {self.table} in {self._family(addr)} daddr {addr} "
                 f"numgen random mod 100 < {pct} drop"
             )
 
     def clear(self) -> None:
         """Remove every rule (all targets answer again)."""
         self._nft(f"flush chain inet {self.table} out")
+        self._nft(f"flush chain inet {self.table} in")
 
     def close(self) -> None:
         """Delete the table."""

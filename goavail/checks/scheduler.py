@@ -105,6 +105,25 @@ class ProbeScheduler:
             self._pending, self._keep = new, frozenset(new)
         self._wake()
 
+    def reconfigure(self, *, probe: Probe, interval: float, targets: Sequence[str]) -> None:
+        """Apply a reloaded configuration.
+
+        The new probe engine is used from the next submit on. A changed
+        ``interval`` (seconds) restarts the rounds at the next wake-up (targets
+        may then be probed once sooner than the old interval); otherwise the
+        targets change as in :meth:`set_targets`.
+
+        Raises:
+            ValueError: ``interval <= 0``.
+        """
+        if interval <= 0:
+            raise ValueError("interval must be positive")
+        self.probe = probe
+        if interval != self.interval:
+            self.interval = interval
+            self._targets, self._t0 = [], None
+        self.set_targets(targets)
+
     def poll(self, now: float) -> float | None:
         """Submit every probe due at ``now``; return when the next one is due.
 

@@ -76,6 +76,8 @@ class Reconciler:
         self.retries = 0
         self.last_error: str | None = None
         self.passes = 0
+        self.lock = asyncio.Lock()
+        """Held during a pass; take it to swap the provider between passes."""
 
     def trigger(self) -> None:
         """Ask for a pass now (a decision changed). Never blocks."""
@@ -121,6 +123,10 @@ class Reconciler:
 
         Never raises :class:`ProviderError`: errors are logged and counted.
         """
+        async with self.lock:
+            return await self._pass()
+
+    async def _pass(self) -> bool:
         self.passes += 1
         decisions = dict(self.decisions)
         current: dict[str, list[Record]] = {}

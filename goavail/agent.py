@@ -1,0 +1,395 @@
+"""The agent: wires probes -> health -> decision -> reconciler -> provider and runs them.
+
+Lifecycle (after uvicorn's ``server.py``): start (open sockets, build the
+provider) -> run (one asyncio event loop, a TaskGroup holding the probe
+scheduler and the reconciler) -> on SIGHUP reload -> on SIGTERM/SIGINT stop
+within a bounded grace period, restore the signal handlers, flush the audit log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from goavail import __version__
+from goavail.checks.base import Probe, ProbeResult
+from goavail.checks.icmp import IcmpProbe
+from goavail.checks.scheduler import ProbeScheduler
+from goavail.checks.tcp import TcpProbe
+from goavail.config import Config, ConfigError, DnsSection, check_runtime, load_config
+from goavail.decision import DecisionStage
+from goavail.dns.audit import AuditLog
+from goavail.dns.providers.base import Provider
+from goavail.dns.reconcile import Reconciler
+from goavail.health import Health, State, observe
+from goavail.logs import REDACTOR
+
+log = logging.getLogger("goavail.agent")
+
+ProbeType = Literal["ip", "tcp"]
+ProviderName = Literal["cloudflare", "zonefile", "route53"]
+SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile")
+STOP_GRACE = 4.0
+"""Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
+
+
+class SetupError(Exception):
+    """The agent cannot start; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Command-line choices that are not in the config file.
+
+    Attributes:
+        config_path: the TOML file (re-read on SIGHUP).
+        dry_run: when True no DNS write is made (audit records only).
+        probe_type: "ip" (ICMP echo) or "tcp" (connect to ``port``).
+        provider: DNS provider name.
+    """
+
+    config_path: Path
+    dry_run: bool = True
+    probe_type: ProbeType = "ip"
+    provider: ProviderName = "cloudflare"
+
+
+def load_checked(options: Options) -> Config:
+    """Load the config file and check it against the command-line options.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    config = load_config(options.config_path)
+    problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
+    if problems:
+        raise ConfigError(problems, options.config_path)
+    return config
+
+
+def build_probe(config: Config, options: Options) -> Probe:
+    """The probe engine chosen by ``--type``, with the config's timeout (seconds)."""
+    if options.probe_type == "tcp":
+        if config.port is None:  # pragma: no cover - check_runtime checked it
+            raise SetupError("port: required by --type tcp")
+        return TcpProbe(config.port, timeout=config.timeout)
+    return IcmpProbe(timeout=config.timeout)
+
+
+def build_provider(config: Config, options: Options, audit: AuditLog) -> Provider:
+    """The DNS provider chosen by ``--dns-provider``.
+
+    Raises:
+        SetupError: the provider is not supported yet, or its credentials are missing.
+    """
+    if options.provider == "route53":
+        raise SetupError(
+            "--dns-provider route53 is not supported yet (it arrives in a later release); "
+            "use cloudflare or zonefile"
+        )
+    config.section_for(options.provider)  # raises ConfigError when the section is missing
+    if options.provider == "zonefile":
+        from goavail.dns.providers.zonefile import ZonefileProvider
+
+        zf = config.zonefile
+        if zf is None:  # pragma: no cover - section_for checked it
+            raise SetupError("[Zonefile] section missing")
+        return ZonefileProvider(
+            dry_run=options.dry_run,
+            audit=audit,
+            path=zf.path,
+            origin=zf.origin,
+            ttl=zf.ttl,
+            reload_command=zf.reload_command,
+        )
+    from goavail.dns.providers.cloudflare import (
+        CloudflareProvider,
+        MissingCredentials,
+        credentials_from_env,
+    )
+
+    cf = config.cloudflare
+    if cf is None:  # pragma: no cover - section_for checked it
+        raise SetupError("[Cloudflare] section missing")
+    try:
+        credentials = credentials_from_env(os.environ)
+    except MissingCredentials as exc:
+        raise SetupError(str(exc)) from None
+    REDACTOR.add(credentials.secrets())
+    return CloudflareProvider(
+        dry_run=options.dry_run,
+        audit=audit,
+        zone_name=cf.dns_domain,
+        proxied=cf.dns_proxied,
+        ttl=cf.ttl,
+        credentials=credentials,
+    )
+
+
+def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:
+    """(ttl, proxied) given to records the provider creates."""
+    proxied = getattr(section, "dns_proxied", None)
+    return section.ttl, proxied
+
+
+@dataclass(slots=True)
+class TargetStatus:
+    """What the agent knows of one target (read by logs and, later, the status page)."""
+
+    health: Health = field(default_factory=Health)
+    last: ProbeResult | None = None
+
+
+class Agent:
+    """One goavail agent.
+
+    Args:
+        config: a validated configuration (see :func:`load_checked`).
+        options: command-line options.
+
+    Call ``await run()``; it returns when a stop signal arrived.
+
+    Raises (from ``run``):
+        SetupError: the provider cannot be built.
+        goavail.checks.ProbeSetupError: probe sockets cannot be opened.
+    """
+
+    def __init__(self, config: Config, options: Options) -> None:
+        self.config = config
+        self.options = options
+        self.section = config.section_for(options.provider)
+        self.targets: dict[str, TargetStatus] = {
+            a: TargetStatus() for a in self.section.ip_addresses
+        }
+        members = config.members
+        self.decision = DecisionStage(members.min_peers_agree if members else 0)
+        self.audit = AuditLog(config.audit_file)
+        self.provider = build_provider(config, options, self.audit)
+        self.probe: Probe = build_probe(config, options)
+        ttl, proxied = record_attributes(self.section)
+        self.reconciler = Reconciler(
+            self.provider,
+            names=self.section.names(),
+            addresses=self.section.ip_addresses,
+            decisions=self.decision.decisions,
+            ttl=ttl,
+            proxied=proxied,
+            resync_interval=config.resync_interval,
+        )
+        self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
+        self.scheduler.set_targets(list(self.targets))
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._background: set[asyncio.Task[bool]] = set()
+
+    # -- probe results ----------------------------------------------------------
+
+    def on_result(self, target: str, result: ProbeResult) -> None:
+        """Fold one probe result into the target's health; act on transitions."""
+        status = self.targets.get(target)
+        if status is None or result.error == "closed":
+            return  # target dropped by a reload, or engine swapped
+        status.last = result
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "probe %s %s %s",
+                target,
+                "ok" if result.ok else "failed",
+                f"rtt={result.rtt * 1000:.2f}ms" if result.rtt is not None else result.error,
+            )
+        status.health, transition = observe(
+            status.health,
+            result.ok,
+            fall=self.config.failure_threshold,
+            rise=self.config.rise_threshold,
+        )
+        if transition is None:
+            return
+        log.info(
+            "target %s %s -> %s after %d consecutive %s%s (names: %s)",
+            target,
+            transition.old,
+            transition.new,
+            transition.count,
+            "successes" if transition.new is State.UP else "failures",
+            "" if result.ok else f", last error: {result.error}",
+            ", ".join(self.section.names()),
+            extra={"target": target, "state": str(transition.new)},
+        )
+        decided = self.decision.update(target, transition.new)
+        if decided is not None:
+            log.info("decision for %s: %s", target, decided, extra={"target": target})
+            self.reconciler.trigger()
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask ``run`` to return (signal handlers call this)."""
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        """Re-read the config file in the background (SIGHUP calls this)."""
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def run(self) -> None:
+        """Run until a stop is requested; then shut down within ``STOP_GRACE`` seconds."""
+        await self.probe.start()
+        self._log_start()
+        loop = asyncio.get_running_loop()
+        handlers = {
+            signal.SIGHUP: self.request_reload,
+            signal.SIGTERM: self.request_stop,
+            signal.SIGINT: self.request_stop,
+        }
+        for sig, handler in handlers.items():
+            loop.add_signal_handler(sig, handler)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [
+                    tg.create_task(self.scheduler.run(), name="probe-scheduler"),
+                    tg.create_task(self.reconciler.run(), name="reconciler"),
+                ]
+                await self._stop.wait()
+                log.info("stopping")
+                for task in tasks:
+                    task.cancel()
+        finally:
+            for sig in handlers:
+                loop.remove_signal_handler(sig)
+            for pending in list(self._background):
+                pending.cancel()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_GRACE):
+                    await self.probe.close()
+                    await self.provider.close()
+            self.audit.close()
+            log.info("stopped")
+
+    def _log_start(self) -> None:
+        c = self.config
+        log.info(
+            "goavail %s starting: %d targets, names %s, provider %s%s, probe %s every %gs "
+            "(timeout %gs), down after %d failures, up after %d successes",
+            __version__,
+            len(self.targets),
+            ", ".join(self.section.names()),
+            self.options.provider,
+            " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
+            self.probe.kind,
+            c.interval,
+            c.timeout,
+            c.failure_threshold,
+            c.rise_threshold,
+        )
+        for feature in c.deferred_features():
+            log.warning("parsed but not acted on yet in this version: %s", feature)
+        if c.members is not None and c.members.min_peers_agree > 0:
+            log.warning(
+                "[Members] min_peers_agree = %d but cluster mode is not available yet: no peer "
+                "votes can arrive, so the quorum is never met and no DNS change will be made. "
+                "Set min_peers_agree = 0 to let this agent decide alone.",
+                c.members.min_peers_agree,
+            )
+
+    # -- reload -------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Re-read the config file; apply it if valid, else keep the running one.
+
+        Returns True when the new configuration was applied.
+        """
+        async with self._reload_lock:
+            log.info("SIGHUP: reloading %s", self.options.config_path)
+            try:
+                new = load_checked(self.options)
+            except ConfigError as exc:
+                log.error(
+                    "reload rejected, still running the previous configuration: %d problem(s)",
+                    len(exc.problems),
+                )
+                for problem in exc.problems:
+                    log.error("  %s", problem)
+                return False
+            try:
+                await self._apply(new)
+            except Exception as exc:  # a reload must never crash the agent
+                log.exception("reload failed, still running the previous configuration: %s", exc)
+                return False
+            return True
+
+    async def _apply(self, new: Config) -> None:
+        old = self.config
+        section = new.section_for(self.options.provider)
+        old_targets = set(self.targets)
+        new_targets = list(section.ip_addresses)
+        added = [t for t in new_targets if t not in old_targets]
+        removed = [t for t in old_targets if t not in set(new_targets)]
+
+        provider = self.provider
+        audit = self.audit
+        if new.audit_file != old.audit_file:
+            audit = AuditLog(new.audit_file)
+        provider_changed = _provider_settings(section) != _provider_settings(self.section)
+        if provider_changed or audit is not self.audit:
+            provider = build_provider(new, self.options, audit)
+
+        probe = self.probe
+        if (new.timeout, new.port) != (old.timeout, old.port):
+            probe = build_probe(new, self.options)
+            await probe.start()
+
+        # From here on nothing can fail: switch everything at once.
+        for t in removed:
+            del self.targets[t]
+            self.decision.forget(t)
+        for t in added:
+            self.targets[t] = TargetStatus()
+        self.config, self.section = new, section
+        if new.members is not None:
+            self.decision.min_peers_agree = new.members.min_peers_agree
+        old_probe = self.probe
+        self.probe = probe
+        self.scheduler.reconfigure(probe=probe, interval=new.interval, targets=new_targets)
+        ttl, proxied = record_attributes(section)
+        old_provider, old_audit = self.provider, self.audit
+        self.provider, self.audit = provider, audit
+        async with self.reconciler.lock:
+            self.reconciler.reconfigure(
+                provider=provider,
+                names=section.names(),
+                addresses=section.ip_addresses,
+                ttl=ttl,
+                proxied=proxied,
+                resync_interval=new.resync_interval,
+            )
+        if old_probe is not probe:
+            await old_probe.close()
+        if old_provider is not provider:
+            await old_provider.close()
+        if old_audit is not audit:
+            old_audit.close()
+        log.info(
+            "configuration reloaded: %d targets (+%d -%d)%s%s",
+            len(self.targets),
+            len(added),
+            len(removed),
+            "; provider rebuilt" if old_provider is not provider else "",
+            "; probe engine rebuilt" if old_probe is not probe else "",
+        )
+        for t in added:
+            log.info("target %s added (unknown until probed)", t, extra={"target": t})
+        for t in removed:
+            log.info("target %s removed; its records are left alone", t, extra={"target": t})
+
+
+def _provider_settings(section: DnsSection) -> dict[str, object]:
+    """The settings of a DNS section that need a new provider object when they change."""
+    return section.model_dump(exclude={"hostnames", "ip_addresses"})
