@@ -165,7 +165,7 @@ def validate(
     config = _load(options)
     section = config.section_for(options.provider)
     typer.echo(
-        f"{config_file}: OK — {len(section.ip_addresses)} targets, "
+        f"{config_file}: OK — {len(section.ip_addresses)} target(s), "
         f"names {', '.join(section.names())}, provider {options.provider}"
     )
 
@@ -219,8 +219,7 @@ def plan_command(
     probe_type: ProbeOpt = ProbeKind.ip,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """One-shot dry-run audit: probe every target, read DNS, print the changes goavail
-    would make. Changes nothing."""
+    """One-shot dry-run audit: probe, read DNS, print the changes goavail would make."""
     setup_logging("text", False)
     logging.getLogger().setLevel(logging.WARNING)
     options = Options(config_file, True, probe_type.value, dns_provider.value)
