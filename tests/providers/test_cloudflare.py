@@ -137,8 +137,20 @@ async def test_list_follows_pagination(stub: CloudflareStub, make_cf: MakeProvid
     assert len(got) == 130
     assert len({r.key for r in got}) == 130
     pages = [e for e in stub.requests if e.route == RECORDS_ROUTE]
-    assert len(pages) >= 2  # more than one page was fetched
+    assert len(pages) == 2  # exactly the pages holding records: no extra empty page
     assert all(("name.exact", name) in e.query for e in pages)
+
+
+async def test_list_of_a_short_name_is_one_request(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1")
+    stub.add_record(ZONE, www, "A", "192.0.2.2")
+    p = make_cf()
+    await p.zone_id()
+    assert len(await p.records(www)) == 2
+    assert stub.count("GET", RECORDS_ROUTE) == 1  # rate limits: one GET per name and pass
 
 
 async def test_list_only_a_and_aaaa_at_exactly_that_name(

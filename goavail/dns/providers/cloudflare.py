@@ -119,6 +119,10 @@ def credentials_from_env(environ: Mapping[str, str]) -> CloudflareCredentials:
     )
 
 
+_PER_PAGE = 100
+"""Records asked for per page when listing DNS records (the API default is 100)."""
+
+
 class CloudflareProvider(Provider):
     """A and AAAA records of one Cloudflare zone.
 
@@ -220,9 +224,17 @@ class CloudflareProvider(Provider):
         zone_id = await self.zone_id()
         found: list[Record] = []
         try:
-            async for r in self._client.dns.records.list(
-                zone_id=zone_id, name={"exact": name}, per_page=100
-            ):
+            # Walk the pages by hand: the SDK's auto-pager only stops at an empty
+            # page, which costs one more request per read against the rate limit.
+            # A page shorter than per_page is the last one.
+            page = await self._client.dns.records.list(
+                zone_id=zone_id, name={"exact": name}, per_page=_PER_PAGE
+            )
+            items = list(page.result or [])
+            while len(page.result or []) >= _PER_PAGE:
+                page = await page.get_next_page()
+                items.extend(page.result or [])
+            for r in items:
                 if not isinstance(r, ARecord | AAAARecord) or r.content is None:
                     continue
                 try:
