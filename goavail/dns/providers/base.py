@@ -88,7 +88,8 @@ class Provider(ABC):
 
     @abstractmethod
     async def _create(self, record: Record) -> None:
-        """Create ``record`` (``ttl``/``proxied`` already set by the planner's caller).
+        """Create ``record``. Its ``ttl``/``proxied`` are the configured ones (the reconciler
+        passes them to the planner); a provider may apply its own configured values instead.
 
         Raises:
             RecordExists: an identical record is already there.
