@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := nftables serf s6 fping iproute2
 
-.PHONY: run test venv test-deps lint typecheck unit e2e bench demo-down demo-up clean
+.PHONY: run test venv test-deps demo-down demo-up clean
 
 $(BIN)/goavail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
