@@ -67,8 +67,14 @@ def stub_env(stub: CloudflareStub) -> dict[str, str]:
     return {"CLOUDFLARE_BASE_URL": stub.base_url, "CLOUDFLARE_API_TOKEN": stub.token}
 
 
-def goavail_argv(*args: str) -> list[str]:
-    """``python -m goavail ARGS`` with this interpreter (the project's venv)."""
+CONSOLE_SCRIPT = Path(sys.executable).with_name("goavail")
+"""The installed ``goavail`` console script next to this interpreter (the project's venv)."""
+
+
+def goavail_argv(*args: str, console_script: bool = False) -> list[str]:
+    """``python -m goavail ARGS`` with this interpreter, or the ``goavail`` console script."""
+    if console_script:
+        return [str(CONSOLE_SCRIPT), *args]
     return [sys.executable, "-m", "goavail", *args]
 
 
@@ -77,6 +83,7 @@ def run_goavail(
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
     cwd: Path = REPO,
+    console_script: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """Run a one-shot goavail command and return its exit code, stdout and stderr.
 
@@ -85,9 +92,10 @@ def run_goavail(
         env: extra environment variables (credentials are never inherited).
         timeout: seconds before the command is killed (and the test fails).
         cwd: working directory.
+        console_script: run the installed ``goavail`` script instead of ``python -m goavail``.
     """
     return subprocess.run(
-        goavail_argv(*args),
+        goavail_argv(*args, console_script=console_script),
         env=child_env(env),
         cwd=cwd,
         capture_output=True,
