@@ -234,6 +234,23 @@ def test_sighup_with_broken_config_keeps_running(
         assert proc.stop() == 0
 
 
+def test_sighup_with_config_file_gone_keeps_running(
+    tmp_path: Path, stub: CloudflareStub, nft: Nft
+) -> None:
+    a, b = "127.20.6.3", "127.20.6.4"
+    seed(stub, a, b)
+    with GoavailProcess(tmp_path, cloudflare_toml([a, b]), args=LIVE, env=stub_env(stub)) as proc:
+        proc.wait_for(rf"target {b} unknown -> up")
+        proc.config_path.unlink()
+        mark = proc.mark()
+        proc.signal(signal.SIGHUP)
+        proc.wait_for(r"reload rejected, still running the previous configuration", since=mark)
+        proc.wait_for(r"cannot read .*goavail\.toml", since=mark)
+        nft.blackhole(b)
+        converge(stub, {a}, proc)
+        assert proc.stop() == 0
+
+
 def test_sighup_with_valid_config_adds_target(
     tmp_path: Path, stub: CloudflareStub, nft: Nft
 ) -> None:
@@ -254,13 +271,16 @@ def test_sighup_with_valid_config_adds_target(
         assert proc.stop() == 0
 
 
-def test_sigterm_exits_zero_promptly(tmp_path: Path, stub: CloudflareStub) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_exits_zero_promptly(
+    tmp_path: Path, stub: CloudflareStub, sig: signal.Signals
+) -> None:
     a = "127.20.8.1"
     seed(stub, a)
     with GoavailProcess(tmp_path, cloudflare_toml([a]), args=LIVE, env=stub_env(stub)) as proc:
         proc.wait_for(rf"target {a} unknown -> up")
         start = time.monotonic()
-        proc.signal(signal.SIGTERM)
+        proc.signal(sig)
         assert proc.wait_exit(5.0) == 0
         assert time.monotonic() - start < 5.0
         proc.wait_for(r"goavail\.agent: stopped$")
@@ -302,6 +322,29 @@ def test_api_token_never_in_output(tmp_path: Path, nft: Nft) -> None:
     assert token not in output
     assert token[4:-4] not in output  # not even a fragment
     assert token not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_rejected_token_is_reported_without_crashing(tmp_path: Path, stub: CloudflareStub) -> None:
+    a = "127.20.10.5"
+    seed(stub, a)
+    wrong = "wrong-token-0123456789abcdef"
+    env = {**stub_env(stub), "CLOUDFLARE_API_TOKEN": wrong}
+    with GoavailProcess(tmp_path, cloudflare_toml([a]), args=LIVE, env=env) as proc:
+        line = proc.wait_for(r"DNS not converged \(permanent error")
+        assert "HTTP 403" in line and "check CLOUDFLARE_API_TOKEN" in line
+        proc.wait_for(rf"target {a} unknown -> up")  # probing goes on
+        assert proc.stop() == 0
+    assert wrong not in proc.output
+    assert write_requests(stub) == 0
+
+
+def test_missing_zone_is_reported_without_crashing(tmp_path: Path, stub: CloudflareStub) -> None:
+    a = "127.20.10.6"
+    config = cloudflare_toml([a], domain="not-there.example")
+    with GoavailProcess(tmp_path, config, args=LIVE, env=stub_env(stub)) as proc:
+        proc.wait_for(r"zone 'not-there\.example' not found")
+        proc.wait_for(rf"target {a} unknown -> up")
+        assert proc.stop() == 0
 
 
 def test_json_log_lines_parse(tmp_path: Path, stub: CloudflareStub, nft: Nft) -> None:

@@ -129,6 +129,19 @@ def test_zonefile_failover(tmp_path: Path, zone_file: Path, nft: Nft) -> None:
     assert all(r["provider"] == "zonefile" and r["dry_run"] is False for r in audit)
 
 
+def test_zonefile_reload_command(tmp_path: Path, zone_file: Path, nft: Nft) -> None:
+    log = tmp_path / "reloads.log"
+    command = json.dumps(["sh", "-c", f'echo "$0" >> {log}', "reloaded"])
+    text = config() + f"reload_command = {command}\n"
+    with GoavailProcess(tmp_path, text, args=LIVE) as proc:
+        settle(zone_file, {A, B, C}, proc)
+        wait_until(lambda: log.exists() and log.read_text() == "reloaded\n", message=proc.tail)
+        nft.blackhole(A)
+        settle(zone_file, {B, C}, proc)
+        wait_until(lambda: log.read_text() == "reloaded\n" * 2, message=proc.tail)
+        assert proc.stop() == 0
+
+
 def test_zonefile_fail_open(tmp_path: Path, zone_file: Path, nft: Nft) -> None:
     others = unmanaged(zone_file)
     with GoavailProcess(tmp_path, config(), args=LIVE) as proc:
