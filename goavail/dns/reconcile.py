@@ -27,6 +27,9 @@ from goavail.health import State
 
 log = logging.getLogger(__name__)
 
+_LONGEST = 64
+"""A retry number whose backoff is the cap."""
+
 
 class Reconciler:
     """Drives one provider towards the plan.
@@ -75,6 +78,7 @@ class Reconciler:
         self.fail_open: tuple[FailOpen, ...] = ()
         self.retries = 0
         self.last_error: str | None = None
+        self._transient = True
         self.passes = 0
         self.lock = asyncio.Lock()
         """Held during a pass; take it to swap the provider between passes."""
@@ -102,14 +106,19 @@ class Reconciler:
         self.resync_interval = resync_interval
         self.trigger()
 
+    def next_delay(self) -> float:
+        """Seconds until the next pass unless triggered: ``resync_interval`` when
+        converged, else the backoff of the current retry. Permanent errors (bad
+        token, missing zone) wait at the longest backoff: only an operator fixes them."""
+        if self.retries == 0:
+            return self.resync_interval
+        attempt = self.retries if self._transient else _LONGEST
+        return backoff_delay(attempt, self._jitter())
+
     async def run(self) -> None:
         """Reconcile until cancelled."""
         while True:
-            delay = (
-                self.resync_interval
-                if self.retries == 0
-                else backoff_delay(self.retries, self._jitter())
-            )
+            delay = self.next_delay()
             try:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
@@ -172,6 +181,7 @@ class Reconciler:
         self.converged = False
         self.retries += 1
         self.last_error = message
+        self._transient = transient
         log.log(
             logging.WARNING if transient else logging.ERROR,
             "DNS not converged (%s error, retry %d with backoff): %s",

@@ -191,8 +191,8 @@ def test_converges_despite_api_errors(tmp_path: Path, stub: CloudflareStub, nft:
         for target in (a, b, c):
             proc.wait_for(rf"target {target} unknown -> up")
         quiet(stub)
-        # 60 % of API requests fail (429 with Retry-After, 500, HTML 502/503). With this
-        # seed the delete needs 3 failed passes and the create 2 (list + write each pass).
+        # 60 % of API requests fail (429 with Retry-After, 500, HTML 502/503); the seed
+        # makes the sequence of faults the same on every run.
         stub.set_faults(error_rate=0.6, statuses=(429, 500, 502, 503), seed=10)
         stub.clear_log()
 
@@ -205,11 +205,9 @@ def test_converges_despite_api_errors(tmp_path: Path, stub: CloudflareStub, nft:
 
         faulted = [r.status for r in stub.requests if r.status >= 429]
         assert len(faulted) >= 3, faulted
-        assert len(proc.matching(r"DNS not converged \(transient error")) >= 3
-        wait_until(
-            lambda: len(proc.matching(r"DNS converged after \d+ failed passes")) == 2,
-            message=proc.tail,
-        )
+        # every fault was retried: within the call (provider) or by a later pass (reconciler)
+        retries = proc.matching(r"; retry \d+ in [\d.]+s|DNS not converged \(transient error")
+        assert len(retries) >= len(faulted) - 1, (faulted, retries)
         assert proc.stop() == 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from goavail.dns.model import Change, Record, RecordType
-from goavail.dns.providers.base import Provider
+from goavail.dns.providers.base import CallRetry, Provider
 
 
 async def _make(make_provider: Callable[..., Any], dry_run: bool = False) -> Provider:
@@ -154,12 +154,32 @@ class ProviderContract:
         if inject_transient is None:
             pytest.skip("this backend has no transient errors to inject")
         p = await _make(make_provider)
+        p.retry = CallRetry(attempts=2, base=0.01, cap=0.02)
         name = f"www.{zone}"
         change = Change("create", _rec(name, "192.0.2.1"), "test")
-        inject_transient(1)
+        inject_transient(2)  # more failures than tries: the error is reported
         out = await p.apply([change])
         assert not out[0].ok
         assert out[0].error is not None and out[0].error.transient
+        assert p.audit.recent[-1]["outcome"] == "error"
         out = await p.apply([change])
         assert out[0].ok
+        assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}
+
+    async def test_transient_error_retried_within_the_call(
+        self,
+        make_provider: Any,
+        zone: str,
+        inject_transient: Callable[[int], None] | None,
+    ) -> None:
+        if inject_transient is None:
+            pytest.skip("this backend has no transient errors to inject")
+        p = await _make(make_provider)
+        p.retry = CallRetry(attempts=3, base=0.01, cap=0.02)
+        name = f"www.{zone}"
+        inject_transient(2)  # fewer failures than tries: absorbed
+        out = await p.apply([Change("create", _rec(name, "192.0.2.1"), "test")])
+        assert [o.ok for o in out] == [True]
+        assert p.audit.recent[-1]["outcome"] in ("applied", "already-done")
+        inject_transient(2)
         assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}

@@ -14,7 +14,7 @@ import pytest
 
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, Record, RecordType
-from goavail.dns.providers.base import ProviderError
+from goavail.dns.providers.base import CallRetry, ProviderError
 from goavail.dns.providers.cloudflare import (
     CloudflareCredentials,
     CloudflareProvider,
@@ -285,6 +285,7 @@ async def test_rate_limit_and_server_errors_are_transient(
     stub: CloudflareStub, make_cf: MakeProvider, status: int, needle: str
 ) -> None:
     p = make_cf()
+    p.retry = CallRetry(attempts=1)
     await p.zone_id()
     stub.fail_next(1, status)
     with pytest.raises(ProviderError, match=needle) as info:
@@ -316,8 +317,30 @@ async def test_connection_error_is_transient(
     assert info.value.transient is True
 
 
+async def test_retry_after_is_honoured_within_the_call(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    p = make_cf()
+    await p.zone_id()
+    name = f"retry.{ZONE}"  # a name of its own: late requests of earlier tests don't count
+    stub.fail_next(1, 429)  # Retry-After: 1
+    assert await p.records(name) == []
+    statuses = [
+        e.status
+        for e in stub.requests
+        if e.route == RECORDS_ROUTE and ("name.exact", name) in e.query
+    ]
+    assert statuses == [429, 200]  # the 429, then the retry after waiting
+    stub.fail_next(1, 429)
+    p.retry = CallRetry(attempts=1)
+    with pytest.raises(ProviderError) as info:
+        await p.records(name)
+    assert info.value.retry_after == 1.0
+
+
 async def test_apply_stops_at_transient_error(stub: CloudflareStub, make_cf: MakeProvider) -> None:
     p = make_cf()
+    p.retry = CallRetry(attempts=1)
     await p.zone_id()
     stub.fail_next(1, 429)
     out = await p.apply(

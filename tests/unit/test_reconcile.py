@@ -9,6 +9,7 @@ import pytest
 
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Record
+from goavail.dns.providers.base import CallRetry
 from goavail.dns.providers.memory import MemoryProvider
 from goavail.dns.reconcile import Reconciler
 from goavail.health import State
@@ -25,6 +26,7 @@ def make(
         audit=AuditLog(),
         records=[Record(WWW, "A", a, ttl=60) for a in present],
     )
+    provider.retry = CallRetry(attempts=1)  # these tests look at pass-level retries
     rec = Reconciler(
         provider,
         names=[WWW],
@@ -171,3 +173,29 @@ async def test_fail_open_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     await rec.reconcile_once()
     assert any("fail-open released" in r.getMessage() for r in caplog.records)
     assert contents(provider) == {A2}
+
+
+async def test_transient_call_errors_absorbed_within_one_pass() -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP, A3: State.UP}, [A1, A2])
+    provider.retry = CallRetry(attempts=3, base=0.01, cap=0.02)
+    provider.fail_next(2, on="list")
+    provider.fail_next(2, on="create")
+    assert await rec.reconcile_once()
+    assert rec.passes == 1
+    assert contents(provider) == {A2, A3}
+
+
+@pytest.mark.parametrize(
+    ("transient", "failures", "expected"),
+    [(True, 1, 0.25), (True, 3, 1.0), (False, 1, 15.0), (False, 3, 15.0)],
+)
+async def test_backoff_between_passes(transient: bool, failures: int, expected: float) -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP}, [A1, A2])
+    assert rec.next_delay() == 60.0  # not failing: the resync interval
+    provider.fail_next(failures, transient=transient, message="HTTP 403")
+    for _ in range(failures):
+        assert not await rec.reconcile_once()
+    # jitter 0: half the exponential delay; permanent errors go straight to the 30 s cap
+    assert rec.next_delay() == expected
+    assert await rec.reconcile_once()
+    assert rec.next_delay() == 60.0

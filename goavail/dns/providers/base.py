@@ -13,16 +13,22 @@ dns-lexicon (one contract for all providers).
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import random
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from goavail.dns.audit import AuditLog
+from goavail.dns.backoff import backoff_delay
 from goavail.dns.model import Change, Record, RecordType
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class ProviderError(Exception):
@@ -33,11 +39,31 @@ class ProviderError(Exception):
             5xx, timeouts, connection errors). Permanent errors (authentication,
             missing zone, invalid request) are retried too by the reconciler, but
             at its longest backoff, since only an operator can fix them.
+        retry_after: seconds the provider asked us to wait (HTTP ``Retry-After``), or None.
     """
 
-    def __init__(self, message: str, *, transient: bool) -> None:
+    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.transient = transient
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class CallRetry:
+    """How one provider call is retried on a transient error, within a reconcile pass.
+
+    Attributes:
+        attempts: tries per call (1 = no retry).
+        base, cap: backoff of :func:`goavail.dns.backoff.backoff_delay`, seconds.
+        max_retry_after: the longest ``Retry-After`` honoured within a pass
+            (seconds); a longer one ends the pass and the reconciler's own
+            backoff takes over.
+    """
+
+    attempts: int = 3
+    base: float = 0.2
+    cap: float = 2.0
+    max_retry_after: float = 10.0
 
 
 class RecordExists(Exception):
@@ -63,6 +89,9 @@ class Provider(ABC):
     Args:
         dry_run: when True no write reaches the provider (see module docstring).
         audit: where audit records go.
+        retry: how a call that fails transiently is retried before its error
+            is reported (a few quick tries; the reconciler retries whole passes
+            on top of that, with longer backoff).
 
     Subclasses set ``name`` and implement ``_list``, ``_create``, ``_delete``
     and, if they hold connections, ``close``.
@@ -70,9 +99,10 @@ class Provider(ABC):
 
     name: ClassVar[str]
 
-    def __init__(self, *, dry_run: bool, audit: AuditLog) -> None:
+    def __init__(self, *, dry_run: bool, audit: AuditLog, retry: CallRetry | None = None) -> None:
         self.dry_run = dry_run
         self.audit = audit
+        self.retry = retry or CallRetry()
         # Dry-run overlay: record key -> Record (would be created) or None (would be deleted).
         self._overlay: dict[tuple[str, RecordType, str], Record | None] = {}
 
@@ -108,6 +138,46 @@ class Provider(ABC):
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The default does nothing."""
 
+    # -- retries -----------------------------------------------------------------
+
+    async def _apply_one(self, change: Change) -> None:
+        if change.action == "create":
+            await self._create(change.record)
+        else:
+            await self._delete(change.record)
+
+    async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run ``call``; retry it on transient :class:`ProviderError` per ``self.retry``.
+
+        Waits ``max(Retry-After, backoff)`` between tries. Idempotency makes a
+        retried write safe: a create that did land the first time answers
+        "exists", a delete "missing", and both count as success.
+
+        Raises:
+            ProviderError: the last error, when it is permanent, when the tries
+                are used up, or when the provider asks for a longer wait than
+                ``max_retry_after``.
+        """
+        attempt = 1
+        while True:
+            try:
+                return await call()
+            except ProviderError as exc:
+                wait = backoff_delay(
+                    attempt, random.random(), base=self.retry.base, cap=self.retry.cap
+                )
+                if exc.retry_after is not None:
+                    wait = max(wait, exc.retry_after)
+                if (
+                    not exc.transient
+                    or attempt >= self.retry.attempts
+                    or wait > self.retry.max_retry_after
+                ):
+                    raise
+                log.info("%s: %s; retry %d in %.2fs", what, exc, attempt, wait)
+                attempt += 1
+                await asyncio.sleep(wait)
+
     # -- public API -------------------------------------------------------------
 
     async def records(self, name: str) -> list[Record]:
@@ -116,7 +186,7 @@ class Provider(ABC):
         Raises:
             ProviderError: the provider could not be read.
         """
-        current = await self._list(name)
+        current = await self._retrying(lambda: self._list(name), f"{self.name}: list {name}")
         if not self.dry_run or not self._overlay:
             return current
         seen = {r.key for r in current}
@@ -131,8 +201,9 @@ class Provider(ABC):
     async def apply(self, changes: Sequence[Change]) -> list[Outcome]:
         """Apply ``changes`` in order, writing an audit record for each.
 
-        Stops at the first transient error (so a rate-limited API is not
-        hammered); changes after it are not attempted and not returned. Other
+        Each write is retried a few times on transient errors (``retry``). If it
+        still fails transiently, ``apply`` stops there (so a rate-limited API is
+        not hammered); changes after it are not attempted and not returned. Other
         errors are recorded and the next change is tried. Never raises
         :class:`ProviderError`; errors are in the returned outcomes.
 
@@ -149,10 +220,10 @@ class Provider(ABC):
                 outcomes.append(Outcome(change, ok=True))
                 continue
             try:
-                if change.action == "create":
-                    await self._create(change.record)
-                else:
-                    await self._delete(change.record)
+                await self._retrying(
+                    functools.partial(self._apply_one, change),
+                    f"{self.name}: {change.action} {change.record.name} {change.record.content}",
+                )
             except (RecordExists, RecordMissing):
                 self.audit.record(self.name, change, dry_run=False, outcome="already-done")
                 outcomes.append(Outcome(change, ok=True))

@@ -23,6 +23,7 @@ Secrets (API token, global API key) never appear in error messages or reprs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -304,6 +305,7 @@ class CloudflareProvider(Provider):
         (authentication, permissions, invalid requests, unknown zone) is permanent.
         """
         transient = False
+        retry_after: float | None = None
         if isinstance(exc, cloudflare.APITimeoutError):
             detail = f"timed out after {self.request_timeout:g}s"
             transient = True
@@ -319,9 +321,11 @@ class CloudflareProvider(Provider):
                 detail += f" ({errors})"
             if isinstance(exc, cloudflare.RateLimitError):
                 transient = True
-                retry_after = exc.response.headers.get("Retry-After")
-                if retry_after:
-                    detail += f", Retry-After {retry_after}s"
+                header = exc.response.headers.get("Retry-After")
+                if header:
+                    detail += f", Retry-After {header}s"
+                    with contextlib.suppress(ValueError):
+                        retry_after = max(0.0, float(header))
             elif status >= 500:
                 transient = True
             elif isinstance(exc, cloudflare.AuthenticationError | cloudflare.PermissionDeniedError):
@@ -336,7 +340,7 @@ class CloudflareProvider(Provider):
         message = f"cloudflare: {what} failed: {detail}"
         for secret in self._credentials.secrets():
             message = message.replace(secret, "[redacted]")
-        return ProviderError(message, transient=transient)
+        return ProviderError(message, transient=transient, retry_after=retry_after)
 
 
 def _codes(exc: cloudflare.APIError) -> set[int]:
