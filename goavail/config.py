@@ -29,6 +29,7 @@ import binascii
 import difflib
 import ipaddress
 import math
+import os
 import re
 import shlex
 import sys
@@ -320,7 +321,8 @@ def _resolve_path(value: object, info: ValidationInfo) -> object:
     path = Path(value)
     base = info.context.get("base_dir") if isinstance(info.context, dict) else None
     if isinstance(base, Path) and not path.is_absolute():
-        path = base / path
+        # normpath, not resolve(): "a/../b" is tidied but a symlinked zone file stays a link
+        path = Path(os.path.normpath(base / path))
     return path
 
 

@@ -697,6 +697,12 @@ def test_paths_in_code_resolve_against_the_context_base_dir(tmp_path: Path) -> N
     assert Config.model_validate({"audit_file": "a.jsonl"}).audit_file == Path("a.jsonl")
 
 
+def test_relative_paths_are_tidied(tmp_path: Path) -> None:
+    (tmp_path / "examples").mkdir()
+    path = write(tmp_path / "examples", 'audit_file = "../.run/audit.jsonl"')
+    assert load_config(path).audit_file == tmp_path / ".run" / "audit.jsonl"
+
+
 def test_absolute_paths_are_kept(tmp_path: Path) -> None:
     config = load(tmp_path, 'audit_file = "/var/log/goavail/audit.jsonl"')
     assert config.audit_file == Path("/var/log/goavail/audit.jsonl")
