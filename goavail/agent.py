@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from goavail import __version__
-from goavail.checks.base import Probe, ProbeResult
+from goavail.checks.base import Probe, ProbeResult, ProbeSetupError
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
@@ -320,6 +320,9 @@ class Agent:
                 return False
             try:
                 await self._apply(new)
+            except (SetupError, ProbeSetupError, OSError) as exc:
+                log.error("reload failed, still running the previous configuration: %s", exc)
+                return False
             except Exception as exc:  # a reload must never crash the agent
                 log.exception("reload failed, still running the previous configuration: %s", exc)
                 return False
@@ -333,18 +336,23 @@ class Agent:
         added = [t for t in new_targets if t not in old_targets]
         removed = [t for t in old_targets if t not in set(new_targets)]
 
-        provider = self.provider
-        audit = self.audit
-        if new.audit_file != old.audit_file:
-            audit = AuditLog(new.audit_file)
-        provider_changed = _provider_settings(section) != _provider_settings(self.section)
-        if provider_changed or audit is not self.audit:
-            provider = build_provider(new, self.options, audit)
-
-        probe = self.probe
-        if (new.timeout, new.port) != (old.timeout, old.port):
-            probe = build_probe(new, self.options)
-            await probe.start()
+        # Build what must change first; on any failure undo it and keep the old set.
+        provider, audit, probe = self.provider, self.audit, self.probe
+        try:
+            if new.audit_file != old.audit_file:
+                audit = AuditLog(new.audit_file)
+            provider_changed = _provider_settings(section) != _provider_settings(self.section)
+            if provider_changed or audit is not self.audit:
+                provider = build_provider(new, self.options, audit)
+            if (new.timeout, new.port) != (old.timeout, old.port):
+                probe = build_probe(new, self.options)
+                await probe.start()
+        except BaseException:
+            if provider is not self.provider:
+                await provider.close()
+            if audit is not self.audit:
+                audit.close()
+            raise
 
         # From here on nothing can fail: switch everything at once.
         for t in removed:

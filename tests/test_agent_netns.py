@@ -160,3 +160,21 @@ def test_icmp_is_the_default_engine(tmp_path: Path) -> None:
     agent = Agent(load_checked(options), options)
     assert isinstance(agent.probe, IcmpProbe)
     assert agent.provider.dry_run
+
+
+async def test_reload_that_cannot_be_built_keeps_everything(
+    agent: Agent, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await until(lambda: agent.decision.decisions == {A: State.UP, B: State.UP})
+    probe, provider, audit = agent.probe, agent.provider, agent.audit
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    text = config_text(
+        tmp_path / "example.test.zone", [A, B, C], port=PORT2, timeout="150ms", interval="200ms"
+    )
+    # valid config, but the audit file cannot be opened (its parent is a regular file)
+    (tmp_path / "goavail.toml").write_text(f'audit_file = "{blocker}/audit.jsonl"\n' + text)
+    assert not await agent.reload()
+    assert "reload failed, still running the previous configuration" in caplog.text
+    assert (agent.probe, agent.provider, agent.audit) == (probe, provider, audit)
+    assert set(agent.targets) == {A, B}
