@@ -38,7 +38,7 @@ import typing
 from abc import abstractmethod
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -304,6 +304,15 @@ def split_host_port(value: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def _check_label(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", value):
+        raise ValueError(
+            f"{value!r} must be 1-63 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
 def _check_host_port(value: str) -> str:
     split_host_port(value)
     return value
@@ -341,13 +350,31 @@ _Port = Annotated[int, Field(ge=1, le=65535)]
 class Members(BaseModel):
     """``[Members]``: cluster mode (peers and their agreement).
 
+    The original's keys keep their meaning; the port in ``peers`` and
+    ``local_addr`` was the Go original's update port and is not used: Serf
+    binds the host of ``local_addr`` on ``members_port`` and joins the host of
+    every peer on ``members_port``.
+
     Attributes:
         peers: peer agents, each ``"host:port"``.
-        local_addr: ``"host:port"`` advertised to peers, or None.
-        members_port: gossip (memberlist / Serf) port, 1-65535, default 7946.
+        local_addr: ``"host:port"`` whose host Serf binds and advertises, or None
+            (bind 0.0.0.0).
+        members_port: gossip (Serf) port, 1-65535, default 7946.
         min_peers_agree: live peers that must agree before a change (0 = single node).
         crypto_key: the AES key as configured (raw text or ``"base64:..."``);
             use :meth:`key_bytes` for the key itself.
+        cluster_name: prefix of the verdict event name (``<name>-goavail-verdict``)
+            so several goavail clusters can share one Serf cluster.
+        gossip_key: Serf's own gossip encryption key (base64 of 16, 24 or 32 bytes).
+        serf_rpc_addr: ``"host:port"`` of an existing Serf agent's RPC (its auth
+            key from the ``SERF_RPC_AUTH`` environment variable); None: goavail
+            starts and supervises its own ``serf agent``.
+        serf_binary: the Serf executable (default ``serf``).
+        serf_profile: Serf timing profile, ``lan`` (default), ``wan`` or ``local``.
+        announce_interval: seconds between re-announcements of all verdicts.
+        max_clock_skew: seconds a verdict's issue time may differ from ours.
+        writer_grace: seconds an agreeing agent that is not the designated writer
+            waits before it applies a change itself (the writer may be dead).
     """
 
     model_config = _MODEL_CONFIG
@@ -357,6 +384,26 @@ class Members(BaseModel):
     members_port: _Port = 7946
     min_peers_agree: int = Field(default=0, ge=0)
     crypto_key: SecretStr | None = None
+    cluster_name: Annotated[str, AfterValidator(_check_label)] | None = None
+    gossip_key: SecretStr | None = None
+    serf_rpc_addr: _HostPort | None = None
+    serf_binary: Annotated[str, Field(min_length=1)] = "serf"
+    serf_profile: Literal["lan", "wan", "local"] = "lan"
+    announce_interval: Duration = 10.0
+    max_clock_skew: Duration = 30.0
+    writer_grace: Duration = 5.0
+
+    @field_validator("gossip_key")
+    @classmethod
+    def _check_gossip_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                key = base64.b64decode(value.get_secret_value(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("must be base64 (as `serf keygen` prints)") from None
+            if len(key) not in (16, 24, 32):
+                raise ValueError(f"must decode to 16, 24 or 32 bytes, not {len(key)}")
+        return value
 
     @field_validator("crypto_key")
     @classmethod
@@ -666,10 +713,6 @@ class Config(BaseModel):
         "slack_addr (notifications)"]``. Empty when nothing is deferred.
         """
         deferred: list[str] = []
-        if self.members is not None:
-            deferred.append("[Members] (cluster mode)")
-        if self.node_name is not None:
-            deferred.append("node_name (cluster mode)")
         if self.slack_addr is not None:
             deferred.append("slack_addr (notifications)")
         if self.route53 is not None:

@@ -793,9 +793,9 @@ def test_original_passes_runtime_checks() -> None:
     ("text", "expected"),
     [
         (CLOUDFLARE, []),
-        ("[Members]\n" + CLOUDFLARE, ["[Members] (cluster mode)"]),
+        ("[Members]\n" + CLOUDFLARE, []),  # cluster mode is acted on
         ('slack_addr = "https://x.invalid/"', ["slack_addr (notifications)"]),
-        ('node_name = "a"', ["node_name (cluster mode)"]),
+        ('node_name = "a"', []),
         (
             '[Route53]\naws_domain = "example.com"\nhostnames = ["a"]\n'
             'ip_addresses = ["192.0.2.1"]',
@@ -808,7 +808,49 @@ def test_deferred_features(tmp_path: Path, text: str, expected: list[str]) -> No
 
 
 def test_deferred_features_of_the_original() -> None:
-    assert load_config(ORIGINAL).deferred_features() == [
-        "[Members] (cluster mode)",
-        "[Route53] (Route 53 provider)",
-    ]
+    assert load_config(ORIGINAL).deferred_features() == ["[Route53] (Route 53 provider)"]
+
+
+def test_cluster_keys_defaults_and_values(tmp_path: Path) -> None:
+    members = load(tmp_path, "[Members]\n" + CLOUDFLARE).members
+    assert members is not None
+    assert (members.announce_interval, members.max_clock_skew, members.writer_grace) == (
+        10.0,
+        30.0,
+        5.0,
+    )
+    assert (members.serf_binary, members.serf_profile, members.serf_rpc_addr) == (
+        "serf",
+        "lan",
+        None,
+    )
+    text = (
+        '[Members]\ncluster_name = "edge-eu"\ngossip_key = "AAAAAAAAAAAAAAAAAAAAAA=="\n'
+        'serf_rpc_addr = "127.0.0.1:7373"\nserf_profile = "wan"\nannounce_interval = "2s"\n'
+        + CLOUDFLARE
+    )
+    members = load(tmp_path, text).members
+    assert members is not None
+    assert members.cluster_name == "edge-eu"
+    assert members.serf_rpc_addr == "127.0.0.1:7373"
+    assert members.announce_interval == 2.0
+
+
+@pytest.mark.parametrize(
+    ("line", "key", "needle"),
+    [
+        ('cluster_name = "no spaces"', "Members.cluster_name", "letters, digits"),
+        ('gossip_key = "not base64!"', "Members.gossip_key", "base64"),
+        ('gossip_key = "AAAA"', "Members.gossip_key", "16, 24 or 32 bytes"),
+        ('serf_profile = "moon"', "Members.serf_profile", ""),
+        ('serf_rpc_addr = "nope"', "Members.serf_rpc_addr", "host:port"),
+        ('announce_interval = "0s"', "Members.announce_interval", ""),
+    ],
+)
+def test_cluster_key_errors(tmp_path: Path, line: str, key: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, f"[Members]\n{line}\n" + CLOUDFLARE)
+    problems = [p for p in info.value.problems if p.startswith(key + ":")]
+    assert problems, info.value.problems
+    assert needle in problems[0]
+    assert "not base64!" not in str(info.value)
