@@ -43,11 +43,24 @@ def decide(
     return local if agreeing >= min_peers_agree else previous
 
 
-class DecisionStage:
-    """Keeps the current decision per target and reports changes.
+def designated_writer(self_node: str, decision: State, votes: Mapping[str, State]) -> str:
+    """The node that applies a change: of the agents that agree with ``decision``
+    (this one and every peer whose vote equals it), the lowest node name.
 
-    The cluster issue feeds peer votes through ``peer_votes``; in single-node
-    mode there are none.
+    Args:
+        self_node: this agent's node name (it agrees: it made the decision).
+        decision: the decided state.
+        votes: live peers' latest votes for the target, node name -> state.
+    """
+    return min([self_node, *(node for node, vote in votes.items() if vote is decision)])
+
+
+class DecisionStage:
+    """Keeps the local verdicts, the live peers' votes and the decisions, per target.
+
+    Pure bookkeeping around :func:`decide`; the cluster layer feeds peer votes
+    in and tells it when a peer is gone. Every method that can change a
+    decision returns the change(s).
 
     Args:
         min_peers_agree: see :func:`decide`.
@@ -57,18 +70,61 @@ class DecisionStage:
         self.min_peers_agree = min_peers_agree
         self.decisions: dict[str, State] = {}
         self.local: dict[str, State] = {}
+        self.peers: dict[str, dict[str, State]] = {}
+        """Live peer -> target -> that peer's latest verdict."""
 
-    def update(
-        self, target: str, local: State, peer_votes: Mapping[str, State] | None = None
-    ) -> State | None:
-        """Record ``target``'s local verdict; return the new decision if it changed, else None."""
-        self.local[target] = local
+    def votes_for(self, target: str) -> dict[str, State]:
+        """Live peers' latest votes for ``target`` (node -> state; peers without a vote omitted)."""
+        return {
+            node: votes[target] for node, votes in sorted(self.peers.items()) if target in votes
+        }
+
+    def _decide(self, target: str) -> State | None:
+        local = self.local.get(target)
+        if local is None:
+            return None  # not one of our targets
         previous = self.decisions.get(target, State.UNKNOWN)
-        new = decide(previous, local, (peer_votes or {}).values(), self.min_peers_agree)
+        new = decide(previous, local, self.votes_for(target).values(), self.min_peers_agree)
         if new is previous:
             return None
         self.decisions[target] = new
         return new
+
+    def update(self, target: str, local: State) -> State | None:
+        """Record ``target``'s local verdict; return the new decision if it changed, else None."""
+        self.local[target] = local
+        return self._decide(target)
+
+    def peer_vote(self, node: str, target: str, state: State) -> State | None:
+        """Record a live peer's verdict; return the new decision of ``target`` if it changed.
+
+        Votes for targets this agent does not watch are kept (the target may be
+        added by a reload) but decide nothing.
+        """
+        self.peers.setdefault(node, {})[target] = state
+        return self._decide(target)
+
+    def peer_alive(self, node: str) -> None:
+        """Register a live peer that has not voted yet (it counts for :meth:`quorum_unmet`)."""
+        self.peers.setdefault(node, {})
+
+    def peer_gone(self, node: str) -> dict[str, State]:
+        """Drop every vote of ``node`` (it failed or left); return changed decisions.
+
+        Losing votes never flips a decision by itself (see :func:`decide`), so
+        the result is normally empty; it is returned for symmetry and tests.
+        """
+        votes = self.peers.pop(node, {})
+        changed = {}
+        for target in votes:
+            new = self._decide(target)
+            if new is not None:
+                changed[target] = new
+        return changed
+
+    def quorum_unmet(self) -> bool:
+        """True when fewer live peers exist than ``min_peers_agree``: no decision can change."""
+        return len(self.peers) < self.min_peers_agree
 
     def forget(self, target: str) -> None:
         """Drop a target removed from the configuration."""

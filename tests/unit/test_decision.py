@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goavail.decision import DecisionStage, decide
+from goavail.decision import DecisionStage, decide, designated_writer
 from goavail.health import State
 
 U, D, K = State.UP, State.DOWN, State.UNKNOWN
@@ -53,5 +53,104 @@ def test_stage_reports_only_changes() -> None:
 
 def test_stage_with_peers() -> None:
     stage = DecisionStage(min_peers_agree=1)
-    assert stage.update("192.0.2.1", D, {"b": U}) is None
-    assert stage.update("192.0.2.1", D, {"b": D}) is D
+    assert stage.update("192.0.2.1", D) is None  # no peer agrees yet
+    assert stage.peer_vote("b", "192.0.2.1", U) is None
+    assert stage.peer_vote("b", "192.0.2.1", D) is D
+    assert stage.votes_for("192.0.2.1") == {"b": D}
+
+
+# Each step: ("local", state) | ("vote", node, state) | ("gone", node) | ("alive", node);
+# expected: the decision after the step.
+Step = tuple[str, ...]
+
+
+@pytest.mark.parametrize(
+    ("quorum", "steps", "expected"),
+    [
+        # one of three sees it down: nothing happens
+        (
+            1,
+            [("alive", "b"), ("alive", "c"), ("local", D), ("vote", "b", U), ("vote", "c", U)],
+            [K, K, K, K, K],
+        ),
+        # two of three agree (quorum 1): removed; recovery needs agreement again
+        (
+            1,
+            [
+                ("local", U),
+                ("vote", "b", U),
+                ("local", D),
+                ("vote", "b", D),
+                ("local", U),
+                ("vote", "b", U),
+            ],
+            [K, U, U, D, D, U],
+        ),
+        # a peer joins late and agrees
+        (1, [("local", D), ("alive", "b"), ("vote", "b", D)], [K, K, D]),
+        # the agreeing peer leaves: the decision stays, a new disagreement cannot flip it
+        (1, [("local", D), ("vote", "b", D), ("gone", "b"), ("local", U)], [K, D, D, D]),
+        # flapping peer: its latest vote counts
+        (1, [("local", D), ("vote", "b", D), ("vote", "b", U), ("vote", "b", D)], [K, D, D, D]),
+        (1, [("local", U), ("vote", "b", D), ("vote", "b", U)], [K, K, U]),
+        # split votes with quorum 2 of 4 peers
+        (
+            2,
+            [("local", D), ("vote", "b", D), ("vote", "c", U), ("vote", "d", U), ("vote", "e", D)],
+            [K, K, K, K, D],
+        ),
+        # a peer's unknown vote never counts
+        (1, [("local", D), ("vote", "b", K)], [K, K]),
+        # single node: peers are irrelevant
+        (0, [("vote", "b", U), ("local", D)], [K, D]),
+    ],
+)
+def test_stage_sequences(quorum: int, steps: list[Step], expected: list[State]) -> None:
+    target = "192.0.2.1"
+    stage = DecisionStage(min_peers_agree=quorum)
+    got = []
+    for step in steps:
+        kind = step[0]
+        if kind == "local":
+            stage.update(target, step[1])  # type: ignore[arg-type]
+        elif kind == "vote":
+            stage.peer_vote(step[1], target, step[2])  # type: ignore[arg-type]
+        elif kind == "gone":
+            stage.peer_gone(step[1])
+        else:
+            stage.peer_alive(step[1])
+        got.append(stage.decisions.get(target, K))
+    assert got == expected
+
+
+def test_votes_for_unwatched_targets_decide_nothing() -> None:
+    stage = DecisionStage(min_peers_agree=1)
+    assert stage.peer_vote("b", "192.0.2.9", D) is None
+    assert "192.0.2.9" not in stage.decisions
+    # the target is added by a reload: the stored vote counts
+    assert stage.update("192.0.2.9", D) is D
+
+
+def test_quorum_unmet() -> None:
+    stage = DecisionStage(min_peers_agree=2)
+    assert stage.quorum_unmet()
+    stage.peer_alive("b")
+    stage.peer_vote("c", "192.0.2.1", U)
+    assert not stage.quorum_unmet()
+    stage.peer_gone("b")
+    assert stage.quorum_unmet()
+    assert not DecisionStage(0).quorum_unmet()
+
+
+@pytest.mark.parametrize(
+    ("decision", "votes", "expected"),
+    [
+        (D, {}, "m"),
+        (D, {"a": D, "z": D}, "a"),
+        (D, {"a": U, "z": D}, "m"),  # a disagrees: not among the writers
+        (U, {"a": K, "b": U}, "b"),
+        (U, {"x": U}, "m"),
+    ],
+)
+def test_designated_writer(decision: State, votes: dict[str, State], expected: str) -> None:
+    assert designated_writer("m", decision, votes) == expected
