@@ -42,9 +42,11 @@ class Reconciler:
         ttl, proxied: attributes of created records.
         resync_interval: seconds between passes once converged.
         jitter: source of random numbers in [0, 1) for the backoff.
+        hold: see the ``hold`` attribute (None: every change is made at once).
 
     Attributes (read by status reporting):
-        converged: True after a pass that left nothing to do.
+        converged: True after a pass that left nothing to do (held changes
+            included: they are not done yet).
         pending: the changes of the last plan that are not applied yet.
         fail_open: fail-open cases of the last plan.
         retries: consecutive failed passes.
@@ -62,6 +64,7 @@ class Reconciler:
         proxied: bool | None,
         resync_interval: float,
         jitter: Callable[[], float] = random.random,
+        hold: Callable[[Change], float] | None = None,
     ) -> None:
         self.provider = provider
         self.names = list(names)
@@ -71,6 +74,10 @@ class Reconciler:
         self.proxied = proxied
         self.resync_interval = resync_interval
         self._jitter = jitter
+        self.hold = hold
+        """Cluster mode: ``hold(change)`` -> seconds this agent must wait before making
+        ``change`` itself (0 or less: now), so that only the designated writer writes."""
+        self._hold: float | None = None
         self._wake = asyncio.Event()
         self._wake.set()  # first pass at once
         self.converged = False
@@ -111,6 +118,8 @@ class Reconciler:
         converged, else the backoff of the current retry. Permanent errors (bad
         token, missing zone) wait at the longest backoff: only an operator fixes them."""
         if self.retries == 0:
+            if self._hold is not None:
+                return min(self.resync_interval, self._hold)
             return self.resync_interval
         attempt = self.retries if self._transient else _LONGEST
         return backoff_delay(attempt, self._jitter())
@@ -153,13 +162,14 @@ class Reconciler:
             proxied=self.proxied,
         )
         self._report_fail_open(result.fail_open)
+        ready, held = self._gate(result.changes)
         self.pending = result.changes
-        if not result.changes:
+        if not ready:
             return self._succeeded()
-        outcomes = await self.provider.apply(result.changes)
+        outcomes = await self.provider.apply(ready)
         done = {id(o.change) for o in outcomes if o.ok}
         self.pending = tuple(c for c in result.changes if id(c) not in done)
-        if not self.pending:
+        if len(self.pending) == len(held):
             return self._succeeded()
         errors = [o.error for o in outcomes if o.error is not None]
         transient = any(e.transient for e in errors)
@@ -169,10 +179,32 @@ class Reconciler:
             transient,
         )
 
+    def _gate(self, changes: tuple[Change, ...]) -> tuple[tuple[Change, ...], tuple[Change, ...]]:
+        """Split changes into those to apply now and those another agent should make.
+
+        Held changes are re-planned at the next pass (at the latest when the
+        shortest hold ends); they are not failures.
+        """
+        self._hold = None
+        if self.hold is None:
+            return changes, ()
+        ready: list[Change] = []
+        held: list[Change] = []
+        for change in changes:
+            wait = self.hold(change)
+            if wait <= 0:
+                ready.append(change)
+            else:
+                held.append(change)
+                self._hold = wait if self._hold is None else min(self._hold, wait)
+        if held:
+            log.debug("holding %d change(s) for the designated writer", len(held))
+        return tuple(ready), tuple(held)
+
     def _succeeded(self) -> bool:
         if self.retries:
             log.info("DNS converged after %d failed passes", self.retries)
-        self.converged = True
+        self.converged = self._hold is None
         self.retries = 0
         self.last_error = None
         return True

@@ -199,3 +199,31 @@ async def test_backoff_between_passes(transient: bool, failures: int, expected: 
     assert rec.next_delay() == expected
     assert await rec.reconcile_once()
     assert rec.next_delay() == 60.0
+
+
+async def test_held_changes_wait_for_the_designated_writer() -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP, A3: State.UP}, [A1, A2])
+    holds = {A1: 2.5, A3: 0.0}  # another agent should delete A1; A3 is ours to create
+    rec.hold = lambda change: holds.get(change.record.content, 0.0)
+    assert await rec.reconcile_once()  # not a failure
+    assert contents(provider) == {A1, A2, A3}
+    assert [(c.action, c.record.content) for c in rec.pending] == [("delete", A1)]
+    assert not rec.converged
+    assert rec.retries == 0
+    assert rec.next_delay() == 2.5  # re-plan when the hold ends, not at the resync
+    # the writer did it meanwhile: nothing left to do, converged
+    del provider.store[(WWW, "A", A1)]
+    assert await rec.reconcile_once()
+    assert rec.converged and rec.pending == ()
+    assert rec.next_delay() == 60.0
+
+
+async def test_hold_expired_takes_over() -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP}, [A1, A2])
+    hold = [1.0]
+    rec.hold = lambda change: hold[0]
+    await rec.reconcile_once()
+    assert contents(provider) == {A1, A2}
+    hold[0] = 0.0  # grace over and the change has not appeared: this agent writes
+    await rec.reconcile_once()
+    assert contents(provider) == {A2}
