@@ -13,9 +13,11 @@ import contextlib
 import logging
 import os
 import signal
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from goavail import __version__
 from goavail.checks.base import Probe, ProbeResult, ProbeSetupError
@@ -23,12 +25,16 @@ from goavail.checks.icmp import IcmpProbe
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
 from goavail.config import Config, ConfigError, DnsSection, check_runtime, load_config
-from goavail.decision import DecisionStage
+from goavail.decision import DecisionStage, designated_writer
 from goavail.dns.audit import AuditLog
+from goavail.dns.model import Change
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
 from goavail.health import Health, State, observe
 from goavail.logs import REDACTOR
+
+if TYPE_CHECKING:
+    from goavail.cluster.service import Cluster
 
 log = logging.getLogger("goavail.agent")
 
@@ -168,7 +174,20 @@ class Agent:
             a: TargetStatus() for a in self.section.ip_addresses
         }
         members = config.members
+        self.node = config.node_name or socket.gethostname()
         self.decision = DecisionStage(members.min_peers_agree if members else 0)
+        self._decided_at: dict[str, float] = {}
+        self.cluster: Cluster | None = None
+        if members is not None:
+            from goavail.cluster.service import Cluster
+
+            self.cluster = Cluster(
+                node=self.node,
+                members=members,
+                stage=self.decision,
+                local_verdicts=lambda: self.decision.local,
+                on_decision=self._on_decision,
+            )
         self.audit = AuditLog(config.audit_file)
         self.provider = build_provider(config, options, self.audit)
         self.probe: Probe = build_probe(config, options)
@@ -181,6 +200,7 @@ class Agent:
             ttl=ttl,
             proxied=proxied,
             resync_interval=config.resync_interval,
+            hold=self._hold if self.cluster is not None else None,
         )
         self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
         self.scheduler.set_targets(list(self.targets))
@@ -223,9 +243,46 @@ class Agent:
             extra={"target": target, "state": str(transition.new)},
         )
         decided = self.decision.update(target, transition.new)
+        if self.cluster is not None:
+            self.cluster.publish(target, transition.new)
         if decided is not None:
-            log.info("decision for %s: %s", target, decided, extra={"target": target})
-            self.reconciler.trigger()
+            self._on_decision(target, decided)
+        elif self.cluster is not None:
+            log.info(
+                "no decision yet for %s: needs %d agreeing peer(s) (votes: %s)",
+                target,
+                self.decision.min_peers_agree,
+                self.cluster.describe_votes(target),
+                extra={"target": target},
+            )
+
+    def _on_decision(self, target: str, state: State) -> None:
+        """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
+        self._decided_at[target] = time.monotonic()
+        votes = f" (votes: {self.cluster.describe_votes(target)})" if self.cluster else ""
+        log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
+        self.reconciler.trigger()
+
+    def _hold(self, change: Change) -> float:
+        """Cluster mode: seconds to wait before making ``change`` ourselves.
+
+        Of the agents that agree, the live one with the lowest node name writes at
+        once; the others wait ``writer_grace`` seconds from the decision and then
+        take over if the change still has not appeared (writes are idempotent, so
+        a race costs an API call, never a wrong record).
+        """
+        target = change.record.content
+        decision = self.decision.decisions.get(target)
+        members = self.config.members
+        if decision is None or members is None:
+            return 0.0
+        writer = designated_writer(self.node, decision, self.decision.votes_for(target))
+        if writer == self.node:
+            return 0.0
+        decided_at = self._decided_at.get(target)
+        if decided_at is None:
+            return 0.0
+        return members.writer_grace - (time.monotonic() - decided_at)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -243,6 +300,8 @@ class Agent:
         """Run until a stop is requested; then shut down within ``STOP_GRACE`` seconds."""
         await self.probe.start()
         self._log_start()
+        if self.cluster is not None:
+            await self.cluster.start()
         loop = asyncio.get_running_loop()
         handlers = {
             signal.SIGHUP: self.request_reload,
@@ -257,6 +316,8 @@ class Agent:
                     tg.create_task(self.scheduler.run(), name="probe-scheduler"),
                     tg.create_task(self.reconciler.run(), name="reconciler"),
                 ]
+                if self.cluster is not None:
+                    tasks.append(tg.create_task(self.cluster.run(), name="cluster"))
                 await self._stop.wait()
                 log.info("stopping")
                 for task in tasks:
@@ -268,6 +329,8 @@ class Agent:
                 pending.cancel()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_GRACE):
+                    if self.cluster is not None:
+                        await self.cluster.stop()
                     await self.probe.close()
                     await self.provider.close()
             self.audit.close()
@@ -291,12 +354,13 @@ class Agent:
         )
         for feature in c.deferred_features():
             log.warning("parsed but not acted on yet in this version: %s", feature)
-        if c.members is not None and c.members.min_peers_agree > 0:
-            log.warning(
-                "[Members] min_peers_agree = %d but cluster mode is not available yet: no peer "
-                "votes can arrive, so the quorum is never met and no DNS change will be made. "
-                "Set min_peers_agree = 0 to let this agent decide alone.",
+        if c.members is not None:
+            log.info(
+                "cluster mode: node %s, event %s, min_peers_agree %d, serf %s",
+                self.node,
+                self.cluster.event if self.cluster else "-",
                 c.members.min_peers_agree,
+                c.members.serf_rpc_addr or "started by goavail",
             )
 
     # -- reload -------------------------------------------------------------------

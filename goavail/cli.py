@@ -34,6 +34,7 @@ from goavail.agent import (
     record_attributes,
 )
 from goavail.checks.base import ProbeResult, ProbeSetupError
+from goavail.cluster.serf_agent import SerfAgentError
 from goavail.config import Config, ConfigError
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Plan, Record
@@ -150,7 +151,7 @@ def monitor(
         raise _fail(f"cannot start: {exc}", 1) from None
     try:
         asyncio.run(agent.run())
-    except ProbeSetupError as exc:
+    except (ProbeSetupError, SerfAgentError) as exc:
         raise _fail(str(exc), 1) from None
 
 

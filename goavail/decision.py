@@ -104,6 +104,13 @@ class DecisionStage:
         self.peers.setdefault(node, {})[target] = state
         return self._decide(target)
 
+    def drop_vote(self, node: str, target: str) -> State | None:
+        """Forget one stale vote (the peer stopped announcing it); return a changed decision."""
+        votes = self.peers.get(node)
+        if votes is None or votes.pop(target, None) is None:
+            return None
+        return self._decide(target)
+
     def peer_alive(self, node: str) -> None:
         """Register a live peer that has not voted yet (it counts for :meth:`quorum_unmet`)."""
         self.peers.setdefault(node, {})

@@ -154,3 +154,14 @@ def test_quorum_unmet() -> None:
 )
 def test_designated_writer(decision: State, votes: dict[str, State], expected: str) -> None:
     assert designated_writer("m", decision, votes) == expected
+
+
+def test_drop_vote() -> None:
+    stage = DecisionStage(min_peers_agree=1)
+    stage.update("192.0.2.1", D)
+    stage.peer_vote("b", "192.0.2.1", D)
+    assert stage.drop_vote("b", "192.0.2.1") is None  # losing a vote never flips a decision
+    assert stage.votes_for("192.0.2.1") == {}
+    assert stage.drop_vote("b", "192.0.2.1") is None
+    assert stage.drop_vote("nobody", "192.0.2.1") is None
+    assert not stage.quorum_unmet()  # b is still a live peer

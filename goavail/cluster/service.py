@@ -1,0 +1,387 @@
+"""Cluster mode: gossip this agent's verdicts through Serf and collect its peers'.
+
+I/O edge around the pure parts: :mod:`goavail.cluster.wire` (sealing, replay
+guard) and :class:`goavail.decision.DecisionStage` (quorum). The flow:
+
+* on every local transition, :meth:`Cluster.publish` sends a sealed verdict as a
+  Serf user event (coalescing off);
+* every ``announce_interval`` seconds all current verdicts are announced again
+  (anti-entropy), spread over the interval, so lost events, restarts and late
+  joiners converge;
+* a stream of Serf events feeds peers' verdicts into the decision stage (only
+  from live members, after the tag, version, replay and clock-skew checks; every
+  rejection is counted by reason), and member events keep the set of live peers:
+  a peer that fails or leaves loses its votes at once; a vote not re-announced
+  for three announce intervals expires.
+
+Serf runs either as goavail's own supervised ``serf agent`` child (default) or
+as an existing agent reached at ``serf_rpc_addr``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from goavail.cluster.serf_agent import SerfAgent
+from goavail.cluster.serf_rpc import MemberEvent, SerfError, SerfRPC, UserEvent
+from goavail.cluster.wire import Codec, ReplayGuard, SeqCounter, Verdict, WireError, event_name
+from goavail.config import Members, split_host_port
+from goavail.decision import DecisionStage
+from goavail.health import State
+
+log = logging.getLogger("goavail.cluster")
+
+STREAM_TYPES = "user,member-join,member-leave,member-failed,member-update,member-reap"
+GONE = frozenset({"left", "failed", "leaving", "reap"})
+"""Serf member statuses that mean "no longer votes"."""
+GONE_EVENTS = frozenset({"member-leave", "member-failed", "member-reap"})
+VOTE_LIFETIME = 3
+"""A vote not re-announced within this many announce intervals expires."""
+RPC_AUTH_ENV = "SERF_RPC_AUTH"
+
+
+@dataclass(frozen=True, slots=True)
+class SerfSettings:
+    """How to reach Serf, derived from ``[Members]`` (see :func:`serf_settings`)."""
+
+    bind: str
+    advertise: str | None
+    join: tuple[str, ...]
+    rpc_addr: str | None
+    gossip_key: str | None
+
+
+def serf_settings(members: Members) -> SerfSettings:
+    """Serf addresses from ``[Members]``: bind/advertise the host of ``local_addr`` and join
+    the host of every peer, all on ``members_port`` (the ports written in ``peers`` and
+    ``local_addr`` were the Go original's update port)."""
+    port = members.members_port
+    host = split_host_port(members.local_addr)[0] if members.local_addr else None
+    join = tuple(_host_port(split_host_port(peer)[0], port) for peer in members.peers)
+    return SerfSettings(
+        bind=_host_port(host or "0.0.0.0", port),
+        advertise=_host_port(host, port) if host else None,
+        join=join,
+        rpc_addr=members.serf_rpc_addr,
+        gossip_key=members.gossip_key.get_secret_value() if members.gossip_key else None,
+    )
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Cluster:
+    """One agent's membership in the goavail cluster.
+
+    Args:
+        node: this agent's node name (also its Serf node name).
+        members: the ``[Members]`` configuration.
+        stage: the decision stage; peers' votes are fed into it.
+        local_verdicts: returns this agent's current verdicts (target -> state)
+            for re-announcement; a live mapping (read, never copied: keep it cheap).
+        on_decision: called as ``on_decision(target, state)`` when a peer's vote
+            (or its loss) changes a decision.
+        clock: wall clock in Unix seconds (verdicts carry wall-clock issue times).
+
+    Attributes:
+        counters: messages by outcome: "published", "publish_failed",
+            "accepted", and "rejected_<reason>" for every
+            :data:`goavail.cluster.wire.REJECT_REASONS` reason plus "not_member".
+        live: node names of live peers (this node excluded).
+        connected: True while the RPC connection to Serf is up.
+    """
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        members: Members,
+        stage: DecisionStage,
+        local_verdicts: Callable[[], Mapping[str, State]],
+        on_decision: Callable[[str, State], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node = node
+        self.members = members
+        self.stage = stage
+        self._local_verdicts = local_verdicts
+        self._on_decision = on_decision
+        self._clock = clock
+        self.event = event_name(members.cluster_name)
+        self.codec = Codec(members.key_bytes(), self.event)
+        self.guard = ReplayGuard(members.max_clock_skew)
+        self.seq = SeqCounter(time.time_ns() // 1000)
+        self.settings = serf_settings(members)
+        self.counters: Counter[str] = Counter()
+        self.live: set[str] = set()
+        self.connected = False
+        self._rpc: SerfRPC | None = None
+        self._serf: SerfAgent | None = None
+        self._vote_seen: dict[tuple[str, str], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._quorum_unmet: bool | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start goavail's own Serf agent (unless ``serf_rpc_addr`` is set).
+
+        Raises:
+            goavail.cluster.serf_agent.SerfAgentError: Serf is missing or does not start.
+        """
+        if self.codec_is_plaintext:
+            log.warning(
+                "CLUSTER MODE WITHOUT crypto_key: verdicts travel in plaintext and anyone "
+                "who can reach Serf can forge them; set [Members] crypto_key"
+            )
+        if self.settings.rpc_addr is None:
+            self._serf = SerfAgent(
+                node_name=self.node,
+                bind=self.settings.bind,
+                advertise=self.settings.advertise,
+                join=self.settings.join,
+                gossip_key=self.settings.gossip_key,
+                serf_binary=self.members.serf_binary,
+                profile=self.members.serf_profile,
+            )
+            await self._serf.start()
+        self._check_quorum()
+
+    async def run(self) -> None:
+        """Gossip until cancelled (after :meth:`start`); reconnects to Serf after losses."""
+        async with asyncio.TaskGroup() as tg:
+            if self._serf is not None:
+                tg.create_task(self._serf.run(), name="serf-agent")
+            tg.create_task(self._announce_loop(), name="announce")
+            tg.create_task(self._connection_loop(), name="serf-stream")
+
+    async def stop(self) -> None:
+        """Leave the cluster (peers see "left", not "failed") and stop the Serf child."""
+        rpc, self._rpc = self._rpc, None
+        if self._serf is not None:
+            await self._serf.stop()  # sends leave itself
+        elif rpc is not None:
+            with contextlib.suppress(SerfError, OSError, TimeoutError):
+                await asyncio.wait_for(rpc.leave(), 2.0)
+        if rpc is not None:
+            with contextlib.suppress(SerfError, OSError):
+                await rpc.close()
+
+    @property
+    def codec_is_plaintext(self) -> bool:
+        """True when no crypto_key is configured."""
+        return self.members.crypto_key is None
+
+    def _rpc_endpoint(self) -> tuple[str, int, str | None]:
+        if self._serf is not None:
+            return self._serf.rpc_host, self._serf.rpc_port, self._serf.rpc_auth
+        assert self.settings.rpc_addr is not None
+        host, port = split_host_port(self.settings.rpc_addr)
+        return host, port, os.environ.get(RPC_AUTH_ENV)
+
+    async def _connection_loop(self) -> None:
+        delay = 0.5
+        while True:
+            host, port, auth = self._rpc_endpoint()
+            try:
+                rpc = await SerfRPC.connect(host, port, auth)
+            except (SerfError, OSError) as exc:  # refused, auth errors: retry, never crash
+                log.warning(
+                    "cannot reach Serf RPC at %s:%d: %s; retrying in %.1fs", host, port, exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.5
+            self._rpc = rpc
+            self.connected = True
+            try:
+                await self._sync_members(rpc)
+                self._announce_now()
+                stream = await rpc.stream(STREAM_TYPES)
+                async for event in stream:
+                    if isinstance(event, UserEvent):
+                        self._on_user_event(event)
+                    elif isinstance(event, MemberEvent):
+                        self._on_member_event(event)
+            except (SerfError, OSError) as exc:  # connection lost: reconnect
+                log.warning("Serf RPC connection lost: %s; reconnecting", exc)
+            finally:
+                self.connected = False
+                self._rpc = None
+                with contextlib.suppress(SerfError, OSError):
+                    await rpc.close()
+            await asyncio.sleep(delay)
+
+    # -- membership -----------------------------------------------------------------
+
+    async def _sync_members(self, rpc: SerfRPC) -> None:
+        alive = {m.name for m in await rpc.members() if m.status == "alive"} - {self.node}
+        for node in alive - self.live:
+            self._peer_alive(node)
+        for node in self.live - alive:
+            self._peer_gone(node, "not alive in Serf's member list")
+
+    def _on_member_event(self, event: MemberEvent) -> None:
+        for member in event.members:
+            if member.name == self.node:
+                continue
+            alive = member.status == "alive" and event.event in ("member-join", "member-update")
+            if alive and member.name not in self.live:
+                self._peer_alive(member.name)
+            elif (
+                not alive
+                and member.name in self.live
+                and (member.status in GONE or event.event in GONE_EVENTS)
+            ):
+                self._peer_gone(member.name, event.event)
+
+    def _peer_alive(self, node: str) -> None:
+        self.live.add(node)
+        self.stage.peer_alive(node)
+        log.info("peer %s joined (%d live peers)", node, len(self.live))
+        self._check_quorum()
+        self._announce_now()  # a late joiner learns our verdicts at once
+
+    def _peer_gone(self, node: str, why: str) -> None:
+        self.live.discard(node)
+        for key in [k for k in self._vote_seen if k[0] == node]:
+            del self._vote_seen[key]
+        changed = self.stage.peer_gone(node)
+        log.warning(
+            "peer %s gone (%s): its votes are dropped (%d live peers)", node, why, len(self.live)
+        )
+        for target, state in changed.items():
+            self._on_decision(target, state)
+        self._check_quorum()
+
+    def _check_quorum(self) -> None:
+        unmet = self.stage.quorum_unmet()
+        if unmet != self._quorum_unmet:
+            self._quorum_unmet = unmet
+            if unmet:
+                log.warning(
+                    "QUORUM UNMET: %d live peer(s), min_peers_agree = %d: no DNS change "
+                    "can be made until more peers are alive",
+                    len(self.live),
+                    self.stage.min_peers_agree,
+                )
+            else:
+                log.info("quorum possible again: %d live peer(s)", len(self.live))
+
+    @property
+    def quorum_unmet(self) -> bool:
+        """True when fewer peers are alive than ``min_peers_agree``."""
+        return self.stage.quorum_unmet()
+
+    # -- verdicts in ----------------------------------------------------------------
+
+    def _on_user_event(self, event: UserEvent) -> None:
+        if event.name != self.event:
+            return  # another application's (or cluster's) event
+        try:
+            verdict = self.codec.open(event.payload)
+            if verdict.node == self.node:
+                return  # our own event, echoed by Serf
+            self.guard.check(verdict, self._clock())
+        except WireError as exc:
+            self._reject(exc.reason, event)
+            return
+        if verdict.node not in self.live:
+            self._reject("not_member", event)
+            return
+        self.counters["accepted"] += 1
+        state = State.UP if verdict.up else State.DOWN
+        self._vote_seen[(verdict.node, verdict.target)] = self._clock()
+        previous = self.stage.votes_for(verdict.target).get(verdict.node)
+        changed = self.stage.peer_vote(verdict.node, verdict.target, state)
+        if previous is not state:
+            log.info(
+                "peer %s votes %s %s (votes now: %s)",
+                verdict.node,
+                verdict.target,
+                state,
+                self.describe_votes(verdict.target),
+                extra={"target": verdict.target, "peer": verdict.node},
+            )
+        if changed is not None:
+            self._on_decision(verdict.target, changed)
+
+    def _reject(self, reason: str, event: UserEvent) -> None:
+        self.counters[f"rejected_{reason}"] += 1
+        count = self.counters[f"rejected_{reason}"]
+        if count == 1 or count % 100 == 0:  # loud once, then a reminder per hundred
+            log.warning("gossip message rejected (%s), %d so far", reason, count)
+        else:
+            log.debug("gossip message rejected (%s), ltime %d", reason, event.ltime)
+
+    def describe_votes(self, target: str) -> str:
+        """``"self=down b=down c=up"``: this agent's and every live peer's vote for ``target``."""
+        local = self.stage.local.get(target, State.UNKNOWN)
+        votes = " ".join(f"{n}={s}" for n, s in self.stage.votes_for(target).items())
+        return f"{self.node}(self)={local}" + (f" {votes}" if votes else "")
+
+    def expire_votes(self) -> None:
+        """Drop votes a live peer has not re-announced for VOTE_LIFETIME announce intervals."""
+        horizon = self._clock() - VOTE_LIFETIME * self.members.announce_interval
+        for (node, target), seen in list(self._vote_seen.items()):
+            if seen < horizon:
+                del self._vote_seen[(node, target)]
+                changed = self.stage.drop_vote(node, target)
+                log.info("vote of %s for %s expired (not re-announced)", node, target)
+                if changed is not None:
+                    self._on_decision(target, changed)
+
+    # -- verdicts out ---------------------------------------------------------------
+
+    def publish(self, target: str, state: State) -> None:
+        """Send this agent's verdict for ``target`` now, in the background. Never blocks."""
+        if state is State.UNKNOWN:
+            return
+        task = asyncio.get_running_loop().create_task(self._send(target, state))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, target: str, state: State) -> None:
+        rpc = self._rpc
+        if rpc is None:
+            self.counters["publish_failed"] += 1
+            return  # announced again after reconnecting
+        verdict = Verdict(self.node, target, state is State.UP, self.seq.next(), self._clock())
+        try:
+            await rpc.user_event(self.event, self.codec.seal(verdict), coalesce=False)
+        except (SerfError, OSError, ValueError) as exc:  # the next announcement repeats it
+            self.counters["publish_failed"] += 1
+            log.warning("cannot publish verdict for %s: %s", target, exc)
+        else:
+            self.counters["published"] += 1
+
+    def _announce_now(self) -> None:
+        for target, state in self._local_verdicts().items():
+            self.publish(target, state)
+
+    async def _announce_loop(self) -> None:
+        """Re-announce every verdict once per announce_interval, spread over it."""
+        while True:
+            targets = [t for t, s in self._local_verdicts().items() if s is not State.UNKNOWN]
+            interval = self.members.announce_interval
+            if not targets:
+                await asyncio.sleep(interval)
+            else:
+                gap = interval / len(targets)
+                for target in targets:
+                    # read the state when sending: a snapshot could announce a verdict
+                    # older than a transition published meanwhile (with a newer seq)
+                    state = self._local_verdicts().get(target, State.UNKNOWN)
+                    if self._rpc is not None and state is not State.UNKNOWN:
+                        await self._send(target, state)
+                    await asyncio.sleep(gap)
+            self.expire_votes()
