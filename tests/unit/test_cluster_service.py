@@ -1,0 +1,199 @@
+"""The cluster service's event handling, fed Serf events directly (no Serf, no sockets)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
+from goavail.cluster.service import Cluster, serf_settings
+from goavail.cluster.wire import Codec, Verdict
+from goavail.config import Members
+from goavail.decision import DecisionStage
+from goavail.health import State
+
+KEY = b"0123456789abcdef"
+T1, T2 = "192.0.2.1", "192.0.2.2"
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def members(**overrides: object) -> Members:
+    values: dict[str, object] = {
+        "peers": ["198.51.100.2:8082"],
+        "local_addr": "198.51.100.1:8081",
+        "min_peers_agree": 1,
+        "crypto_key": KEY.decode(),
+        "announce_interval": 1.0,
+    }
+    values.update(overrides)
+    return Members.model_validate(values)
+
+
+def make(
+    min_peers_agree: int = 1, **overrides: object
+) -> tuple[Cluster, list[tuple[str, State]], Clock]:
+    stage = DecisionStage(min_peers_agree)
+    decided: list[tuple[str, State]] = []
+    clock = Clock()
+    cluster = Cluster(
+        node="a",
+        members=members(min_peers_agree=min_peers_agree, **overrides),
+        stage=stage,
+        local_verdicts=lambda: stage.local,
+        on_decision=lambda target, state: decided.append((target, state)),
+        clock=clock,
+    )
+    return cluster, decided, clock
+
+
+def member(name: str, status: str = "alive") -> Member:
+    return Member(name=name, addr="198.51.100.9", port=7946, tags={}, status=status)
+
+
+def join(cluster: Cluster, *names: str) -> None:
+    cluster._on_member_event(MemberEvent("member-join", [member(n) for n in names]))
+
+
+def event(
+    node: str,
+    target: str,
+    up: bool,
+    seq: int,
+    *,
+    issued_at: float = NOW,
+    key: bytes | None = KEY,
+    name: str = "goavail-verdict",
+) -> UserEvent:
+    payload = Codec(key, name).seal(Verdict(node, target, up, seq, issued_at))
+    return UserEvent(name=name, payload=payload, ltime=seq, coalesce=False)
+
+
+def test_agreeing_peer_vote_decides() -> None:
+    cluster, decided, _ = make()
+    join(cluster, "b")
+    cluster.stage.update(T1, State.DOWN)
+    cluster._on_user_event(event("b", T1, False, 1))
+    assert decided == [(T1, State.DOWN)]
+    assert cluster.counters["accepted"] == 1
+    assert cluster.describe_votes(T1) == "a(self)=down b=down"
+
+
+@pytest.mark.parametrize(
+    ("build", "reason"),
+    [
+        (lambda: event("b", T1, False, 1, key=b"fedcba9876543210"), "rejected_tag"),
+        (lambda: event("b", T1, False, 1, key=None), "rejected_plaintext"),
+        (lambda: event("b", T1, False, 1, issued_at=NOW - 31), "rejected_skew"),
+        (lambda: event("b", T1, False, 1, issued_at=NOW + 31), "rejected_skew"),
+        (lambda: event("zed", T1, False, 1), "rejected_not_member"),
+        (
+            lambda: UserEvent("goavail-verdict", b"\x01garbage", 1, False),
+            "rejected_truncated",
+        ),
+    ],
+)
+def test_rejections_are_counted_and_ignored(build: object, reason: str) -> None:
+    cluster, decided, _ = make()
+    join(cluster, "b")
+    cluster.stage.update(T1, State.DOWN)
+    assert callable(build)
+    cluster._on_user_event(build())
+    assert cluster.counters[reason] == 1
+    assert cluster.counters["accepted"] == 0
+    assert decided == []
+    assert cluster.stage.votes_for(T1) == {}
+
+
+def test_replay_rejected() -> None:
+    cluster, _, _ = make()
+    join(cluster, "b")
+    captured = event("b", T1, True, 5)
+    cluster._on_user_event(captured)
+    cluster._on_user_event(event("b", T1, False, 6))
+    cluster._on_user_event(captured)  # an attacker replays the old "up"
+    assert cluster.counters["rejected_replay"] == 1
+    assert cluster.stage.votes_for(T1) == {"b": State.DOWN}
+
+
+def test_own_echo_and_foreign_events_ignored() -> None:
+    cluster, _, _ = make()
+    join(cluster, "b")
+    cluster._on_user_event(event("a", T1, False, 1))  # Serf delivers our own events too
+    cluster._on_user_event(UserEvent("deploy", b"x", 1, False))
+    cluster._on_user_event(event("b", T1, False, 2, name="other-goavail-verdict"))
+    assert sum(cluster.counters.values()) == 0
+    assert cluster.stage.votes_for(T1) == {}
+
+
+def test_cluster_name_prefixes_the_event() -> None:
+    cluster, _, _ = make(cluster_name="edge")
+    join(cluster, "b")
+    assert cluster.event == "edge-goavail-verdict"
+    cluster._on_user_event(event("b", T1, True, 1, name="edge-goavail-verdict"))
+    assert cluster.counters["accepted"] == 1
+
+
+def test_failed_peer_loses_votes_and_quorum_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    cluster, _, _ = make()
+    join(cluster, "b")
+    cluster._on_user_event(event("b", T1, False, 1))
+    assert cluster.stage.quorum_unmet() is False
+    cluster._on_member_event(MemberEvent("member-failed", [member("b", "failed")]))
+    assert cluster.live == set()
+    assert cluster.stage.votes_for(T1) == {}
+    assert cluster.stage.quorum_unmet() is True
+    assert "QUORUM UNMET" in caplog.text
+    # votes from a peer that is not alive are not accepted
+    cluster._on_user_event(event("b", T1, False, 2))
+    assert cluster.counters["rejected_not_member"] == 1
+    join(cluster, "b")
+    assert "quorum possible again" in caplog.text
+
+
+def test_left_peer_and_self_events() -> None:
+    cluster, _, _ = make(min_peers_agree=0)
+    join(cluster, "a", "b", "c")  # our own member entry is not a peer
+    assert cluster.live == {"b", "c"}
+    cluster._on_member_event(MemberEvent("member-leave", [member("c", "left")]))
+    assert cluster.live == {"b"}
+
+
+def test_stale_votes_expire() -> None:
+    cluster, _, clock = make()
+    join(cluster, "b", "c")
+    cluster._on_user_event(event("b", T1, False, 1))
+    cluster._on_user_event(event("c", T2, True, 1))
+    clock.now += 2.0
+    cluster._on_user_event(event("c", T2, True, 2, issued_at=clock.now))  # c re-announces
+    clock.now += 1.5  # b's vote is 3.5 s old, more than 3 announce intervals
+    cluster.expire_votes()
+    assert cluster.stage.votes_for(T1) == {}
+    assert cluster.stage.votes_for(T2) == {"c": State.UP}
+
+
+def test_serf_settings_from_the_original_keys() -> None:
+    settings = serf_settings(
+        Members.model_validate(
+            {
+                "peers": ["127.0.0.1:8082", "[2001:db8::2]:8082"],
+                "local_addr": "127.0.0.1:8081",
+                "members_port": 7947,
+            }
+        )
+    )
+    # the ports written in peers/local_addr were the Go original's; Serf uses members_port
+    assert settings.bind == "127.0.0.1:7947"
+    assert settings.advertise == "127.0.0.1:7947"
+    assert settings.join == ("127.0.0.1:7947", "[2001:db8::2]:7947")
+    assert settings.rpc_addr is None
+    assert serf_settings(Members.model_validate({})).bind == "0.0.0.0:7946"
