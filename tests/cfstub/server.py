@@ -1,6 +1,6 @@
 """A stateful stand-in for the part of the Cloudflare API v4 that goavail uses.
 
-It is a real HTTP server (aiohttp) bound to 127.0.0.1 that answers what the
+It is a real HTTP server (aiohttp) bound to 127.0.0.1 (or a chosen host) that answers what the
 official ``cloudflare`` Python SDK (5.x) sends, with Cloudflare's response
 envelope ``{"success", "errors": [{"code", "message"}], "messages", "result"}``
 and Cloudflare's error codes, so that the SDK raises the same exceptions it
@@ -873,8 +873,9 @@ class CloudflareStub:
         token: the API token accepted as ``Authorization: Bearer``; None accepts none.
         api_key, api_email: the global API key pair accepted as ``X-Auth-Key`` +
             ``X-Auth-Email`` (both None: key auth always fails).
-        port: TCP port on 127.0.0.1; 0 picks a free one.
+        port: TCP port on ``host``; 0 picks a free one.
         legacy_exists_code: answer duplicate creates with 81057 instead of 81058.
+        host: the IPv4 address to listen on (default 127.0.0.1).
 
     Use as a context manager, or call :meth:`start` and :meth:`stop`.
     """
@@ -887,7 +888,9 @@ class CloudflareStub:
         api_email: str | None = None,
         port: int = 0,
         legacy_exists_code: bool = False,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.state = StubState(
             token=token,
             api_key=api_key,
@@ -906,8 +909,8 @@ class CloudflareStub:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:PORT/client/v4`` (valid after :meth:`start`)."""
-        return f"http://127.0.0.1:{self.port}{BASE_PATH}"
+        """``http://HOST:PORT/client/v4`` (valid after :meth:`start`)."""
+        return f"http://{self.host}:{self.port}{BASE_PATH}"
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -915,7 +918,7 @@ class CloudflareStub:
         """Start serving in a background thread.
 
         Returns:
-            The base URL for the SDK, ``http://127.0.0.1:PORT/client/v4``.
+            The base URL for the SDK, ``http://HOST:PORT/client/v4``.
 
         Raises:
             OSError: the port could not be bound.
@@ -928,7 +931,7 @@ class CloudflareStub:
         async def boot() -> None:
             runner = web.AppRunner(build_app(self.state), access_log=None, shutdown_timeout=1.0)
             await runner.setup()
-            site = web.TCPSite(runner, "127.0.0.1", self.port)
+            site = web.TCPSite(runner, self.host, self.port)
             await site.start()
             self._runner = runner
             server = site._server
