@@ -154,6 +154,9 @@ class GoavailProcess:
         args: more command-line arguments (``--config-file`` is added automatically).
         env: extra environment variables; DNS credentials are never inherited.
         config_name: file name of the config inside ``workdir``.
+        prefix: argv words put before the goavail command line, e.g.
+            ``["ip", "netns", "exec", NAME]`` to run it in a named network namespace
+            (the prefix must ``exec`` goavail so that signals reach it).
 
     stdout and stderr are merged: goavail logs to stderr and prints nothing on
     stdout in ``monitor``, and a merged stream keeps tracebacks in order.
@@ -170,8 +173,10 @@ class GoavailProcess:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         config_name: str = "goavail.toml",
+        prefix: Sequence[str] = (),
     ) -> None:
         self.workdir = workdir
+        self.prefix = list(prefix)
         self.config_path = workdir / config_name
         self.command = command
         self.args = list(args)
@@ -196,8 +201,11 @@ class GoavailProcess:
 
     @property
     def argv(self) -> list[str]:
-        """The full command line."""
-        return goavail_argv(self.command, "--config-file", str(self.config_path), *self.args)
+        """The full command line (``prefix`` included)."""
+        return [
+            *self.prefix,
+            *goavail_argv(self.command, "--config-file", str(self.config_path), *self.args),
+        ]
 
     def start(self) -> Self:
         """Start the process and the thread that reads its output.
