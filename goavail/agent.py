@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -270,18 +271,23 @@ class Agent:
         once; the others wait ``writer_grace`` seconds from the decision and then
         take over if the change still has not appeared (writes are idempotent, so
         a race costs an API call, never a wrong record).
+
+        A decision that is not backed right now (this agent's verdict and
+        ``min_peers_agree`` live peers', see :meth:`DecisionStage.agreed`) is never
+        written: held until it is, and the grace period starts again then.
         """
         target = change.record.content
         decision = self.decision.decisions.get(target)
         members = self.config.members
         if decision is None or members is None:
             return 0.0
+        if not self.decision.agreed(target):
+            self._decided_at.pop(target, None)
+            return math.inf
         writer = designated_writer(self.node, decision, self.decision.votes_for(target))
         if writer == self.node:
             return 0.0
-        decided_at = self._decided_at.get(target)
-        if decided_at is None:
-            return 0.0
+        decided_at = self._decided_at.setdefault(target, time.monotonic())
         return members.writer_grace - (time.monotonic() - decided_at)
 
     # -- lifecycle ----------------------------------------------------------------

@@ -129,6 +129,21 @@ class DecisionStage:
                 changed[target] = new
         return changed
 
+    def agreed(self, target: str) -> bool:
+        """True when the current decision of ``target`` is backed right now: this agent's
+        own verdict and at least ``min_peers_agree`` live peers' votes equal it.
+
+        A decision is sticky (it stays put while agreement is missing, so an unmet
+        quorum never flaps DNS), but only a backed decision may be *written*: an
+        agent left in the minority, or cut off from its peers, must not enforce
+        its old decision against what the others agreed on.
+        """
+        decision = self.decisions.get(target, State.UNKNOWN)
+        if decision is State.UNKNOWN or self.local.get(target) is not decision:
+            return False
+        agreeing = sum(1 for vote in self.votes_for(target).values() if vote is decision)
+        return agreeing >= self.min_peers_agree
+
     def quorum_unmet(self) -> bool:
         """True when fewer live peers exist than ``min_peers_agree``: no decision can change."""
         return len(self.peers) < self.min_peers_agree
