@@ -129,15 +129,23 @@ def wait_until(
         time.sleep(interval)
 
 
-def hold(predicate: Callable[[], object], duration: float, *, interval: float = 0.05) -> None:
+def hold(
+    predicate: Callable[[], object],
+    duration: float,
+    *,
+    interval: float = 0.05,
+    message: str | Callable[[], str] = "condition stopped holding",
+) -> None:
     """Assert that ``predicate`` stays truthy for ``duration`` seconds.
 
     Raises:
-        AssertionError: the predicate was false at some poll.
+        AssertionError: the predicate was false at some poll; the text is
+            ``message`` (a callable is evaluated then, see :func:`wait_until`).
     """
     deadline = time.monotonic() + duration
     while time.monotonic() < deadline:
-        assert predicate(), "condition stopped holding"
+        if not predicate():
+            raise AssertionError(message() if callable(message) else message)
         time.sleep(interval)
 
 

@@ -1,0 +1,533 @@
+"""Cluster mode end to end: three real ``goavail monitor`` agents, each with its own serf.
+
+Every agent runs in its own network namespace on a bridge inside the private
+namespace of the test session (see :mod:`tests.e2e.cluster_net`); the
+Cloudflare stand-in listens on the bridge, the targets 198.51.100.1 and .2 are
+addresses of the private namespace. What one agent sees is changed with
+nftables rules in its own namespace only (``blackhole``); a partition drops the
+traffic between agents silently, on arrival, as a cut link would. One topology
+serves the whole module; every test starts fresh agents on a fresh zone and
+stops them (and kills any serf left behind) after.
+
+All agents use ``min_peers_agree = 1``: a change needs this agent and one more.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from goavail.cluster.wire import Codec, event_name
+from tests.cfstub.server import CloudflareStub
+from tests.e2e.cluster_net import (
+    ADDRESSES,
+    GATEWAY,
+    KEY_ENV,
+    NODES,
+    SERF_PORT,
+    TARGETS,
+    SerfChild,
+    Topology,
+    helper_argv,
+    kill_namespace_processes,
+)
+from tests.e2e.harness import (
+    REPO,
+    STOP_BOUND,
+    GoavailProcess,
+    addresses_of,
+    cloudflare_toml,
+    hold,
+    stub_env,
+    wait_until,
+    write_requests,
+)
+
+pytestmark = pytest.mark.e2e
+
+ZONE = "example.com"
+WWW = "www.example.com"
+T1, T2 = TARGETS
+KEY = "goavail-e2e-key-0123456789abcdef"  # 32 bytes: AES-256, raw text as in the original
+WRONG_KEY = "not-the-cluster-key-0123456789ab"
+WAIT = 20.0
+"""Seconds allowed for anything that has to cross the cluster (gossip, failure detection)."""
+FAIL_WAIT = 40.0
+"""Seconds allowed for Serf to declare a silent member failed."""
+HOLD = 4.0
+"""Seconds a "nothing changes" condition must hold."""
+GRACE_PAST = 3.0
+"""Seconds past a change after which a (wrong) takeover by another writer would have shown."""
+
+
+def agent_config(node: str, key: str = KEY) -> str:
+    """goavail.toml of agent ``node``: fast probes, both targets, its serf on the bridge."""
+    peers = ", ".join(f'"{ADDRESSES[n]}:{SERF_PORT}"' for n in NODES if n != node)
+    return cloudflare_toml(list(TARGETS), top=f'node_name = "{node}"\n') + (
+        "\n[Members]\n"
+        f'local_addr = "{ADDRESSES[node]}:{SERF_PORT}"\n'
+        f"peers = [{peers}]\n"
+        f"members_port = {SERF_PORT}\n"
+        "min_peers_agree = 1\n"
+        f'crypto_key = "{key}"\n'
+        'serf_profile = "local"\n'
+        'announce_interval = "1s"\n'
+        'writer_grace = "2s"\n'
+    )
+
+
+def votes(node: str, local: str, **peers: str) -> str:
+    """Regex of the exact vote list of a log line: ``(votes: a(self)=down b=down c=up)``."""
+    words = [f"{node}(self)={local}", *(f"{p}={v}" for p, v in sorted(peers.items()))]
+    return re.escape(f"(votes: {' '.join(words)})")
+
+
+def decided(target: str, state: str, node: str, local: str, **peers: str) -> str:
+    """Regex of ``node``'s log line deciding ``target`` ``state`` with exactly these votes."""
+    return rf"decision for {re.escape(target)}: {state} " + votes(node, local, **peers)
+
+
+def undecided(target: str, node: str, local: str, **peers: str) -> str:
+    """Regex of ``node``'s log line refusing to decide ``target`` alone, with these votes."""
+    return rf"no decision yet for {re.escape(target)}: needs 1 agreeing peer\(s\) " + votes(
+        node, local, **peers
+    )
+
+
+def applied(proc: GoavailProcess, action: str, target: str, since: int = 0) -> list[str]:
+    """The agent's audit lines of a change it made itself (``outcome=applied``)."""
+    return proc.matching(
+        rf"DNS {action} {re.escape(WWW)} A {re.escape(target)} .*outcome=applied", since=since
+    )
+
+
+_NOISE = re.compile(r" goavail\.serf: | goavail\.agent: probe ")
+"""Lines left out of failure messages: Serf's own output and --debug probe lines."""
+
+
+class Cluster:
+    """The agents of one test (started on demand, all killed by :meth:`close`).
+
+    Attributes:
+        net: the module's topology.
+        cf: the Cloudflare stand-in.
+        procs: the running agent of each node started so far.
+    """
+
+    def __init__(self, net: Topology, cf: CloudflareStub, workdir: Path) -> None:
+        self.net = net
+        self.cf = cf
+        self.workdir = workdir
+        self.procs: dict[str, GoavailProcess] = {}
+        self.state_dirs: list[Path] = []
+        """Serf state directories seen (removed by :meth:`close` if still there)."""
+        self._all: list[GoavailProcess] = []
+
+    def __getitem__(self, node: str) -> GoavailProcess:
+        return self.procs[node]
+
+    def start(self, node: str, key: str = KEY, *, debug: bool = False) -> GoavailProcess:
+        """Start agent ``node`` (``goavail monitor --no-dry-run`` inside its namespace);
+        ``debug`` adds ``--debug`` (a line per probe and per rejected message)."""
+        workdir = self.workdir / f"{node}{len(self._all)}"
+        workdir.mkdir()
+        proc = GoavailProcess(
+            workdir,
+            agent_config(node, key),
+            args=["--no-dry-run", *(["--debug"] if debug else [])],
+            env=stub_env(self.cf),
+            prefix=self.net[node].exec_prefix,
+        )
+        self._all.append(proc)
+        self.procs[node] = proc.start()
+        return proc
+
+    def start_all(self, *, debug: bool = False) -> None:
+        """Start the three agents and wait until each has decided both targets up
+        (which needs a peer's vote, so gossip works) and sees both peers."""
+        for node in NODES:
+            self.start(node, debug=debug)
+        for node in NODES:
+            self.wait_ready(node)
+
+    def wait_ready(self, node: str, peers: tuple[str, ...] = NODES, since: int = 0) -> None:
+        """Wait until ``node`` sees ``peers`` joined and has decided every target up."""
+        proc = self.procs[node]
+        for peer in peers:
+            if peer != node:
+                proc.wait_for(rf"peer {peer} joined", WAIT, since=since)
+        for target in TARGETS:
+            proc.wait_for(rf"decision for {re.escape(target)}: up", WAIT, since=since)
+
+    def dns(self) -> set[str]:
+        """The addresses www has in the stand-in."""
+        return addresses_of(self.cf, ZONE, WWW)
+
+    def wait_dns(self, expected: set[str], timeout: float = WAIT) -> None:
+        """Wait until www holds exactly ``expected``."""
+        wait_until(
+            lambda: self.dns() == expected,
+            timeout,
+            message=lambda: (
+                f"www has {sorted(self.dns())}, want {sorted(expected)}\n" + self.tails()
+            ),
+        )
+
+    def hold_dns(self, expected: set[str], duration: float, *, writes: int | None = None) -> None:
+        """Assert that www holds exactly ``expected`` for ``duration`` seconds and, given
+        ``writes``, that the stand-in's count of write requests stays at it."""
+
+        def unchanged() -> bool:
+            same = writes is None or write_requests(self.cf) == writes
+            return same and self.dns() == expected
+
+        hold(
+            unchanged,
+            duration,
+            message=lambda: (
+                f"www has {sorted(self.dns())}, want {sorted(expected)}; "
+                f"writes {write_requests(self.cf)}, want {writes}\n" + self.tails()
+            ),
+        )
+
+    def expect(self, node: str, pattern: str, timeout: float = WAIT, *, since: int = 0) -> str:
+        """Wait for a line of ``node``'s output (from line ``since`` on) matching ``pattern``.
+
+        Raises:
+            AssertionError: none within ``timeout`` s; shows every agent's recent lines.
+        """
+        try:
+            return self.procs[node].wait_for(pattern, timeout, since=since)
+        except AssertionError as exc:
+            first = str(exc).splitlines()[0]
+            raise AssertionError(f"{node}: {first}\n{self.tails()}") from None
+
+    def tails(self, n: int = 30) -> str:
+        """The last lines of every agent (Serf's own chatter left out), for failure messages."""
+        parts = []
+        for node, proc in self.procs.items():
+            lines = [line for line in proc.lines if not _NOISE.search(line)]
+            parts.append(f"--- {node}:\n" + "\n".join(lines[-n:]))
+        return "\n".join(parts)
+
+    def serf_of(self, node: str) -> SerfChild:
+        """The serf child running in ``node``'s namespace (exactly one)."""
+        children = wait_until(lambda: self.net[node].serf_children(), WAIT)
+        assert len(children) == 1, children
+        self.state_dirs.append(children[0].config_file.parent)
+        return children[0]
+
+    def close(self) -> None:
+        """Stop every agent (SIGTERM, all at once; SIGKILL after STOP_BOUND), then kill
+        whatever is left in the namespaces (an orphaned serf) and remove the state
+        directories goavail could not remove itself (it was killed)."""
+        for proc in self._all:
+            if proc.alive:
+                proc.signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_BOUND
+        for proc in self._all:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait_exit(max(0.1, deadline - time.monotonic()))
+            proc.kill()
+        state_dirs = [
+            child.config_file.parent for ns in self.net for child in ns.serf_children()
+        ] + self.state_dirs
+        for ns in self.net:
+            kill_namespace_processes(ns.name)
+            ns.fw.clear()
+        for path in state_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Topology]:
+    """The bridge, the targets and the three agent namespaces, for the whole module."""
+    with Topology() as topology:
+        yield topology
+
+
+@pytest.fixture(scope="module")
+def cf(net: Topology) -> Iterator[CloudflareStub]:
+    """The Cloudflare stand-in, listening on the bridge address."""
+    with CloudflareStub(host=GATEWAY) as server:
+        yield server
+
+
+@pytest.fixture
+def cluster(net: Topology, cf: CloudflareStub, tmp_path: Path) -> Iterator[Cluster]:
+    """A fresh zone holding both targets at www, clean firewalls, and no agent yet."""
+    cf.reset()
+    cf.add_zone(ZONE)
+    for target in TARGETS:
+        cf.add_record(ZONE, WWW, "A", target, ttl=120)
+    for ns in net:
+        ns.fw.clear()
+    group = Cluster(net, cf, tmp_path)
+    try:
+        yield group
+    finally:
+        group.close()
+
+
+# -- 1. one vantage point alone --------------------------------------------------------------
+
+
+def test_one_agent_seeing_a_target_down_changes_nothing(cluster: Cluster) -> None:
+    cluster.start_all()
+    writes = write_requests(cluster.cf)
+
+    cluster.net["a"].fw.blackhole(T1)
+    cluster.expect("a", rf"target {re.escape(T1)} up -> down", WAIT)
+    cluster.expect("a", undecided(T1, "a", "down", b="up", c="up"), WAIT)
+    cluster.expect("b", rf"peer a votes {re.escape(T1)} down", WAIT)
+    cluster.expect("c", rf"peer a votes {re.escape(T1)} down", WAIT)
+    cluster.hold_dns(set(TARGETS), HOLD, writes=writes)
+    for node in NODES:
+        assert not cluster[node].matching(r"outcome=applied"), cluster.tails()
+        assert not cluster[node].matching(rf"decision for {re.escape(T1)}: down")
+
+
+# -- 2. two of three agree ---------------------------------------------------------------------
+
+
+def test_two_of_three_remove_and_restore_with_one_writer(cluster: Cluster) -> None:
+    cluster.start_all()
+    c = cluster["c"]
+    cluster.cf.clear_log()
+
+    cluster.net["a"].fw.blackhole(T1)
+    cluster.net["b"].fw.blackhole(T1)
+    cluster.wait_dns({T2})
+    cluster.expect("a", decided(T1, "down", "a", "down", b="down", c="up"), WAIT)
+    cluster.expect("b", decided(T1, "down", "b", "down", a="down", c="up"), WAIT)
+    cluster.hold_dns({T2}, GRACE_PAST)  # a late takeover would show now
+    writers = {n: applied(cluster[n], "delete", T1) for n in NODES}
+    assert sum(len(lines) for lines in writers.values()) == 1, writers
+    assert writers["a"], "a, the lowest agreeing node name, is the designated writer"
+    assert cluster.cf.count(method="DELETE") == 1
+    assert not c.matching(rf"decision for {re.escape(T1)}: down"), c.tail()
+
+    marks = {n: cluster[n].mark() for n in NODES}
+    cluster.net["a"].fw.clear()
+    cluster.net["b"].fw.clear()
+    cluster.wait_dns(set(TARGETS))
+    cluster.expect("a", rf"decision for {re.escape(T1)}: up", WAIT, since=marks["a"])
+    cluster.expect("b", rf"decision for {re.escape(T1)}: up", WAIT, since=marks["b"])
+    cluster.hold_dns(set(TARGETS), GRACE_PAST)
+    creators = {n: applied(cluster[n], "create", T1, marks[n]) for n in NODES}
+    assert sum(len(lines) for lines in creators.values()) == 1, creators
+    assert cluster.cf.count(method="POST") == 1
+
+
+# -- 3. a partitioned agent -------------------------------------------------------------------
+
+
+def test_partitioned_agent_never_changes_dns_alone(cluster: Cluster) -> None:
+    cluster.start_all()
+    a, b, c = cluster["a"], cluster["b"], cluster["c"]
+    net = cluster.net
+    marks = {n: cluster[n].mark() for n in NODES}
+
+    net.partition("a")
+    for node in ("b", "c"):
+        cluster.expect(
+            node,
+            r"peer a gone \(member-failed\): its votes are dropped",
+            FAIL_WAIT,
+            since=marks[node],
+        )
+    cluster.expect("a", r"QUORUM UNMET: 0 live peer", FAIL_WAIT, since=marks["a"])
+    gone = {n: cluster[n].mark() for n in NODES}
+
+    # a alone sees T1 down: nothing happens
+    writes = write_requests(cluster.cf)
+    net["a"].fw.blackhole(T1)
+    cluster.expect("a", undecided(T1, "a", "down"), since=marks["a"])
+    cluster.hold_dns(set(TARGETS), HOLD, writes=writes)
+
+    # everyone sees T1 down: b and c decide together without a; a does nothing
+    net["b"].fw.blackhole(T1)
+    net["c"].fw.blackhole(T1)
+    cluster.wait_dns({T2})
+    cluster.expect("b", decided(T1, "down", "b", "down", c="down"), since=marks["b"])
+    cluster.expect("c", decided(T1, "down", "c", "down", b="down"), since=marks["c"])
+    cluster.hold_dns({T2}, GRACE_PAST)
+
+    # a alone sees T1 up again (its old decision is "up"): it must not restore it
+    net["a"].fw.heal()
+    cluster.expect("a", rf"target {re.escape(T1)} down -> up", since=marks["a"])
+    cluster.hold_dns({T2}, HOLD)
+
+    # everyone sees T1 up: b and c restore it; a, still cut off, keeps out
+    net["b"].fw.heal()
+    net["c"].fw.heal()
+    cluster.wait_dns(set(TARGETS))
+    cluster.hold_dns(set(TARGETS), GRACE_PAST)
+    assert not a.matching(r"outcome=applied"), a.tail()
+    assert not a.matching(r"decision for .*: down"), a.tail()
+    for node in ("b", "c"):
+        assert not cluster[node].matching(r"peer a votes", since=gone[node]), cluster.tails()
+    assert len(applied(b, "delete", T1) + applied(c, "delete", T1)) == 1, cluster.tails()
+    assert len(applied(b, "create", T1) + applied(c, "create", T1)) == 1, cluster.tails()
+
+
+# -- 4. an agent killed mid-run ---------------------------------------------------------------
+
+
+def test_killed_agent_votes_are_dropped_and_the_rest_decide(cluster: Cluster) -> None:
+    cluster.start_all()
+    a, b, c = cluster["a"], cluster["b"], cluster["c"]
+    net = cluster.net
+
+    net["a"].fw.blackhole(T1)
+    cluster.expect("b", rf"peer a votes {re.escape(T1)} down", WAIT)
+    cluster.expect("c", rf"peer a votes {re.escape(T1)} down", WAIT)
+    serf_a = cluster.serf_of("a")
+    assert serf_a.ppid == a.pid
+
+    marks = {n: cluster[n].mark() for n in NODES}
+    a.kill()  # SIGKILL: no leave, no clean-up
+    # goavail's serf child must not outlive it (else "a" would stay alive in the cluster)
+    wait_until(
+        lambda: not net["a"].serf_children(),
+        WAIT,
+        message=lambda: f"serf of a outlives goavail: {net['a'].serf_children()}",
+    )
+    for node in ("b", "c"):
+        cluster.expect(
+            node,
+            r"peer a gone \(member-failed\): its votes are dropped",
+            FAIL_WAIT,
+            since=marks[node],
+        )
+    gone = {n: cluster[n].mark() for n in NODES}
+
+    # b alone sees T1 down; a's last vote (down) must not count any more
+    writes = write_requests(cluster.cf)
+    net["b"].fw.blackhole(T1)
+    cluster.expect("b", undecided(T1, "b", "down", c="up"), WAIT, since=gone["b"])
+    cluster.hold_dns(set(TARGETS), HOLD, writes=writes)
+
+    # b and c agree: removed without a
+    net["c"].fw.blackhole(T1)
+    cluster.wait_dns({T2})
+    cluster.expect("b", decided(T1, "down", "b", "down", c="down"), WAIT, since=gone["b"])
+    assert not b.matching(r"\(votes: .*\ba=", since=gone["b"]), b.tail()
+    cluster.hold_dns({T2}, GRACE_PAST)
+    assert len(applied(b, "delete", T1) + applied(c, "delete", T1)) == 1, cluster.tails()
+
+
+# -- 5. the wrong key ---------------------------------------------------------------------------
+
+
+def test_agent_with_wrong_key_is_rejected_and_has_no_effect(cluster: Cluster) -> None:
+    cluster.start("a")
+    cluster.start("b")
+    cluster.start("c", key=WRONG_KEY)
+    a, b, c = cluster["a"], cluster["b"], cluster["c"]
+    for node in ("a", "b"):
+        cluster.wait_ready(node)  # c joins Serf: it is a live member, but never a voter
+    for node in NODES:
+        cluster.expect(node, r"gossip message rejected \(tag\)")
+
+    # c and a see T1 down: c's votes are rejected, so a has no agreeing peer
+    writes = write_requests(cluster.cf)
+    cluster.net["c"].fw.blackhole(T1)
+    cluster.net["a"].fw.blackhole(T1)
+    cluster.expect("a", undecided(T1, "a", "down", b="up"), WAIT)
+    cluster.expect("c", undecided(T1, "c", "down"), WAIT)
+    cluster.hold_dns(set(TARGETS), HOLD, writes=writes)
+    for proc in (a, b):
+        assert not proc.matching(r"peer c votes"), proc.tail()
+    assert not c.matching(r"peer . votes"), c.tail()
+    for proc in (a, b, c):
+        assert not proc.matching(rf"decision for {re.escape(T1)}: down"), proc.tail()
+
+
+# -- 6. a replayed verdict ----------------------------------------------------------------------
+
+
+def test_replayed_verdict_is_rejected(cluster: Cluster) -> None:
+    cluster.start_all(debug=True)  # --debug: every rejected message is logged
+    net = cluster.net
+    serf = cluster.serf_of("a")
+    event = event_name(None)
+    rpc = ["--rpc", serf.rpc, "--auth-file", str(serf.config_file), "--event", event]
+
+    # capture a's sealed "T1 down" verdict from the event stream of a's own Serf
+    net["a"].fw.blackhole(T1)
+    captured = subprocess.run(
+        helper_argv(net["a"], "capture", *rpc, "--node", "a", "--target", T1, "--state", "down"),
+        cwd=REPO,
+        env={**os.environ, KEY_ENV: KEY},
+        capture_output=True,
+        text=True,
+        timeout=WAIT + 10,
+        check=True,
+    ).stdout.strip()
+    verdict = Codec(KEY.encode(), event).open(base64.b64decode(captured))
+    assert (verdict.node, verdict.target, verdict.up) == ("a", T1, False)
+    cluster.expect("b", rf"peer a votes {re.escape(T1)} down")
+
+    # a recovers (newer verdicts say up); b now sees T1 down: one more "down" would decide
+    mark = cluster["b"].mark()
+    net["a"].fw.heal()
+    cluster.expect("b", rf"peer a votes {re.escape(T1)} up", since=mark)
+    net["b"].fw.blackhole(T1)
+    cluster.expect("b", undecided(T1, "b", "down", a="up", c="up"), since=mark)
+
+    marks = {n: cluster[n].mark() for n in NODES}
+    writes = write_requests(cluster.cf)
+    subprocess.run(
+        helper_argv(net["a"], "send", *rpc, "--payload", captured),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=WAIT,
+        check=True,
+    )
+    for node in ("b", "c"):
+        cluster.expect(node, r"gossip message rejected \(replay\)", since=marks[node])
+    cluster.hold_dns(set(TARGETS), HOLD, writes=writes)
+    for node in ("b", "c"):
+        proc = cluster[node]
+        assert not proc.matching(rf"peer a votes {re.escape(T1)} down", since=marks[node])
+        assert not proc.matching(rf"decision for {re.escape(T1)}: down"), proc.tail()
+
+
+# -- 7. a restarted agent -----------------------------------------------------------------------
+
+
+def test_restarted_agent_converges_through_reannouncement(cluster: Cluster) -> None:
+    cluster.start_all()
+    b = cluster["b"]
+    net = cluster.net
+
+    # b sees T1 down while a is away: the new a can only learn it from b's announcements
+    mark_b = b.mark()
+    assert cluster["a"].stop() == 0
+    cluster.expect("b", r"peer a gone \(member-leave\)", FAIL_WAIT, since=mark_b)
+    net["b"].fw.blackhole(T1)
+    cluster.expect("b", undecided(T1, "b", "down", c="up"), WAIT, since=mark_b)
+    assert cluster.dns() == set(TARGETS)
+
+    net["a"].fw.blackhole(T1)
+    a = cluster.start("a")
+    cluster.expect("b", r"peer a joined", FAIL_WAIT, since=mark_b)
+    cluster.expect("a", r"peer b joined", FAIL_WAIT)
+    cluster.expect("a", rf"peer b votes {re.escape(T1)} down", WAIT)
+    cluster.expect("b", rf"peer a votes {re.escape(T1)} down", WAIT, since=mark_b)
+    cluster.wait_dns({T2})
+    cluster.hold_dns({T2}, GRACE_PAST)
+    writers = applied(a, "delete", T1) + applied(b, "delete", T1)
+    assert len(writers) == 1, cluster.tails()
