@@ -165,3 +165,41 @@ def test_drop_vote() -> None:
     assert stage.drop_vote("b", "192.0.2.1") is None
     assert stage.drop_vote("nobody", "192.0.2.1") is None
     assert not stage.quorum_unmet()  # b is still a live peer
+
+
+@pytest.mark.parametrize(
+    ("quorum", "local", "votes", "expected"),
+    [
+        (1, D, {"b": D}, True),  # backed: ours + one peer
+        (1, D, {"b": U}, False),  # the peer changed its mind: sticky decision, not backed
+        (1, D, {}, False),  # the agreeing peer is gone
+        (2, D, {"b": D, "c": U}, False),
+        (0, D, {}, True),  # single node: our verdict is enough
+    ],
+)
+def test_agreed_means_backed_right_now(
+    quorum: int, local: State, votes: dict[str, State], expected: bool
+) -> None:
+    stage = DecisionStage(min_peers_agree=quorum)
+    target = "192.0.2.1"
+    stage.update(target, D)
+    for node in ("b", "c"):
+        stage.peer_vote(node, target, D)
+    assert stage.decisions[target] is D
+    # now the situation of the row
+    for node in ("b", "c"):
+        stage.peer_gone(node)
+    for node, vote in votes.items():
+        stage.peer_vote(node, target, vote)
+    stage.update(target, local)
+    assert stage.agreed(target) is expected
+
+
+def test_agreed_false_when_our_verdict_differs() -> None:
+    stage = DecisionStage(min_peers_agree=1)
+    stage.update("192.0.2.1", D)
+    stage.peer_vote("b", "192.0.2.1", D)
+    stage.update("192.0.2.1", U)  # we recovered; b still sees it down: decision stays down
+    assert stage.decisions["192.0.2.1"] is D
+    assert not stage.agreed("192.0.2.1")
+    assert not stage.agreed("192.0.2.99")  # unknown target
