@@ -66,6 +66,9 @@ FAIL_WAIT = 40.0
 """Seconds allowed for Serf to declare a silent member failed."""
 HOLD = 4.0
 """Seconds a "nothing changes" condition must hold."""
+REPLAY = r"gossip message rejected \(replay\)"
+REPLAY_WAIT = 8.0
+"""Seconds one replayed event is given to be rejected by every receiver."""
 GRACE_PAST = 3.0
 """Seconds past a change after which a (wrong) takeover by another writer would have shown."""
 
@@ -109,6 +112,16 @@ def applied(proc: GoavailProcess, action: str, target: str, since: int = 0) -> l
     return proc.matching(
         rf"DNS {action} {re.escape(WWW)} A {re.escape(target)} .*outcome=applied", since=since
     )
+
+
+def successful(cf: CloudflareStub, method: str) -> int:
+    """How many ``method`` requests the stand-in answered with success (2xx).
+
+    A duplicate create (81058) or a delete of a missing record is an error
+    answer here: goavail treats it as already done, and the race the design
+    accepts (two writers: one wasted API call) never counts twice.
+    """
+    return sum(1 for r in cf.requests if r.method == method and 200 <= r.status < 300)
 
 
 _NOISE = re.compile(r" goavail\.serf: | goavail\.agent: probe ")
@@ -160,14 +173,20 @@ class Cluster:
         for node in NODES:
             self.wait_ready(node)
 
-    def wait_ready(self, node: str, peers: tuple[str, ...] = NODES, since: int = 0) -> None:
-        """Wait until ``node`` sees ``peers`` joined and has decided every target up."""
-        proc = self.procs[node]
+    def wait_ready(
+        self, node: str, peers: tuple[str, ...] = NODES, voters: tuple[str, ...] = NODES
+    ) -> None:
+        """Wait until ``node`` sees ``peers`` joined, holds every one of ``voters``' "up"
+        vote for every target, and has decided every target up (so vote lists in
+        later log lines are complete)."""
         for peer in peers:
             if peer != node:
-                proc.wait_for(rf"peer {peer} joined", WAIT, since=since)
+                self.expect(node, rf"peer {peer} joined")
         for target in TARGETS:
-            proc.wait_for(rf"decision for {re.escape(target)}: up", WAIT, since=since)
+            for voter in voters:
+                if voter != node:
+                    self.expect(node, rf"peer {voter} votes {re.escape(target)} up")
+            self.expect(node, rf"decision for {re.escape(target)}: up")
 
     def dns(self) -> set[str]:
         """The addresses www has in the stand-in."""
@@ -231,6 +250,9 @@ class Cluster:
         """Stop every agent (SIGTERM, all at once; SIGKILL after STOP_BOUND), then kill
         whatever is left in the namespaces (an orphaned serf) and remove the state
         directories goavail could not remove itself (it was killed)."""
+        state_dirs = [
+            child.config_file.parent for ns in self.net for child in ns.serf_children()
+        ] + self.state_dirs
         for proc in self._all:
             if proc.alive:
                 proc.signal(signal.SIGTERM)
@@ -239,9 +261,6 @@ class Cluster:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait_exit(max(0.1, deadline - time.monotonic()))
             proc.kill()
-        state_dirs = [
-            child.config_file.parent for ns in self.net for child in ns.serf_children()
-        ] + self.state_dirs
         for ns in self.net:
             kill_namespace_processes(ns.name)
             ns.fw.clear()
@@ -314,7 +333,7 @@ def test_two_of_three_remove_and_restore_with_one_writer(cluster: Cluster) -> No
     writers = {n: applied(cluster[n], "delete", T1) for n in NODES}
     assert sum(len(lines) for lines in writers.values()) == 1, writers
     assert writers["a"], "a, the lowest agreeing node name, is the designated writer"
-    assert cluster.cf.count(method="DELETE") == 1
+    assert successful(cluster.cf, "DELETE") == 1
     assert not c.matching(rf"decision for {re.escape(T1)}: down"), c.tail()
 
     marks = {n: cluster[n].mark() for n in NODES}
@@ -326,7 +345,7 @@ def test_two_of_three_remove_and_restore_with_one_writer(cluster: Cluster) -> No
     cluster.hold_dns(set(TARGETS), GRACE_PAST)
     creators = {n: applied(cluster[n], "create", T1, marks[n]) for n in NODES}
     assert sum(len(lines) for lines in creators.values()) == 1, creators
-    assert cluster.cf.count(method="POST") == 1
+    assert successful(cluster.cf, "POST") == 1
 
 
 # -- 3. a partitioned agent -------------------------------------------------------------------
@@ -436,7 +455,7 @@ def test_agent_with_wrong_key_is_rejected_and_has_no_effect(cluster: Cluster) ->
     cluster.start("c", key=WRONG_KEY)
     a, b, c = cluster["a"], cluster["b"], cluster["c"]
     for node in ("a", "b"):
-        cluster.wait_ready(node)  # c joins Serf: it is a live member, but never a voter
+        cluster.wait_ready(node, voters=("a", "b"))  # c is a live Serf member, never a voter
     for node in NODES:
         cluster.expect(node, r"gossip message rejected \(tag\)")
 
@@ -488,16 +507,27 @@ def test_replayed_verdict_is_rejected(cluster: Cluster) -> None:
 
     marks = {n: cluster[n].mark() for n in NODES}
     writes = write_requests(cluster.cf)
-    subprocess.run(
-        helper_argv(net["a"], "send", *rpc, "--payload", captured),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=True,
-    )
-    for node in ("b", "c"):
-        cluster.expect(node, r"gossip message rejected \(replay\)", since=marks[node])
+
+    # Serf sometimes hands an event to one member only seconds later: replay (each
+    # send is one more replay) until both receivers have rejected one, 3 sends at most
+    def unrejected() -> set[str]:
+        return {n for n in ("b", "c") if not cluster[n].matching(REPLAY, since=marks[n])}
+
+    for _ in range(3):
+        subprocess.run(
+            helper_argv(net["a"], "send", *rpc, "--payload", captured),
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=WAIT,
+            check=True,
+        )
+        with contextlib.suppress(AssertionError):
+            wait_until(lambda: not unrejected(), REPLAY_WAIT)
+        if not unrejected():
+            break
+    pending = unrejected()
+    assert not pending, f"no replay rejection logged by {sorted(pending)}\n" + cluster.tails()
     cluster.hold_dns(set(TARGETS), HOLD, writes=writes)
     for node in ("b", "c"):
         proc = cluster[node]
