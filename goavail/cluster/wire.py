@@ -417,8 +417,11 @@ class ReplayGuard:
 
     ``max_clock_skew``: seconds (finite, >= 0) that a verdict's ``issued_at`` may differ from
     the receiver's clock in either direction (config ``max_clock_skew``, default 30). Keeps the
-    highest accepted ``seq`` per sender node; the seq counter is per sender, not per target.
-    Raises ``ValueError`` for a negative or non-finite skew.
+    highest accepted ``seq`` per (sender node, target): every message is one target's
+    verdict, and Serf may deliver a node's events out of order (a verdict for one target
+    overtaking another's must not make the other look like a replay). A replay of a
+    captured verdict is still refused: the receiver has seen that seq, or a newer one, for
+    that target. Raises ``ValueError`` for a negative or non-finite skew.
     """
 
     __slots__ = ("_last", "_max_clock_skew")
@@ -427,7 +430,7 @@ class ReplayGuard:
         if not (math.isfinite(max_clock_skew) and max_clock_skew >= 0):
             raise ValueError(f"max_clock_skew must be a finite number >= 0, not {max_clock_skew}")
         self._max_clock_skew = max_clock_skew
-        self._last: dict[str, int] = {}
+        self._last: dict[tuple[str, str], int] = {}
 
     @property
     def max_clock_skew(self) -> float:
@@ -440,28 +443,36 @@ class ReplayGuard:
         ``now``: the receiver's Unix time in seconds. Raises ``WireError("skew")`` when
         ``abs(now - issued_at) > max_clock_skew`` (equal is allowed; a non-finite ``now``
         counts as skew), then ``WireError("replay")`` when ``seq`` is not greater than the last
-        accepted seq from ``verdict.node``. A rejected verdict changes nothing.
+        accepted seq from ``verdict.node`` for ``verdict.target``. A rejected verdict changes
+        nothing.
         """
         skew = abs(now - verdict.issued_at)
         if not skew <= self._max_clock_skew:
             raise WireError(
                 "skew", f"issued {skew:.3f} s from now, more than {self._max_clock_skew} s"
             )
-        last = self._last.get(verdict.node)
+        key = (verdict.node, verdict.target)
+        last = self._last.get(key)
         if last is not None and verdict.seq <= last:
-            raise WireError("replay", f"seq {verdict.seq} from {verdict.node!r}, last {last}")
-        self._last[verdict.node] = verdict.seq
+            raise WireError(
+                "replay",
+                f"seq {verdict.seq} from {verdict.node!r} for {verdict.target}, last {last}",
+            )
+        self._last[key] = verdict.seq
 
-    def last_seq(self, node: str) -> int | None:
-        """The highest seq accepted from ``node``, or ``None`` if none (or forgotten)."""
-        return self._last.get(node)
+    def last_seq(self, node: str, target: str) -> int | None:
+        """The highest seq accepted from ``node`` for ``target``, or ``None``."""
+        return self._last.get((node, target))
 
     def forget(self, node: str) -> None:
-        """Drop ``node``'s history (Serf reported it left or failed); unknown nodes are fine.
+        """Drop ``node``'s history (all targets); unknown nodes are fine.
 
-        Its next verdict is then accepted whatever its seq (still subject to the skew check).
+        Its next verdicts are then accepted whatever their seq (still subject to the skew
+        check). goavail does not call this when a peer fails or leaves (its seqs keep
+        growing across restarts, see :class:`SeqCounter`), so old captures stay refused.
         """
-        self._last.pop(node, None)
+        for key in [k for k in self._last if k[0] == node]:
+            del self._last[key]
 
 
 class SeqCounter:

@@ -40,9 +40,12 @@ NOW = 1_700_000_000.0
 SEQ = 1_700_000_000_000_000  # what a SeqCounter seeded with the clock in microseconds yields
 
 
+TARGET = "192.0.2.10"
+
+
 def verdict(
     node: str = "agent-a",
-    target: str = "192.0.2.10",
+    target: str = TARGET,
     *,
     up: bool = False,
     seq: int = SEQ,
@@ -468,13 +471,13 @@ def test_replay_table(
     node, seq = incoming
     if expected is None:
         guard.check(verdict(node=node, seq=seq), NOW)
-        assert guard.last_seq(node) == seq
+        assert guard.last_seq(node, TARGET) == seq
     else:
-        before = guard.last_seq(node)
+        before = guard.last_seq(node, TARGET)
         with pytest.raises(WireError) as info:
             guard.check(verdict(node=node, seq=seq), NOW)
         assert info.value.reason == expected
-        assert guard.last_seq(node) == before
+        assert guard.last_seq(node, TARGET) == before
 
 
 @pytest.mark.parametrize(
@@ -496,12 +499,24 @@ def test_skew_table(offset: float, expected: str | None) -> None:
     incoming = verdict(issued_at=NOW + offset)
     if expected is None:
         guard.check(incoming, NOW)
-        assert guard.last_seq("agent-a") == SEQ
+        assert guard.last_seq("agent-a", TARGET) == SEQ
     else:
         with pytest.raises(WireError) as info:
             guard.check(incoming, NOW)
         assert info.value.reason == expected
-        assert guard.last_seq("agent-a") is None  # a rejected verdict is not recorded
+        assert guard.last_seq("agent-a", TARGET) is None  # a rejected verdict is not recorded
+
+
+def test_replay_is_per_target_so_late_events_of_other_targets_count() -> None:
+    guard = ReplayGuard(30.0)
+    # Serf delivered a's verdict for .11 (seq 8) before its older one for .10 (seq 7)
+    guard.check(verdict(node="a", target="192.0.2.11", seq=8), NOW)
+    guard.check(verdict(node="a", target=TARGET, seq=7), NOW)
+    # but a captured verdict replayed for the same target is refused
+    with pytest.raises(WireError, match="replay"):
+        guard.check(verdict(node="a", target=TARGET, seq=7), NOW)
+    with pytest.raises(WireError, match="replay"):
+        guard.check(verdict(node="a", target="192.0.2.11", seq=5), NOW)
 
 
 def test_skew_is_checked_before_replay() -> None:
@@ -524,9 +539,11 @@ def test_forget() -> None:
     guard = ReplayGuard(30.0)
     guard.check(verdict(node="a", seq=100), NOW)
     guard.check(verdict(node="b", seq=100), NOW)
+    guard.check(verdict(node="a", target="192.0.2.11", seq=101), NOW)
     guard.forget("a")
     guard.forget("never-seen")
-    assert guard.last_seq("a") is None
+    assert guard.last_seq("a", TARGET) is None
+    assert guard.last_seq("a", "192.0.2.11") is None
     guard.check(verdict(node="a", seq=1), NOW)  # a restarted peer with a lower seq is accepted
     with pytest.raises(WireError, match="replay"):
         guard.check(verdict(node="b", seq=1), NOW)
