@@ -164,13 +164,12 @@ class Cluster:
             tg.create_task(self._connection_loop(), name="serf-stream")
 
     async def stop(self) -> None:
-        """Leave the cluster (peers see "left", not "failed") and stop the Serf child."""
+        """Stop gossiping. goavail's own Serf child leaves the cluster (peers see "left",
+        not "failed") and stops; an external agent (``serf_rpc_addr``) is not ours to stop:
+        it keeps running, and peers drop this agent's votes when they expire."""
         rpc, self._rpc = self._rpc, None
         if self._serf is not None:
             await self._serf.stop()  # sends leave itself
-        elif rpc is not None:
-            with contextlib.suppress(SerfError, OSError, TimeoutError):
-                await asyncio.wait_for(rpc.leave(), 2.0)
         if rpc is not None:
             with contextlib.suppress(SerfError, OSError):
                 await rpc.close()
@@ -224,7 +223,15 @@ class Cluster:
     # -- membership -----------------------------------------------------------------
 
     async def _sync_members(self, rpc: SerfRPC) -> None:
-        alive = {m.name for m in await rpc.members() if m.status == "alive"} - {self.node}
+        listed = await rpc.members()
+        if self._serf is None and self.node not in {m.name for m in listed}:
+            log.error(
+                "node_name %r is not a member of the Serf cluster behind serf_rpc_addr: set "
+                "node_name to that Serf agent's node name, or this agent's own Serf member "
+                "is taken for a peer",
+                self.node,
+            )
+        alive = {m.name for m in listed if m.status == "alive"} - {self.node}
         for node in alive - self.live:
             self._peer_alive(node)
         for node in self.live - alive:
