@@ -169,9 +169,16 @@ def goavail_command(config: Path) -> list[str]:
     ]
 
 
-def start(cmd: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
-    """Start ``cmd`` with stdout and stderr appended to ``log``; it dies with the harness."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "CF_API_"))}
+def start(cmd: Sequence[str], log: Path, keep_env: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` with stdout and stderr appended to ``log``; it dies with the harness.
+
+    DNS credentials are not passed on, except the variables named in ``keep_env``.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in keep_env or not k.startswith(("CLOUDFLARE_", "CF_API_"))
+    }
     env["PYTHONUNBUFFERED"] = "1"
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -478,9 +485,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=30.0, help="warm-up limit, s (+ N/2000)")
     p.add_argument("--settle", type=float, default=3.0, help="pause before a window, seconds")
     p.add_argument("--no-fping", action="store_true", help="measure goavail only")
+    p.add_argument(
+        "--latency-trials",
+        type=int,
+        default=0,
+        help="also measure single-node failover latency over this many outages (>= 20)",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
     args = p.parse_args(list(argv))
     args.interval = 1.0
+    args.timeout_s = _seconds(args.timeout)
     args.sizes = [int(s.replace("_", "")) for s in str(args.targets).split(",") if s.strip()]
     return args
 
@@ -495,6 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bench: {info['nproc']} CPUs, {info['cpu_model']}, Linux {info['kernel']}", flush=True)
     results: list[SizeResult] = []
     for n in args.sizes:
+        if n <= 0:
+            continue
         print(f"bench: {n:,} targets ...", flush=True)
         r = run_size(n, args)
         results.append(r)
@@ -503,6 +519,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  note: {note}", flush=True)
     print()
     print(table(results))
+    latency: dict[str, Any] | None = None
+    if args.latency_trials > 0:
+        from bench.latency import run_latency  # imports the test stand-in (aiohttp)
+
+        print(f"\nbench: failover latency, {args.latency_trials} trials ...", flush=True)
+        latency = run_latency(args)
+        print(
+            f"failover latency (threshold {latency['failure_threshold']}, interval 1 s, "
+            f"timeout {args.timeout}): p50 {latency['p50_s']:.3f} s, "
+            f"p99 {latency['p99_s']:.3f} s, bound {latency['bound_s']:.3f} s"
+        )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {
@@ -515,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "duration_s": args.duration,
             },
             "results": [asdict(r) for r in results],
+            "latency": latency,
         }
         args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         print(f"\nbench: wrote {args.json}")
