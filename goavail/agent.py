@@ -431,8 +431,13 @@ class Agent:
         for t in added:
             self.targets[t] = TargetStatus()
         self.config, self.section = new, section
-        if new.members is not None:
+        if new.members is not None and self.cluster is not None:
             self.decision.min_peers_agree = new.members.min_peers_agree
+        if _members_settings(new) != _members_settings(old):
+            log.warning(
+                "[Members] changed: only min_peers_agree is applied on reload; "
+                "restart goavail for the other cluster settings"
+            )
         old_probe = self.probe
         self.probe = probe
         self.scheduler.reconfigure(probe=probe, interval=new.interval, targets=new_targets)
@@ -466,6 +471,13 @@ class Agent:
             log.info("target %s added (unknown until probed)", t, extra={"target": t})
         for t in removed:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
+
+
+def _members_settings(config: Config) -> dict[str, object] | None:
+    """``[Members]`` without ``min_peers_agree`` (the one key a reload applies)."""
+    if config.members is None:
+        return None
+    return config.members.model_dump(exclude={"min_peers_agree"})
 
 
 def _provider_settings(section: DnsSection) -> dict[str, object]:

@@ -178,3 +178,18 @@ async def test_reload_that_cannot_be_built_keeps_everything(
     assert "reload failed, still running the previous configuration" in caplog.text
     assert (agent.probe, agent.provider, agent.audit) == (probe, provider, audit)
     assert set(agent.targets) == {A, B}
+
+
+async def test_members_added_by_reload_need_a_restart(
+    agent: Agent, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await until(lambda: agent.decision.decisions == {A: State.UP, B: State.UP})
+    text = config_text(
+        tmp_path / "example.test.zone", [A, B], port=PORT, timeout="150ms", interval="200ms"
+    )
+    (tmp_path / "goavail.toml").write_text(text + "[Members]\nmin_peers_agree = 1\n")
+    assert await agent.reload()
+    assert "restart goavail for the other cluster settings" in caplog.text
+    # no cluster is running: requiring a peer now would freeze every decision
+    assert agent.cluster is None
+    assert agent.decision.min_peers_agree == 0
