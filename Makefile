@@ -29,11 +29,14 @@ test: venv test-deps
 	$(BIN)/pytest
 
 ## make bench: goavail vs fping on 1,000 / 10,000 / 50,000 loopback targets, 60 s windows
-## (root: raw sockets, a private network namespace; about 7 minutes on 2 cores). Writes
-## bench/results/latest.json. Smaller run: make bench BENCH_SIZES=1000,10000 BENCH_DURATION=30
+## (root: raw sockets, a private network namespace; about 8 minutes on 2 cores). Writes
+## bench/results/latest.json. Smaller run: make bench BENCH_SIZES=1000,10000 BENCH_DURATION=30;
+## add failover latency (about 5 s per trial): make bench BENCH_LATENCY=20
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
-BENCH_ARGS ?= --targets $(BENCH_SIZES) --duration $(BENCH_DURATION) --json bench/results/latest.json
+BENCH_LATENCY ?= 0
+BENCH_ARGS ?= --targets $(BENCH_SIZES) --duration $(BENCH_DURATION) \
+	--latency-trials $(BENCH_LATENCY) --json bench/results/latest.json
 bench: venv test-deps
 	@test "$$(id -u)" = 0 || (echo "make bench needs root (raw ICMP sockets, unshare -n)"; exit 1)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -209,6 +209,7 @@ class ProcSample:
 
     at: float
     cpu: float
+    user: float
     rss_mb: float
     hwm_mb: float
 
@@ -218,14 +219,15 @@ def sample(pid: int) -> ProcSample:
     now = time.monotonic()
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rpartition(")")[2].split()
-    cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK  # fields 14, 15 of proc(5)
+    user = int(fields[11]) / _CLK_TCK  # utime, stime: fields 14, 15 of proc(5)
+    cpu = user + int(fields[12]) / _CLK_TCK
     mem: dict[str, float] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
         for line in f:
             key, _, value = line.partition(":")
             if key in ("VmRSS", "VmHWM"):
                 mem[key] = int(value.split()[0]) / 1024
-    return ProcSample(now, cpu, mem.get("VmRSS", 0.0), mem.get("VmHWM", 0.0))
+    return ProcSample(now, cpu, user, mem.get("VmRSS", 0.0), mem.get("VmHWM", 0.0))
 
 
 class LogWatcher:
@@ -278,11 +280,13 @@ class SizeResult:
     warmup_s: float | None = None
     all_up: bool = False
     goavail_cpu_per_round: float | None = None
+    goavail_user_share: float | None = None
     goavail_rss_mb: float | None = None
     goavail_peak_rss_mb: float | None = None
     false_downs: int | None = None
     false_downs_in_warmup: int | None = None
     fping_cpu_per_round: float | None = None
+    fping_user_share: float | None = None
     fping_note: str | None = None
     ratio: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -325,11 +329,15 @@ def measure_goavail(
         result.duration_s = round(elapsed, 2)
         rounds = elapsed / args.interval
         result.goavail_cpu_per_round = round((last.cpu - first.cpu) / rounds, 4)
+        if last.cpu > first.cpu:
+            result.goavail_user_share = round((last.user - first.user) / (last.cpu - first.cpu), 2)
         result.goavail_rss_mb = round(last.rss_mb, 1)
         result.goavail_peak_rss_mb = round(last.hwm_mb, 1)
         result.false_downs = watcher.downs - downs_before
         if watcher.down_targets:
             result.notes.append(f"down targets (first 20): {watcher.down_targets}")
+        if args.profile_dir is not None:
+            profile(proc.pid, n, args)
     finally:
         stop(proc)
 
@@ -344,6 +352,48 @@ def fping_lifetime(n: int, interval: float) -> float:
     seconds (10,000 targets: 5.5 s).
     """
     return (FPING_SEQ_LIMIT / n - 1) * interval
+
+
+def profile(pid: int, n: int, args: argparse.Namespace) -> None:
+    """Sample goavail with py-spy for 20 s (after the window): collapsed stacks + summary.
+
+    Writes ``goavail-N.folded`` (flame-graph input) and ``goavail-N.txt`` (functions
+    by share of samples, self and total) to ``args.profile_dir``.
+    """
+    out_dir: Path = args.profile_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    folded = out_dir / f"goavail-{n}.folded"
+    py_spy = Path(sys.executable).with_name("py-spy")
+    subprocess.run(
+        [str(py_spy), "record", "--pid", str(pid), "--duration", "20", "--rate", "200",
+         "--nonblocking", "--format", "raw", "--output", str(folded)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    self_count: dict[str, int] = {}
+    total_count: dict[str, int] = {}
+    samples = 0
+    for line in folded.read_text(encoding="utf-8").splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        samples += count
+        frames = stack.split(";")
+        leaf = re.sub(r"\s*\(.*?:\d+\)$", "", frames[-1])
+        self_count[leaf] = self_count.get(leaf, 0) + count
+        for frame in {re.sub(r"\s*\(.*?:\d+\)$", "", f) for f in frames}:
+            total_count[frame] = total_count.get(frame, 0) + count
+    lines = [f"py-spy, {n:,} targets, 20 s at 200 Hz, {samples} samples", "", "self %  function"]
+    lines += [
+        f"{100 * c / samples:6.1f}  {name}"
+        for name, c in sorted(self_count.items(), key=lambda kv: -kv[1])[:25]
+    ]
+    lines += ["", "total %  function"]
+    lines += [
+        f"{100 * c / samples:7.1f}  {name}"
+        for name, c in sorted(total_count.items(), key=lambda kv: -kv[1])[:40]
+    ]
+    (out_dir / f"goavail-{n}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def measure_fping(
@@ -378,6 +428,7 @@ def measure_fping(
         "-i", "0", "-f", str(target_file),
     ]  # fmt: skip
     cpu = 0.0
+    user = 0.0
     measured = 0.0
     segments = 0
     while measured < args.duration - 0.01:
@@ -396,9 +447,12 @@ def measure_fping(
         finally:
             stop(proc)
         cpu += last.cpu - first.cpu
+        user += last.user - first.user
         measured += last.at - first.at
         segments += 1
     result.fping_cpu_per_round = round(cpu / (measured / args.interval), 4)
+    if cpu > 0:
+        result.fping_user_share = round(user / cpu, 2)
     if segments > 1:
         result.notes.append(
             f"fping: {segments} segments of {segment:.1f} s (one process lives "
@@ -490,6 +544,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=int,
         default=0,
         help="also measure single-node failover latency over this many outages (>= 20)",
+    )
+    p.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="after each goavail window, sample it 20 s with py-spy and write a summary here",
     )
     p.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
     args = p.parse_args(list(argv))
