@@ -279,6 +279,7 @@ class SizeResult:
     duration_s: float = 0.0
     warmup_s: float | None = None
     all_up: bool = False
+    up_after_warmup: int = 0
     goavail_cpu_per_round: float | None = None
     goavail_user_share: float | None = None
     goavail_rss_mb: float | None = None
@@ -313,6 +314,7 @@ def measure_goavail(
             watcher.poll()
         result.warmup_s = round(time.monotonic() - started, 1)
         result.all_up = watcher.up_from_unknown >= n
+        result.up_after_warmup = watcher.up_from_unknown
         if not result.all_up:
             result.notes.append(f"warm-up: only {watcher.up_from_unknown}/{n} targets came up")
         time.sleep(args.settle)  # let start-up garbage and the first reconcile pass settle
@@ -490,6 +492,13 @@ def _fmt(value: object, spec: str = "") -> str:
     return format(value, spec)
 
 
+def _not_up(r: SizeResult) -> str:
+    """Marks a row whose warm-up ended with targets still unknown (an overloaded agent)."""
+    if r.all_up:
+        return ""
+    return f" (only {r.up_after_warmup:,}/{r.targets:,} up after warm-up)"
+
+
 def table(results: Sequence[SizeResult]) -> str:
     """The results as a Markdown table."""
     head = (
@@ -500,7 +509,7 @@ def table(results: Sequence[SizeResult]) -> str:
         f"| {r.targets:,} | {_fmt(r.goavail_cpu_per_round, '.4f')} "
         f"| {_fmt(r.fping_cpu_per_round, '.4f')} | {_fmt(r.ratio, '.2f')} "
         f"| {_fmt(r.goavail_rss_mb, '.1f')} ({_fmt(r.goavail_peak_rss_mb, '.1f')}) "
-        f"| {_fmt(r.false_downs)} |"
+        f"| {_fmt(r.false_downs)}{_not_up(r)} |"
         for r in results
     ]
     return "\n".join([head, *rows])
