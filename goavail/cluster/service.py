@@ -203,9 +203,11 @@ class Cluster:
             self._rpc = rpc
             self.connected = True
             try:
+                # Subscribe first, then read the member list: a peer joining in between
+                # is then seen by one or the other (handling a join twice is harmless).
+                stream = await rpc.stream(STREAM_TYPES)
                 await self._sync_members(rpc)
                 self._announce_now()
-                stream = await rpc.stream(STREAM_TYPES)
                 async for event in stream:
                     if isinstance(event, UserEvent):
                         self._on_user_event(event)

@@ -47,7 +47,7 @@ def serf_agents(tmp_path: Path) -> Iterator[dict[str, str]]:
             argv = [
                 "serf", "agent", f"-node={node}", f"-bind={addr}:7946",
                 f"-rpc-addr={addr}:7373", f"-config-file={config}", "-profile=local",
-                "-log-level=warn",
+                "-log-level=warn", "-retry-interval=1s",
             ]  # fmt: skip
             if node != "ext1":
                 argv.append(f"-retry-join={SERF_ADDRS['ext1']}:7946")
