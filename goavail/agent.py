@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from goavail import __version__
-from goavail.checks.base import Probe, ProbeResult, ProbeSetupError
+from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
@@ -214,7 +214,7 @@ class Agent:
     def on_result(self, target: str, result: ProbeResult) -> None:
         """Fold one probe result into the target's health; act on transitions."""
         status = self.targets.get(target)
-        if status is None or result.error == "closed":
+        if status is None or result.error == CLOSED.error:
             return  # target dropped by a reload, or engine swapped
         status.last = result
         if log.isEnabledFor(logging.DEBUG):
@@ -428,6 +428,7 @@ class Agent:
         for t in removed:
             del self.targets[t]
             self.decision.forget(t)
+            self._decided_at.pop(t, None)
         for t in added:
             self.targets[t] = TargetStatus()
         self.config, self.section = new, section

@@ -23,6 +23,9 @@ class ProbeResult:
     error: str | None = None
 
 
+CLOSED = ProbeResult(ok=False, error="closed")
+"""The result of a probe cut short by ``close()``: the engine stopped, not the target."""
+
 ResultCallback = Callable[[str, ProbeResult], None]
 """Called as ``callback(target, result)`` on the event loop when a probe completes."""
 

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from typing import Final
 
-from goavail.checks.base import ProbeResult, ProbeSetupError, ResultCallback
+from goavail.checks.base import CLOSED, ProbeResult, ProbeSetupError, ResultCallback
 
 _PAYLOAD: Final = b"goavail-echo\x00\x00\x00\x00"  # 16 bytes, even length (checksum words)
 _HEADER: Final = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence
@@ -49,7 +49,6 @@ _SOCKET_BUFFER: Final = 16 << 20  # bytes; a burst of 20,000 loopback replies ne
 _SWEEP_GRANULARITY: Final = 0.005  # seconds; timeouts may be reported this much late
 
 _TIMEOUT: Final = ProbeResult(ok=False, error="timeout")
-_CLOSED: Final = ProbeResult(ok=False, error="closed")
 
 PING_GROUP_RANGE: Final = "/proc/sys/net/ipv4/ping_group_range"
 
@@ -279,7 +278,7 @@ class IcmpProbe:
         self._inflight.clear()
         self._order.clear()
         for entry in pending:
-            entry.callback(entry.target, _CLOSED)
+            entry.callback(entry.target, CLOSED)
 
     # -- event-loop callbacks -------------------------------------------------------
 

@@ -7,7 +7,7 @@ import errno
 import os
 import time
 
-from goavail.checks.base import ProbeResult, ResultCallback
+from goavail.checks.base import CLOSED, ProbeResult, ResultCallback
 
 _ERRORS: dict[int, str] = {
     errno.ECONNREFUSED: "connection refused",
@@ -16,7 +16,6 @@ _ERRORS: dict[int, str] = {
     errno.ENETUNREACH: "network unreachable",
     errno.ETIMEDOUT: "timeout",
 }
-_CLOSED = ProbeResult(ok=False, error="closed")
 
 
 def error_text(exc: OSError) -> str:
@@ -60,14 +59,14 @@ class TcpProbe:
     def submit(self, target: str, callback: ResultCallback) -> None:
         """Start a connect to ``target``; ``callback(target, result)`` follows once."""
         if self._closed:
-            asyncio.get_running_loop().call_soon(callback, target, _CLOSED)
+            asyncio.get_running_loop().call_soon(callback, target, CLOSED)
             return
         task = asyncio.get_running_loop().create_task(self.probe(target))
         self._tasks.add(task)
 
         def done(task: asyncio.Task[ProbeResult]) -> None:
             self._tasks.discard(task)
-            callback(target, _CLOSED if task.cancelled() else task.result())
+            callback(target, CLOSED if task.cancelled() else task.result())
 
         task.add_done_callback(done)
 
