@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class State(enum.Enum):
@@ -32,9 +33,10 @@ class State(enum.Enum):
         return self.value
 
 
-@dataclass(frozen=True, slots=True)
-class Health:
+class Health(NamedTuple):
     """Health of one target: its state and the current run of equal probe results.
+
+    Immutable (a named tuple: one is created per probe result, so it must be cheap).
 
     Attributes:
         state: current state.
@@ -78,6 +80,9 @@ def observe(health: Health, ok: bool, *, fall: int, rise: int) -> tuple[Health, 
     """
     if fall < 1 or rise < 1:
         raise ValueError(f"fall and rise must be >= 1, got fall={fall} rise={rise}")
+    state = health.state
+    if ok and state is State.UP:  # the steady state, once per probe: keep it cheap
+        return Health(state, health.successes + 1, 0), None
     if ok:
         successes, failures = health.successes + 1, 0
         flips = health.state is not State.UP and successes >= rise

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
-    """Outcome of one probe of one target.
+class ProbeResult(NamedTuple):
+    """Outcome of one probe of one target (a named tuple: cheap to create per reply).
 
     Attributes:
         ok: True when the target answered in time.
@@ -69,4 +67,30 @@ class Probe(Protocol):
 
     async def close(self) -> None:
         """Close sockets; pending probes complete with ``error="closed"``."""
+        ...
+
+
+@runtime_checkable
+class BatchProbe(Protocol):
+    """A probe engine that can also send a whole slice of a target list at once.
+
+    The scheduler uses :meth:`submit_batch` instead of one :meth:`Probe.submit` per
+    target when the engine has it (the ICMP engine: see goavail/checks/icmp.py).
+    """
+
+    def submit_batch(
+        self,
+        targets: Sequence[str],
+        start: int,
+        end: int,
+        round_number: int,
+        callback: ResultCallback,
+    ) -> None:
+        """Probe ``targets[start:end]`` (``0 <= start < end <= len(targets)``) now.
+
+        ``targets`` is passed as the same list object for as long as the targets do
+        not change, so the engine may prepare it once; ``round_number`` counts the
+        rounds over that list. ``callback(target, result)`` follows once per target,
+        as for :meth:`Probe.submit`.
+        """
         ...

@@ -189,6 +189,30 @@ async def test_list_sees_operator_edits(make: MakeProvider, zone_path: Path) -> 
     assert len(await p.records("www.example.test")) == 3
 
 
+async def test_unchanged_file_is_parsed_once_and_an_edit_of_equal_size_is_seen(
+    make: MakeProvider, zone_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = make()
+    parses = 0
+    real_read = ZonefileProvider._read
+
+    def counting_read(self: ZonefileProvider) -> object:
+        nonlocal parses
+        parses += 1
+        return real_read(self)
+
+    monkeypatch.setattr(ZonefileProvider, "_read", counting_read)
+    first = await p.records("www.example.test")
+    assert await p.records("www.example.test") == first
+    assert await p.records("mail.example.test") != []
+    assert parses == 1  # one parse for three reads of an unchanged file
+    # Same size, same second: only the content (and the ns timestamps) differ.
+    _write_text(zone_path, _read_text(zone_path).replace("127.0.0.3", "127.0.0.8"))
+    got = await p.records("www.example.test")
+    assert {r.content for r in got} == {"127.0.0.2", "127.0.0.8"}
+    assert parses == 2
+
+
 async def test_name_outside_origin_is_not_touched(make: MakeProvider, zone_path: Path) -> None:
     before = _read_bytes(zone_path)
     p = make()

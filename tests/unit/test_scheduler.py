@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from goavail.checks.base import ProbeResult, ResultCallback
@@ -165,3 +167,51 @@ def test_from_empty_to_targets_starts_immediately() -> None:
 def test_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="interval"):
         ProbeScheduler(RecordingProbe(), 0.0, _ignore)
+
+
+class BatchRecordingProbe(RecordingProbe):
+    """A :class:`goavail.checks.base.BatchProbe`: records each batch as (start, end, round)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[tuple[int, int, int]] = []
+        self.lists: list[Sequence[str]] = []
+
+    def submit_batch(
+        self,
+        targets: Sequence[str],
+        start: int,
+        end: int,
+        round_number: int,
+        callback: ResultCallback,
+    ) -> None:
+        assert 0 <= start < end <= len(targets)
+        self.batches.append((start, end, round_number))
+        if not self.lists or self.lists[-1] is not targets:
+            self.lists.append(targets)
+
+
+def test_batch_probe_gets_one_slice_per_round() -> None:
+    probe = BatchRecordingProbe()
+    sched = ProbeScheduler(probe, 1.0, _ignore, clock=lambda: 0.0)
+    sched.set_targets(["a", "b", "c", "d"])
+    sched.poll(0.0)  # slot 0
+    sched.poll(0.6)  # slots 1, 2
+    sched.poll(1.3)  # slots 3 (round 0) and 4, 5 (round 1): split at the round boundary
+    assert probe.batches == [(0, 1, 0), (1, 3, 0), (3, 4, 0), (0, 2, 1)]
+    assert probe.sent == []  # never one by one
+    assert len(probe.lists) == 1  # the same list object every time
+
+
+def test_batch_probe_during_a_target_change_goes_one_by_one() -> None:
+    """Removed targets stop at once, mid-round: that round is submitted per target."""
+    probe = BatchRecordingProbe()
+    sched = ProbeScheduler(probe, 1.0, _ignore, clock=lambda: 0.0)
+    sched.set_targets(["a", "b", "c", "d"])
+    sched.poll(0.0)
+    sched.set_targets(["a", "c", "x"])
+    sched.poll(0.8)  # b is gone already; c, d (dropped) of round 0
+    assert probe.sent == ["c"]
+    sched.poll(1.0)  # the new list starts: a batch again
+    assert probe.batches[-1] == (0, 1, 0)
+    assert probe.lists[-1] == ["a", "c", "x"]
