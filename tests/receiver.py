@@ -148,20 +148,20 @@ class Receiver:
     async def wait_for(
         self,
         predicate: Callable[[list[Request]], bool],
-        timeout: float = 10.0,
+        within: float = 10.0,
     ) -> list[Request]:
         """Wait (in the event loop) until ``predicate(requests)`` holds; return the requests.
 
         Raises:
-            AssertionError: not within ``timeout`` seconds.
+            AssertionError: not within ``within`` seconds.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             requests = self.requests
             if predicate(requests):
                 return requests
             if time.monotonic() >= deadline:
-                raise AssertionError(f"after {timeout:g}s, receiver got {len(requests)} request(s)")
+                raise AssertionError(f"after {within:g}s, receiver got {len(requests)} request(s)")
             await asyncio.sleep(0.02)
 
 

@@ -269,7 +269,11 @@ class Sink:
                 self._queue.clear()
                 dropped, self._unreported = self._unreported, 0
                 self._inflight = len(batch)
-                await self._deliver(batch, dropped)
+                try:
+                    await self._deliver(batch, dropped)
+                except Exception:  # a bug here must not silence this sink for good
+                    self.stats.failed += 1
+                    log.exception("notification to %s failed", self.settings.name)
                 self._inflight = 0
             if self._closing.is_set() and not self._queue:
                 return
@@ -332,7 +336,7 @@ class Sink:
                 response = await self._client.post(s.url, json=body, timeout=s.timeout)
         except (TimeoutError, httpx.TimeoutException):
             return _Attempt(False, retryable=True, why=f"no answer within {s.timeout:g}s")
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             # the text of a transport error is the OS error, not the URL
             return _Attempt(False, retryable=True, why=f"{type(exc).__name__}: {exc}")
         status = response.status_code
