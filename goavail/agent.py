@@ -32,7 +32,9 @@ from goavail.dns.model import Change
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
 from goavail.health import Health, State, observe
+from goavail.heartbeat import Heartbeat
 from goavail.logs import REDACTOR
+from goavail.notify import Notifier
 
 if TYPE_CHECKING:
     from goavail.cluster.service import Cluster
@@ -44,6 +46,8 @@ ProviderName = Literal["cloudflare", "zonefile", "route53"]
 SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile")
 STOP_GRACE = 4.0
 """Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
+NOTIFY_FLUSH = 2.0
+"""Seconds queued notifications (the "stopping" one included) may take to go out at stop."""
 
 
 class SetupError(Exception):
@@ -176,6 +180,8 @@ class Agent:
         }
         members = config.members
         self.node = config.node_name or socket.gethostname()
+        self.notifier = Notifier(config, agent=self.node)
+        self.heartbeat = Heartbeat(config.heartbeat)
         self.decision = DecisionStage(members.min_peers_agree if members else 0)
         self._decided_at: dict[str, float] = {}
         self.cluster: Cluster | None = None
@@ -188,8 +194,9 @@ class Agent:
                 stage=self.decision,
                 local_verdicts=lambda: self.decision.local,
                 on_decision=self._on_decision,
+                on_quorum=self.notifier.quorum,
             )
-        self.audit = AuditLog(config.audit_file)
+        self.audit = AuditLog(config.audit_file, on_record=self.notifier.audit_record)
         self.provider = build_provider(config, options, self.audit)
         self.probe: Probe = build_probe(config, options)
         ttl, proxied = record_attributes(self.section)
@@ -202,6 +209,7 @@ class Agent:
             proxied=proxied,
             resync_interval=config.resync_interval,
             hold=self._hold if self.cluster is not None else None,
+            on_fail_open=self.notifier.fail_open,
         )
         self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
         self.scheduler.set_targets(list(self.targets))
@@ -317,6 +325,8 @@ class Agent:
         self._log_start()
         if self.cluster is not None:
             await self.cluster.start()
+        await self.notifier.start()
+        self._notify_lifecycle(started=True)
         loop = asyncio.get_running_loop()
         handlers = {
             signal.SIGHUP: self.request_reload,
@@ -330,6 +340,7 @@ class Agent:
                 tasks = [
                     tg.create_task(self.scheduler.run(), name="probe-scheduler"),
                     tg.create_task(self.reconciler.run(), name="reconciler"),
+                    tg.create_task(self.heartbeat.run(), name="heartbeat"),
                 ]
                 if self.cluster is not None:
                     tasks.append(tg.create_task(self.cluster.run(), name="cluster"))
@@ -342,14 +353,27 @@ class Agent:
                 loop.remove_signal_handler(sig)
             for pending in list(self._background):
                 pending.cancel()
+            self._notify_lifecycle(started=False)
+            flush = asyncio.create_task(self.notifier.close(NOTIFY_FLUSH), name="notify-flush")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_GRACE):
                     if self.cluster is not None:
                         await self.cluster.stop()
                     await self.probe.close()
                     await self.provider.close()
+                    await flush
+            flush.cancel()  # only if STOP_GRACE ran out first
             self.audit.close()
             log.info("stopped")
+
+    def _notify_lifecycle(self, *, started: bool) -> None:
+        self.notifier.agent_event(
+            started=started,
+            dry_run=self.options.dry_run,
+            provider=self.options.provider,
+            targets=len(self.targets),
+            names=self.section.names(),
+        )
 
     def _log_start(self) -> None:
         c = self.config
@@ -419,7 +443,7 @@ class Agent:
         provider, audit, probe = self.provider, self.audit, self.probe
         try:
             if new.audit_file != old.audit_file:
-                audit = AuditLog(new.audit_file)
+                audit = AuditLog(new.audit_file, on_record=self.notifier.audit_record)
             provider_changed = _provider_settings(section) != _provider_settings(self.section)
             if provider_changed or audit is not self.audit:
                 provider = build_provider(new, self.options, audit)
@@ -441,6 +465,8 @@ class Agent:
         for t in added:
             self.targets[t] = TargetStatus()
         self.config, self.section = new, section
+        self.notifier.reconfigure(new)
+        self.heartbeat.reconfigure(new.heartbeat)
         if new.members is not None and self.cluster is not None:
             self.decision.min_peers_agree = new.members.min_peers_agree
         if _members_settings(new) != _members_settings(old):

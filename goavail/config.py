@@ -6,7 +6,10 @@ name and meaning. New keys are optional with safe defaults.
 Shape (TOML key -> Python attribute)::
 
     failure_threshold, rise_threshold, interval, timeout, resync_interval,
-    port, slack_addr, audit_file, node_name          -> Config.<same name>
+    port, slack_addr, audit_file, node_name,
+    quorum_alert_after                               -> Config.<same name>
+    [[notifications]] -> Config.notifications (list of NotificationSection)
+    [Heartbeat]  -> Config.heartbeat   (HeartbeatSection)
     [Members]    -> Config.members     (Members)
     [Cloudflare] -> Config.cloudflare  (CloudflareSection)
     [Route53]    -> Config.route53     (Route53Section)
@@ -15,8 +18,8 @@ Shape (TOML key -> Python attribute)::
 Durations are float seconds. Validation collects every problem at once:
 :func:`load_config` raises :class:`ConfigError`, whose ``problems`` are lines
 like ``"Cloudflare.ip_addresses[1]: '300.1.1.1' is not a valid IPv4 or IPv6
-address"``. Secret values (``crypto_key``, ``slack_addr``) never appear in
-error messages or reprs.
+address"``. Secret values (``crypto_key``, ``slack_addr``, notification and
+heartbeat URLs) never appear in error messages or reprs.
 
 This module is pure: no logging, no environment reads; the only I/O is
 reading the file in :func:`load_config`.
@@ -35,6 +38,7 @@ import shlex
 import sys
 import types
 import typing
+import urllib.parse
 from abc import abstractmethod
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -66,7 +70,9 @@ __all__ = [
     "ConfigError",
     "DnsSection",
     "Duration",
+    "HeartbeatSection",
     "Members",
+    "NotificationSection",
     "Route53Section",
     "ZonefileSection",
     "check_runtime",
@@ -593,6 +599,104 @@ class ZonefileSection(DnsSection):
         return value
 
 
+# --------------------------------------------------------------------------- notifications
+
+SLACK_HOOKS = "https://hooks.slack.com/services/"
+"""Prefix of a ``slack_addr`` given as in the Go original (the part after it)."""
+
+
+def _check_http_url(value: SecretStr) -> SecretStr:
+    """Check that a secret URL is ``http://`` or ``https://`` with a host.
+
+    Messages never contain the URL: webhook and heartbeat URLs carry tokens.
+    """
+    text = value.get_secret_value()
+    if not text.strip():
+        raise ValueError("must not be empty")
+    if text != text.strip() or any(c.isspace() for c in text):
+        raise ValueError("must be a URL without spaces")
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+_SecretUrl = Annotated[SecretStr, AfterValidator(_check_http_url)]
+
+
+class NotificationSection(BaseModel):
+    """One ``[[notifications]]`` entry: where event messages are posted.
+
+    Attributes:
+        type: ``"slack"`` or ``"mattermost"`` (incoming-webhook JSON with ``text``,
+            optional ``channel`` and ``username``), or ``"webhook"`` (goavail's own
+            JSON body, documented in the README).
+        url: the webhook URL, http(s) (secret: it carries the hook's token).
+        channel: channel override (slack and mattermost only), or None.
+        username: sender name override (slack and mattermost only), or None.
+        timeout: seconds one POST may take in all (connect, send, answer).
+        retries: retries of a message after a timeout, a connection error, HTTP
+            408, 429 or 5xx (0-10); other answers are not retried.
+        coalesce_window: seconds events are collected before a message goes out;
+            everything collected goes out as one message.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    type: Literal["slack", "mattermost", "webhook"]
+    url: _SecretUrl
+    channel: Annotated[str, Field(min_length=1)] | None = None
+    username: Annotated[str, Field(min_length=1)] | None = None
+    timeout: Duration = 5.0
+    retries: int = Field(default=3, ge=0, le=10)
+    coalesce_window: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _chat_options(self) -> NotificationSection:
+        if self.type == "webhook":
+            problems: list[tuple[tuple[str | int, ...], str]] = [
+                ((key,), "only for type 'slack' or 'mattermost'")
+                for key in ("channel", "username")
+                if getattr(self, key) is not None
+            ]
+            if problems:
+                raise _Problems(problems)
+        return self
+
+
+class HeartbeatSection(BaseModel):
+    """``[Heartbeat]``: a dead-man switch (flipper's heartbeat).
+
+    goavail sends ``GET url`` at start and then every ``interval`` seconds; a
+    monitoring service (healthchecks.io, UptimeRobot, ...) alerts when the GETs stop.
+
+    Attributes:
+        url: http(s) URL (secret: such URLs usually carry a token).
+        interval: seconds between two GETs (default 60).
+        timeout: seconds one GET may take (default 10; ≤ interval).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    url: _SecretUrl
+    interval: Duration = 60.0
+    timeout: Duration = 10.0
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_within_interval(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and value > interval:
+            raise ValueError(f"must be ≤ interval ({interval} s)")
+        return value
+
+
 # --------------------------------------------------------------------------- top level
 
 PROVIDERS: dict[str, tuple[str, str]] = {
@@ -615,7 +719,13 @@ class Config(BaseModel):
         resync_interval: seconds between full DNS re-syncs (default max(60, interval);
             ≥ interval).
         port: TCP probe port (for ``--type tcp``), or None.
-        slack_addr: Slack webhook address (secret), or None.
+        slack_addr: Slack webhook address (secret), or None: the part after
+            ``https://hooks.slack.com/services/`` as in the Go original, or a full
+            http(s) URL; :meth:`slack_url` gives the URL.
+        notifications: ``[[notifications]]`` entries (see :class:`NotificationSection`).
+        quorum_alert_after: seconds the cluster quorum must stay unmet before a
+            notification says so (default 60).
+        heartbeat: the ``[Heartbeat]`` section, or None.
         audit_file: audit log file (absolute when loaded by :func:`load_config`), or None.
         node_name: this agent's name in cluster mode, or None.
         members, cloudflare, route53, zonefile: the ``[Members]``,
@@ -636,6 +746,10 @@ class Config(BaseModel):
     slack_addr: SecretStr | None = None
     audit_file: Path | None = None
     node_name: Annotated[str, Field(min_length=1)] | None = None
+    # notifications and heartbeat (goavail/notify/, goavail/heartbeat.py)
+    notifications: list[NotificationSection] = Field(default_factory=list)
+    quorum_alert_after: Duration = 60.0
+    heartbeat: HeartbeatSection | None = Field(default=None, alias="Heartbeat")
     members: Members | None = Field(default=None, alias="Members")
     cloudflare: CloudflareSection | None = Field(default=None, alias="Cloudflare")
     route53: Route53Section | None = Field(default=None, alias="Route53")
@@ -661,9 +775,19 @@ class Config(BaseModel):
 
     @field_validator("slack_addr")
     @classmethod
-    def _slack_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
+    def _check_slack_addr(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return value
+        text = value.get_secret_value()
+        if not text.strip():
             raise ValueError("must not be empty")
+        if "://" in text:
+            return _check_http_url(value)
+        if any(c.isspace() for c in text):
+            raise ValueError(
+                "must be the part after https://hooks.slack.com/services/ "
+                "(e.g. 'T000/B000/XXXX') or a full http(s) URL, without spaces"
+            )
         return value
 
     @field_validator("audit_file", mode="before")
@@ -689,6 +813,17 @@ class Config(BaseModel):
         """The file this configuration was loaded from (None if built in code)."""
         return self._source
 
+    def slack_url(self) -> str | None:
+        """The full Slack webhook URL of ``slack_addr`` (a secret), or None.
+
+        ``"T000/B000/XXXX"`` -> ``"https://hooks.slack.com/services/T000/B000/XXXX"``;
+        a full http(s) URL is used as it is.
+        """
+        if self.slack_addr is None:
+            return None
+        text = self.slack_addr.get_secret_value()
+        return text if "://" in text else SLACK_HOOKS + text.lstrip("/")
+
     def section_for(self, provider: str) -> DnsSection:
         """The DNS section used by ``--dns-provider provider``.
 
@@ -709,12 +844,10 @@ class Config(BaseModel):
     def deferred_features(self) -> list[str]:
         """Human names of configured keys that are parsed but not acted on yet.
 
-        For the agent to log once at startup, e.g. ``["[Members] (cluster mode)",
-        "slack_addr (notifications)"]``. Empty when nothing is deferred.
+        For the agent to log once at startup, e.g. ``["[Route53] (Route 53
+        provider)"]``. Empty when nothing is deferred.
         """
         deferred: list[str] = []
-        if self.slack_addr is not None:
-            deferred.append("slack_addr (notifications)")
         if self.route53 is not None:
             deferred.append("[Route53] (Route 53 provider)")
         return deferred
@@ -879,7 +1012,9 @@ def _suggest(loc: tuple[str | int, ...]) -> str | None:
     """A known key close to the unknown key at ``loc``, if any."""
     model: type[BaseModel] | None = Config
     for part in loc[:-1]:
-        if model is None or not isinstance(part, str):
+        if isinstance(part, int):
+            continue  # an index into a list of tables ([[notifications]])
+        if model is None:
             return None
         model = _model_fields(model).get(part)
     if model is None or not loc or not isinstance(loc[-1], str):

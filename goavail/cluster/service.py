@@ -90,6 +90,7 @@ class Cluster:
         on_decision: called as ``on_decision(target, state)`` when a peer's vote
             (or its loss) changes a decision.
         clock: wall clock in Unix seconds (verdicts carry wall-clock issue times).
+        on_quorum: see the ``on_quorum`` attribute (None: nobody is told).
 
     Attributes:
         counters: messages by outcome: "published", "publish_failed",
@@ -108,6 +109,7 @@ class Cluster:
         local_verdicts: Callable[[], Mapping[str, State]],
         on_decision: Callable[[str, State], None],
         clock: Callable[[], float] = time.time,
+        on_quorum: Callable[[bool, int, int], None] | None = None,
     ) -> None:
         self.node = node
         self.members = members
@@ -128,6 +130,9 @@ class Cluster:
         self._vote_seen: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._quorum_unmet: bool | None = None
+        self.on_quorum = on_quorum
+        """Called with ``(unmet, live peers, min_peers_agree)`` on every membership
+        change (the notifier times its quorum alert with it); must return at once."""
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -285,6 +290,8 @@ class Cluster:
                 )
             else:
                 log.info("quorum possible again: %d live peer(s)", len(self.live))
+        if self.on_quorum is not None:
+            self.on_quorum(unmet, len(self.live), self.stage.min_peers_agree)
 
     @property
     def quorum_unmet(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,13 +28,22 @@ class AuditLog:
     ``error`` is present only when ``outcome == "error"``.
 
     The last ``keep`` records stay in memory (``recent``) for the status page.
+    ``on_record``, if set, is called with every record after it is written (the
+    notifier); it must return at once, and an exception from it is logged, never
+    raised to the provider that made the change.
 
     Raises:
         OSError: from the constructor when ``path`` cannot be opened for appending.
     """
 
-    def __init__(self, path: Path | None = None, keep: int = 50) -> None:
+    def __init__(
+        self,
+        path: Path | None = None,
+        keep: int = 50,
+        on_record: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         self.path = path
+        self.on_record = on_record
         self._file: TextIO | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +90,11 @@ class AuditLog:
             self._file.write(line + "\n")
             self._file.flush()
         self.recent.append(entry)
+        if self.on_record is not None:
+            try:
+                self.on_record(entry)
+            except Exception:  # a listener's bug must never fail a DNS change
+                log.exception("audit listener failed on %s", line)
         return entry
 
     def close(self) -> None:

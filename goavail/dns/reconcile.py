@@ -43,6 +43,9 @@ class Reconciler:
         resync_interval: seconds between passes once converged.
         jitter: source of random numbers in [0, 1) for the backoff.
         hold: see the ``hold`` attribute (None: every change is made at once).
+        on_fail_open: called with ``(case, engaged)`` when fail-open is engaged
+            (True) or released (False) for a name and family (the notifier); it
+            must return at once.
 
     Attributes (read by status reporting):
         converged: True after a pass that left nothing to do (held changes
@@ -65,6 +68,7 @@ class Reconciler:
         resync_interval: float,
         jitter: Callable[[], float] = random.random,
         hold: Callable[[Change], float] | None = None,
+        on_fail_open: Callable[[FailOpen, bool], None] | None = None,
     ) -> None:
         self.provider = provider
         self.names = list(names)
@@ -78,6 +82,7 @@ class Reconciler:
         """Cluster mode: ``hold(change)`` -> seconds this agent must wait before making
         ``change`` itself (0 or less: now), so that only the designated writer writes."""
         self._hold: float | None = None
+        self.on_fail_open = on_fail_open
         self._wake = asyncio.Event()
         self._wake.set()  # first pass at once
         self.converged = False
@@ -224,7 +229,7 @@ class Reconciler:
         return False
 
     def _report_fail_open(self, cases: tuple[FailOpen, ...]) -> None:
-        old = {(c.name, c.type) for c in self.fail_open}
+        old = {(c.name, c.type): c for c in self.fail_open}
         new = {(c.name, c.type) for c in cases}
         for case in cases:
             if (case.name, case.type) not in old:
@@ -235,6 +240,10 @@ class Reconciler:
                     case.type,
                     ", ".join(case.kept),
                 )
-        for name, rtype in sorted(old - new):
-            log.warning("fail-open released for %s %s", name, rtype)
+                if self.on_fail_open is not None:
+                    self.on_fail_open(case, True)
+        for key in sorted(old.keys() - new):
+            log.warning("fail-open released for %s %s", *key)
+            if self.on_fail_open is not None:
+                self.on_fail_open(old[key], False)
         self.fail_open = cases

@@ -197,3 +197,13 @@ def test_serf_settings_from_the_original_keys() -> None:
     assert settings.join == ("127.0.0.1:7947", "[2001:db8::2]:7947")
     assert settings.rpc_addr is None
     assert serf_settings(Members.model_validate({})).bind == "0.0.0.0:7946"
+
+
+def test_quorum_state_is_reported_on_every_membership_change() -> None:
+    cluster, _, _ = make(min_peers_agree=2)
+    reports: list[tuple[bool, int, int]] = []
+    cluster.on_quorum = lambda unmet, live, needed: reports.append((unmet, live, needed))
+    join(cluster, "b")
+    join(cluster, "c")
+    cluster._on_member_event(MemberEvent("member-failed", [member("b", "failed")]))
+    assert reports == [(True, 1, 2), (False, 2, 2), (True, 1, 2)]

@@ -794,7 +794,8 @@ def test_original_passes_runtime_checks() -> None:
     [
         (CLOUDFLARE, []),
         ("[Members]\n" + CLOUDFLARE, []),  # cluster mode is acted on
-        ('slack_addr = "https://x.invalid/"', ["slack_addr (notifications)"]),
+        ('slack_addr = "https://x.invalid/"', []),  # notifications are acted on
+        ('[Heartbeat]\nurl = "https://x.invalid/"', []),
         ('node_name = "a"', []),
         (
             '[Route53]\naws_domain = "example.com"\nhostnames = ["a"]\n'
