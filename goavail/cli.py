@@ -42,6 +42,8 @@ from goavail.dns.plan import plan as make_plan
 from goavail.dns.providers.base import ProviderError
 from goavail.health import Health, observe
 from goavail.logs import setup_logging
+from goavail.overrides import load_overrides
+from goavail.web.server import ServerError
 
 log = logging.getLogger("goavail")
 
@@ -145,13 +147,13 @@ def monitor(
     config = _load(options)
     try:
         agent = Agent(config, options)
-    except SetupError as exc:
+    except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), 2) from None
     except OSError as exc:
         raise _fail(f"cannot start: {exc}", 1) from None
     try:
         asyncio.run(agent.run())
-    except (ProbeSetupError, SerfAgentError) as exc:
+    except (ProbeSetupError, SerfAgentError, ServerError) as exc:
         raise _fail(str(exc), 1) from None
 
 
@@ -164,7 +166,13 @@ def validate(
     """Check the configuration file: exit 0, or exit 2 listing every problem."""
     options = Options(config_file, True, probe_type.value, dns_provider.value)
     config = _load(options)
+    try:
+        overrides = load_overrides(config.overrides_file)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
     section = config.section_for(options.provider)
+    if overrides:
+        typer.echo(f"{config.overrides_file}: OK — {len(overrides)} override(s)")
     typer.echo(
         f"{config_file}: OK — {len(section.ip_addresses)} target(s), "
         f"names {', '.join(section.names())}, provider {options.provider}"
