@@ -36,6 +36,7 @@ from goavail.agent import (
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.cluster.serf_agent import SerfAgentError
 from goavail.config import Config, ConfigError
+from goavail.decision import Override, apply_override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Plan, Record
 from goavail.dns.plan import plan as make_plan
@@ -215,9 +216,19 @@ async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Pla
     finally:
         await provider.close()
     ttl, proxied = record_attributes(section)
-    decisions = {a.target: a.health.state for a in audits}
+    overrides = {t: e.mode for t, e in load_overrides(config.overrides_file).items()}
+    decisions = {
+        a.target: apply_override(a.health.state, overrides.get(a.target, Override.AUTO))
+        for a in audits
+    }
     return audits, make_plan(
-        section.names(), section.ip_addresses, decisions, current, ttl=ttl, proxied=proxied
+        section.names(),
+        section.ip_addresses,
+        decisions,
+        current,
+        ttl=ttl,
+        proxied=proxied,
+        overridden=set(overrides),
     )
 
 
@@ -235,7 +246,7 @@ def plan_command(
     config = _load(options)
     try:
         audits, result = asyncio.run(_run_plan(config, options))
-    except SetupError as exc:
+    except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), 2) from None
     except (ProbeSetupError, ProviderError) as exc:
         raise _fail(str(exc), 1) from None

@@ -78,31 +78,33 @@ def _agent(snap: Snapshot) -> Iterator[Metric]:
 
 
 def _targets(snap: Snapshot) -> Iterator[Metric]:
-    up = GaugeMetricFamily(
+    # Per-target series are the bulk of a scrape (three per target): samples are added
+    # directly, without the label-list handling of the *MetricFamily helpers.
+    up = Metric(
         "goavail_target_up",
         "1 when this agent's health state of the target is up, 0 when down or unknown.",
-        labels=["target"],
+        "gauge",
     )
-    state = GaugeMetricFamily(
+    state = Metric(
         "goavail_target_state",
-        "Health state of the target as seen by this agent (1 for the current state).",
-        labels=["target", "state"],
+        "Health state of the target as seen by this agent: one series per target, "
+        "labelled with its current state (unknown, up, down), value 1.",
+        "gauge",
     )
-    rtt = GaugeMetricFamily(
+    rtt = Metric(
         "goavail_target_rtt_seconds",
         "Round-trip time of the target's latest probe, when it succeeded, seconds.",
-        labels=["target"],
+        "gauge",
     )
     counts: Counter[str] = Counter({s.value: 0 for s in State})
-    for row in snap.targets:
-        current = row.health.state
-        counts[current.value] += 1
-        up.add_metric([row.address], 1.0 if current is State.UP else 0.0)
-        for s in State:
-            state.add_metric([row.address, s.value], 1.0 if s is current else 0.0)
-        last = row.last
+    up_add, state_add, rtt_add = up.add_sample, state.add_sample, rtt.add_sample
+    for address, health, last, _ in snap.raw_targets:
+        current = health.state.value
+        counts[current] += 1
+        up_add("goavail_target_up", {"target": address}, 1.0 if current == "up" else 0.0)
+        state_add("goavail_target_state", {"target": address, "state": current}, 1.0)
         if last is not None and last.ok and last.rtt is not None:
-            rtt.add_metric([row.address], last.rtt)
+            rtt_add("goavail_target_rtt_seconds", {"target": address}, last.rtt)
     yield up
     yield state
     yield rtt

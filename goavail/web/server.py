@@ -41,6 +41,7 @@ from aiohttp import web
 
 from goavail.decision import Override
 from goavail.health import State
+from goavail.logs import REDACTOR
 from goavail.overrides import check_reason, check_target, parse_mode
 from goavail.web.metrics import CONTENT_TYPE, AgentMetrics
 from goavail.web.page import render_page
@@ -59,6 +60,8 @@ REFRESH_SECONDS = 10
 """The status page reloads itself this often."""
 SHUTDOWN_SECONDS = 1.0
 """Open connections get this long to finish when the agent stops."""
+MIN_TOKEN = 16
+"""A shorter admin token is accepted, with a warning."""
 MAX_BODY = 64 * 1024
 """Largest request body accepted, bytes."""
 PAGE_POLICY = (
@@ -105,9 +108,14 @@ class WebServer:
         token = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
         self._token: bytes | None = token.encode() if token else None
         if token:
-            from goavail.logs import REDACTOR
-
             REDACTOR.add([token])
+            if len(token) < MIN_TOKEN:
+                log.warning(
+                    "%s is shorter than %d characters: use a long random token "
+                    "(e.g. `openssl rand -hex 32`)",
+                    TOKEN_ENV,
+                    MIN_TOKEN,
+                )
         self.metrics = AgentMetrics(agent)
         self.rounds = RoundWatch(time.monotonic())
         self.dns = DnsCheck()

@@ -11,8 +11,9 @@ held up by a scrape.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from goavail import __version__
 from goavail.checks.base import ProbeResult
@@ -26,8 +27,7 @@ if TYPE_CHECKING:
     from goavail.agent import Agent, ReloadOutcome
 
 
-@dataclass(frozen=True, slots=True)
-class TargetRow:
+class TargetRow(NamedTuple):
     """One target: its address, health, latest probe result and ``since`` (Unix seconds)."""
 
     address: str
@@ -64,7 +64,8 @@ class Snapshot:
     probe_kind: str
     dry_run: bool
     names: tuple[str, ...]
-    targets: tuple[TargetRow, ...]
+    raw_targets: list[tuple[str, Health, ProbeResult | None, float]]
+    """Plain tuples (the cheapest copy on the event loop); read :attr:`targets`."""
     local: dict[str, State]
     decisions: dict[str, State]
     effective: dict[str, State]
@@ -93,9 +94,14 @@ class Snapshot:
     admin_api: bool
 
     @property
+    def targets(self) -> Iterator[TargetRow]:
+        """The targets, in configuration order."""
+        return map(TargetRow._make, self.raw_targets)
+
+    @property
     def addresses(self) -> list[str]:
         """The configured targets, in configuration order."""
-        return [row.address for row in self.targets]
+        return [row[0] for row in self.raw_targets]
 
 
 def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
@@ -131,10 +137,10 @@ def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
         probe_kind=agent.probe.kind,
         dry_run=agent.options.dry_run,
         names=tuple(agent.section.names()),
-        targets=tuple(
-            TargetRow(address, status.health, status.last, status.since)
+        raw_targets=[
+            (address, status.health, status.last, status.since)
             for address, status in agent.targets.items()
-        ),
+        ],
         local=dict(stage.local),
         decisions=dict(stage.decisions),
         effective=dict(stage.effective),

@@ -37,7 +37,8 @@ pytestmark = pytest.mark.e2e
 
 CHROMIUM = shutil.which("chromium")
 ARTIFACTS = REPO / "tests" / "artifacts"
-"""Screenshots land here (git-ignored); ``docs/status-page.png`` is a copy of the showcase."""
+"""Screenshots land here (git-ignored); ``docs/status-page.png`` is a copy of
+``status-showcase.png``."""
 FLAGS = (
     "--headless",
     "--no-sandbox",
@@ -131,6 +132,8 @@ class Scenario:
     overrides: str = ""
     seeded: bool = False
     """Start with every address already in the zone, as in an existing deployment."""
+    node: str | None = None
+    """``node_name`` (default: the host name)."""
     ready: Callable[[dict[str, Any]], bool] = lambda doc: True
     expect: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
@@ -200,6 +203,7 @@ SCENARIOS: dict[str, Scenario] = {
         blackhole=("127.22.5.3",),
         overrides='"127.22.5.2" = { mode = "down", reason = "kernel upgrade, OPS-1234" }\n',
         seeded=True,
+        node="edge-1",
         ready=lambda doc: settled(doc) and by_state(doc)["127.22.5.3"] == "down",
         expect=["Override down on 127.22.5.2 (held by this agent)", "kernel upgrade, OPS-1234"],
         rows={
@@ -217,6 +221,8 @@ def test_status_page_in_chromium(name: str, tmp_path: Path, nft: Nft) -> None:
     listen = f"127.0.0.1:{free_port()}"
     base = f"http://{listen}"
     top = 'audit_file = "audit.jsonl"\n'
+    if scenario.node:
+        top += f'node_name = "{scenario.node}"\n'
     if scenario.overrides:
         (tmp_path / "overrides.toml").write_text(scenario.overrides)
         top += 'overrides_file = "overrides.toml"\n'
@@ -246,7 +252,7 @@ def test_status_page_in_chromium(name: str, tmp_path: Path, nft: Nft) -> None:
         page = chromium(base + "/", tmp_path, ARTIFACTS / f"status-{name}.png")
         assert proc.stop() == 0
     text = page.text
-    assert text.startswith(f"goavail on {socket.gethostname()}")  # node_name defaults to it
+    assert text.startswith(f"goavail on {scenario.node or socket.gethostname()}")
     for phrase in scenario.expect:
         assert phrase in text, f"{phrase!r} not on the {name} page:\n{text}"
     for phrase in scenario.absent:
