@@ -338,7 +338,7 @@ ip_addresses = ["127.20.35.1", "127.20.35.2"]
     ]
     assert changes == [("delete", "127.20.35.2", "target 127.20.35.2 down (override)")]
     (tmp_path / "overrides.toml").write_text('"127.20.35.2" = "sideways"\n')
-    for command in ("validate", "plan"):
+    for command in ("validate", "plan", "monitor"):
         result = run_goavail(command, "-f", config, "-p", "zonefile")
         assert result.returncode == 2
         assert "overrides.toml" in result.stderr and "'sideways' is not one of" in result.stderr
