@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := nftables serf s6 fping iproute2
+APT_PACKAGES := nftables serf s6 fping iproute2 chromium
 
 .PHONY: run test venv test-deps demo-down demo-up clean bench
 
@@ -43,7 +43,7 @@ bench: venv test-deps
 
 test-deps:
 	@missing=""; \
-	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2; do \
+	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2 chromium:chromium; do \
 	  command -v $${cmd%%:*} >/dev/null 2>&1 || missing="$$missing $${cmd##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -16,6 +16,8 @@ import os
 import signal
 import socket
 import time
+from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -26,7 +28,7 @@ from goavail.checks.icmp import IcmpProbe
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
 from goavail.config import Config, ConfigError, DnsSection, check_runtime, load_config
-from goavail.decision import DecisionStage, designated_writer
+from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change
 from goavail.dns.providers.base import Provider
@@ -35,9 +37,12 @@ from goavail.health import Health, State, observe
 from goavail.heartbeat import Heartbeat
 from goavail.logs import REDACTOR
 from goavail.notify import Notifier
+from goavail.overrides import Overrides, load_overrides
+from goavail.stats import RTT_BUCKETS, ProbeStats
 
 if TYPE_CHECKING:
     from goavail.cluster.service import Cluster
+    from goavail.web.server import WebServer
 
 log = logging.getLogger("goavail.agent")
 
@@ -151,10 +156,25 @@ def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:
 
 @dataclass(slots=True)
 class TargetStatus:
-    """What the agent knows of one target (read by logs and, later, the status page)."""
+    """What the agent knows of one target (read by logs, metrics and the status page).
+
+    ``since``: wall-clock time (Unix seconds) of the last state change, or when the
+    target was added.
+    """
 
     health: Health = field(default_factory=Health)
     last: ProbeResult | None = None
+    since: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """The last SIGHUP reload: wall time, result ("applied", "rejected" or "failed") and the
+    problems or error text."""
+
+    time: float
+    result: str
+    problems: tuple[str, ...] = ()
 
 
 class Agent:
@@ -184,6 +204,10 @@ class Agent:
         self.heartbeat = Heartbeat(config.heartbeat)
         self.decision = DecisionStage(members.min_peers_agree if members else 0)
         self._decided_at: dict[str, float] = {}
+        self.started_at = time.time()
+        self.probe_stats = ProbeStats()
+        self.reloads: Counter[str] = Counter()
+        self.last_reload: ReloadOutcome | None = None
         self.cluster: Cluster | None = None
         if members is not None:
             from goavail.cluster.service import Cluster
@@ -195,6 +219,7 @@ class Agent:
                 local_verdicts=lambda: self.decision.local,
                 on_decision=self._on_decision,
                 on_quorum=self.notifier.quorum,
+                on_override=self._on_peer_override,
             )
         self.audit = AuditLog(config.audit_file, on_record=self.notifier.audit_record)
         self.provider = build_provider(config, options, self.audit)
@@ -204,7 +229,8 @@ class Agent:
             self.provider,
             names=self.section.names(),
             addresses=self.section.ip_addresses,
-            decisions=self.decision.decisions,
+            decisions=self.decision.effective,
+            overridden=self.decision.forced,
             ttl=ttl,
             proxied=proxied,
             resync_interval=config.resync_interval,
@@ -214,6 +240,18 @@ class Agent:
         self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
         self.scheduler.set_targets(list(self.targets))
         self._debug = log.isEnabledFor(logging.DEBUG)  # per-probe lines (read once)
+        self.overrides = Overrides(
+            self.decision,
+            config.overrides_file,
+            audit=lambda: self.audit,
+            on_change=self._on_override,
+        )
+        self.overrides.replace(load_overrides(config.overrides_file), source="file")
+        self.web: WebServer | None = None
+        if config.server.enabled:
+            from goavail.web.server import WebServer
+
+            self.web = WebServer(self)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
@@ -225,15 +263,25 @@ class Agent:
         status = self.targets.get(target)
         if status is None:
             return  # target dropped by a reload
+        stats = self.probe_stats  # O(1) counters, read at scrape time (goavail/web/metrics.py)
         health = status.health
         if result.ok and health.state is State.UP and not self._debug:
             # The steady state, 10,000s of times per second: observe()'s UP + ok case.
+            rtt = result.rtt or 0.0
+            stats.rtt_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
+            stats.rtt_sum += rtt
             status.last = result
             status.health = Health(State.UP, health.successes + 1, 0)
             return
         if result.error == CLOSED.error:
             return  # the engine was swapped or closed: not a verdict on the target
         status.last = result
+        if result.ok:
+            rtt = result.rtt or 0.0
+            stats.rtt_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
+            stats.rtt_sum += rtt
+        else:
+            stats.failed += 1
         if self._debug:
             log.debug(
                 "probe %s %s %s",
@@ -249,6 +297,8 @@ class Agent:
         )
         if transition is None:
             return
+        status.since = time.time()
+        stats.transitions[(target, transition.new.value)] += 1
         log.info(
             "target %s %s -> %s after %d consecutive %s%s (names: %s)",
             target,
@@ -281,6 +331,36 @@ class Agent:
         log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
         self.reconciler.trigger()
 
+    def _on_override(self, target: str) -> None:
+        """This agent's own override of ``target`` changed: announce it and re-plan."""
+        if self.cluster is not None:
+            self.cluster.publish(target, self.decision.local.get(target, State.UNKNOWN))
+        self._override_in_force(target)
+
+    def _on_peer_override(
+        self, node: str, target: str, previous: Override, override: Override
+    ) -> None:
+        """A live peer announced (or lost) an override of ``target``."""
+        self.audit.override(
+            target,
+            mode=override.value,
+            previous=previous.value,
+            reason=f"held by peer {node}",
+            source=f"peer {node}",
+        )
+        self._override_in_force(target)
+
+    def _override_in_force(self, target: str) -> None:
+        self._decided_at[target] = time.monotonic()  # writers' grace starts again
+        log.info(
+            "override in force for %s: %s; DNS should reflect %s",
+            target,
+            self.decision.override_of(target),
+            self.decision.effective.get(target, State.UNKNOWN),
+            extra={"target": target},
+        )
+        self.reconciler.trigger()
+
     def _hold(self, change: Change) -> float:
         """Cluster mode: seconds to wait before making ``change`` ourselves.
 
@@ -294,14 +374,14 @@ class Agent:
         written: held until it is, and the grace period starts again then.
         """
         target = change.record.content
-        decision = self.decision.decisions.get(target)
+        decision = self.decision.effective.get(target)
         members = self.config.members
         if decision is None or members is None:
             return 0.0
         if not self.decision.agreed(target):
             self._decided_at.pop(target, None)
             return math.inf
-        writer = designated_writer(self.node, decision, self.decision.votes_for(target))
+        writer = self.decision.writer(self.node, target)
         if writer == self.node:
             return 0.0
         decided_at = self._decided_at.setdefault(target, time.monotonic())
@@ -320,8 +400,20 @@ class Agent:
         task.add_done_callback(self._background.discard)
 
     async def run(self) -> None:
-        """Run until a stop is requested; then shut down within ``STOP_GRACE`` seconds."""
-        await self.probe.start()
+        """Run until a stop is requested; then shut down within ``STOP_GRACE`` seconds.
+
+        Raises:
+            goavail.web.server.ServerError: ``[Server] listen`` cannot be bound
+                (nothing else has started then).
+        """
+        if self.web is not None:
+            await self.web.start()
+        try:
+            await self.probe.start()
+        except BaseException:
+            if self.web is not None:
+                await self.web.stop()
+            raise
         self._log_start()
         if self.cluster is not None:
             await self.cluster.start()
@@ -344,6 +436,8 @@ class Agent:
                 ]
                 if self.cluster is not None:
                     tasks.append(tg.create_task(self.cluster.run(), name="cluster"))
+                if self.web is not None:
+                    tasks.append(tg.create_task(self.web.run(), name="web"))
                 await self._stop.wait()
                 log.info("stopping")
                 for task in tasks:
@@ -357,6 +451,8 @@ class Agent:
             flush = asyncio.create_task(self.notifier.close(NOTIFY_FLUSH), name="notify-flush")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_GRACE):
+                    if self.web is not None:
+                        await self.web.stop()
                     if self.cluster is not None:
                         await self.cluster.stop()
                     await self.probe.close()
@@ -413,6 +509,7 @@ class Agent:
             log.info("SIGHUP: reloading %s", self.options.config_path)
             try:
                 new = load_checked(self.options)
+                overrides = load_overrides(new.overrides_file)
             except ConfigError as exc:
                 log.error(
                     "reload rejected, still running the previous configuration: %d problem(s)",
@@ -420,16 +517,27 @@ class Agent:
                 )
                 for problem in exc.problems:
                     log.error("  %s", problem)
+                where = f"{exc.path}: " if exc.path else ""
+                self._reloaded("rejected", [where + problem for problem in exc.problems])
                 return False
             try:
                 await self._apply(new)
             except (SetupError, ProbeSetupError, OSError) as exc:
                 log.error("reload failed, still running the previous configuration: %s", exc)
+                self._reloaded("failed", [str(exc)])
                 return False
             except Exception as exc:  # a reload must never crash the agent
                 log.exception("reload failed, still running the previous configuration: %s", exc)
+                self._reloaded("failed", [str(exc)])
                 return False
+            self.overrides.path = new.overrides_file
+            self.overrides.replace(overrides, source="file")
+            self._reloaded("applied", [])
             return True
+
+    def _reloaded(self, result: str, problems: list[str]) -> None:
+        self.reloads[result] += 1
+        self.last_reload = ReloadOutcome(time.time(), result, tuple(problems))
 
     async def _apply(self, new: Config) -> None:
         old = self.config
@@ -474,11 +582,15 @@ class Agent:
                 "[Members] changed: only min_peers_agree is applied on reload; "
                 "restart goavail for the other cluster settings"
             )
+        if new.server != old.server:
+            log.warning("[Server] changed: restart goavail to apply it")
         old_probe = self.probe
         self.probe = probe
         self.scheduler.reconfigure(probe=probe, interval=new.interval, targets=new_targets)
         ttl, proxied = record_attributes(section)
         old_provider, old_audit = self.provider, self.audit
+        if audit is not old_audit:
+            audit.inherit(old_audit)
         self.provider, self.audit = provider, audit
         async with self.reconciler.lock:
             self.reconciler.reconfigure(

@@ -36,12 +36,15 @@ from goavail.agent import (
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.cluster.serf_agent import SerfAgentError
 from goavail.config import Config, ConfigError
+from goavail.decision import Override, apply_override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Plan, Record
 from goavail.dns.plan import plan as make_plan
 from goavail.dns.providers.base import ProviderError
 from goavail.health import Health, observe
 from goavail.logs import setup_logging
+from goavail.overrides import load_overrides
+from goavail.web.server import ServerError
 
 log = logging.getLogger("goavail")
 
@@ -145,13 +148,13 @@ def monitor(
     config = _load(options)
     try:
         agent = Agent(config, options)
-    except SetupError as exc:
+    except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), 2) from None
     except OSError as exc:
         raise _fail(f"cannot start: {exc}", 1) from None
     try:
         asyncio.run(agent.run())
-    except (ProbeSetupError, SerfAgentError) as exc:
+    except (ProbeSetupError, SerfAgentError, ServerError) as exc:
         raise _fail(str(exc), 1) from None
 
 
@@ -164,7 +167,13 @@ def validate(
     """Check the configuration file: exit 0, or exit 2 listing every problem."""
     options = Options(config_file, True, probe_type.value, dns_provider.value)
     config = _load(options)
+    try:
+        overrides = load_overrides(config.overrides_file)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
     section = config.section_for(options.provider)
+    if overrides:
+        typer.echo(f"{config.overrides_file}: OK — {len(overrides)} override(s)")
     typer.echo(
         f"{config_file}: OK — {len(section.ip_addresses)} target(s), "
         f"names {', '.join(section.names())}, provider {options.provider}"
@@ -207,9 +216,19 @@ async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Pla
     finally:
         await provider.close()
     ttl, proxied = record_attributes(section)
-    decisions = {a.target: a.health.state for a in audits}
+    overrides = {t: e.mode for t, e in load_overrides(config.overrides_file).items()}
+    decisions = {
+        a.target: apply_override(a.health.state, overrides.get(a.target, Override.AUTO))
+        for a in audits
+    }
     return audits, make_plan(
-        section.names(), section.ip_addresses, decisions, current, ttl=ttl, proxied=proxied
+        section.names(),
+        section.ip_addresses,
+        decisions,
+        current,
+        ttl=ttl,
+        proxied=proxied,
+        overridden=set(overrides),
     )
 
 
@@ -227,7 +246,7 @@ def plan_command(
     config = _load(options)
     try:
         audits, result = asyncio.run(_run_plan(config, options))
-    except SetupError as exc:
+    except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), 2) from None
     except (ProbeSetupError, ProviderError) as exc:
         raise _fail(str(exc), 1) from None

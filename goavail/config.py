@@ -14,6 +14,8 @@ Shape (TOML key -> Python attribute)::
     [Cloudflare] -> Config.cloudflare  (CloudflareSection)
     [Route53]    -> Config.route53     (Route53Section)
     [Zonefile]   -> Config.zonefile    (ZonefileSection)
+    [Server]     -> Config.server      (ServerSection; always present, defaults)
+    overrides_file                     -> Config.overrides_file
 
 Durations are float seconds. Validation collects every problem at once:
 :func:`load_config` raises :class:`ConfigError`, whose ``problems`` are lines
@@ -74,6 +76,7 @@ __all__ = [
     "Members",
     "NotificationSection",
     "Route53Section",
+    "ServerSection",
     "ZonefileSection",
     "check_runtime",
     "load_config",
@@ -697,6 +700,37 @@ class HeartbeatSection(BaseModel):
         return value
 
 
+def _check_listen(value: str) -> str:
+    host, _ = split_host_port(value)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{value!r}: the host must be an IP address (e.g. '127.0.0.1:8080', '[::1]:8080')"
+        ) from None
+    return value
+
+
+class ServerSection(BaseModel):
+    """``[Server]``: the agent's HTTP server (status page, ``/_health``, ``/metrics``, API).
+
+    Attributes:
+        enabled: start the server (default True).
+        listen: ``"ip:port"`` (IPv6 as ``"[addr]:port"``) to listen on, default
+            ``"127.0.0.1:8080"``. Read-only endpoints are open to whoever reaches it;
+            write endpoints need the ``GOAVAIL_ADMIN_TOKEN`` bearer token.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    enabled: bool = True
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:8080"
+
+    def host_port(self) -> tuple[str, int]:
+        """``listen`` split into (host, port), the host without IPv6 brackets."""
+        return split_host_port(self.listen)
+
+
 # --------------------------------------------------------------------------- top level
 
 PROVIDERS: dict[str, tuple[str, str]] = {
@@ -728,8 +762,11 @@ class Config(BaseModel):
         heartbeat: the ``[Heartbeat]`` section, or None.
         audit_file: audit log file (absolute when loaded by :func:`load_config`), or None.
         node_name: this agent's name in cluster mode, or None.
+        overrides_file: TOML file of maintenance overrides (absolute when loaded by
+            :func:`load_config`; it may not exist yet), or None.
         members, cloudflare, route53, zonefile: the ``[Members]``,
             ``[Cloudflare]``, ``[Route53]`` and ``[Zonefile]`` sections, or None.
+        server: the ``[Server]`` section (defaults when absent).
     """
 
     model_config = _MODEL_CONFIG
@@ -754,6 +791,8 @@ class Config(BaseModel):
     cloudflare: CloudflareSection | None = Field(default=None, alias="Cloudflare")
     route53: Route53Section | None = Field(default=None, alias="Route53")
     zonefile: ZonefileSection | None = Field(default=None, alias="Zonefile")
+    overrides_file: Path | None = None
+    server: ServerSection = Field(default_factory=ServerSection, alias="Server")
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -790,9 +829,9 @@ class Config(BaseModel):
             )
         return value
 
-    @field_validator("audit_file", mode="before")
+    @field_validator("audit_file", "overrides_file", mode="before")
     @classmethod
-    def _audit_path(cls, value: object, info: ValidationInfo) -> object:
+    def _paths(cls, value: object, info: ValidationInfo) -> object:
         return _resolve_path(value, info)
 
     @model_validator(mode="after")

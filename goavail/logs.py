@@ -35,6 +35,12 @@ class RedactSecrets(logging.Filter):
         """Register secret values (None and strings shorter than 4 characters are ignored)."""
         self.secrets.update(s for s in secrets if s and len(s) >= 4)
 
+    def redact(self, text: str) -> str:
+        """``text`` with every registered secret replaced by ``***`` (for HTTP answers)."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:
             message = record.getMessage()

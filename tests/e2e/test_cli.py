@@ -303,3 +303,43 @@ ip_addresses = ["127.20.34.2", "127.20.34.3"]
     changes = {(c["action"], c["address"]) for c in json.loads(result.stdout)["changes"]}
     assert changes == {("delete", "127.20.34.2"), ("create", "127.20.34.3")}
     assert zone.read_text() == text
+
+
+def test_plan_and_validate_apply_the_overrides_file(tmp_path: Path) -> None:
+    zone = tmp_path / "example.test.zone"
+    zone.write_text(
+        "$ORIGIN example.test.\n@ 3600 IN SOA ns1 hostmaster 1 3600 600 604800 300\n"
+        "@ 3600 IN NS ns1\nns1 3600 IN A 127.0.0.1\n"
+        "www 60 IN A 127.20.35.1\nwww 60 IN A 127.20.35.2\n"
+    )
+    (tmp_path / "overrides.toml").write_text('"127.20.35.2" = { mode = "down", reason = "r" }\n')
+    config = write(
+        tmp_path,
+        """\
+failure_threshold = 1
+interval = "200ms"
+timeout = "150ms"
+overrides_file = "overrides.toml"
+
+[Zonefile]
+path = "example.test.zone"
+origin = "example.test"
+hostnames = ["www"]
+ip_addresses = ["127.20.35.1", "127.20.35.2"]
+""",
+    )
+    result = run_goavail("validate", "-f", config, "-p", "zonefile")
+    assert result.returncode == 0, result.stderr
+    assert "1 override(s)" in result.stdout
+    result = run_goavail("plan", "-f", config, "-p", "zonefile", "--json")
+    assert result.returncode == 0, result.stderr
+    changes = [
+        (c["action"], c["address"], c["reason"]) for c in json.loads(result.stdout)["changes"]
+    ]
+    assert changes == [("delete", "127.20.35.2", "target 127.20.35.2 down (override)")]
+    (tmp_path / "overrides.toml").write_text('"127.20.35.2" = "sideways"\n')
+    for command in ("validate", "plan", "monitor"):
+        result = run_goavail(command, "-f", config, "-p", "zonefile")
+        assert result.returncode == 2
+        assert "overrides.toml" in result.stderr and "'sideways' is not one of" in result.stderr
+        no_traceback(result)

@@ -15,6 +15,7 @@ from goavail.config import (
     DnsSection,
     Members,
     Route53Section,
+    ServerSection,
     ZonefileSection,
     check_runtime,
     load_config,
@@ -120,6 +121,9 @@ def test_full_file_loads_every_key() -> None:
     assert config.zonefile.domain == "example.org"
     assert config.zonefile.names() == ["www.example.org", "*.apps.example.org"]
     assert config.zonefile.reload_command == ["rndc", "reload", "example.org"]
+    assert config.overrides_file == DATA / "overrides.toml"
+    assert config.server == ServerSection(enabled=False, listen="[::1]:9090")
+    assert config.server.host_port() == ("::1", 9090)
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
@@ -137,6 +141,9 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     assert config.route53 is None
     assert config.zonefile is None
     assert config.deferred_features() == []
+    assert config.overrides_file is None
+    assert config.server.enabled is True
+    assert config.server.listen == "127.0.0.1:8080"
 
 
 @pytest.mark.parametrize(
@@ -855,3 +862,27 @@ def test_cluster_key_errors(tmp_path: Path, line: str, key: str, needle: str) ->
     assert problems, info.value.problems
     assert needle in problems[0]
     assert "not base64!" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[Server]\nlisten = "localhost:8080"', "Server.listen: 'localhost:8080': the host must"),
+        ('[Server]\nlisten = "127.0.0.1"', "Server.listen: '127.0.0.1' is not host:port"),
+        ('[Server]\nlisten = "127.0.0.1:0"', "Server.listen: '127.0.0.1:0': port must be"),
+        ('[Server]\nlisten = "::1:8080"', "Server.listen: '::1:8080': write an IPv6 address"),
+        ("[Server]\nenabled = 1", "Server.enabled: must be true or false, not an integer"),
+        ("[Server]\nlistn = 1", "Server.listn: unknown key (did you mean 'listen'?)"),
+        ("overrides_file = 3", "overrides_file: must be a string (a file path), not an integer"),
+        ('overrides_file = ""', "overrides_file: must not be empty"),
+    ],
+)
+def test_server_and_overrides_file_problems(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems_of(tmp_path, text)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_server_listen_forms(tmp_path: Path) -> None:
+    config = load(tmp_path, '[Server]\nlisten = "0.0.0.0:80"')
+    assert config.server.host_port() == ("0.0.0.0", 80)
+    assert load(tmp_path, "[Server]\n").server == ServerSection()

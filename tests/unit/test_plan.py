@@ -139,3 +139,28 @@ def test_plan_is_deterministic() -> None:
     first = plan([WWW, API], [A3, A1, A2], decisions, current)
     second = plan([API, WWW], [A2, A3, A1], decisions, current)
     assert first == second
+
+
+def test_changes_caused_by_an_override_say_so() -> None:
+    current = {WWW: [rec("192.0.2.1"), rec("192.0.2.2")]}
+    decisions = {"192.0.2.1": State.DOWN, "192.0.2.2": State.UP, "192.0.2.3": State.UP}
+    result = plan(
+        [WWW], ["192.0.2.1", "192.0.2.2", "192.0.2.3"], decisions, current, overridden={"192.0.2.1"}
+    )
+    assert [(c.action, c.record.content, c.reason) for c in result.changes] == [
+        ("create", "192.0.2.3", "target 192.0.2.3 up"),
+        ("delete", "192.0.2.1", "target 192.0.2.1 down (override)"),
+    ]
+
+
+def test_a_drain_still_fails_open() -> None:
+    # the only address of the name is drained: the name is not emptied
+    result = plan(
+        [WWW],
+        ["192.0.2.1"],
+        {"192.0.2.1": State.DOWN},
+        {WWW: [rec("192.0.2.1")]},
+        overridden={"192.0.2.1"},
+    )
+    assert result.changes == ()
+    assert [f.kept for f in result.fail_open] == [("192.0.2.1",)]
