@@ -41,7 +41,7 @@ log = logging.getLogger("goavail.agent")
 
 ProbeType = Literal["ip", "tcp"]
 ProviderName = Literal["cloudflare", "zonefile", "route53"]
-SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile")
+SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile", "route53")
 STOP_GRACE = 4.0
 """Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
 
@@ -93,14 +93,12 @@ def build_provider(config: Config, options: Options, audit: AuditLog) -> Provide
     """The DNS provider chosen by ``--dns-provider``.
 
     Raises:
-        SetupError: the provider is not supported yet, or its credentials are missing.
+        SetupError: the provider cannot be set up (credentials missing, AWS
+            configuration unusable, ...).
     """
-    if options.provider == "route53":
-        raise SetupError(
-            "--dns-provider route53 is not supported yet (it arrives in a later release); "
-            "use cloudflare or zonefile"
-        )
     config.section_for(options.provider)  # raises ConfigError when the section is missing
+    if options.provider == "route53":
+        return _build_route53(config, options, audit)
     if options.provider == "zonefile":
         from goavail.dns.providers.zonefile import ZonefileProvider
 
@@ -137,6 +135,29 @@ def build_provider(config: Config, options: Options, audit: AuditLog) -> Provide
         ttl=cf.ttl,
         credentials=credentials,
     )
+
+
+def _build_route53(config: Config, options: Options, audit: AuditLog) -> Provider:
+    """The Route 53 provider; credentials and endpoint come from boto3's standard chain."""
+    import botocore.exceptions
+
+    from goavail.dns.providers.route53 import Route53Provider
+
+    r53 = config.route53
+    if r53 is None:  # pragma: no cover - section_for checked it
+        raise SetupError("[Route53] section missing")
+    REDACTOR.add(os.environ.get(v) for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
+    try:
+        return Route53Provider(
+            dry_run=options.dry_run,
+            audit=audit,
+            zone_name=r53.aws_domain,
+            zone_id=r53.aws_zoneid,
+            ttl=r53.ttl,
+            region=r53.aws_region,
+        )
+    except botocore.exceptions.BotoCoreError as exc:
+        raise SetupError(f"route53: the AWS configuration is unusable: {exc}") from None
 
 
 def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:

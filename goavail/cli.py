@@ -82,7 +82,7 @@ ProviderOpt = Annotated[
     typer.Option(
         "--dns-provider",
         "-p",
-        help="DNS provider: cloudflare or zonefile (route53 arrives in a later release).",
+        help="DNS provider: cloudflare, route53 or zonefile.",
     ),
 ]
 

@@ -715,8 +715,6 @@ class Config(BaseModel):
         deferred: list[str] = []
         if self.slack_addr is not None:
             deferred.append("slack_addr (notifications)")
-        if self.route53 is not None:
-            deferred.append("[Route53] (Route 53 provider)")
         return deferred
 
 

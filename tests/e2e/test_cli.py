@@ -178,11 +178,28 @@ def test_monitor_with_broken_config_exits_2(tmp_path: Path) -> None:
         assert f"- {key}: " in result.stderr
 
 
-@pytest.mark.parametrize("command", ["monitor", "validate", "plan"])
-def test_route53_not_supported_yet(command: str) -> None:
-    result = run_goavail(command, "-f", "tests/data/goavail-original.toml", "-p", "route53")
+def test_route53_section_of_the_original_validates() -> None:
+    result = run_goavail("validate", "-f", "tests/data/goavail-original.toml", "-p", "route53")
+    assert result.returncode == 0, result.stderr
+    assert "names test.example.com, provider route53" in result.stdout
+    no_traceback(result)
+
+
+def test_route53_unusable_aws_profile_exits_2(tmp_path: Path) -> None:
+    result = run_goavail(
+        "monitor",
+        "-f",
+        "tests/data/goavail-original.toml",
+        "-p",
+        "route53",
+        env={
+            "AWS_PROFILE": "goavail-no-such-profile",
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+    )
     assert result.returncode == 2
-    assert "not supported yet" in result.stderr
+    assert "goavail-no-such-profile" in result.stderr
     no_traceback(result)
 
 

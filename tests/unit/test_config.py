@@ -796,10 +796,10 @@ def test_original_passes_runtime_checks() -> None:
         ("[Members]\n" + CLOUDFLARE, []),  # cluster mode is acted on
         ('slack_addr = "https://x.invalid/"', ["slack_addr (notifications)"]),
         ('node_name = "a"', []),
-        (
+        (  # the Route 53 provider is acted on
             '[Route53]\naws_domain = "example.com"\nhostnames = ["a"]\n'
             'ip_addresses = ["192.0.2.1"]',
-            ["[Route53] (Route 53 provider)"],
+            [],
         ),
     ],
 )
@@ -808,7 +808,7 @@ def test_deferred_features(tmp_path: Path, text: str, expected: list[str]) -> No
 
 
 def test_deferred_features_of_the_original() -> None:
-    assert load_config(ORIGINAL).deferred_features() == ["[Route53] (Route 53 provider)"]
+    assert load_config(ORIGINAL).deferred_features() == []
 
 
 def test_cluster_keys_defaults_and_values(tmp_path: Path) -> None:
