@@ -40,8 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("goavail.agent")
 
 ProbeType = Literal["ip", "tcp"]
-ProviderName = Literal["cloudflare", "zonefile", "route53"]
-SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile", "route53")
+ProviderName = Literal["cloudflare", "zonefile", "route53", "rfc2136"]
+SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile", "route53", "rfc2136")
 STOP_GRACE = 4.0
 """Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
 
@@ -99,6 +99,8 @@ def build_provider(config: Config, options: Options, audit: AuditLog) -> Provide
     config.section_for(options.provider)  # raises ConfigError when the section is missing
     if options.provider == "route53":
         return _build_route53(config, options, audit)
+    if options.provider == "rfc2136":
+        return _build_rfc2136(config, options, audit)
     if options.provider == "zonefile":
         from goavail.dns.providers.zonefile import ZonefileProvider
 
@@ -158,6 +160,36 @@ def _build_route53(config: Config, options: Options, audit: AuditLog) -> Provide
         )
     except botocore.exceptions.BotoCoreError as exc:
         raise SetupError(f"route53: the AWS configuration is unusable: {exc}") from None
+
+
+def _build_rfc2136(config: Config, options: Options, audit: AuditLog) -> Provider:
+    """The RFC 2136 provider; the TSIG secret comes from ``GOAVAIL_TSIG_SECRET``."""
+    from goavail.dns.providers.rfc2136 import MissingTsigSecret, Rfc2136Provider, tsig_from_env
+
+    section = config.rfc2136
+    if section is None:  # pragma: no cover - section_for checked it
+        raise SetupError("[RFC2136] section missing")
+    try:
+        tsig = tsig_from_env(os.environ, section.tsig_key_name, section.tsig_algorithm)
+    except MissingTsigSecret as exc:
+        raise SetupError(str(exc)) from None
+    if tsig is None:
+        log.warning(
+            "[RFC2136] has no tsig_key_name: updates to %s are not signed, so anyone who can "
+            "reach the server from an allowed address can change the zone",
+            section.zone,
+        )
+    else:
+        REDACTOR.add([tsig.secret])
+    return Rfc2136Provider(
+        dry_run=options.dry_run,
+        audit=audit,
+        server=section.server,
+        port=section.port,
+        zone=section.zone,
+        ttl=section.ttl,
+        tsig=tsig,
+    )
 
 
 def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:

@@ -62,6 +62,7 @@ class ProviderKind(enum.StrEnum):
     cloudflare = "cloudflare"
     zonefile = "zonefile"
     route53 = "route53"
+    rfc2136 = "rfc2136"
 
 
 class LogFormat(enum.StrEnum):
@@ -82,7 +83,7 @@ ProviderOpt = Annotated[
     typer.Option(
         "--dns-provider",
         "-p",
-        help="DNS provider: cloudflare, route53 or zonefile.",
+        help="DNS provider: cloudflare, route53, rfc2136 or zonefile.",
     ),
 ]
 

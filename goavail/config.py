@@ -11,6 +11,7 @@ Shape (TOML key -> Python attribute)::
     [Cloudflare] -> Config.cloudflare  (CloudflareSection)
     [Route53]    -> Config.route53     (Route53Section)
     [Zonefile]   -> Config.zonefile    (ZonefileSection)
+    [RFC2136]    -> Config.rfc2136     (RFC2136Section)
 
 Durations are float seconds. Validation collects every problem at once:
 :func:`load_config` raises :class:`ConfigError`, whose ``problems`` are lines
@@ -67,6 +68,7 @@ __all__ = [
     "DnsSection",
     "Duration",
     "Members",
+    "RFC2136Section",
     "Route53Section",
     "ZonefileSection",
     "check_runtime",
@@ -553,6 +555,54 @@ class Route53Section(DnsSection):
         return self.aws_domain
 
 
+TsigAlgorithm = Literal[
+    "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"
+]
+
+
+def _check_key_name(value: str) -> str:
+    name = value.lower().removesuffix(".")
+    if not _is_dns_name(name, wildcard=False):
+        raise ValueError(f"{value!r} is not a valid TSIG key name (a domain name)")
+    return name + "."
+
+
+def _check_server(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address (give the primary name server's address)"
+        ) from None
+
+
+class RFC2136Section(DnsSection):
+    """``[RFC2136]``: records on a name server that takes RFC 2136 dynamic updates.
+
+    Attributes:
+        server: IP address of the zone's primary server (required).
+        port: its DNS port, default 53.
+        zone: the zone's name (required).
+        tsig_key_name: the TSIG key's name (canonical: lower case, trailing dot),
+            or None for unsigned updates; the secret comes from the
+            ``GOAVAIL_TSIG_SECRET`` environment variable.
+        tsig_algorithm: default ``hmac-sha256``.
+        ttl: 0-2147483647 seconds, default 60: TTL of record sets goavail creates.
+    """
+
+    server: Annotated[str, AfterValidator(_check_server)]
+    port: _Port = 53
+    zone: Annotated[str, AfterValidator(_check_domain)]
+    tsig_key_name: Annotated[str, AfterValidator(_check_key_name)] | None = None
+    tsig_algorithm: TsigAlgorithm = "hmac-sha256"
+    ttl: int = Field(default=60, ge=0, le=2147483647)
+
+    @property
+    def domain(self) -> str:
+        """The zone's name."""
+        return self.zone
+
+
 class ZonefileSection(DnsSection):
     """``[Zonefile]``: records in a local RFC 1035 zone file.
 
@@ -597,6 +647,7 @@ class ZonefileSection(DnsSection):
 
 PROVIDERS: dict[str, tuple[str, str]] = {
     "cloudflare": ("cloudflare", "Cloudflare"),
+    "rfc2136": ("rfc2136", "RFC2136"),
     "route53": ("route53", "Route53"),
     "zonefile": ("zonefile", "Zonefile"),
 }
@@ -618,8 +669,9 @@ class Config(BaseModel):
         slack_addr: Slack webhook address (secret), or None.
         audit_file: audit log file (absolute when loaded by :func:`load_config`), or None.
         node_name: this agent's name in cluster mode, or None.
-        members, cloudflare, route53, zonefile: the ``[Members]``,
-            ``[Cloudflare]``, ``[Route53]`` and ``[Zonefile]`` sections, or None.
+        members, cloudflare, route53, zonefile, rfc2136: the ``[Members]``,
+            ``[Cloudflare]``, ``[Route53]``, ``[Zonefile]`` and ``[RFC2136]``
+            sections, or None.
     """
 
     model_config = _MODEL_CONFIG
@@ -640,6 +692,7 @@ class Config(BaseModel):
     cloudflare: CloudflareSection | None = Field(default=None, alias="Cloudflare")
     route53: Route53Section | None = Field(default=None, alias="Route53")
     zonefile: ZonefileSection | None = Field(default=None, alias="Zonefile")
+    rfc2136: RFC2136Section | None = Field(default=None, alias="RFC2136")
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -693,7 +746,7 @@ class Config(BaseModel):
         """The DNS section used by ``--dns-provider provider``.
 
         Args:
-            provider: one of ``"cloudflare"``, ``"route53"``, ``"zonefile"``.
+            provider: one of ``"cloudflare"``, ``"route53"``, ``"zonefile"``, ``"rfc2136"``.
 
         Raises:
             ConfigError: the provider is unknown or its section is missing.

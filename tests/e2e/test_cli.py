@@ -203,6 +203,40 @@ def test_route53_unusable_aws_profile_exits_2(tmp_path: Path) -> None:
     no_traceback(result)
 
 
+RFC2136_SIGNED = """\
+[RFC2136]
+server = "127.0.0.1"
+zone = "example.test"
+tsig_key_name = "goavail-key"
+hostnames = ["www"]
+ip_addresses = ["127.20.136.2", "2001:db8:136::2"]
+"""
+
+
+def test_rfc2136_section_validates(tmp_path: Path) -> None:
+    result = run_goavail("validate", "-f", write(tmp_path, RFC2136_SIGNED), "-p", "rfc2136")
+    assert result.returncode == 0, result.stderr
+    assert "2 target(s), names www.example.test, provider rfc2136" in result.stdout
+    no_traceback(result)
+
+
+@pytest.mark.parametrize("command", ["monitor", "plan"])
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [(None, "GOAVAIL_TSIG_SECRET is not set"), ("not base64!", "not valid base64")],
+)
+def test_rfc2136_tsig_secret_missing_or_invalid_exits_2(
+    tmp_path: Path, command: str, secret: str | None, message: str
+) -> None:
+    env = {} if secret is None else {"GOAVAIL_TSIG_SECRET": secret}
+    config = write(tmp_path, RFC2136_SIGNED)
+    result = run_goavail(command, "-f", config, "-p", "rfc2136", env=env, timeout=15)
+    assert result.returncode == 2
+    assert message in result.stderr and "goavail-key." in result.stderr
+    assert "not base64!" not in result.stderr
+    no_traceback(result)
+
+
 @pytest.mark.parametrize("command", ["monitor", "plan"])
 def test_missing_cloudflare_credentials(tmp_path: Path, command: str) -> None:
     config = write(tmp_path, cloudflare_toml(["127.20.30.2"]))

@@ -14,6 +14,7 @@ from goavail.config import (
     ConfigError,
     DnsSection,
     Members,
+    RFC2136Section,
     Route53Section,
     ZonefileSection,
     check_runtime,
@@ -34,6 +35,15 @@ dns_domain = "example.com"
 hostnames = ["test"]
 ip_addresses = ["192.0.2.1"]
 """
+
+
+RFC2136_NO_SERVER = """
+[RFC2136]
+zone = "example.org"
+hostnames = ["www"]
+ip_addresses = ["192.0.2.1", "2001:db8::1"]
+"""
+RFC2136 = RFC2136_NO_SERVER + 'server = "192.0.2.53"\n'
 
 
 def write(tmp_path: Path, text: str, name: str = "goavail.toml") -> Path:
@@ -328,6 +338,26 @@ def test_config_is_immutable() -> None:
             'ip_addresses = ["192.0.2.1"]\nreload_command = ["rndc", 1]',
             "Zonefile.reload_command[1]: must be a string, not an integer",
         ),
+        # [RFC2136]
+        (
+            RFC2136_NO_SERVER + 'server = "ns1.example.org"',
+            "RFC2136.server: 'ns1.example.org' is not an IP",
+        ),
+        (RFC2136_NO_SERVER, "RFC2136.server: field required"),
+        (
+            '[RFC2136]\nserver = "127.0.0.1"\nhostnames = ["a"]\nip_addresses = ["192.0.2.1"]',
+            "RFC2136.zone: field required",
+        ),
+        (RFC2136_NO_SERVER + 'server = "127.0.0.1"\nport = 0', "RFC2136.port: must be ≥ 1"),
+        (
+            RFC2136_NO_SERVER + 'server = "127.0.0.1"\ntsig_key_name = "bad key"',
+            "RFC2136.tsig_key_name: 'bad key' is not a valid TSIG key name",
+        ),
+        (
+            RFC2136_NO_SERVER + 'server = "127.0.0.1"\ntsig_algorithm = "hmac-sha257"',
+            "RFC2136.tsig_algorithm: Input should be 'hmac-sha256'",
+        ),
+        (RFC2136_NO_SERVER + 'server = "::1"\nttl = -5', "RFC2136.ttl: must be ≥ 0"),
     ],
 )
 def test_each_bad_key_is_reported_at_its_path(tmp_path: Path, text: str, expected: str) -> None:
@@ -581,13 +611,67 @@ def test_ip_addresses_are_canonical(tmp_path: Path) -> None:
     assert config.cloudflare.ip_addresses == ["2001:db8::1", "192.0.2.1"]
 
 
+def test_every_commented_example_in_the_documented_goavail_toml_is_valid(tmp_path: Path) -> None:
+    """Uncomment every ``# key = value`` and ``# [Section]`` line (but ``"..."``
+    placeholders): the result must load."""
+    import re
+
+    text = (DATA.parent.parent / "goavail.toml").read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        match = re.match(r"# (\[\w+\]|[a-z_0-9]+ = .*)$", line)
+        placeholder = match is not None and '= "..."' in line
+        lines.append(match.group(1) if match and not placeholder else line)
+    config = load(tmp_path, "\n".join(lines))
+    providers = ("cloudflare", "route53", "rfc2136", "zonefile")
+    assert all(config.section_for(p) is not None for p in providers)
+    assert config.members is not None
+    assert config.rfc2136 is not None and config.rfc2136.ip_addresses[-1] == "2001:db8::10"
+
+
 def test_sections_share_the_dns_section_shape() -> None:
     config = load_config(FULL)
-    sections = [config.section_for(p) for p in ("cloudflare", "route53", "zonefile")]
-    assert [type(s) for s in sections] == [CloudflareSection, Route53Section, ZonefileSection]
+    providers = ("cloudflare", "route53", "zonefile", "rfc2136")
+    sections = [config.section_for(p) for p in providers]
+    assert [type(s) for s in sections] == [
+        CloudflareSection,
+        Route53Section,
+        ZonefileSection,
+        RFC2136Section,
+    ]
     assert all(isinstance(s, DnsSection) for s in sections)
-    assert [s.domain for s in sections] == ["example.com", "example.net", "example.org"]
-    assert [s.ttl for s in sections] == [300, 0, 30]
+    assert [s.domain for s in sections] == [
+        "example.com",
+        "example.net",
+        "example.org",
+        "dyn.example.org",
+    ]
+    assert [s.ttl for s in sections] == [300, 0, 30, 20]
+
+
+def test_rfc2136_defaults_and_canonical_values(tmp_path: Path) -> None:
+    section = load(tmp_path, RFC2136).rfc2136
+    assert section is not None
+    assert (section.server, section.port, section.zone) == ("192.0.2.53", 53, "example.org")
+    assert (section.tsig_key_name, section.tsig_algorithm, section.ttl) == (
+        None,
+        "hmac-sha256",
+        60,
+    )
+    assert section.names() == ["www.example.org"]
+    full = load_config(FULL).rfc2136
+    assert full is not None
+    assert (full.server, full.port) == ("2001:db8::53", 5353)
+    assert (full.tsig_key_name, full.tsig_algorithm) == ("goavail-key.", "hmac-sha512")
+
+
+def test_tsig_algorithms_match_the_provider() -> None:
+    from typing import get_args
+
+    from goavail.config import TsigAlgorithm
+    from goavail.dns.providers.rfc2136 import TSIG_ALGORITHMS
+
+    assert set(get_args(TsigAlgorithm)) == set(TSIG_ALGORITHMS)
 
 
 # --------------------------------------------------------------------------- secrets
@@ -736,7 +820,12 @@ def test_section_for_returns_the_section() -> None:
     ("provider", "problem"),
     [
         ("zonefile", "Zonefile: section missing (required by --dns-provider zonefile)"),
-        ("bogus", "unknown DNS provider 'bogus' (expected one of: cloudflare, route53, zonefile)"),
+        (
+            "bogus",
+            "unknown DNS provider 'bogus' "
+            "(expected one of: cloudflare, rfc2136, route53, zonefile)",
+        ),
+        ("rfc2136", "RFC2136: section missing (required by --dns-provider rfc2136)"),
     ],
 )
 def test_section_for_raises(provider: str, problem: str) -> None:
