@@ -247,6 +247,11 @@ def _check_ip(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid IPv4 or IPv6 address") from None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         raise ValueError(f"{value!r}: a scoped IPv6 address cannot be published in DNS")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise ValueError(
+            f"{value!r} is an IPv4-mapped IPv6 address (not reachable over IPv6, not for an "
+            f"AAAA record): write {address.ipv4_mapped}"
+        )
     return str(address)
 
 

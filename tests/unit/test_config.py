@@ -338,6 +338,12 @@ def test_config_is_immutable() -> None:
             'ip_addresses = ["192.0.2.1"]\nreload_command = ["rndc", 1]',
             "Zonefile.reload_command[1]: must be a string, not an integer",
         ),
+        (
+            '[Cloudflare]\ndns_domain = "example.com"\nhostnames = ["a"]\n'
+            'ip_addresses = ["::FFFF:192.0.2.1"]',
+            "Cloudflare.ip_addresses[0]: '::FFFF:192.0.2.1' is an IPv4-mapped IPv6 address "
+            "(not reachable over IPv6, not for an AAAA record): write 192.0.2.1",
+        ),
         # [RFC2136]
         (
             RFC2136_NO_SERVER + 'server = "ns1.example.org"',
