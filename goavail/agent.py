@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("goavail.agent")
 
 ProbeType = Literal["ip", "tcp"]
-ProviderName = Literal["cloudflare", "zonefile", "route53"]
-SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile")
+ProviderName = Literal["cloudflare", "zonefile", "route53", "rfc2136"]
+SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile", "route53", "rfc2136")
 STOP_GRACE = 4.0
 """Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
 NOTIFY_FLUSH = 2.0
@@ -102,14 +102,14 @@ def build_provider(config: Config, options: Options, audit: AuditLog) -> Provide
     """The DNS provider chosen by ``--dns-provider``.
 
     Raises:
-        SetupError: the provider is not supported yet, or its credentials are missing.
+        SetupError: the provider cannot be set up (credentials missing, AWS
+            configuration unusable, ...).
     """
-    if options.provider == "route53":
-        raise SetupError(
-            "--dns-provider route53 is not supported yet (it arrives in a later release); "
-            "use cloudflare or zonefile"
-        )
     config.section_for(options.provider)  # raises ConfigError when the section is missing
+    if options.provider == "route53":
+        return _build_route53(config, options, audit)
+    if options.provider == "rfc2136":
+        return _build_rfc2136(config, options, audit)
     if options.provider == "zonefile":
         from goavail.dns.providers.zonefile import ZonefileProvider
 
@@ -145,6 +145,59 @@ def build_provider(config: Config, options: Options, audit: AuditLog) -> Provide
         proxied=cf.dns_proxied,
         ttl=cf.ttl,
         credentials=credentials,
+    )
+
+
+def _build_route53(config: Config, options: Options, audit: AuditLog) -> Provider:
+    """The Route 53 provider; credentials and endpoint come from boto3's standard chain."""
+    import botocore.exceptions
+
+    from goavail.dns.providers.route53 import Route53Provider
+
+    r53 = config.route53
+    if r53 is None:  # pragma: no cover - section_for checked it
+        raise SetupError("[Route53] section missing")
+    REDACTOR.add(os.environ.get(v) for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
+    try:
+        return Route53Provider(
+            dry_run=options.dry_run,
+            audit=audit,
+            zone_name=r53.aws_domain,
+            zone_id=r53.aws_zoneid,
+            ttl=r53.ttl,
+            region=r53.aws_region,
+        )
+    except botocore.exceptions.BotoCoreError as exc:
+        raise SetupError(f"route53: the AWS configuration is unusable: {exc}") from None
+
+
+def _build_rfc2136(config: Config, options: Options, audit: AuditLog) -> Provider:
+    """The RFC 2136 provider; the TSIG secret comes from ``GOAVAIL_TSIG_SECRET``."""
+    from goavail.dns.providers.rfc2136 import MissingTsigSecret, Rfc2136Provider, tsig_from_env
+
+    section = config.rfc2136
+    if section is None:  # pragma: no cover - section_for checked it
+        raise SetupError("[RFC2136] section missing")
+    try:
+        tsig = tsig_from_env(os.environ, section.tsig_key_name, section.tsig_algorithm)
+    except MissingTsigSecret as exc:
+        raise SetupError(str(exc)) from None
+    if tsig is None:
+        log.warning(
+            "[RFC2136] has no tsig_key_name: updates to %s are not signed, so anyone who can "
+            "reach the server from an allowed address can change the zone",
+            section.zone,
+        )
+    else:
+        REDACTOR.add([tsig.secret])
+    return Rfc2136Provider(
+        dry_run=options.dry_run,
+        audit=audit,
+        server=section.server,
+        port=section.port,
+        zone=section.zone,
+        ttl=section.ttl,
+        tsig=tsig,
     )
 
 
@@ -487,8 +540,6 @@ class Agent:
             c.failure_threshold,
             c.rise_threshold,
         )
-        for feature in c.deferred_features():
-            log.warning("parsed but not acted on yet in this version: %s", feature)
         if c.members is not None:
             log.info(
                 "cluster mode: node %s, event %s, min_peers_agree %d, serf %s",

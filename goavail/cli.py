@@ -65,6 +65,7 @@ class ProviderKind(enum.StrEnum):
     cloudflare = "cloudflare"
     zonefile = "zonefile"
     route53 = "route53"
+    rfc2136 = "rfc2136"
 
 
 class LogFormat(enum.StrEnum):
@@ -85,7 +86,7 @@ ProviderOpt = Annotated[
     typer.Option(
         "--dns-provider",
         "-p",
-        help="DNS provider: cloudflare or zonefile (route53 arrives in a later release).",
+        help="DNS provider: cloudflare, route53, rfc2136 or zonefile.",
     ),
 ]
 

@@ -16,6 +16,7 @@ Shape (TOML key -> Python attribute)::
     [Zonefile]   -> Config.zonefile    (ZonefileSection)
     [Server]     -> Config.server      (ServerSection; always present, defaults)
     overrides_file                     -> Config.overrides_file
+    [RFC2136]    -> Config.rfc2136     (RFC2136Section)
 
 Durations are float seconds. Validation collects every problem at once:
 :func:`load_config` raises :class:`ConfigError`, whose ``problems`` are lines
@@ -75,6 +76,7 @@ __all__ = [
     "HeartbeatSection",
     "Members",
     "NotificationSection",
+    "RFC2136Section",
     "Route53Section",
     "ServerSection",
     "ZonefileSection",
@@ -254,6 +256,11 @@ def _check_ip(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid IPv4 or IPv6 address") from None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         raise ValueError(f"{value!r}: a scoped IPv6 address cannot be published in DNS")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise ValueError(
+            f"{value!r} is an IPv4-mapped IPv6 address (not reachable over IPv6, not for an "
+            f"AAAA record): write {address.ipv4_mapped}"
+        )
     return str(address)
 
 
@@ -562,6 +569,54 @@ class Route53Section(DnsSection):
         return self.aws_domain
 
 
+TsigAlgorithm = Literal[
+    "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"
+]
+
+
+def _check_key_name(value: str) -> str:
+    name = value.lower().removesuffix(".")
+    if not _is_dns_name(name, wildcard=False):
+        raise ValueError(f"{value!r} is not a valid TSIG key name (a domain name)")
+    return name + "."
+
+
+def _check_server(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address (give the primary name server's address)"
+        ) from None
+
+
+class RFC2136Section(DnsSection):
+    """``[RFC2136]``: records on a name server that takes RFC 2136 dynamic updates.
+
+    Attributes:
+        server: IP address of the zone's primary server (required).
+        port: its DNS port, default 53.
+        zone: the zone's name (required).
+        tsig_key_name: the TSIG key's name (canonical: lower case, trailing dot),
+            or None for unsigned updates; the secret comes from the
+            ``GOAVAIL_TSIG_SECRET`` environment variable.
+        tsig_algorithm: default ``hmac-sha256``.
+        ttl: 0-2147483647 seconds, default 60: TTL of record sets goavail creates.
+    """
+
+    server: Annotated[str, AfterValidator(_check_server)]
+    port: _Port = 53
+    zone: Annotated[str, AfterValidator(_check_domain)]
+    tsig_key_name: Annotated[str, AfterValidator(_check_key_name)] | None = None
+    tsig_algorithm: TsigAlgorithm = "hmac-sha256"
+    ttl: int = Field(default=60, ge=0, le=2147483647)
+
+    @property
+    def domain(self) -> str:
+        """The zone's name."""
+        return self.zone
+
+
 class ZonefileSection(DnsSection):
     """``[Zonefile]``: records in a local RFC 1035 zone file.
 
@@ -735,6 +790,7 @@ class ServerSection(BaseModel):
 
 PROVIDERS: dict[str, tuple[str, str]] = {
     "cloudflare": ("cloudflare", "Cloudflare"),
+    "rfc2136": ("rfc2136", "RFC2136"),
     "route53": ("route53", "Route53"),
     "zonefile": ("zonefile", "Zonefile"),
 }
@@ -764,8 +820,9 @@ class Config(BaseModel):
         node_name: this agent's name in cluster mode, or None.
         overrides_file: TOML file of maintenance overrides (absolute when loaded by
             :func:`load_config`; it may not exist yet), or None.
-        members, cloudflare, route53, zonefile: the ``[Members]``,
-            ``[Cloudflare]``, ``[Route53]`` and ``[Zonefile]`` sections, or None.
+        members, cloudflare, route53, zonefile, rfc2136: the ``[Members]``,
+            ``[Cloudflare]``, ``[Route53]``, ``[Zonefile]`` and ``[RFC2136]``
+            sections, or None.
         server: the ``[Server]`` section (defaults when absent).
     """
 
@@ -793,6 +850,7 @@ class Config(BaseModel):
     zonefile: ZonefileSection | None = Field(default=None, alias="Zonefile")
     overrides_file: Path | None = None
     server: ServerSection = Field(default_factory=ServerSection, alias="Server")
+    rfc2136: RFC2136Section | None = Field(default=None, alias="RFC2136")
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -867,7 +925,7 @@ class Config(BaseModel):
         """The DNS section used by ``--dns-provider provider``.
 
         Args:
-            provider: one of ``"cloudflare"``, ``"route53"``, ``"zonefile"``.
+            provider: one of ``"cloudflare"``, ``"route53"``, ``"zonefile"``, ``"rfc2136"``.
 
         Raises:
             ConfigError: the provider is unknown or its section is missing.
@@ -879,17 +937,6 @@ class Config(BaseModel):
         section = getattr(self, attribute)
         assert isinstance(section, DnsSection)
         return section
-
-    def deferred_features(self) -> list[str]:
-        """Human names of configured keys that are parsed but not acted on yet.
-
-        For the agent to log once at startup, e.g. ``["[Route53] (Route 53
-        provider)"]``. Empty when nothing is deferred.
-        """
-        deferred: list[str] = []
-        if self.route53 is not None:
-            deferred.append("[Route53] (Route 53 provider)")
-        return deferred
 
 
 def _section_problem(config: Config, provider: str) -> str | None:

@@ -17,7 +17,7 @@ from pythonjsonlogger.json import JsonFormatter
 LogFormat = Literal["text", "json"]
 
 # Loggers of libraries that could print request details (headers hold API tokens).
-_QUIET_LIBRARIES = ("cloudflare", "httpx", "httpcore", "asyncio", "urllib3")
+_QUIET_LIBRARIES = ("cloudflare", "httpx", "httpcore", "asyncio", "urllib3", "botocore", "boto3")
 
 
 class RedactSecrets(logging.Filter):

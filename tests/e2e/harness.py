@@ -54,7 +54,7 @@ rise_threshold = 2
 """
 """Top-level timing settings that keep a test's failover well under a few seconds."""
 
-_SECRET_ENV_PREFIXES = ("CLOUDFLARE_", "CF_API_", "AWS_")
+_SECRET_ENV_PREFIXES = ("CLOUDFLARE_", "CF_API_", "AWS_", "GOAVAIL_TSIG_")
 
 T = TypeVar("T")
 

@@ -178,11 +178,62 @@ def test_monitor_with_broken_config_exits_2(tmp_path: Path) -> None:
         assert f"- {key}: " in result.stderr
 
 
-@pytest.mark.parametrize("command", ["monitor", "validate", "plan"])
-def test_route53_not_supported_yet(command: str) -> None:
-    result = run_goavail(command, "-f", "tests/data/goavail-original.toml", "-p", "route53")
+def test_route53_section_of_the_original_validates() -> None:
+    result = run_goavail("validate", "-f", "tests/data/goavail-original.toml", "-p", "route53")
+    assert result.returncode == 0, result.stderr
+    assert "names test.example.com, provider route53" in result.stdout
+    no_traceback(result)
+
+
+def test_route53_unusable_aws_profile_exits_2(tmp_path: Path) -> None:
+    result = run_goavail(
+        "monitor",
+        "-f",
+        "tests/data/goavail-original.toml",
+        "-p",
+        "route53",
+        env={
+            "AWS_PROFILE": "goavail-no-such-profile",
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+    )
     assert result.returncode == 2
-    assert "not supported yet" in result.stderr
+    assert "goavail-no-such-profile" in result.stderr
+    no_traceback(result)
+
+
+RFC2136_SIGNED = """\
+[RFC2136]
+server = "127.0.0.1"
+zone = "example.test"
+tsig_key_name = "goavail-key"
+hostnames = ["www"]
+ip_addresses = ["127.20.136.2", "2001:db8:136::2"]
+"""
+
+
+def test_rfc2136_section_validates(tmp_path: Path) -> None:
+    result = run_goavail("validate", "-f", write(tmp_path, RFC2136_SIGNED), "-p", "rfc2136")
+    assert result.returncode == 0, result.stderr
+    assert "2 target(s), names www.example.test, provider rfc2136" in result.stdout
+    no_traceback(result)
+
+
+@pytest.mark.parametrize("command", ["monitor", "plan"])
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [(None, "GOAVAIL_TSIG_SECRET is not set"), ("not base64!", "not valid base64")],
+)
+def test_rfc2136_tsig_secret_missing_or_invalid_exits_2(
+    tmp_path: Path, command: str, secret: str | None, message: str
+) -> None:
+    env = {} if secret is None else {"GOAVAIL_TSIG_SECRET": secret}
+    config = write(tmp_path, RFC2136_SIGNED)
+    result = run_goavail(command, "-f", config, "-p", "rfc2136", env=env, timeout=15)
+    assert result.returncode == 2
+    assert message in result.stderr and "goavail-key." in result.stderr
+    assert "not base64!" not in result.stderr
     no_traceback(result)
 
 
