@@ -18,6 +18,7 @@ A probe result of the opposite kind resets the other counter.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -95,3 +96,23 @@ def observe(health: Health, ok: bool, *, fall: int, rise: int) -> tuple[Health, 
         count = failures
     new = Health(new_state, successes, failures)
     return new, (Transition(health.state, new_state, count) if flips else None)
+
+
+def worst_of(states: Iterable[State]) -> State:
+    """The health of a target from the states of all its checks (flipper's "worst of").
+
+    DOWN when any check is DOWN; UP when every check is UP (and there is at least
+    one); UNKNOWN otherwise (some check has not decided yet and none is DOWN).
+
+    >>> worst_of([State.UP, State.DOWN, State.UNKNOWN])
+    <State.DOWN: 'down'>
+    """
+    seen_unknown = False
+    seen_any = False
+    for state in states:
+        if state is State.DOWN:
+            return State.DOWN
+        seen_any = True
+        if state is State.UNKNOWN:
+            seen_unknown = True
+    return State.UP if seen_any and not seen_unknown else State.UNKNOWN
