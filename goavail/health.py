@@ -1,4 +1,5 @@
-"""The per-target health state machine (pure: no I/O, no clock reads).
+"""The per-target health state machine, and the worst of several checks (pure: no I/O,
+no clock reads).
 
 States: ``UNKNOWN`` (just started or just added), ``UP``, ``DOWN``.
 
@@ -13,6 +14,10 @@ States: ``UNKNOWN`` (just started or just added), ``UP``, ``DOWN``.
   either way until it has shown ``rise`` successes or ``fall`` failures.
 
 A probe result of the opposite kind resets the other counter.
+
+With several checks per target (``[[checks]]``), each check has its own state
+machine and :func:`worst_of` combines them (flipper's rule): down when any check
+is down, up when all are up.
 """
 
 from __future__ import annotations
