@@ -172,6 +172,13 @@ class Agent:
 
     Call ``await run()``; it returns when a stop signal arrived.
 
+    Attributes (read by logs, status and metrics):
+        targets: target -> :class:`TargetStatus` (with ``[[checks]]``, ``health.state``
+            is the worst of the target's checks; per-check detail in ``checks``).
+        checks: the ``[[checks]]`` (:class:`goavail.checks.multi.CheckSet`; empty
+            without them): ``checks.status(target)``, ``checks.cert_days_left()``.
+        hooks: the ``hooks_dir`` runner; ``hooks.stats`` holds its counters.
+
     Raises (from ``run``):
         SetupError: the provider cannot be built.
         goavail.checks.ProbeSetupError: probe sockets cannot be opened.

@@ -177,3 +177,19 @@ def test_command_problem(tmp_path: Path) -> None:
     assert command_problem(["no-such-program-goavail"]) == (
         "'no-such-program-goavail' not found in PATH"
     )
+
+
+async def test_a_bug_in_the_probe_is_a_failed_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr("goavail.checks.script.run_program", broken)
+    probe = ScriptProbe(["true"], 1.0)
+    await probe.start()
+    results: list[ProbeResult] = []
+    probe.submit(TARGET, lambda _t, r: results.append(r))
+    async with asyncio.timeout(5):
+        while not results:
+            await asyncio.sleep(0.01)
+    assert results == [ProbeResult(ok=False, error="internal error: RuntimeError: bug")]
+    await probe.close()

@@ -248,7 +248,7 @@ class HttpProbe:
 
         def done(task: asyncio.Task[ProbeResult]) -> None:
             self._tasks.discard(task)
-            callback(target, CLOSED if task.cancelled() else task.result())
+            callback(target, CLOSED if task.cancelled() else _result(task, self.kind))
 
         task.add_done_callback(done)
 
@@ -381,6 +381,16 @@ class HttpProbe:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+
+def _result(task: asyncio.Task[ProbeResult], kind: str) -> ProbeResult:
+    """The task's result; a bug in the probe becomes a failed probe (and a logged traceback)
+    rather than a result that never comes."""
+    exc = task.exception()
+    if exc is None:
+        return task.result()
+    log.error("%s probe failed unexpectedly", kind, exc_info=exc)
+    return ProbeResult(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 __all__ = [

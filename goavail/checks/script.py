@@ -11,12 +11,15 @@ seconds). At the deadline its whole process group is killed (see
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections.abc import Sequence
 
 from goavail.checks.base import CLOSED, ProbeResult, ResultCallback
 from goavail.proc import program_env, run_program
+
+log = logging.getLogger("goavail.checks.script")
 
 
 class ScriptProbe:
@@ -61,7 +64,7 @@ class ScriptProbe:
 
         def done(task: asyncio.Task[ProbeResult]) -> None:
             self._tasks.discard(task)
-            callback(target, CLOSED if task.cancelled() else task.result())
+            callback(target, CLOSED if task.cancelled() else _result(task, self.kind))
 
         task.add_done_callback(done)
 
@@ -113,6 +116,16 @@ def command_problem(command: Sequence[str], path: str | None = None) -> str | No
     if shutil.which(program, path=path or program_env({})["PATH"]) is None:
         return f"{program!r} not found in PATH"
     return None
+
+
+def _result(task: asyncio.Task[ProbeResult], kind: str) -> ProbeResult:
+    """The task's result; a bug in the probe becomes a failed probe (and a logged traceback)
+    rather than a result that never comes."""
+    exc = task.exception()
+    if exc is None:
+        return task.result()
+    log.error("%s probe failed unexpectedly", kind, exc_info=exc)
+    return ProbeResult(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 __all__ = ["ScriptProbe", "command_problem"]

@@ -4,6 +4,7 @@ a clear error at its key path (all of them at once)."""
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -365,3 +366,44 @@ def test_describe_check(tmp_path: Path) -> None:
         "certificate NOT verified",
         f"script {tmp_path / 'bin' / 'check-db'} --fast '<target>'",
     ]
+
+
+def test_full_file_and_documented_example() -> None:
+    data = Path(__file__).resolve().parent.parent / "data"
+    config = load_config(data / "goavail-full.toml")
+    assert (config.hooks_dir, config.hook_timeout) == (data / "hooks.d", 5.0)
+    assert [(c.id, c.type, c.interval, c.timeout, c.fall, c.rise) for c in config.checks] == [
+        ("ping", "icmp", 1.0, 0.5, 2, 4),
+        ("smtp", "tcp", 0.5, 0.25, 3, 2),
+        ("app", "https", 0.5, 0.25, 3, 2),
+        ("plain", "http", 0.5, 0.25, 3, 2),
+        ("replica", "script", 0.5, 0.25, 3, 2),
+    ]
+    app = config.checks[2]
+    assert (app.port, app.path, app.method, app.host, app.ca_file) == (
+        8443,
+        "/healthz?deep=1",
+        "HEAD",
+        "www.example.com",
+        data / "ca" / "internal.pem",
+    )
+    assert config.checks[3].expected_status == [200]
+    # the example in the repository documents the keys in comments only
+    assert load_config(Path(__file__).resolve().parents[2] / "goavail.toml").checks == []
+
+
+def test_commented_examples_of_the_documented_file_are_valid(tmp_path: Path) -> None:
+    """Uncommenting the [[checks]] and hook examples of goavail.toml gives a valid file."""
+    example = (Path(__file__).resolve().parents[2] / "goavail.toml").read_text()
+    start = example.index("# hooks_dir = ")
+    end = example.index("# Cluster mode: several agents")
+    toml_line = re.compile(r"# (\[\[checks\]\]|[a-z_]+ = .*)")
+    block = "\n".join(
+        match.group(1)
+        for line in example[start:end].splitlines()
+        if (match := toml_line.fullmatch(line))
+    )
+    config = load(tmp_path, block.replace('"/etc/goavail/hooks.d"', '"."'))
+    assert [c.id for c in config.checks] == ["ping", "app", "replica", "smtp"]
+    assert config.hooks_dir == tmp_path
+    assert config.checks[1].ca_file == Path("/etc/goavail/internal-ca.pem")
