@@ -166,9 +166,10 @@ def validate(
     options = Options(config_file, True, probe_type.value, dns_provider.value)
     config = _load(options)
     section = config.section_for(options.provider)
+    checks = f", checks {', '.join(c.id for c in config.checks)}" if config.checks else ""
     typer.echo(
         f"{config_file}: OK — {len(section.ip_addresses)} target(s), "
-        f"names {', '.join(section.names())}, provider {options.provider}"
+        f"names {', '.join(section.names())}, provider {options.provider}{checks}"
     )
 
 

@@ -82,7 +82,7 @@ def describe_check(check: CheckSection) -> str:
     if check.type == "tcp":
         return f"tcp connect to <target>:{check.port}"
     if check.type == "script":
-        return f"script {shlex.join([*(check.command or []), '<target>'])}"
+        return f"script {shlex.join(check.command or [])} <target>"
     text = f"{check.type} {check.method} {check.type}://<target>:{check.port}{check.path}"
     if check.host:
         text += f" (Host{' and SNI' if check.type == 'https' else ''} {check.host})"
@@ -178,7 +178,8 @@ class Check:
 
     def set_targets(self, targets: Sequence[str]) -> None:
         """Probe ``targets`` from the next round on; new ones start unknown."""
-        removed = [t for t in self.health if t not in set(targets)]
+        keep = set(targets)
+        removed = [t for t in self.health if t not in keep]
         self.health = {t: self.health.get(t, Health()) for t in targets}
         for t in removed:
             self.last.pop(t, None)

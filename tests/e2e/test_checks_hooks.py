@@ -243,7 +243,9 @@ rise = 1
     config.write_text(zonefile_toml([down, up], Path("example.test.zone"), top=checks))
     result = run_goavail("validate", "-f", str(config), "-p", "zonefile")
     assert result.returncode == 0, result.stderr
-    assert "OK — 2 target(s)" in result.stdout
+    assert "OK — 2 target(s), names www.example.test, provider zonefile, checks ping, db" in (
+        result.stdout
+    )
 
     result = run_goavail("plan", "-f", str(config), "-p", "zonefile", "--json")
     assert result.returncode == 0, result.stderr

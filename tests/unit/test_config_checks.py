@@ -364,7 +364,7 @@ def test_describe_check(tmp_path: Path) -> None:
         "body contains 'ok'",
         "https HEAD https://<target>:443/ (Host and SNI app.example.test), status 204, "
         "certificate NOT verified",
-        f"script {tmp_path / 'bin' / 'check-db'} --fast '<target>'",
+        f"script {tmp_path / 'bin' / 'check-db'} --fast <target>",
     ]
 
 
