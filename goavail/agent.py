@@ -20,21 +20,23 @@ from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from goavail import __version__
 from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
 from goavail.checks.icmp import IcmpProbe
+from goavail.checks.multi import CheckSet, Prepared, check_problems, describe_check
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
 from goavail.config import Config, ConfigError, DnsSection, check_runtime, load_config
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Change
+from goavail.dns.model import Change, FailOpen
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
 from goavail.health import Health, State, observe
 from goavail.heartbeat import Heartbeat
+from goavail.hooks import HookRunner, hooks_dir_problem
 from goavail.logs import REDACTOR
 from goavail.notify import Notifier
 from goavail.overrides import Overrides, load_overrides
@@ -84,6 +86,10 @@ def load_checked(options: Options) -> Config:
     """
     config = load_config(options.config_path)
     problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
+    problems += check_problems(config.checks)
+    hooks_problem = hooks_dir_problem(config.hooks_dir)
+    if hooks_problem is not None:
+        problems.append(hooks_problem)
     if problems:
         raise ConfigError(problems, options.config_path)
     return config
@@ -239,6 +245,13 @@ class Agent:
 
     Call ``await run()``; it returns when a stop signal arrived.
 
+    Attributes (read by logs, status and metrics):
+        targets: target -> :class:`TargetStatus` (with ``[[checks]]``, ``health.state``
+            is the worst of the target's checks; per-check detail in ``checks``).
+        checks: the ``[[checks]]`` (:class:`goavail.checks.multi.CheckSet`; empty
+            without them): ``checks.status(target)``, ``checks.cert_days_left()``.
+        hooks: the ``hooks_dir`` runner; ``hooks.stats`` holds its counters.
+
     Raises (from ``run``):
         SetupError: the provider cannot be built.
         goavail.checks.ProbeSetupError: probe sockets cannot be opened.
@@ -274,7 +287,10 @@ class Agent:
                 on_quorum=self.notifier.quorum,
                 on_override=self._on_peer_override,
             )
-        self.audit = AuditLog(config.audit_file, on_record=self.notifier.audit_record)
+        self.hooks = HookRunner(
+            config.hooks_dir, timeout=config.hook_timeout, node=self.node, dry_run=options.dry_run
+        )
+        self.audit = AuditLog(config.audit_file, on_record=self._on_audit_record)
         self.provider = build_provider(config, options, self.audit)
         self.probe: Probe = build_probe(config, options)
         ttl, proxied = record_attributes(self.section)
@@ -288,10 +304,12 @@ class Agent:
             proxied=proxied,
             resync_interval=config.resync_interval,
             hold=self._hold if self.cluster is not None else None,
-            on_fail_open=self.notifier.fail_open,
+            on_fail_open=self._on_fail_open,
         )
         self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
-        self.scheduler.set_targets(list(self.targets))
+        self.checks = CheckSet(config.checks, list(self.targets), self._on_checks_verdict)
+        """``[[checks]]`` (empty without them: then the single probe above is used)."""
+        self.scheduler.set_targets([] if config.checks else list(self.targets))
         self._debug = log.isEnabledFor(logging.DEBUG)  # per-probe lines (read once)
         self.overrides = Overrides(
             self.decision,
@@ -363,12 +381,33 @@ class Agent:
             ", ".join(self.section.names()),
             extra={"target": target, "state": str(transition.new)},
         )
-        decided = self.decision.update(target, transition.new)
+        self._verdict(target, transition.new)
+
+    def _on_checks_verdict(self, target: str, old: State, new: State, why: str) -> None:
+        """``[[checks]]``: the worst-of state of ``target`` changed (see CheckSet)."""
+        status = self.targets.get(target)
+        if status is None:
+            return
+        status.health = Health(new)
+        log.info(
+            "target %s %s -> %s: %s (names: %s)",
+            target,
+            old,
+            new,
+            why,
+            ", ".join(self.section.names()),
+            extra={"target": target, "state": str(new)},
+        )
+        self._verdict(target, new)
+
+    def _verdict(self, target: str, state: State) -> None:
+        """This agent's verdict on ``target`` changed: on to the decision stage."""
+        decided = self.decision.update(target, state)
         if self.cluster is not None:
-            self.cluster.publish(target, transition.new)
+            self.cluster.publish(target, state)
         if decided is not None:
             self._on_decision(target, decided)
-        elif self.cluster is not None:
+        elif self.cluster is not None and state is not State.UNKNOWN:
             log.info(
                 "no decision yet for %s: needs %d agreeing peer(s) (votes: %s)",
                 target,
@@ -376,6 +415,16 @@ class Agent:
                 self.cluster.describe_votes(target),
                 extra={"target": target},
             )
+
+    def _on_audit_record(self, entry: dict[str, Any]) -> None:
+        """Every audit record: to the notifier and the hooks (both return at once)."""
+        self.notifier.audit_record(entry)
+        self.hooks.audit_record(entry)
+
+    def _on_fail_open(self, case: FailOpen, engaged: bool) -> None:
+        """Fail-open engaged or released: to the notifier and the hooks."""
+        self.notifier.fail_open(case, engaged)
+        self.hooks.fail_open(case, engaged)
 
     def _on_decision(self, target: str, state: State) -> None:
         """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
@@ -462,7 +511,10 @@ class Agent:
         if self.web is not None:
             await self.web.start()
         try:
-            await self.probe.start()
+            if self.checks:
+                await self.checks.start()
+            else:
+                await self.probe.start()
         except BaseException:
             if self.web is not None:
                 await self.web.stop()
@@ -471,6 +523,7 @@ class Agent:
         if self.cluster is not None:
             await self.cluster.start()
         await self.notifier.start()
+        self.hooks.start()
         self._notify_lifecycle(started=True)
         loop = asyncio.get_running_loop()
         handlers = {
@@ -484,6 +537,7 @@ class Agent:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self.scheduler.run(), name="probe-scheduler"),
+                    tg.create_task(self.checks.run(), name="checks"),
                     tg.create_task(self.reconciler.run(), name="reconciler"),
                     tg.create_task(self.heartbeat.run(), name="heartbeat"),
                 ]
@@ -502,6 +556,7 @@ class Agent:
                 pending.cancel()
             self._notify_lifecycle(started=False)
             flush = asyncio.create_task(self.notifier.close(NOTIFY_FLUSH), name="notify-flush")
+            hooks = asyncio.create_task(self.hooks.close(NOTIFY_FLUSH), name="hooks-flush")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_GRACE):
                     if self.web is not None:
@@ -509,9 +564,12 @@ class Agent:
                     if self.cluster is not None:
                         await self.cluster.stop()
                     await self.probe.close()
+                    await self.checks.close()
                     await self.provider.close()
                     await flush
+                    await hooks
             flush.cancel()  # only if STOP_GRACE ran out first
+            hooks.cancel()
             self.audit.close()
             log.info("stopped")
 
@@ -526,20 +584,23 @@ class Agent:
 
     def _log_start(self) -> None:
         c = self.config
-        log.info(
-            "goavail %s starting: %d targets, names %s, provider %s%s, probe %s every %gs "
-            "(timeout %gs), down after %d failures, up after %d successes",
-            __version__,
-            len(self.targets),
-            ", ".join(self.section.names()),
-            self.options.provider,
-            " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
-            self.probe.kind,
-            c.interval,
-            c.timeout,
-            c.failure_threshold,
-            c.rise_threshold,
-        )
+        if c.checks:
+            self._log_start_checks()
+        else:
+            log.info(
+                "goavail %s starting: %d targets, names %s, provider %s%s, probe %s every %gs "
+                "(timeout %gs), down after %d failures, up after %d successes",
+                __version__,
+                len(self.targets),
+                ", ".join(self.section.names()),
+                self.options.provider,
+                " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
+                self.probe.kind,
+                c.interval,
+                c.timeout,
+                c.failure_threshold,
+                c.rise_threshold,
+            )
         if c.members is not None:
             log.info(
                 "cluster mode: node %s, event %s, min_peers_agree %d, serf %s",
@@ -547,6 +608,34 @@ class Agent:
                 self.cluster.event if self.cluster else "-",
                 c.members.min_peers_agree,
                 c.members.serf_rpc_addr or "started by goavail",
+            )
+
+    def _log_start_checks(self) -> None:
+        c = self.config
+        log.info(
+            "goavail %s starting: %d targets, names %s, provider %s%s, %d checks per target "
+            "(a target is up when all are up, down when any is down)%s",
+            __version__,
+            len(self.targets),
+            ", ".join(self.section.names()),
+            self.options.provider,
+            " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
+            len(c.checks),
+            f"; --type {self.options.probe_type} is not used with [[checks]]"
+            if self.options.probe_type != "ip"
+            else "",
+        )
+        for check in c.checks:
+            log.info(
+                "check %s: %s every %gs (timeout %gs), down after %d failures, "
+                "up after %d successes",
+                check.id,
+                describe_check(check),
+                check.interval,
+                check.timeout,
+                check.fall,
+                check.rise,
+                extra={"check": check.id},
             )
 
     # -- reload -------------------------------------------------------------------
@@ -600,16 +689,25 @@ class Agent:
 
         # Build what must change first; on any failure undo it and keep the old set.
         provider, audit, probe = self.provider, self.audit, self.probe
+        # The single probe (--type) runs only without [[checks]]; with them it stays unstarted.
+        single_before, single_after = not old.checks, not new.checks
         try:
             if new.audit_file != old.audit_file:
-                audit = AuditLog(new.audit_file, on_record=self.notifier.audit_record)
+                audit = AuditLog(new.audit_file, on_record=self._on_audit_record)
             provider_changed = _provider_settings(section) != _provider_settings(self.section)
             if provider_changed or audit is not self.audit:
                 provider = build_provider(new, self.options, audit)
-            if (new.timeout, new.port) != (old.timeout, old.port):
+            if single_before and not single_after:
+                probe = build_probe(new, self.options)  # not started: [[checks]] take over
+            elif single_after and (
+                not single_before or (new.timeout, new.port) != (old.timeout, old.port)
+            ):
                 probe = build_probe(new, self.options)
                 await probe.start()
+            prepared: Prepared = await self.checks.prepare(new.checks)
         except BaseException:
+            if probe is not self.probe:
+                await probe.close()
             if provider is not self.provider:
                 await provider.close()
             if audit is not self.audit:
@@ -626,6 +724,7 @@ class Agent:
         self.config, self.section = new, section
         self.notifier.reconfigure(new)
         self.heartbeat.reconfigure(new.heartbeat)
+        self.hooks.reconfigure(new.hooks_dir, new.hook_timeout)
         if new.members is not None and self.cluster is not None:
             self.decision.min_peers_agree = new.members.min_peers_agree
         if _members_settings(new) != _members_settings(old):
@@ -637,7 +736,10 @@ class Agent:
             log.warning("[Server] changed: restart goavail to apply it")
         old_probe = self.probe
         self.probe = probe
-        self.scheduler.reconfigure(probe=probe, interval=new.interval, targets=new_targets)
+        self.scheduler.reconfigure(
+            probe=probe, interval=new.interval, targets=new_targets if single_after else []
+        )
+        retired = self.checks.commit(prepared, new_targets)
         ttl, proxied = record_attributes(section)
         old_provider, old_audit = self.provider, self.audit
         if audit is not old_audit:
@@ -654,22 +756,36 @@ class Agent:
             )
         if old_probe is not probe:
             await old_probe.close()
+        await self.checks.close_checks(retired)
         if old_provider is not provider:
             await old_provider.close()
         if old_audit is not audit:
             old_audit.close()
         log.info(
-            "configuration reloaded: %d targets (+%d -%d)%s%s",
+            "configuration reloaded: %d targets (+%d -%d)%s%s%s",
             len(self.targets),
             len(added),
             len(removed),
             "; provider rebuilt" if old_provider is not provider else "",
-            "; probe engine rebuilt" if old_probe is not probe else "",
+            "; probe engine rebuilt" if old_probe is not probe and single_after else "",
+            _checks_change(old, new, prepared),
         )
         for t in added:
             log.info("target %s added (unknown until probed)", t, extra={"target": t})
         for t in removed:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
+
+
+def _checks_change(old: Config, new: Config, prepared: Prepared) -> str:
+    """What a reload did to ``[[checks]]``, for the reload log line ("" when nothing)."""
+    if not old.checks and not new.checks:
+        return ""
+    if not new.checks:
+        return "; [[checks]] removed: back to the --type probe"
+    if old.checks == new.checks:
+        return ""
+    rebuilt = ", ".join(prepared.fresh) or "none"
+    return f"; checks now {', '.join(c.id for c in new.checks)} (new engines: {rebuilt})"
 
 
 def _members_settings(config: Config) -> dict[str, object] | None:

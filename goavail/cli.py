@@ -34,6 +34,7 @@ from goavail.agent import (
     record_attributes,
 )
 from goavail.checks.base import ProbeResult, ProbeSetupError
+from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
 from goavail.config import Config, ConfigError
 from goavail.decision import Override, apply_override
@@ -175,9 +176,10 @@ def validate(
     section = config.section_for(options.provider)
     if overrides:
         typer.echo(f"{config.overrides_file}: OK — {len(overrides)} override(s)")
+    checks = f", checks {', '.join(c.id for c in config.checks)}" if config.checks else ""
     typer.echo(
         f"{config_file}: OK — {len(section.ip_addresses)} target(s), "
-        f"names {', '.join(section.names())}, provider {options.provider}"
+        f"names {', '.join(section.names())}, provider {options.provider}{checks}"
     )
 
 
@@ -188,10 +190,10 @@ class _Audit:
     results: list[ProbeResult]
 
 
-async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Plan]:
-    section = config.section_for(options.provider)
+async def _probe_single(config: Config, options: Options, targets: list[str]) -> list[_Audit]:
+    """The single probe of ``--type``: ``max(fall, rise)`` rounds, ``interval`` apart."""
     probe = build_probe(config, options)
-    audits = [_Audit(t, Health(), []) for t in section.ip_addresses]
+    audits = [_Audit(t, Health(), []) for t in targets]
     rounds = max(config.failure_threshold, config.rise_threshold)
     await probe.start()
     try:
@@ -209,6 +211,29 @@ async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Pla
                 )
     finally:
         await probe.close()
+    return audits
+
+
+async def _probe_checks(config: Config, targets: list[str]) -> list[_Audit]:
+    """``[[checks]]``: each check as many times as its rise/fall needs; worst of them."""
+    assessed = await assess(config.checks, targets)
+    return [
+        _Audit(
+            target,
+            Health(state),
+            [r._replace(error=f"{cid}: {r.error}") if r.error else r for cid, r in results],
+        )
+        for target, (state, results) in assessed.items()
+    ]
+
+
+async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Plan]:
+    section = config.section_for(options.provider)
+    targets = list(section.ip_addresses)
+    if config.checks:
+        audits = await _probe_checks(config, targets)
+    else:
+        audits = await _probe_single(config, options, targets)
     provider = build_provider(config, options, AuditLog())
     try:
         current: dict[str, list[Record]] = {}
