@@ -335,24 +335,21 @@ class Agent:
         if status is None:
             return  # target dropped by a reload
         stats = self.probe_stats  # O(1) counters, read at scrape time (goavail/web/metrics.py)
-        health = status.health
-        if result.ok and health.state is State.UP and not self._debug:
-            # The steady state, 10,000s of times per second: observe()'s UP + ok case.
-            rtt = result.rtt or 0.0
-            stats.rtt_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
-            stats.rtt_sum += rtt
-            status.last = result
-            status.health = Health(State.UP, health.successes + 1, 0)
-            return
-        if result.error == CLOSED.error:
-            return  # the engine was swapped or closed: not a verdict on the target
-        status.last = result
         if result.ok:
             rtt = result.rtt or 0.0
             stats.rtt_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
             stats.rtt_sum += rtt
+            health = status.health
+            if health.state is State.UP and not self._debug:
+                # The steady state, 10,000s of times per second: observe()'s UP + ok case.
+                status.last = result
+                status.health = Health(State.UP, health.successes + 1, 0)
+                return
+        elif result.error == CLOSED.error:
+            return  # the engine was swapped or closed: not a verdict on the target
         else:
             stats.failed += 1
+        status.last = result
         if self._debug:
             log.debug(
                 "probe %s %s %s",
