@@ -18,11 +18,13 @@ import contextlib
 import logging
 import time
 import urllib.parse
-
-import httpx
+from typing import TYPE_CHECKING
 
 from goavail.config import HeartbeatSection
 from goavail.logs import REDACTOR
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: an agent without [Heartbeat] never loads it
 
 log = logging.getLogger("goavail.heartbeat")
 
@@ -69,13 +71,20 @@ class Heartbeat:
         loop = asyncio.get_running_loop()
         if self.settings is not None:
             log.info("heartbeat to %s every %gs", _host(self.settings), self.settings.interval)
-        async with httpx.AsyncClient(follow_redirects=True) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client: httpx.AsyncClient | None = None  # created at the first beat
             while True:
                 self._changed.clear()
                 settings = self.settings
                 if settings is None:
                     await self._changed.wait()
                     continue
+                if client is None:
+                    import httpx
+
+                    client = await stack.enter_async_context(
+                        httpx.AsyncClient(follow_redirects=True)
+                    )
                 started = loop.time()
                 await self.beat(client, settings)
                 # until the next beat, unless new settings arrive (then beat at once)
@@ -85,6 +94,8 @@ class Heartbeat:
 
     async def beat(self, client: httpx.AsyncClient, settings: HeartbeatSection) -> bool:
         """Send one GET; count and log the outcome. Returns True on a 2xx answer."""
+        import httpx  # loaded with the client: this is a sys.modules look-up
+
         try:
             async with asyncio.timeout(settings.timeout):
                 response = await client.get(

@@ -21,15 +21,20 @@ import logging
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
-from goavail.checks.http import HttpProbe
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.scheduler import ProbeScheduler
-from goavail.checks.script import ScriptProbe, command_problem
 from goavail.checks.tcp import TcpProbe
 from goavail.config import CheckSection
 from goavail.health import Health, State, Transition, observe, worst_of
+
+if TYPE_CHECKING:
+    from goavail.checks.http import HttpProbe
+
+# The http and script engines are imported only for a check of their type (see
+# build_check_probe); httpx and cryptography load only when an http(s) engine starts.
 
 log = logging.getLogger("goavail.checks")
 
@@ -54,8 +59,12 @@ def build_check_probe(check: CheckSection) -> Probe:
     if check.type == "tcp":
         return TcpProbe(int(_number(check.port, "port", check)), timeout=timeout)
     if check.type == "script":
+        from goavail.checks.script import ScriptProbe
+
         assert check.command is not None
         return ScriptProbe(check.command, timeout, check_id=check.id)
+    from goavail.checks.http import HttpProbe
+
     return HttpProbe(
         scheme=check.type,
         port=int(_number(check.port, "port", check)),
@@ -101,6 +110,8 @@ def check_problems(checks: Sequence[CheckSection]) -> list[str]:
     problems: list[str] = []
     for i, check in enumerate(checks):
         if check.command is not None:
+            from goavail.checks.script import command_problem
+
             problem = command_problem(check.command)
             if problem is not None:
                 problems.append(f"checks[{i}].command[0]: {problem}")
@@ -183,8 +194,8 @@ class Check:
         self.health = {t: self.health.get(t, Health()) for t in targets}
         for t in removed:
             self.last.pop(t, None)
-        if removed and isinstance(self.probe, HttpProbe):
-            self.probe.forget(removed)
+        if removed and (http := _http_probe(self.probe)) is not None:
+            http.forget(removed)
         self.scheduler.set_targets(list(targets))
 
     def state(self, target: str) -> State:
@@ -389,13 +400,20 @@ class CheckSet:
         expires (fractional, negative once expired), for metrics."""
         days: dict[tuple[str, str], float] = {}
         for check in self.checks.values():
-            probe = check.probe
-            if isinstance(probe, HttpProbe):
+            probe = _http_probe(check.probe)
+            if probe is not None:
                 for target in probe.cert_expiry:
                     left = probe.cert_days_left(target)
                     if left is not None:
                         days[(check.id, target)] = left
         return days
+
+
+def _http_probe(probe: Probe) -> HttpProbe | None:
+    """``probe`` if it is an http(s) engine, else None."""
+    from goavail.checks.http import HttpProbe  # light: httpx loads only when one starts
+
+    return probe if isinstance(probe, HttpProbe) else None
 
 
 async def _start_all(checks: list[Check]) -> None:

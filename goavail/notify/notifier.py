@@ -24,9 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from goavail import __version__
 from goavail.config import Config
@@ -35,6 +33,9 @@ from goavail.logs import REDACTOR
 from goavail.notify import events
 from goavail.notify.events import Event
 from goavail.notify.sink import Sink, SinkSettings, SinkStats
+
+if TYPE_CHECKING:
+    import httpx  # imported by _http(): an agent without notifications never loads it
 
 log = logging.getLogger("goavail.notify")
 
@@ -101,7 +102,8 @@ class Notifier:
         self.stats: dict[str, SinkStats] = {}
         self.sinks: dict[str, Sink] = {}
         self.quorum_alerts = 0
-        self._client: httpx.AsyncClient | None = None
+        self._client: httpx.AsyncClient | None = None  # created with the first sink
+        self._started = False
         self._retiring: set[asyncio.Task[None]] = set()
         self._unmet_since: float | None = None
         self._unmet_alerted = False
@@ -117,12 +119,20 @@ class Notifier:
 
     # -- lifecycle ----------------------------------------------------------------
 
+    def _http(self) -> httpx.AsyncClient:
+        """The HTTP client every sink posts through (one connection pool), created on
+        first use: without sinks, httpx is never imported."""
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.AsyncClient()
+        return self._client
+
     async def start(self) -> None:
         """Start every sink's worker (one shared HTTP connection pool)."""
-        if self._client is None:
-            self._client = httpx.AsyncClient()
+        self._started = True
         for sink in self.sinks.values():
-            sink.start(self._client)
+            sink.start(self._http())
         if self.sinks:
             log.info(
                 "notifications to %s",
@@ -148,8 +158,8 @@ class Notifier:
             if name not in self.sinks:
                 sink = self._build(settings)
                 self.sinks[name] = sink
-                if self._client is not None:
-                    sink.start(self._client)
+                if self._started:
+                    sink.start(self._http())
                 log.info("notifications to %s (%s, %s)", name, settings.type, settings.host)
         if config.quorum_alert_after != self.quorum_alert_after:
             self.quorum_alert_after = config.quorum_alert_after
@@ -175,7 +185,10 @@ class Notifier:
         try:
             await asyncio.gather(*closing)
         finally:
+            self._started = False
             if self._client is not None:
+                import httpx
+
                 client, self._client = self._client, None
                 with contextlib.suppress(httpx.HTTPError, OSError):
                     await client.aclose()

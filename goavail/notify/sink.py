@@ -34,12 +34,13 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from goavail.dns.backoff import backoff_delay
 from goavail.notify.events import Event, SinkType, render
+
+if TYPE_CHECKING:
+    import httpx  # imported where used: an agent without notifications never loads it
 
 log = logging.getLogger("goavail.notify")
 
@@ -329,6 +330,8 @@ class Sink:
             await self._sleep(delay)
 
     async def _post(self, body: dict[str, Any]) -> _Attempt:
+        import httpx  # loaded with the client: this is a sys.modules look-up
+
         s = self.settings
         assert self._client is not None
         try:
