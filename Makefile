@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := nftables serf s6 fping iproute2 systemd
+APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd
 
 .PHONY: run test venv test-deps demo-down demo-up clean bench
 
@@ -44,13 +44,18 @@ bench: venv test-deps
 
 test-deps:
 	@missing=""; \
-	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2 \
+	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2 chromium:chromium knotd:knot \
 	           systemd-analyze:systemd; do \
-	  command -v $${cmd%%:*} >/dev/null 2>&1 || missing="$$missing $${cmd##*:}"; \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${cmd%%:*} >/dev/null 2>&1 \
+	    || missing="$$missing $${cmd##*:}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  case " $$missing " in *" knot "*) \
+	    echo "knot: the tests run their own knotd; disabling the system service the package enabled"; \
+	    systemctl disable --now knot.service >/dev/null 2>&1 || true;; \
+	  esac; \
 	fi
 
 ## demo helpers for `make run`: make a loopback target stop answering ping, and undo it

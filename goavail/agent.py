@@ -16,34 +16,41 @@ import os
 import signal
 import socket
 import time
+from bisect import bisect_left
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from goavail import __version__
 from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
 from goavail.checks.icmp import IcmpProbe
+from goavail.checks.multi import CheckSet, Prepared, check_problems, describe_check
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
 from goavail.config import Config, ConfigError, DnsSection, check_runtime, load_config
-from goavail.decision import DecisionStage, designated_writer
+from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Change
+from goavail.dns.model import Change, FailOpen
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
 from goavail.health import Health, State, observe
 from goavail.heartbeat import Heartbeat
+from goavail.hooks import HookRunner, hooks_dir_problem
 from goavail.logs import REDACTOR
 from goavail.notify import Notifier
+from goavail.overrides import Overrides, load_overrides
+from goavail.stats import RTT_BUCKETS, ProbeStats
 
 if TYPE_CHECKING:
     from goavail.cluster.service import Cluster
+    from goavail.web.server import WebServer
 
 log = logging.getLogger("goavail.agent")
 
 ProbeType = Literal["ip", "tcp"]
-ProviderName = Literal["cloudflare", "zonefile", "route53"]
-SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile")
+ProviderName = Literal["cloudflare", "zonefile", "route53", "rfc2136"]
+SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile", "route53", "rfc2136")
 STOP_GRACE = 4.0
 """Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
 NOTIFY_FLUSH = 2.0
@@ -79,6 +86,10 @@ def load_checked(options: Options) -> Config:
     """
     config = load_config(options.config_path)
     problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
+    problems += check_problems(config.checks)
+    hooks_problem = hooks_dir_problem(config.hooks_dir)
+    if hooks_problem is not None:
+        problems.append(hooks_problem)
     if problems:
         raise ConfigError(problems, options.config_path)
     return config
@@ -97,14 +108,14 @@ def build_provider(config: Config, options: Options, audit: AuditLog) -> Provide
     """The DNS provider chosen by ``--dns-provider``.
 
     Raises:
-        SetupError: the provider is not supported yet, or its credentials are missing.
+        SetupError: the provider cannot be set up (credentials missing, AWS
+            configuration unusable, ...).
     """
-    if options.provider == "route53":
-        raise SetupError(
-            "--dns-provider route53 is not supported yet (it arrives in a later release); "
-            "use cloudflare or zonefile"
-        )
     config.section_for(options.provider)  # raises ConfigError when the section is missing
+    if options.provider == "route53":
+        return _build_route53(config, options, audit)
+    if options.provider == "rfc2136":
+        return _build_rfc2136(config, options, audit)
     if options.provider == "zonefile":
         from goavail.dns.providers.zonefile import ZonefileProvider
 
@@ -143,6 +154,59 @@ def build_provider(config: Config, options: Options, audit: AuditLog) -> Provide
     )
 
 
+def _build_route53(config: Config, options: Options, audit: AuditLog) -> Provider:
+    """The Route 53 provider; credentials and endpoint come from boto3's standard chain."""
+    import botocore.exceptions
+
+    from goavail.dns.providers.route53 import Route53Provider
+
+    r53 = config.route53
+    if r53 is None:  # pragma: no cover - section_for checked it
+        raise SetupError("[Route53] section missing")
+    REDACTOR.add(os.environ.get(v) for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
+    try:
+        return Route53Provider(
+            dry_run=options.dry_run,
+            audit=audit,
+            zone_name=r53.aws_domain,
+            zone_id=r53.aws_zoneid,
+            ttl=r53.ttl,
+            region=r53.aws_region,
+        )
+    except botocore.exceptions.BotoCoreError as exc:
+        raise SetupError(f"route53: the AWS configuration is unusable: {exc}") from None
+
+
+def _build_rfc2136(config: Config, options: Options, audit: AuditLog) -> Provider:
+    """The RFC 2136 provider; the TSIG secret comes from ``GOAVAIL_TSIG_SECRET``."""
+    from goavail.dns.providers.rfc2136 import MissingTsigSecret, Rfc2136Provider, tsig_from_env
+
+    section = config.rfc2136
+    if section is None:  # pragma: no cover - section_for checked it
+        raise SetupError("[RFC2136] section missing")
+    try:
+        tsig = tsig_from_env(os.environ, section.tsig_key_name, section.tsig_algorithm)
+    except MissingTsigSecret as exc:
+        raise SetupError(str(exc)) from None
+    if tsig is None:
+        log.warning(
+            "[RFC2136] has no tsig_key_name: updates to %s are not signed, so anyone who can "
+            "reach the server from an allowed address can change the zone",
+            section.zone,
+        )
+    else:
+        REDACTOR.add([tsig.secret])
+    return Rfc2136Provider(
+        dry_run=options.dry_run,
+        audit=audit,
+        server=section.server,
+        port=section.port,
+        zone=section.zone,
+        ttl=section.ttl,
+        tsig=tsig,
+    )
+
+
 def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:
     """(ttl, proxied) given to records the provider creates."""
     proxied = getattr(section, "dns_proxied", None)
@@ -151,10 +215,25 @@ def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:
 
 @dataclass(slots=True)
 class TargetStatus:
-    """What the agent knows of one target (read by logs and, later, the status page)."""
+    """What the agent knows of one target (read by logs, metrics and the status page).
+
+    ``since``: wall-clock time (Unix seconds) of the last state change, or when the
+    target was added.
+    """
 
     health: Health = field(default_factory=Health)
     last: ProbeResult | None = None
+    since: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """The last SIGHUP reload: wall time, result ("applied", "rejected" or "failed") and the
+    problems or error text."""
+
+    time: float
+    result: str
+    problems: tuple[str, ...] = ()
 
 
 class Agent:
@@ -165,6 +244,13 @@ class Agent:
         options: command-line options.
 
     Call ``await run()``; it returns when a stop signal arrived.
+
+    Attributes (read by logs, status and metrics):
+        targets: target -> :class:`TargetStatus` (with ``[[checks]]``, ``health.state``
+            is the worst of the target's checks; per-check detail in ``checks``).
+        checks: the ``[[checks]]`` (:class:`goavail.checks.multi.CheckSet`; empty
+            without them): ``checks.status(target)``, ``checks.cert_days_left()``.
+        hooks: the ``hooks_dir`` runner; ``hooks.stats`` holds its counters.
 
     Raises (from ``run``):
         SetupError: the provider cannot be built.
@@ -184,6 +270,10 @@ class Agent:
         self.heartbeat = Heartbeat(config.heartbeat)
         self.decision = DecisionStage(members.min_peers_agree if members else 0)
         self._decided_at: dict[str, float] = {}
+        self.started_at = time.time()
+        self.probe_stats = ProbeStats()
+        self.reloads: Counter[str] = Counter()
+        self.last_reload: ReloadOutcome | None = None
         self.cluster: Cluster | None = None
         if members is not None:
             from goavail.cluster.service import Cluster
@@ -195,8 +285,12 @@ class Agent:
                 local_verdicts=lambda: self.decision.local,
                 on_decision=self._on_decision,
                 on_quorum=self.notifier.quorum,
+                on_override=self._on_peer_override,
             )
-        self.audit = AuditLog(config.audit_file, on_record=self.notifier.audit_record)
+        self.hooks = HookRunner(
+            config.hooks_dir, timeout=config.hook_timeout, node=self.node, dry_run=options.dry_run
+        )
+        self.audit = AuditLog(config.audit_file, on_record=self._on_audit_record)
         self.provider = build_provider(config, options, self.audit)
         self.probe: Probe = build_probe(config, options)
         ttl, proxied = record_attributes(self.section)
@@ -204,16 +298,31 @@ class Agent:
             self.provider,
             names=self.section.names(),
             addresses=self.section.ip_addresses,
-            decisions=self.decision.decisions,
+            decisions=self.decision.effective,
+            overridden=self.decision.forced,
             ttl=ttl,
             proxied=proxied,
             resync_interval=config.resync_interval,
             hold=self._hold if self.cluster is not None else None,
-            on_fail_open=self.notifier.fail_open,
+            on_fail_open=self._on_fail_open,
         )
         self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
-        self.scheduler.set_targets(list(self.targets))
+        self.checks = CheckSet(config.checks, list(self.targets), self._on_checks_verdict)
+        """``[[checks]]`` (empty without them: then the single probe above is used)."""
+        self.scheduler.set_targets([] if config.checks else list(self.targets))
         self._debug = log.isEnabledFor(logging.DEBUG)  # per-probe lines (read once)
+        self.overrides = Overrides(
+            self.decision,
+            config.overrides_file,
+            audit=lambda: self.audit,
+            on_change=self._on_override,
+        )
+        self.overrides.replace(load_overrides(config.overrides_file), source="file")
+        self.web: WebServer | None = None
+        if config.server.enabled:
+            from goavail.web.server import WebServer
+
+            self.web = WebServer(self)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
@@ -225,14 +334,21 @@ class Agent:
         status = self.targets.get(target)
         if status is None:
             return  # target dropped by a reload
-        health = status.health
-        if result.ok and health.state is State.UP and not self._debug:
-            # The steady state, 10,000s of times per second: observe()'s UP + ok case.
-            status.last = result
-            status.health = Health(State.UP, health.successes + 1, 0)
-            return
-        if result.error == CLOSED.error:
+        stats = self.probe_stats  # O(1) counters, read at scrape time (goavail/web/metrics.py)
+        if result.ok:
+            rtt = result.rtt or 0.0
+            stats.rtt_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
+            stats.rtt_sum += rtt
+            health = status.health
+            if health.state is State.UP and not self._debug:
+                # The steady state, 10,000s of times per second: observe()'s UP + ok case.
+                status.last = result
+                status.health = Health(State.UP, health.successes + 1, 0)
+                return
+        elif result.error == CLOSED.error:
             return  # the engine was swapped or closed: not a verdict on the target
+        else:
+            stats.failed += 1
         status.last = result
         if self._debug:
             log.debug(
@@ -249,6 +365,8 @@ class Agent:
         )
         if transition is None:
             return
+        status.since = time.time()
+        stats.transitions[(target, transition.new.value)] += 1
         log.info(
             "target %s %s -> %s after %d consecutive %s%s (names: %s)",
             target,
@@ -260,12 +378,33 @@ class Agent:
             ", ".join(self.section.names()),
             extra={"target": target, "state": str(transition.new)},
         )
-        decided = self.decision.update(target, transition.new)
+        self._verdict(target, transition.new)
+
+    def _on_checks_verdict(self, target: str, old: State, new: State, why: str) -> None:
+        """``[[checks]]``: the worst-of state of ``target`` changed (see CheckSet)."""
+        status = self.targets.get(target)
+        if status is None:
+            return
+        status.health = Health(new)
+        log.info(
+            "target %s %s -> %s: %s (names: %s)",
+            target,
+            old,
+            new,
+            why,
+            ", ".join(self.section.names()),
+            extra={"target": target, "state": str(new)},
+        )
+        self._verdict(target, new)
+
+    def _verdict(self, target: str, state: State) -> None:
+        """This agent's verdict on ``target`` changed: on to the decision stage."""
+        decided = self.decision.update(target, state)
         if self.cluster is not None:
-            self.cluster.publish(target, transition.new)
+            self.cluster.publish(target, state)
         if decided is not None:
             self._on_decision(target, decided)
-        elif self.cluster is not None:
+        elif self.cluster is not None and state is not State.UNKNOWN:
             log.info(
                 "no decision yet for %s: needs %d agreeing peer(s) (votes: %s)",
                 target,
@@ -274,11 +413,51 @@ class Agent:
                 extra={"target": target},
             )
 
+    def _on_audit_record(self, entry: dict[str, Any]) -> None:
+        """Every audit record: to the notifier and the hooks (both return at once)."""
+        self.notifier.audit_record(entry)
+        self.hooks.audit_record(entry)
+
+    def _on_fail_open(self, case: FailOpen, engaged: bool) -> None:
+        """Fail-open engaged or released: to the notifier and the hooks."""
+        self.notifier.fail_open(case, engaged)
+        self.hooks.fail_open(case, engaged)
+
     def _on_decision(self, target: str, state: State) -> None:
         """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
         self._decided_at[target] = time.monotonic()
         votes = f" (votes: {self.cluster.describe_votes(target)})" if self.cluster else ""
         log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
+        self.reconciler.trigger()
+
+    def _on_override(self, target: str) -> None:
+        """This agent's own override of ``target`` changed: announce it and re-plan."""
+        if self.cluster is not None:
+            self.cluster.publish(target, self.decision.local.get(target, State.UNKNOWN))
+        self._override_in_force(target)
+
+    def _on_peer_override(
+        self, node: str, target: str, previous: Override, override: Override
+    ) -> None:
+        """A live peer announced (or lost) an override of ``target``."""
+        self.audit.override(
+            target,
+            mode=override.value,
+            previous=previous.value,
+            reason=f"held by peer {node}",
+            source=f"peer {node}",
+        )
+        self._override_in_force(target)
+
+    def _override_in_force(self, target: str) -> None:
+        self._decided_at[target] = time.monotonic()  # writers' grace starts again
+        log.info(
+            "override in force for %s: %s; DNS should reflect %s",
+            target,
+            self.decision.override_of(target),
+            self.decision.effective.get(target, State.UNKNOWN),
+            extra={"target": target},
+        )
         self.reconciler.trigger()
 
     def _hold(self, change: Change) -> float:
@@ -294,14 +473,14 @@ class Agent:
         written: held until it is, and the grace period starts again then.
         """
         target = change.record.content
-        decision = self.decision.decisions.get(target)
+        decision = self.decision.effective.get(target)
         members = self.config.members
         if decision is None or members is None:
             return 0.0
         if not self.decision.agreed(target):
             self._decided_at.pop(target, None)
             return math.inf
-        writer = designated_writer(self.node, decision, self.decision.votes_for(target))
+        writer = self.decision.writer(self.node, target)
         if writer == self.node:
             return 0.0
         decided_at = self._decided_at.setdefault(target, time.monotonic())
@@ -320,12 +499,28 @@ class Agent:
         task.add_done_callback(self._background.discard)
 
     async def run(self) -> None:
-        """Run until a stop is requested; then shut down within ``STOP_GRACE`` seconds."""
-        await self.probe.start()
+        """Run until a stop is requested; then shut down within ``STOP_GRACE`` seconds.
+
+        Raises:
+            goavail.web.server.ServerError: ``[Server] listen`` cannot be bound
+                (nothing else has started then).
+        """
+        if self.web is not None:
+            await self.web.start()
+        try:
+            if self.checks:
+                await self.checks.start()
+            else:
+                await self.probe.start()
+        except BaseException:
+            if self.web is not None:
+                await self.web.stop()
+            raise
         self._log_start()
         if self.cluster is not None:
             await self.cluster.start()
         await self.notifier.start()
+        self.hooks.start()
         self._notify_lifecycle(started=True)
         loop = asyncio.get_running_loop()
         handlers = {
@@ -339,11 +534,14 @@ class Agent:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(self.scheduler.run(), name="probe-scheduler"),
+                    tg.create_task(self.checks.run(), name="checks"),
                     tg.create_task(self.reconciler.run(), name="reconciler"),
                     tg.create_task(self.heartbeat.run(), name="heartbeat"),
                 ]
                 if self.cluster is not None:
                     tasks.append(tg.create_task(self.cluster.run(), name="cluster"))
+                if self.web is not None:
+                    tasks.append(tg.create_task(self.web.run(), name="web"))
                 await self._stop.wait()
                 log.info("stopping")
                 for task in tasks:
@@ -355,14 +553,20 @@ class Agent:
                 pending.cancel()
             self._notify_lifecycle(started=False)
             flush = asyncio.create_task(self.notifier.close(NOTIFY_FLUSH), name="notify-flush")
+            hooks = asyncio.create_task(self.hooks.close(NOTIFY_FLUSH), name="hooks-flush")
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(STOP_GRACE):
+                    if self.web is not None:
+                        await self.web.stop()
                     if self.cluster is not None:
                         await self.cluster.stop()
                     await self.probe.close()
+                    await self.checks.close()
                     await self.provider.close()
                     await flush
+                    await hooks
             flush.cancel()  # only if STOP_GRACE ran out first
+            hooks.cancel()
             self.audit.close()
             log.info("stopped")
 
@@ -377,22 +581,23 @@ class Agent:
 
     def _log_start(self) -> None:
         c = self.config
-        log.info(
-            "goavail %s starting: %d targets, names %s, provider %s%s, probe %s every %gs "
-            "(timeout %gs), down after %d failures, up after %d successes",
-            __version__,
-            len(self.targets),
-            ", ".join(self.section.names()),
-            self.options.provider,
-            " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
-            self.probe.kind,
-            c.interval,
-            c.timeout,
-            c.failure_threshold,
-            c.rise_threshold,
-        )
-        for feature in c.deferred_features():
-            log.warning("parsed but not acted on yet in this version: %s", feature)
+        if c.checks:
+            self._log_start_checks()
+        else:
+            log.info(
+                "goavail %s starting: %d targets, names %s, provider %s%s, probe %s every %gs "
+                "(timeout %gs), down after %d failures, up after %d successes",
+                __version__,
+                len(self.targets),
+                ", ".join(self.section.names()),
+                self.options.provider,
+                " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
+                self.probe.kind,
+                c.interval,
+                c.timeout,
+                c.failure_threshold,
+                c.rise_threshold,
+            )
         if c.members is not None:
             log.info(
                 "cluster mode: node %s, event %s, min_peers_agree %d, serf %s",
@@ -400,6 +605,34 @@ class Agent:
                 self.cluster.event if self.cluster else "-",
                 c.members.min_peers_agree,
                 c.members.serf_rpc_addr or "started by goavail",
+            )
+
+    def _log_start_checks(self) -> None:
+        c = self.config
+        log.info(
+            "goavail %s starting: %d targets, names %s, provider %s%s, %d checks per target "
+            "(a target is up when all are up, down when any is down)%s",
+            __version__,
+            len(self.targets),
+            ", ".join(self.section.names()),
+            self.options.provider,
+            " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
+            len(c.checks),
+            f"; --type {self.options.probe_type} is not used with [[checks]]"
+            if self.options.probe_type != "ip"
+            else "",
+        )
+        for check in c.checks:
+            log.info(
+                "check %s: %s every %gs (timeout %gs), down after %d failures, "
+                "up after %d successes",
+                check.id,
+                describe_check(check),
+                check.interval,
+                check.timeout,
+                check.fall,
+                check.rise,
+                extra={"check": check.id},
             )
 
     # -- reload -------------------------------------------------------------------
@@ -413,6 +646,7 @@ class Agent:
             log.info("SIGHUP: reloading %s", self.options.config_path)
             try:
                 new = load_checked(self.options)
+                overrides = load_overrides(new.overrides_file)
             except ConfigError as exc:
                 log.error(
                     "reload rejected, still running the previous configuration: %d problem(s)",
@@ -420,16 +654,27 @@ class Agent:
                 )
                 for problem in exc.problems:
                     log.error("  %s", problem)
+                where = f"{exc.path}: " if exc.path else ""
+                self._reloaded("rejected", [where + problem for problem in exc.problems])
                 return False
             try:
                 await self._apply(new)
             except (SetupError, ProbeSetupError, OSError) as exc:
                 log.error("reload failed, still running the previous configuration: %s", exc)
+                self._reloaded("failed", [str(exc)])
                 return False
             except Exception as exc:  # a reload must never crash the agent
                 log.exception("reload failed, still running the previous configuration: %s", exc)
+                self._reloaded("failed", [str(exc)])
                 return False
+            self.overrides.path = new.overrides_file
+            self.overrides.replace(overrides, source="file")
+            self._reloaded("applied", [])
             return True
+
+    def _reloaded(self, result: str, problems: list[str]) -> None:
+        self.reloads[result] += 1
+        self.last_reload = ReloadOutcome(time.time(), result, tuple(problems))
 
     async def _apply(self, new: Config) -> None:
         old = self.config
@@ -441,16 +686,25 @@ class Agent:
 
         # Build what must change first; on any failure undo it and keep the old set.
         provider, audit, probe = self.provider, self.audit, self.probe
+        # The single probe (--type) runs only without [[checks]]; with them it stays unstarted.
+        single_before, single_after = not old.checks, not new.checks
         try:
             if new.audit_file != old.audit_file:
-                audit = AuditLog(new.audit_file, on_record=self.notifier.audit_record)
+                audit = AuditLog(new.audit_file, on_record=self._on_audit_record)
             provider_changed = _provider_settings(section) != _provider_settings(self.section)
             if provider_changed or audit is not self.audit:
                 provider = build_provider(new, self.options, audit)
-            if (new.timeout, new.port) != (old.timeout, old.port):
+            if single_before and not single_after:
+                probe = build_probe(new, self.options)  # not started: [[checks]] take over
+            elif single_after and (
+                not single_before or (new.timeout, new.port) != (old.timeout, old.port)
+            ):
                 probe = build_probe(new, self.options)
                 await probe.start()
+            prepared: Prepared = await self.checks.prepare(new.checks)
         except BaseException:
+            if probe is not self.probe:
+                await probe.close()
             if provider is not self.provider:
                 await provider.close()
             if audit is not self.audit:
@@ -467,6 +721,7 @@ class Agent:
         self.config, self.section = new, section
         self.notifier.reconfigure(new)
         self.heartbeat.reconfigure(new.heartbeat)
+        self.hooks.reconfigure(new.hooks_dir, new.hook_timeout)
         if new.members is not None and self.cluster is not None:
             self.decision.min_peers_agree = new.members.min_peers_agree
         if _members_settings(new) != _members_settings(old):
@@ -474,11 +729,18 @@ class Agent:
                 "[Members] changed: only min_peers_agree is applied on reload; "
                 "restart goavail for the other cluster settings"
             )
+        if new.server != old.server:
+            log.warning("[Server] changed: restart goavail to apply it")
         old_probe = self.probe
         self.probe = probe
-        self.scheduler.reconfigure(probe=probe, interval=new.interval, targets=new_targets)
+        self.scheduler.reconfigure(
+            probe=probe, interval=new.interval, targets=new_targets if single_after else []
+        )
+        retired = self.checks.commit(prepared, new_targets)
         ttl, proxied = record_attributes(section)
         old_provider, old_audit = self.provider, self.audit
+        if audit is not old_audit:
+            audit.inherit(old_audit)
         self.provider, self.audit = provider, audit
         async with self.reconciler.lock:
             self.reconciler.reconfigure(
@@ -491,22 +753,36 @@ class Agent:
             )
         if old_probe is not probe:
             await old_probe.close()
+        await self.checks.close_checks(retired)
         if old_provider is not provider:
             await old_provider.close()
         if old_audit is not audit:
             old_audit.close()
         log.info(
-            "configuration reloaded: %d targets (+%d -%d)%s%s",
+            "configuration reloaded: %d targets (+%d -%d)%s%s%s",
             len(self.targets),
             len(added),
             len(removed),
             "; provider rebuilt" if old_provider is not provider else "",
-            "; probe engine rebuilt" if old_probe is not probe else "",
+            "; probe engine rebuilt" if old_probe is not probe and single_after else "",
+            _checks_change(old, new, prepared),
         )
         for t in added:
             log.info("target %s added (unknown until probed)", t, extra={"target": t})
         for t in removed:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
+
+
+def _checks_change(old: Config, new: Config, prepared: Prepared) -> str:
+    """What a reload did to ``[[checks]]``, for the reload log line ("" when nothing)."""
+    if not old.checks and not new.checks:
+        return ""
+    if not new.checks:
+        return "; [[checks]] removed: back to the --type probe"
+    if old.checks == new.checks:
+        return ""
+    rebuilt = ", ".join(prepared.fresh) or "none"
+    return f"; checks now {', '.join(c.id for c in new.checks)} (new engines: {rebuilt})"
 
 
 def _members_settings(config: Config) -> dict[str, object] | None:

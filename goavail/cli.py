@@ -34,14 +34,18 @@ from goavail.agent import (
     record_attributes,
 )
 from goavail.checks.base import ProbeResult, ProbeSetupError
+from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
 from goavail.config import Config, ConfigError
+from goavail.decision import Override, apply_override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Plan, Record
 from goavail.dns.plan import plan as make_plan
 from goavail.dns.providers.base import ProviderError
 from goavail.health import Health, observe
 from goavail.logs import setup_logging
+from goavail.overrides import load_overrides
+from goavail.web.server import ServerError
 
 log = logging.getLogger("goavail")
 
@@ -62,6 +66,7 @@ class ProviderKind(enum.StrEnum):
     cloudflare = "cloudflare"
     zonefile = "zonefile"
     route53 = "route53"
+    rfc2136 = "rfc2136"
 
 
 class LogFormat(enum.StrEnum):
@@ -82,7 +87,7 @@ ProviderOpt = Annotated[
     typer.Option(
         "--dns-provider",
         "-p",
-        help="DNS provider: cloudflare or zonefile (route53 arrives in a later release).",
+        help="DNS provider: cloudflare, route53, rfc2136 or zonefile.",
     ),
 ]
 
@@ -145,13 +150,13 @@ def monitor(
     config = _load(options)
     try:
         agent = Agent(config, options)
-    except SetupError as exc:
+    except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), 2) from None
     except OSError as exc:
         raise _fail(f"cannot start: {exc}", 1) from None
     try:
         asyncio.run(agent.run())
-    except (ProbeSetupError, SerfAgentError) as exc:
+    except (ProbeSetupError, SerfAgentError, ServerError) as exc:
         raise _fail(str(exc), 1) from None
 
 
@@ -164,10 +169,17 @@ def validate(
     """Check the configuration file: exit 0, or exit 2 listing every problem."""
     options = Options(config_file, True, probe_type.value, dns_provider.value)
     config = _load(options)
+    try:
+        overrides = load_overrides(config.overrides_file)
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
     section = config.section_for(options.provider)
+    if overrides:
+        typer.echo(f"{config.overrides_file}: OK — {len(overrides)} override(s)")
+    checks = f", checks {', '.join(c.id for c in config.checks)}" if config.checks else ""
     typer.echo(
         f"{config_file}: OK — {len(section.ip_addresses)} target(s), "
-        f"names {', '.join(section.names())}, provider {options.provider}"
+        f"names {', '.join(section.names())}, provider {options.provider}{checks}"
     )
 
 
@@ -178,10 +190,10 @@ class _Audit:
     results: list[ProbeResult]
 
 
-async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Plan]:
-    section = config.section_for(options.provider)
+async def _probe_single(config: Config, options: Options, targets: list[str]) -> list[_Audit]:
+    """The single probe of ``--type``: ``max(fall, rise)`` rounds, ``interval`` apart."""
     probe = build_probe(config, options)
-    audits = [_Audit(t, Health(), []) for t in section.ip_addresses]
+    audits = [_Audit(t, Health(), []) for t in targets]
     rounds = max(config.failure_threshold, config.rise_threshold)
     await probe.start()
     try:
@@ -199,6 +211,29 @@ async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Pla
                 )
     finally:
         await probe.close()
+    return audits
+
+
+async def _probe_checks(config: Config, targets: list[str]) -> list[_Audit]:
+    """``[[checks]]``: each check as many times as its rise/fall needs; worst of them."""
+    assessed = await assess(config.checks, targets)
+    return [
+        _Audit(
+            target,
+            Health(state),
+            [r._replace(error=f"{cid}: {r.error}") if r.error else r for cid, r in results],
+        )
+        for target, (state, results) in assessed.items()
+    ]
+
+
+async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Plan]:
+    section = config.section_for(options.provider)
+    targets = list(section.ip_addresses)
+    if config.checks:
+        audits = await _probe_checks(config, targets)
+    else:
+        audits = await _probe_single(config, options, targets)
     provider = build_provider(config, options, AuditLog())
     try:
         current: dict[str, list[Record]] = {}
@@ -207,9 +242,19 @@ async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Pla
     finally:
         await provider.close()
     ttl, proxied = record_attributes(section)
-    decisions = {a.target: a.health.state for a in audits}
+    overrides = {t: e.mode for t, e in load_overrides(config.overrides_file).items()}
+    decisions = {
+        a.target: apply_override(a.health.state, overrides.get(a.target, Override.AUTO))
+        for a in audits
+    }
     return audits, make_plan(
-        section.names(), section.ip_addresses, decisions, current, ttl=ttl, proxied=proxied
+        section.names(),
+        section.ip_addresses,
+        decisions,
+        current,
+        ttl=ttl,
+        proxied=proxied,
+        overridden=set(overrides),
     )
 
 
@@ -227,7 +272,7 @@ def plan_command(
     config = _load(options)
     try:
         audits, result = asyncio.run(_run_plan(config, options))
-    except SetupError as exc:
+    except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), 2) from None
     except (ProbeSetupError, ProviderError) as exc:
         raise _fail(str(exc), 1) from None

@@ -10,10 +10,15 @@ Shape (TOML key -> Python attribute)::
     quorum_alert_after                               -> Config.<same name>
     [[notifications]] -> Config.notifications (list of NotificationSection)
     [Heartbeat]  -> Config.heartbeat   (HeartbeatSection)
+    [[checks]]   -> Config.checks      (list of CheckSection)
+    hooks_dir, hook_timeout                          -> Config.<same name>
     [Members]    -> Config.members     (Members)
     [Cloudflare] -> Config.cloudflare  (CloudflareSection)
     [Route53]    -> Config.route53     (Route53Section)
     [Zonefile]   -> Config.zonefile    (ZonefileSection)
+    [Server]     -> Config.server      (ServerSection; always present, defaults)
+    overrides_file                     -> Config.overrides_file
+    [RFC2136]    -> Config.rfc2136     (RFC2136Section)
 
 Durations are float seconds. Validation collects every problem at once:
 :func:`load_config` raises :class:`ConfigError`, whose ``problems`` are lines
@@ -64,7 +69,9 @@ else:  # pragma: no cover - Python < 3.11 only
     import tomli as tomllib
 
 __all__ = [
+    "CHECK_TYPES",
     "PROVIDERS",
+    "CheckSection",
     "CloudflareSection",
     "Config",
     "ConfigError",
@@ -73,7 +80,9 @@ __all__ = [
     "HeartbeatSection",
     "Members",
     "NotificationSection",
+    "RFC2136Section",
     "Route53Section",
+    "ServerSection",
     "ZonefileSection",
     "check_runtime",
     "load_config",
@@ -251,6 +260,11 @@ def _check_ip(value: str) -> str:
         raise ValueError(f"{value!r} is not a valid IPv4 or IPv6 address") from None
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         raise ValueError(f"{value!r}: a scoped IPv6 address cannot be published in DNS")
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise ValueError(
+            f"{value!r} is an IPv4-mapped IPv6 address (not reachable over IPv6, not for an "
+            f"AAAA record): write {address.ipv4_mapped}"
+        )
     return str(address)
 
 
@@ -559,6 +573,54 @@ class Route53Section(DnsSection):
         return self.aws_domain
 
 
+TsigAlgorithm = Literal[
+    "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"
+]
+
+
+def _check_key_name(value: str) -> str:
+    name = value.lower().removesuffix(".")
+    if not _is_dns_name(name, wildcard=False):
+        raise ValueError(f"{value!r} is not a valid TSIG key name (a domain name)")
+    return name + "."
+
+
+def _check_server(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address (give the primary name server's address)"
+        ) from None
+
+
+class RFC2136Section(DnsSection):
+    """``[RFC2136]``: records on a name server that takes RFC 2136 dynamic updates.
+
+    Attributes:
+        server: IP address of the zone's primary server (required).
+        port: its DNS port, default 53.
+        zone: the zone's name (required).
+        tsig_key_name: the TSIG key's name (canonical: lower case, trailing dot),
+            or None for unsigned updates; the secret comes from the
+            ``GOAVAIL_TSIG_SECRET`` environment variable.
+        tsig_algorithm: default ``hmac-sha256``.
+        ttl: 0-2147483647 seconds, default 60: TTL of record sets goavail creates.
+    """
+
+    server: Annotated[str, AfterValidator(_check_server)]
+    port: _Port = 53
+    zone: Annotated[str, AfterValidator(_check_domain)]
+    tsig_key_name: Annotated[str, AfterValidator(_check_key_name)] | None = None
+    tsig_algorithm: TsigAlgorithm = "hmac-sha256"
+    ttl: int = Field(default=60, ge=0, le=2147483647)
+
+    @property
+    def domain(self) -> str:
+        """The zone's name."""
+        return self.zone
+
+
 class ZonefileSection(DnsSection):
     """``[Zonefile]``: records in a local RFC 1035 zone file.
 
@@ -697,10 +759,242 @@ class HeartbeatSection(BaseModel):
         return value
 
 
+def _check_listen(value: str) -> str:
+    host, _ = split_host_port(value)
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(
+            f"{value!r}: the host must be an IP address (e.g. '127.0.0.1:8080', '[::1]:8080')"
+        ) from None
+    return value
+
+
+class ServerSection(BaseModel):
+    """``[Server]``: the agent's HTTP server (status page, ``/_health``, ``/metrics``, API).
+
+    Attributes:
+        enabled: start the server (default True).
+        listen: ``"ip:port"`` (IPv6 as ``"[addr]:port"``) to listen on, default
+            ``"127.0.0.1:8080"``. Read-only endpoints are open to whoever reaches it;
+            write endpoints need the ``GOAVAIL_ADMIN_TOKEN`` bearer token.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    enabled: bool = True
+    listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:8080"
+
+    def host_port(self) -> tuple[str, int]:
+        """``listen`` split into (host, port), the host without IPv6 brackets."""
+        return split_host_port(self.listen)
+
+
+# --------------------------------------------------------------------------- checks
+
+CHECK_TYPES = ("icmp", "tcp", "http", "https", "script")
+"""Values of ``[[checks]] type``."""
+
+_CHECK_KEY_TYPES: dict[str, tuple[str, ...]] = {
+    "port": ("tcp", "http", "https"),
+    "path": ("http", "https"),
+    "method": ("http", "https"),
+    "host": ("http", "https"),
+    "expected_status": ("http", "https"),
+    "body_contains": ("http", "https"),
+    "tls_verify": ("https",),
+    "ca_file": ("https",),
+    "command": ("script",),
+}
+"""Type-specific ``[[checks]]`` keys -> the check types that accept them."""
+
+
+class _Invalid:
+    """A raw value found wrong before field validation (a key on the wrong check type,
+    a duplicate id): put in the value's place so that the field reports ``message``
+    at its own key path, together with every other problem of the file."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _reject_invalid(value: object) -> object:
+    if isinstance(value, _Invalid):
+        raise ValueError(value.message)
+    return value
+
+
+def _check_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} must start with '/'")
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{value!r} must not contain spaces or control characters")
+    return value
+
+
+def _check_check_host(value: str) -> str:
+    name = value.lower().removesuffix(".")
+    if not _is_dns_name(name, wildcard=False):
+        raise ValueError(f"{value!r} is not a valid host name (a DNS name without port or scheme)")
+    return name
+
+
+def _status_list(value: object) -> object:
+    """``expected_status = 200`` is short for ``[200]``."""
+    _reject_invalid(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 100 <= value <= 599:
+            raise ValueError(f"{value} is not an HTTP status code (100-599)")
+        return [value]
+    return value
+
+
+def _check_statuses(codes: list[int]) -> list[int]:
+    if not codes:
+        raise ValueError("must have at least 1 item")
+    problems: list[tuple[tuple[str | int, ...], str]] = [
+        ((i,), f"{code} is not an HTTP status code (100-599)")
+        for i, code in enumerate(codes)
+        if not 100 <= code <= 599
+    ]
+    if problems:
+        raise _Problems(problems)
+    return list(dict.fromkeys(codes))
+
+
+def _check_argv(value: object) -> object:
+    _reject_invalid(value)
+    if isinstance(value, str):
+        raise ValueError(
+            "must be an array of strings (the program and its arguments, e.g. "
+            '["/usr/local/bin/check-db", "--fast"]), not a string'
+        )
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("must not be empty (the program and its arguments)")
+        if value[0] == "":
+            raise _Problems([((0,), "the program must not be empty")])
+    return value
+
+
+class CheckSection(BaseModel):
+    """One ``[[checks]]`` entry: a health check every target must pass (flipper's checks).
+
+    A target is healthy when all its checks are healthy, down when any is down
+    (see :func:`goavail.health.worst_of`). Every check has its own schedule and its
+    own rise/fall counters per target.
+
+    Attributes:
+        id: unique name of the check in logs and metrics (letters, digits, ``.``,
+            ``_``, ``-``).
+        type: ``"icmp"`` (echo), ``"tcp"`` (connect), ``"http"``/``"https"`` (a
+            request to the target's address), ``"script"`` (a program's exit code).
+        interval: seconds between two checks of one target (default: the
+            top-level ``interval``).
+        timeout: seconds one check may take (default: the top-level ``timeout``,
+            at most ``interval``; ≤ ``interval``).
+        fall: consecutive failures that make the check DOWN for a target
+            (default: ``failure_threshold``).
+        rise: consecutive successes that make it UP (default: ``fall`` when set
+            in the entry, else ``rise_threshold``).
+        port: tcp: required unless the top-level ``port`` is set (its default);
+            http/https: default 80/443.
+        path: http/https request path, starting with ``/`` (default ``/``).
+        method: http/https request method (default ``GET``).
+        host: http/https: sent as the ``Host`` header and, for https, as TLS SNI
+            and the name the certificate is validated against; the connection
+            still goes to the target's address. None: the address itself.
+        expected_status: http/https status codes that count as healthy; None:
+            any 2xx.
+        body_contains: http/https: text the response body must contain (searched
+            in its first 1 MiB), or None.
+        tls_verify: https: validate the certificate chain and name (default true).
+        ca_file: https: PEM file of the CAs to trust instead of the default
+            bundle (certifi's, as httpx uses), or None.
+        command: script: argv of the program (a relative path containing ``/`` is
+            relative to the configuration file; a bare name is looked up in
+            ``PATH``); the target's address is appended as its last argument.
+            Exit status 0 = healthy.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    id: Annotated[str, AfterValidator(_check_label)]
+    type: Literal["icmp", "tcp", "http", "https", "script"]
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    fall: int | None = Field(default=None, ge=1)
+    rise: int | None = Field(default=None, ge=1)
+    port: _Port | None = None
+    path: Annotated[str, AfterValidator(_check_path)] | None = None
+    method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"] | None = None
+    host: Annotated[str, AfterValidator(_check_check_host)] | None = None
+    expected_status: (
+        Annotated[list[int], BeforeValidator(_status_list), AfterValidator(_check_statuses)] | None
+    ) = None
+    body_contains: Annotated[str, Field(min_length=1)] | None = None
+    tls_verify: bool | None = None
+    ca_file: Path | None = None
+    command: Annotated[list[str], BeforeValidator(_check_argv)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_of_type(cls, data: object) -> object:
+        """Mark keys that do not belong to the entry's type (reported by each key)."""
+        if not isinstance(data, dict) or data.get("type") not in CHECK_TYPES:
+            return data
+        kind = data["type"]
+        data = dict(data)
+        for key, types_ in _CHECK_KEY_TYPES.items():
+            if key in data and kind not in types_:
+                names = [repr(t) for t in types_]
+                allowed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+                data[key] = _Invalid(f"only for type {allowed}, not {kind!r}")
+        return data
+
+    @field_validator(
+        "id", "port", "path", "method", "host", "body_contains", "tls_verify", mode="before"
+    )
+    @classmethod
+    def _invalid(cls, value: object) -> object:
+        return _reject_invalid(value)
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _ca_path(cls, value: object, info: ValidationInfo) -> object:
+        return _resolve_path(_reject_invalid(value), info)
+
+    @field_validator("command")
+    @classmethod
+    def _program_path(cls, value: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        """A relative program path with a ``/`` is relative to the configuration file."""
+        if value is None or "/" not in value[0] or os.path.isabs(value[0]):
+            return value
+        base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+        if not isinstance(base, Path):
+            return value
+        return [os.path.normpath(base / value[0]), *value[1:]]
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_within_interval(cls, value: float | None, info: ValidationInfo) -> float | None:
+        interval = info.data.get("interval")
+        if value is not None and interval is not None and value > interval:
+            raise ValueError(f"must be ≤ interval ({interval} s)")
+        return value
+
+    @model_validator(mode="after")
+    def _required_keys(self) -> CheckSection:
+        if self.type == "script" and self.command is None:
+            raise _Problems([(("command",), "required for type 'script'")])
+        return self
+
+
 # --------------------------------------------------------------------------- top level
 
 PROVIDERS: dict[str, tuple[str, str]] = {
     "cloudflare": ("cloudflare", "Cloudflare"),
+    "rfc2136": ("rfc2136", "RFC2136"),
     "route53": ("route53", "Route53"),
     "zonefile": ("zonefile", "Zonefile"),
 }
@@ -726,10 +1020,19 @@ class Config(BaseModel):
         quorum_alert_after: seconds the cluster quorum must stay unmet before a
             notification says so (default 60).
         heartbeat: the ``[Heartbeat]`` section, or None.
+        checks: ``[[checks]]`` entries with every default resolved (see
+            :class:`CheckSection`); empty: the single probe of ``--type`` is used.
+        hooks_dir: directory whose executables run after each DNS change and
+            fail-open change (see goavail/hooks.py), or None.
+        hook_timeout: seconds one hook may run before its process group is killed.
         audit_file: audit log file (absolute when loaded by :func:`load_config`), or None.
         node_name: this agent's name in cluster mode, or None.
-        members, cloudflare, route53, zonefile: the ``[Members]``,
-            ``[Cloudflare]``, ``[Route53]`` and ``[Zonefile]`` sections, or None.
+        overrides_file: TOML file of maintenance overrides (absolute when loaded by
+            :func:`load_config`; it may not exist yet), or None.
+        members, cloudflare, route53, zonefile, rfc2136: the ``[Members]``,
+            ``[Cloudflare]``, ``[Route53]``, ``[Zonefile]`` and ``[RFC2136]``
+            sections, or None.
+        server: the ``[Server]`` section (defaults when absent).
     """
 
     model_config = _MODEL_CONFIG
@@ -750,10 +1053,17 @@ class Config(BaseModel):
     notifications: list[NotificationSection] = Field(default_factory=list)
     quorum_alert_after: Duration = 60.0
     heartbeat: HeartbeatSection | None = Field(default=None, alias="Heartbeat")
+    # application-level checks and hooks (goavail/checks/multi.py, goavail/hooks.py)
+    checks: list[CheckSection] = Field(default_factory=list)
+    hooks_dir: Path | None = None
+    hook_timeout: Duration = 10.0
     members: Members | None = Field(default=None, alias="Members")
     cloudflare: CloudflareSection | None = Field(default=None, alias="Cloudflare")
     route53: Route53Section | None = Field(default=None, alias="Route53")
     zonefile: ZonefileSection | None = Field(default=None, alias="Zonefile")
+    overrides_file: Path | None = None
+    server: ServerSection = Field(default_factory=ServerSection, alias="Server")
+    rfc2136: RFC2136Section | None = Field(default=None, alias="RFC2136")
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -790,9 +1100,28 @@ class Config(BaseModel):
             )
         return value
 
-    @field_validator("audit_file", mode="before")
+    @field_validator("checks", mode="before")
     @classmethod
-    def _audit_path(cls, value: object, info: ValidationInfo) -> object:
+    def _unique_check_ids(cls, value: object) -> object:
+        """Mark a repeated ``[[checks]] id`` (reported at ``checks[i].id``)."""
+        if not isinstance(value, list):
+            return value
+        seen: dict[str, int] = {}
+        entries: list[object] = []
+        for i, entry in enumerate(value):
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                first = seen.setdefault(entry["id"], i)
+                if first != i:
+                    entry = {
+                        **entry,
+                        "id": _Invalid(f"{entry['id']!r} is used twice (also checks[{first}])"),
+                    }
+            entries.append(entry)
+        return entries
+
+    @field_validator("audit_file", "overrides_file", "hooks_dir", mode="before")
+    @classmethod
+    def _paths(cls, value: object, info: ValidationInfo) -> object:
         return _resolve_path(value, info)
 
     @model_validator(mode="after")
@@ -806,7 +1135,63 @@ class Config(BaseModel):
             object.__setattr__(self, "timeout", min(self.interval, 1.0))
         if "resync_interval" not in fields_set:
             object.__setattr__(self, "resync_interval", max(60.0, self.interval))
+        if self.checks:
+            object.__setattr__(self, "checks", self._resolve_checks())
         return self
+
+    def _resolve_checks(self) -> list[CheckSection]:
+        """The checks with their defaults filled in from the top level.
+
+        Raises:
+            _Problems: a tcp check without a port, a timeout longer than its
+                inherited interval.
+        """
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        resolved: list[CheckSection] = []
+        for i, check in enumerate(self.checks):
+            interval = check.interval if check.interval is not None else self.interval
+            timeout = check.timeout if check.timeout is not None else min(self.timeout, interval)
+            if check.timeout is not None and check.interval is None and timeout > interval:
+                problems.append(
+                    (
+                        ("checks", i, "timeout"),
+                        f"must be ≤ interval ({interval} s, the top-level interval)",
+                    )
+                )
+            fall = check.fall if check.fall is not None else self.failure_threshold
+            if check.rise is not None:
+                rise = check.rise
+            else:
+                rise = check.fall if check.fall is not None else self.rise_threshold
+            port = check.port
+            if check.type == "tcp" and port is None:
+                if self.port is None:
+                    problems.append(
+                        (
+                            ("checks", i, "port"),
+                            "required for type 'tcp' (or set the top-level port)",
+                        )
+                    )
+                port = self.port
+            update: dict[str, object] = {
+                "interval": interval,
+                "timeout": timeout,
+                "fall": fall,
+                "rise": rise,
+                "port": port,
+            }
+            if check.type in ("http", "https"):
+                update.update(
+                    port=port if port is not None else (80 if check.type == "http" else 443),
+                    path=check.path or "/",
+                    method=check.method or "GET",
+                )
+            if check.type == "https" and check.tls_verify is None:
+                update["tls_verify"] = True
+            resolved.append(check.model_copy(update=update))
+        if problems:
+            raise _Problems(problems)
+        return resolved
 
     @property
     def source(self) -> Path | None:
@@ -828,7 +1213,7 @@ class Config(BaseModel):
         """The DNS section used by ``--dns-provider provider``.
 
         Args:
-            provider: one of ``"cloudflare"``, ``"route53"``, ``"zonefile"``.
+            provider: one of ``"cloudflare"``, ``"route53"``, ``"zonefile"``, ``"rfc2136"``.
 
         Raises:
             ConfigError: the provider is unknown or its section is missing.
@@ -840,17 +1225,6 @@ class Config(BaseModel):
         section = getattr(self, attribute)
         assert isinstance(section, DnsSection)
         return section
-
-    def deferred_features(self) -> list[str]:
-        """Human names of configured keys that are parsed but not acted on yet.
-
-        For the agent to log once at startup, e.g. ``["[Route53] (Route 53
-        provider)"]``. Empty when nothing is deferred.
-        """
-        deferred: list[str] = []
-        if self.route53 is not None:
-            deferred.append("[Route53] (Route 53 provider)")
-        return deferred
 
 
 def _section_problem(config: Config, provider: str) -> str | None:
@@ -878,7 +1252,7 @@ def check_runtime(config: Config, *, provider: str, probe_type: str) -> list[str
     section_problem = _section_problem(config, provider)
     if section_problem is not None:
         problems.append(section_problem)
-    if probe_type == "tcp" and config.port is None:
+    if probe_type == "tcp" and config.port is None and not config.checks:
         problems.append("port: required by --type tcp")
     return problems
 

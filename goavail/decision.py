@@ -7,13 +7,58 @@ verdict and at least ``min_peers_agree`` live peers' verdicts agree on it;
 otherwise it stays where it was (so an unmet quorum never flaps DNS). This is
 the "several vantage points must agree" rule of Route 53 health checkers and
 of the Go original's ``min_peers_agree``.
+
+Overrides (maintenance): an operator may pin a target ``up`` (always keep its
+records) or ``down`` (drain: withdraw them, still subject to the planner's
+fail-open), or leave it ``auto``. An override is held by one agent and
+announced to its peers with its verdicts; every agent honours the overrides of
+its live peers as its own, so agents never fight over a record. The *effective*
+state of a target (:attr:`DecisionStage.effective`, what DNS should reflect) is
+the decision with the combined override applied (:func:`combine_overrides`,
+:func:`apply_override`).
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 
 from goavail.health import State
+
+
+class Override(enum.Enum):
+    """An operator's override of one target: ``auto`` (none), ``up`` (keep), ``down`` (drain)."""
+
+    AUTO = "auto"
+    UP = "up"
+    DOWN = "down"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def combine_overrides(overrides: Iterable[Override]) -> Override:
+    """The override in force when several agents hold one for the same target.
+
+    ``up`` wins over ``down``: when operators disagree, goavail keeps the records
+    (it never withdraws an address in doubt, as with fail-open); ``down`` when at
+    least one agent drains and none keeps; ``auto`` when nobody overrides.
+    """
+    seen = set(overrides)
+    if Override.UP in seen:
+        return Override.UP
+    if Override.DOWN in seen:
+        return Override.DOWN
+    return Override.AUTO
+
+
+def apply_override(decision: State, override: Override) -> State:
+    """The state DNS should reflect: ``up``/``down`` overrides win, ``auto`` keeps ``decision``."""
+    if override is Override.UP:
+        return State.UP
+    if override is Override.DOWN:
+        return State.DOWN
+    return decision
 
 
 def decide(
@@ -43,6 +88,16 @@ def decide(
     return local if agreeing >= min_peers_agree else previous
 
 
+def backed(
+    decision: State, local: State, peer_votes: Iterable[State], min_peers_agree: int
+) -> bool:
+    """True when ``decision`` is known and this agent's verdict ``local`` and at least
+    ``min_peers_agree`` of the live peers' votes equal it (see :meth:`DecisionStage.agreed`)."""
+    if decision is State.UNKNOWN or local is not decision:
+        return False
+    return sum(1 for vote in peer_votes if vote is decision) >= min_peers_agree
+
+
 def designated_writer(self_node: str, decision: State, votes: Mapping[str, State]) -> str:
     """The node that applies a change: of the agents that agree with ``decision``
     (this one and every peer whose vote equals it), the lowest node name.
@@ -64,6 +119,18 @@ class DecisionStage:
 
     Args:
         min_peers_agree: see :func:`decide`.
+
+    Attributes:
+        decisions: target -> the decision of the verdicts (quorum); UNKNOWN targets absent.
+        local: target -> this agent's own verdict.
+        peers: live peer -> target -> that peer's latest verdict.
+        overrides: target -> this agent's own override (``auto`` never stored).
+        peer_overrides: live peer -> target -> that peer's announced override.
+        effective: target -> the state DNS should reflect (the decision with the
+            combined override applied); UNKNOWN targets absent. The reconciler
+            plans from this mapping.
+        forced: target -> the override in force, for targets that have one (the
+            planner names it in the reasons of the changes it causes).
     """
 
     def __init__(self, min_peers_agree: int = 0) -> None:
@@ -72,6 +139,10 @@ class DecisionStage:
         self.local: dict[str, State] = {}
         self.peers: dict[str, dict[str, State]] = {}
         """Live peer -> target -> that peer's latest verdict."""
+        self.overrides: dict[str, Override] = {}
+        self.peer_overrides: dict[str, dict[str, Override]] = {}
+        self.effective: dict[str, State] = {}
+        self.forced: dict[str, Override] = {}
 
     def votes_for(self, target: str) -> dict[str, State]:
         """Live peers' latest votes for ``target`` (node -> state; peers without a vote omitted)."""
@@ -88,7 +159,66 @@ class DecisionStage:
         if new is previous:
             return None
         self.decisions[target] = new
+        self._refresh(target)
         return new
+
+    def _refresh(self, target: str) -> None:
+        override = self.override_of(target)
+        if override is Override.AUTO:
+            self.forced.pop(target, None)
+        else:
+            self.forced[target] = override
+        state = apply_override(self.decisions.get(target, State.UNKNOWN), override)
+        if state is State.UNKNOWN:
+            self.effective.pop(target, None)
+        else:
+            self.effective[target] = state
+
+    # -- overrides ------------------------------------------------------------------
+
+    def override_of(self, target: str) -> Override:
+        """The override in force for ``target``: this agent's and its live peers' combined."""
+        if not self.overrides and not self.peer_overrides:
+            return Override.AUTO
+        held = [self.overrides.get(target, Override.AUTO)]
+        held.extend(votes.get(target, Override.AUTO) for votes in self.peer_overrides.values())
+        return combine_overrides(held)
+
+    def override_holders(self, target: str) -> dict[str, Override]:
+        """Live peers holding an override for ``target``: node -> override (self excluded)."""
+        return {
+            node: held[target]
+            for node, held in sorted(self.peer_overrides.items())
+            if target in held
+        }
+
+    def set_override(self, target: str, override: Override) -> Override | None:
+        """Set this agent's own override of ``target``; return the override in force
+        if it changed (``auto`` clears it), else None."""
+        before = self.override_of(target)
+        if override is Override.AUTO:
+            self.overrides.pop(target, None)
+        else:
+            self.overrides[target] = override
+        return self._override_changed(target, before)
+
+    def peer_override(self, node: str, target: str, override: Override) -> Override | None:
+        """Record the override a live peer announced with its verdict; return the
+        override in force for ``target`` if it changed, else None."""
+        before = self.override_of(target)
+        held = self.peer_overrides.setdefault(node, {})
+        if override is Override.AUTO:
+            held.pop(target, None)
+            if not held:
+                del self.peer_overrides[node]
+        else:
+            held[target] = override
+        return self._override_changed(target, before)
+
+    def _override_changed(self, target: str, before: Override) -> Override | None:
+        after = self.override_of(target)
+        self._refresh(target)
+        return None if after is before else after
 
     def update(self, target: str, local: State) -> State | None:
         """Record ``target``'s local verdict; return the new decision if it changed, else None."""
@@ -106,6 +236,7 @@ class DecisionStage:
 
     def drop_vote(self, node: str, target: str) -> State | None:
         """Forget one stale vote (the peer stopped announcing it); return a changed decision."""
+        self.peer_override(node, target, Override.AUTO)  # its override lapses with the vote
         votes = self.peers.get(node)
         if votes is None or votes.pop(target, None) is None:
             return None
@@ -122,6 +253,8 @@ class DecisionStage:
         the result is normally empty; it is returned for symmetry and tests.
         """
         votes = self.peers.pop(node, {})
+        for target in list(self.peer_overrides.get(node, {})):
+            self.peer_override(node, target, Override.AUTO)  # overrides lapse with their holder
         changed = {}
         for target in votes:
             new = self._decide(target)
@@ -137,18 +270,39 @@ class DecisionStage:
         quorum never flaps DNS), but only a backed decision may be *written*: an
         agent left in the minority, or cut off from its peers, must not enforce
         its old decision against what the others agreed on.
+
+        A target under an override (:meth:`override_of` not ``auto``) is always
+        backed: an override is an operator's order, not a vote, and every agent
+        honours it.
         """
-        decision = self.decisions.get(target, State.UNKNOWN)
-        if decision is State.UNKNOWN or self.local.get(target) is not decision:
-            return False
-        agreeing = sum(1 for vote in self.votes_for(target).values() if vote is decision)
-        return agreeing >= self.min_peers_agree
+        if self.override_of(target) is not Override.AUTO:
+            return target in self.effective
+        return backed(
+            self.decisions.get(target, State.UNKNOWN),
+            self.local.get(target, State.UNKNOWN),
+            self.votes_for(target).values(),
+            self.min_peers_agree,
+        )
+
+    def writer(self, self_node: str, target: str) -> str:
+        """The node that applies a change of ``target`` (see :func:`designated_writer`).
+
+        Under an override every live agent agrees (all honour it), so the lowest
+        node name of this agent and all live peers writes.
+        """
+        if self.override_of(target) is not Override.AUTO:
+            return min([self_node, *self.peers])
+        decision = self.effective.get(target, State.UNKNOWN)
+        return designated_writer(self_node, decision, self.votes_for(target))
 
     def quorum_unmet(self) -> bool:
         """True when fewer live peers exist than ``min_peers_agree``: no decision can change."""
         return len(self.peers) < self.min_peers_agree
 
     def forget(self, target: str) -> None:
-        """Drop a target removed from the configuration."""
+        """Drop a target removed from the configuration (its overrides are kept: a
+        reload may add it back, and the overrides file still names it)."""
         self.decisions.pop(target, None)
         self.local.pop(target, None)
+        self.effective.pop(target, None)
+        self.forced.pop(target, None)

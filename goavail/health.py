@@ -1,4 +1,5 @@
-"""The per-target health state machine (pure: no I/O, no clock reads).
+"""The per-target health state machine, and the worst of several checks (pure: no I/O,
+no clock reads).
 
 States: ``UNKNOWN`` (just started or just added), ``UP``, ``DOWN``.
 
@@ -13,11 +14,16 @@ States: ``UNKNOWN`` (just started or just added), ``UP``, ``DOWN``.
   either way until it has shown ``rise`` successes or ``fall`` failures.
 
 A probe result of the opposite kind resets the other counter.
+
+With several checks per target (``[[checks]]``), each check has its own state
+machine and :func:`worst_of` combines them (flipper's rule): down when any check
+is down, up when all are up.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -95,3 +101,23 @@ def observe(health: Health, ok: bool, *, fall: int, rise: int) -> tuple[Health, 
         count = failures
     new = Health(new_state, successes, failures)
     return new, (Transition(health.state, new_state, count) if flips else None)
+
+
+def worst_of(states: Iterable[State]) -> State:
+    """The health of a target from the states of all its checks (flipper's "worst of").
+
+    DOWN when any check is DOWN; UP when every check is UP (and there is at least
+    one); UNKNOWN otherwise (some check has not decided yet and none is DOWN).
+
+    >>> worst_of([State.UP, State.DOWN, State.UNKNOWN])
+    <State.DOWN: 'down'>
+    """
+    seen_unknown = False
+    seen_any = False
+    for state in states:
+        if state is State.DOWN:
+            return State.DOWN
+        seen_any = True
+        if state is State.UNKNOWN:
+            seen_unknown = True
+    return State.UP if seen_any and not seen_unknown else State.UNKNOWN

@@ -17,7 +17,7 @@ from pythonjsonlogger.json import JsonFormatter
 LogFormat = Literal["text", "json"]
 
 # Loggers of libraries that could print request details (headers hold API tokens).
-_QUIET_LIBRARIES = ("cloudflare", "httpx", "httpcore", "asyncio", "urllib3")
+_QUIET_LIBRARIES = ("cloudflare", "httpx", "httpcore", "asyncio", "urllib3", "botocore", "boto3")
 
 
 class RedactSecrets(logging.Filter):
@@ -34,6 +34,12 @@ class RedactSecrets(logging.Filter):
     def add(self, secrets: Iterable[str | None]) -> None:
         """Register secret values (None and strings shorter than 4 characters are ignored)."""
         self.secrets.update(s for s in secrets if s and len(s) >= 4)
+
+    def redact(self, text: str) -> str:
+        """``text`` with every registered secret replaced by ``***`` (for HTTP answers)."""
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:

@@ -9,11 +9,14 @@ Cloudflare stand-in, nftables rules) lives in it and vanishes with it.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import ipaddress
 import itertools
 import os
 import subprocess
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 
 CLONE_NEWNET = 0x40000000
 _ENV_FLAG = "GOAVAIL_TEST_PRIVATE_NETNS"
@@ -43,6 +46,82 @@ def enter_private_netns() -> bool:
 def in_private_netns() -> bool:
     """True when this process runs in the private namespace made by the test session."""
     return os.environ.get(_ENV_FLAG) == "1"
+
+
+DOCUMENTATION_V6 = ipaddress.IPv6Network("2001:db8::/32")
+"""IPv6 documentation prefix (RFC 3849): the only IPv6 addresses tests add to ``lo``."""
+
+
+@contextlib.contextmanager
+def loopback_addresses(*addrs: str) -> Iterator[list[str]]:
+    """Put IPv6 addresses from 2001:db8::/32 on the private namespace's ``lo`` for a block.
+
+    Only ``::1`` is local by default (while all of 127.0.0.0/8 is), so IPv6
+    targets need this. The addresses are added as /128 without duplicate
+    address detection (usable at once) and removed afterwards. Yields them in
+    canonical form.
+
+    Raises:
+        RuntimeError: outside the private test namespace.
+        ValueError: an address outside 2001:db8::/32.
+    """
+    if not in_private_netns():
+        raise RuntimeError("refusing to add addresses outside the private test namespace")
+    canonical = [str(ipaddress.IPv6Address(a)) for a in addrs]
+    for addr in canonical:
+        if ipaddress.IPv6Address(addr) not in DOCUMENTATION_V6:
+            raise ValueError(f"{addr} is not in {DOCUMENTATION_V6}")
+    added: list[str] = []
+    try:
+        for addr in canonical:
+            subprocess.run(
+                ["ip", "-6", "addr", "add", f"{addr}/128", "dev", "lo", "nodad"],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            added.append(addr)
+        _wait_usable(canonical)
+        yield canonical
+    finally:
+        for addr in added:
+            subprocess.run(
+                ["ip", "-6", "addr", "del", f"{addr}/128", "dev", "lo"],
+                check=False,
+                capture_output=True,
+            )
+
+
+def _wait_usable(addrs: list[str], timeout: float = 10.0) -> None:
+    """Wait until the kernel has finished adding ``addrs``: each has its ``local`` route.
+
+    ``ip addr add`` returns before the kernel completes a new IPv6 address (the
+    local route goes in from a work queue, even with ``nodad``); until then a
+    packet to it is dropped, which on a busy machine made the first probe of a
+    fresh address time out.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        shown = subprocess.run(
+            ["ip", "-6", "route", "show", "table", "local", "type", "local"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        # lines look like "local 2001:db8:6::1 dev lo proto kernel metric 0 pref medium"
+        local = {line.split()[1] for line in shown.splitlines() if line.startswith("local ")}
+        tentative = subprocess.run(
+            ["ip", "-6", "-o", "addr", "show", "dev", "lo", "tentative"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        missing = (set(addrs) - local) | {a for a in addrs if f" {a}/" in tentative}
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"IPv6 addresses not usable after {timeout}s: {sorted(missing)}")
+        time.sleep(0.01)
 
 
 _table_ids = itertools.count(1)

@@ -41,6 +41,9 @@ path = "{zone}"
 origin = "example.test"
 hostnames = ["www"]
 ip_addresses = [{quoted}]
+
+[Server]
+enabled = false
 """
 
 

@@ -64,7 +64,10 @@ _ICMP_FILTER: Final = 1
 _ICMP6_FILTER: Final = 1
 _SO_SNDBUFFORCE: Final = 32  # Linux; like SO_SNDBUF but may exceed wmem_max (needs root)
 _SO_RCVBUFFORCE: Final = 33
-_SOCKET_BUFFER: Final = 16 << 20  # bytes; a burst of 20,000 loopback replies needs ~16 MB
+# Bytes of each socket's queues (kernel memory, used only when a backlog builds up): a
+# loopback echo reply takes ~1 KB of receive buffer, so 32 MB hold ~0.6 s of replies at
+# 50,000 targets per second while the event loop is held up.
+_SOCKET_BUFFER: Final = 32 << 20
 _SWEEP_GRANULARITY: Final = 0.010  # seconds; timeouts may be reported this much late
 _RECV_BATCH: Final = 256  # datagrams per recvmmsg call
 _RECV_SLOT: Final = 128  # bytes per received datagram (IP header <= 60 + ICMP 8 + payload 16)
@@ -226,21 +229,20 @@ class _Table:
         self.source = array("I", bytes(4 * n))  # IPv4 address as a big-endian int
         self.idents = idents  # per block: (ident of even rounds, ident of odd rounds)
         self.live_batches = 0  # batches of this table not swept yet
-        fast = [False] * n
+        fast = bytearray(n)  # 1: an IPv4 address this table sends to itself
         if fam is not None:
             for i, target in enumerate(targets):
-                try:
-                    version, addr = _parse_target(target)
-                except ValueError:
+                try:  # strict dotted quad, as ipaddress; not cached (saves ~100 B per target)
+                    packed = socket.inet_pton(socket.AF_INET, target)
+                except OSError:
                     continue
-                if version == 4:
-                    fast[i] = True
-                    self.source[i] = int.from_bytes(socket.inet_aton(addr), "big")
+                fast[i] = 1
+                self.source[i] = int.from_bytes(packed, "big")
         self.runs: list[tuple[int, int, bool]] = []
         start = 0
         for i in range(1, n + 1):
             if i == n or fast[i] != fast[start]:
-                self.runs.append((start, i, fast[start]))
+                self.runs.append((start, i, bool(fast[start])))
                 start = i
         self.any_fast = any(fast)
         # Per parity: the echo request of every target (slow ones get unused bytes).
@@ -255,18 +257,20 @@ class _Table:
                         for i in range(n)
                     ]
                 )
-        self.addrs = [(t, 0) for t in self.targets]
+        self.addrs: list[tuple[str, int]] = []  # sendto addresses (without mmsg)
         self._buffers: list[Any] = []  # ctypes buffers the message arrays point into
         self.msgs: list[Any] = []  # per parity: an array of n mmsghdr
         if mmsg and self.any_fast:
-            self._build_messages()
+            self._build_messages(fast)
             self.packets = []  # the messages point into their own copy
+        elif self.any_fast:
+            self.addrs = [(t, 0) for t in self.targets]
 
-    def _build_messages(self) -> None:
+    def _build_messages(self, fast: bytearray) -> None:
         n = self.n
         names = ctypes.create_string_buffer(16 * n)
         for i in range(n):
-            if self.source[i]:
+            if fast[i]:
                 struct.pack_into(
                     "=HH4s8x", names, 16 * i, socket.AF_INET, 0, self.source[i].to_bytes(4, "big")
                 )
@@ -517,6 +521,7 @@ class IcmpProbe:
 
     def _expire_early(self, table: _Table, a: int, b: int) -> None:
         """Report probes of ``a..b-1`` still in flight as timed out (a new probe follows)."""
+        self._drain()
         self._sweep_batches(time.monotonic())
         inflight, callback = table.inflight, table.callback
         i = inflight.find(1, a, b)
@@ -607,6 +612,21 @@ class IcmpProbe:
                 i = inflight.find(1, i + 1)
 
     # -- event-loop callbacks -----------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Read every reply already queued before anything is declared timed out.
+
+        After the event loop was held up (a long callback, a busy thread holding the
+        GIL) replies that arrived in time wait in the socket's queue; without this
+        they would be read only after their probes were failed. Such a reply counts
+        (its RTT is measured when it is read, so it may exceed the timeout): a late
+        success is harmless, a false failure could withdraw a healthy address.
+        """
+        for fam in list(self._families.values()):
+            if fam.raw and fam.version == 4:
+                self._on_readable_v4()
+            else:
+                self._on_readable(fam)
 
     def _on_readable_v4(self) -> None:
         """Drain the raw IPv4 socket: table replies by identifier, the rest by sequence."""
@@ -741,6 +761,7 @@ class IcmpProbe:
     def _sweep(self) -> None:
         """Fail every probe whose deadline has passed, then re-arm for the next one."""
         self._timer = None
+        self._drain()
         now = time.monotonic()
         try:
             self._sweep_batches(now)

@@ -29,6 +29,11 @@ A probe goes out at most this late (its timeout counts from the real send). 5 ms
 """
 
 
+MAX_BATCH = 1000
+"""Most probes :meth:`ProbeScheduler.run` sends before it lets the event loop run again
+(a catch-up after a stall goes out in such chunks; normal batches are far smaller)."""
+
+
 def slot_time(slot: int, n: int, interval: float, t0: float) -> float:
     """Due time (same clock as ``t0``, seconds) of ``slot`` with ``n`` targets."""
     return t0 + slot * interval / n
@@ -133,12 +138,15 @@ class ProbeScheduler:
             self._targets, self._t0 = [], None
         self.set_targets(targets)
 
-    def poll(self, now: float) -> float | None:
-        """Submit every probe due at ``now``; return when the next one is due.
+    def poll(self, now: float, limit: int | None = None) -> float | None:
+        """Submit every probe due at ``now`` (at most ``limit``); return when the next is due.
 
         ``now`` is a reading of ``clock``. Returns None when there are no targets.
-        :meth:`run` calls this in a loop; tests may call it directly.
+        With a ``limit`` (None: no limit) the slots beyond it stay due and the time
+        returned is then not after ``now``. :meth:`run` calls this in a loop; tests
+        may call it directly.
         """
+        budget = limit
         while True:
             n = len(self._targets)
             if n == 0:
@@ -149,6 +157,8 @@ class ProbeScheduler:
                 self._adopt_pending()
                 continue
             start, end = due_slots(self._slot, n, self.interval, self._t0, now)
+            if budget is not None:
+                end = min(end, start + budget)
             if self._pending is None:
                 self._submit(start, end)
                 self._slot = end
@@ -156,9 +166,11 @@ class ProbeScheduler:
             boundary = -(-self._slot // n) * n  # end of the current round
             if start < boundary:
                 self._submit(start, min(end, boundary))
-            if end < boundary:
-                self._slot = end
-                return slot_time(end, n, self.interval, self._t0)
+                if budget is not None:
+                    budget -= min(end, boundary) - start
+            if end < boundary or budget == 0:
+                self._slot = min(end, boundary)
+                return slot_time(self._slot, n, self.interval, self._t0)
             self._slot = boundary  # round finished: the new list takes over here
 
     def _adopt_pending(self) -> None:
@@ -194,12 +206,22 @@ class ProbeScheduler:
         """Probe until :meth:`stop` is called; one task, sleeping between due slots."""
         self._stopped = False
         while not self._stopped:
-            next_at = self.poll(self._clock())
-            # Never wake more often than every BATCH_WINDOW seconds: with 10,000 targets
-            # per second the next slot is 100 µs away, and a wake-up per slot costs more
-            # than the probes. A probe is sent at most BATCH_WINDOW late; its timeout is
-            # counted from the actual send, so nothing is judged unfairly.
-            delay = None if next_at is None else max(BATCH_WINDOW, next_at - self._clock())
+            next_at = self.poll(self._clock(), MAX_BATCH)
+            now = self._clock()
+            if next_at is None:
+                delay = None
+            elif next_at <= now:
+                # Behind schedule (the loop was held up): send the rest in chunks of
+                # MAX_BATCH and let the event loop read the replies in between, rather
+                # than one burst of a whole round that overflows the receive queue and
+                # holds the loop up again.
+                delay = 0.0
+            else:
+                # Never wake more often than every BATCH_WINDOW seconds: with 10,000
+                # targets per second the next slot is 100 µs away, and a wake-up per slot
+                # costs more than the probes. A probe is sent at most BATCH_WINDOW late;
+                # its timeout is counted from the actual send, so nothing is judged unfairly.
+                delay = max(BATCH_WINDOW, next_at - now)
             await self._sleep(delay)
 
     def stop(self) -> None:
@@ -232,4 +254,4 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-__all__ = ["BATCH_WINDOW", "ProbeScheduler", "due_slots", "slot_time"]
+__all__ = ["BATCH_WINDOW", "MAX_BATCH", "ProbeScheduler", "due_slots", "slot_time"]

@@ -31,9 +31,17 @@ from dataclasses import dataclass
 
 from goavail.cluster.serf_agent import SerfAgent
 from goavail.cluster.serf_rpc import MemberEvent, SerfError, SerfRPC, UserEvent
-from goavail.cluster.wire import Codec, ReplayGuard, SeqCounter, Verdict, WireError, event_name
+from goavail.cluster.wire import (
+    Codec,
+    OverrideMode,
+    ReplayGuard,
+    SeqCounter,
+    Verdict,
+    WireError,
+    event_name,
+)
 from goavail.config import Members, split_host_port
-from goavail.decision import DecisionStage
+from goavail.decision import DecisionStage, Override
 from goavail.health import State
 
 log = logging.getLogger("goavail.cluster")
@@ -89,6 +97,9 @@ class Cluster:
             for re-announcement; a live mapping (read, never copied: keep it cheap).
         on_decision: called as ``on_decision(target, state)`` when a peer's vote
             (or its loss) changes a decision.
+        on_override: called as ``on_override(node, target, previous, override)`` when
+            the override peer ``node`` holds for ``target`` changes (``Override.AUTO``:
+            cleared, or lapsed because the peer left, failed, or stopped announcing).
         clock: wall clock in Unix seconds (verdicts carry wall-clock issue times).
         on_quorum: see the ``on_quorum`` attribute (None: nobody is told).
 
@@ -97,7 +108,12 @@ class Cluster:
             "accepted", and "rejected_<reason>" for every
             :data:`goavail.cluster.wire.REJECT_REASONS` reason plus "not_member".
         live: node names of live peers (this node excluded).
+        member_status: every member Serf has reported (this node excluded) -> its latest
+            Serf status ("alive", "failed", "left", "leaving", ...).
         connected: True while the RPC connection to Serf is up.
+
+    Verdicts carry this agent's own override of the target (``stage.overrides``), so
+    peers honour it (see :mod:`goavail.decision`).
     """
 
     def __init__(
@@ -108,6 +124,7 @@ class Cluster:
         stage: DecisionStage,
         local_verdicts: Callable[[], Mapping[str, State]],
         on_decision: Callable[[str, State], None],
+        on_override: Callable[[str, str, Override, Override], None] | None = None,
         clock: Callable[[], float] = time.time,
         on_quorum: Callable[[bool, int, int], None] | None = None,
     ) -> None:
@@ -116,6 +133,7 @@ class Cluster:
         self.stage = stage
         self._local_verdicts = local_verdicts
         self._on_decision = on_decision
+        self._on_override = on_override
         self._clock = clock
         self.event = event_name(members.cluster_name)
         self.codec = Codec(members.key_bytes(), self.event)
@@ -124,6 +142,7 @@ class Cluster:
         self.settings = serf_settings(members)
         self.counters: Counter[str] = Counter()
         self.live: set[str] = set()
+        self.member_status: dict[str, str] = {}
         self.connected = False
         self._rpc: SerfRPC | None = None
         self._serf: SerfAgent | None = None
@@ -238,6 +257,7 @@ class Cluster:
                 "is taken for a peer",
                 self.node,
             )
+        self.member_status = {m.name: m.status for m in listed if m.name != self.node}
         alive = {m.name for m in listed if m.status == "alive"} - {self.node}
         for node in alive - self.live:
             self._peer_alive(node)
@@ -248,6 +268,7 @@ class Cluster:
         for member in event.members:
             if member.name == self.node:
                 continue
+            self.member_status[member.name] = member.status
             alive = member.status == "alive" and event.event in ("member-join", "member-update")
             if alive and member.name not in self.live:
                 self._peer_alive(member.name)
@@ -269,12 +290,16 @@ class Cluster:
         self.live.discard(node)
         for key in [k for k in self._vote_seen if k[0] == node]:
             del self._vote_seen[key]
+        overridden = dict(self.stage.peer_overrides.get(node, {}))
         changed = self.stage.peer_gone(node)
         log.warning(
             "peer %s gone (%s): its votes are dropped (%d live peers)", node, why, len(self.live)
         )
         for target, state in changed.items():
             self._on_decision(target, state)
+        for target, held in overridden.items():
+            log.warning("override of %s held by %s lapsed: %s is gone", target, node, node)
+            self._override_changed(node, target, held, Override.AUTO)
         self._check_quorum()
 
     def _check_quorum(self) -> None:
@@ -330,6 +355,25 @@ class Cluster:
             )
         if changed is not None:
             self._on_decision(verdict.target, changed)
+        override = Override(verdict.override)
+        held = self.stage.peer_overrides.get(verdict.node, {}).get(verdict.target, Override.AUTO)
+        if override is not held:
+            self.stage.peer_override(verdict.node, verdict.target, override)
+            log.warning(
+                "peer %s %s its override of %s (%s); honoured here too",
+                verdict.node,
+                "cleared" if override is Override.AUTO else "holds",
+                verdict.target,
+                override,
+                extra={"target": verdict.target, "peer": verdict.node},
+            )
+            self._override_changed(verdict.node, verdict.target, held, override)
+
+    def _override_changed(
+        self, node: str, target: str, previous: Override, override: Override
+    ) -> None:
+        if self._on_override is not None:
+            self._on_override(node, target, previous, override)
 
     def _reject(self, reason: str, event: UserEvent) -> None:
         self.counters[f"rejected_{reason}"] += 1
@@ -351,10 +395,13 @@ class Cluster:
         for (node, target), seen in list(self._vote_seen.items()):
             if seen < horizon:
                 del self._vote_seen[(node, target)]
+                held = self.stage.peer_overrides.get(node, {}).get(target, Override.AUTO)
                 changed = self.stage.drop_vote(node, target)
                 log.info("vote of %s for %s expired (not re-announced)", node, target)
                 if changed is not None:
                     self._on_decision(target, changed)
+                if held is not Override.AUTO:
+                    self._override_changed(node, target, held, Override.AUTO)
 
     # -- verdicts out ---------------------------------------------------------------
 
@@ -371,7 +418,13 @@ class Cluster:
         if rpc is None:
             self.counters["publish_failed"] += 1
             return  # announced again after reconnecting
-        verdict = Verdict(self.node, target, state is State.UP, self.seq.next(), self._clock())
+        own = self.stage.overrides.get(target, Override.AUTO)
+        override: OverrideMode = (
+            "up" if own is Override.UP else "down" if own is Override.DOWN else "auto"
+        )
+        verdict = Verdict(
+            self.node, target, state is State.UP, self.seq.next(), self._clock(), override
+        )
         try:
             await rpc.user_event(self.event, self.codec.seal(verdict), coalesce=False)
         except (SerfError, OSError, ValueError) as exc:  # the next announcement repeats it

@@ -8,7 +8,11 @@ carries one :class:`Verdict`. The payload is one of::
     0x81 ‖ encoding                  (plaintext; only when no crypto_key is configured)
 
 where *encoding* is the msgpack array ``[node, packed target IP (4 or 16 raw bytes), up, seq,
-issued_at in whole milliseconds]``. The event name is the GCM associated data, so a message
+issued_at in whole milliseconds]``, plus a sixth element, the sender's maintenance override
+of the target (1 = up, 2 = down), only while it holds one. Messages without an override are
+byte-for-byte those of earlier releases, which therefore still accept them; an earlier
+release rejects a verdict that carries an override (``decode``), so it ignores that one
+vote until the override is cleared. The event name is the GCM associated data, so a message
 captured in one cluster does not open under another cluster's event name (plaintext messages
 are not bound to the event name).
 
@@ -43,6 +47,7 @@ __all__ = [
     "KEY_SIZES",
     "MAX_NODE_NAME_BYTES",
     "NONCE_BYTES",
+    "OVERRIDE_CODES",
     "REJECT_REASONS",
     "SERF_USER_EVENT_LIMIT",
     "SERF_USER_EVENT_OVERHEAD",
@@ -52,6 +57,7 @@ __all__ = [
     "VERSION_PLAINTEXT",
     "VERSION_SEALED",
     "Codec",
+    "OverrideMode",
     "RejectReason",
     "ReplayGuard",
     "SeqCounter",
@@ -126,10 +132,18 @@ REJECT_REASONS: Final[tuple[RejectReason, ...]] = get_args(RejectReason)
 - ``skew``: ``issued_at`` further than ``max_clock_skew`` from the receiver's clock.
 """
 
+OverrideMode = Literal["auto", "up", "down"]
+"""A sender's maintenance override of the target (see :class:`goavail.decision.Override`)."""
+
+OVERRIDE_CODES: Final[dict[OverrideMode, int]] = {"auto": 0, "up": 1, "down": 2}
+"""Wire code of each override; ``auto`` is sent as no sixth element at all."""
+_OVERRIDE_BY_CODE: Final[dict[int, OverrideMode]] = {v: k for k, v in OVERRIDE_CODES.items()}
+
 # Smallest valid encoding: fixarray(5), 1-byte node (2), bin8 IPv4 (6), bool, fixint, fixint.
 _MIN_ENCODING: Final = 1 + 2 + 6 + 1 + 1 + 1
-# Largest encoding minus the node string: fixarray, bin8 IPv6 (2 + 16), bool, uint64, uint64.
-_MAX_ENCODING_WITHOUT_NODE: Final = 1 + (2 + 16) + 1 + 9 + 9
+# Largest encoding minus the node string: fixarray, bin8 IPv6 (2 + 16), bool, uint64, uint64,
+# override (fixint).
+_MAX_ENCODING_WITHOUT_NODE: Final = 1 + (2 + 16) + 1 + 9 + 9 + 1
 _SEALED_OVERHEAD: Final = 1 + NONCE_BYTES + TAG_BYTES
 _PLAINTEXT_OVERHEAD: Final = 1
 
@@ -175,9 +189,9 @@ def _msgpack_str_header(length: int) -> int:
 def max_node_name_bytes(event: str) -> int:
     """Longest node name, in UTF-8 bytes, whose verdicts fit Serf's limit under ``event``.
 
-    Worst case: sealed, IPv6 target, 64-bit ``seq`` and ``issued_at``, and Serf's worst-case
-    overhead (:data:`USER_EVENT_BUDGET`). Returns 0 if even an empty name would not fit.
-    387 for the default event name (:data:`MAX_NODE_NAME_BYTES`); a cluster name costs its
+    Worst case: sealed, IPv6 target, 64-bit ``seq`` and ``issued_at``, an override, and Serf's
+    worst-case overhead (:data:`USER_EVENT_BUDGET`). Returns 0 if even an empty name would not
+    fit. 386 for the default event name (:data:`MAX_NODE_NAME_BYTES`); a cluster name costs its
     length + 1 more.
     """
     room = (
@@ -194,8 +208,9 @@ def max_node_name_bytes(event: str) -> int:
 
 MAX_NODE_NAME_BYTES: Final = max_node_name_bytes(EVENT_BASE)
 """Longest Serf node name (UTF-8 bytes) that goavail can gossip under the default event name:
-387. Computed by :func:`max_node_name_bytes`; the same limit holds in plaintext mode, so turning
-encryption on never makes a working node name too long."""
+386 (387 before verdicts could carry an override). Computed by :func:`max_node_name_bytes`;
+the same limit holds in plaintext mode, so turning encryption on never makes a working node
+name too long."""
 
 
 def _ms(issued_at: float) -> int:
@@ -215,6 +230,8 @@ class Verdict:
     - ``seq``: the sender's message counter (unsigned 64-bit), see :class:`SeqCounter`.
     - ``issued_at``: Unix time in seconds when the verdict was sent; carried with millisecond
       precision, so an opened verdict has ``issued_at`` rounded to the millisecond.
+    - ``override``: the sender's maintenance override of the target, ``"auto"`` (none, the
+      default), ``"up"`` or ``"down"``.
 
     Raises ``TypeError`` for wrongly typed fields and ``ValueError`` for out-of-range ones.
     """
@@ -224,6 +241,7 @@ class Verdict:
     up: bool
     seq: int
     issued_at: float
+    override: OverrideMode = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.node, str):
@@ -247,12 +265,16 @@ class Verdict:
             raise TypeError("issued_at must be a number of seconds")
         if not (math.isfinite(self.issued_at) and 0 <= _ms(self.issued_at) <= UINT64_MAX):
             raise ValueError(f"issued_at {self.issued_at} is not a Unix time the wire can carry")
+        if self.override not in OVERRIDE_CODES:
+            raise ValueError(f"override {self.override!r} is not one of auto, up, down")
 
 
 def _encode(verdict: Verdict) -> bytes:
     """The compact msgpack encoding of ``verdict`` (see the module docstring)."""
     packed = ipaddress.ip_address(verdict.target).packed
-    row = [verdict.node, packed, verdict.up, verdict.seq, _ms(verdict.issued_at)]
+    row: list[object] = [verdict.node, packed, verdict.up, verdict.seq, _ms(verdict.issued_at)]
+    if verdict.override != "auto":
+        row.append(OVERRIDE_CODES[verdict.override])
     body: bytes = msgpack.packb(row, use_bin_type=True)
     return body
 
@@ -269,7 +291,7 @@ def _decode(body: bytes) -> Verdict:
             raw=False,
             use_list=True,
             strict_map_key=True,
-            max_array_len=5,
+            max_array_len=6,
             max_map_len=0,
             max_bin_len=16,
             max_ext_len=0,
@@ -278,9 +300,12 @@ def _decode(body: bytes) -> Verdict:
     # UnpackException"; any failure to parse untrusted bytes is a rejection, not a crash.
     except Exception as exc:
         raise WireError("decode", f"not msgpack: {exc}") from None
-    if type(row) is not list or len(row) != 5:
-        raise WireError("decode", "not a 5-element array")
-    node, packed, up, seq, issued_ms = row
+    if type(row) is not list or len(row) not in (5, 6):
+        raise WireError("decode", "not a 5- or 6-element array")
+    node, packed, up, seq, issued_ms = row[:5]
+    code = row[5] if len(row) == 6 else OVERRIDE_CODES["auto"]
+    if len(row) == 6 and (type(code) is not int or code not in (1, 2)):
+        raise WireError("decode", "override is not 1 (up) or 2 (down)")
     if type(node) is not str or not node:
         raise WireError("decode", "node is not a non-empty str")
     if type(packed) is not bytes or len(packed) not in (4, 16):
@@ -292,7 +317,14 @@ def _decode(body: bytes) -> Verdict:
     if not _is_uint64(issued_ms):
         raise WireError("decode", "issued_at is not an unsigned 64-bit int of milliseconds")
     try:
-        return Verdict(node, str(ipaddress.ip_address(packed)), up, seq, issued_ms / 1000)
+        return Verdict(
+            node,
+            str(ipaddress.ip_address(packed)),
+            up,
+            seq,
+            issued_ms / 1000,
+            _OVERRIDE_BY_CODE[code],
+        )
     except (TypeError, ValueError) as exc:  # e.g. node with lone surrogates (not valid UTF-8)
         raise WireError("decode", str(exc)) from None
 

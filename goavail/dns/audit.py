@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,10 +27,15 @@ class AuditLog:
     "applied", "already-done" when the provider already matched, or "error").
     ``error`` is present only when ``outcome == "error"``.
 
-    The last ``keep`` records stay in memory (``recent``) for the status page.
-    ``on_record``, if set, is called with every record after it is written (the
-    notifier); it must return at once, and an exception from it is logged, never
-    raised to the provider that made the change.
+    Override records (see :meth:`override`) share the log: ``time``,
+    ``action`` = ``"override"``, ``target``, ``mode``, ``previous``, ``reason``, ``source``.
+
+    The last ``keep`` records stay in memory (``recent``) for the status page, and
+    ``counts`` counts DNS records by ``(provider, action, outcome, dry_run)`` for
+    the metrics; :meth:`inherit` carries both over when a reload replaces the log.
+    ``on_record``, if set, is called with every DNS record (not override records)
+    after it is written (the notifier and the hooks); it must return at once, and an
+    exception from it is logged, never raised to the provider that made the change.
 
     Raises:
         OSError: from the constructor when ``path`` cannot be opened for appending.
@@ -49,6 +54,14 @@ class AuditLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file = path.open("a", encoding="utf-8")
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
+        self.counts: Counter[tuple[str, str, str, bool]] = Counter()
+
+    def inherit(self, old: AuditLog) -> None:
+        """Continue the in-memory history (``recent``, ``counts``) of the log this one replaces."""
+        mine = list(self.recent)
+        self.recent.clear()
+        self.recent.extend([*old.recent, *mine])
+        self.counts.update(old.counts)
 
     def record(
         self,
@@ -86,16 +99,46 @@ class AuditLog:
             f" error={error}" if error else "",
             extra={"audit": entry},
         )
-        if self._file is not None:
-            self._file.write(line + "\n")
-            self._file.flush()
-        self.recent.append(entry)
+        self.counts[(provider, change.action, outcome, dry_run)] += 1
+        self._write(line, entry)
         if self.on_record is not None:
             try:
                 self.on_record(entry)
             except Exception:  # a listener's bug must never fail a DNS change
                 log.exception("audit listener failed on %s", line)
         return entry
+
+    def override(
+        self, target: str, *, mode: str, previous: str, reason: str, source: str
+    ) -> dict[str, Any]:
+        """Write one override record (``mode``/``previous``: "up", "down" or "auto";
+        ``source``: "file", "api" or "peer") and return it as a dict."""
+        entry: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "action": "override",
+            "target": target,
+            "mode": mode,
+            "previous": previous,
+            "reason": reason,
+            "source": source,
+        }
+        log.warning(
+            "OVERRIDE %s: %s -> %s (source %s)%s",
+            target,
+            previous,
+            mode,
+            source,
+            f": {reason}" if reason else "",
+            extra={"audit": entry, "target": target},
+        )
+        self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False), entry)
+        return entry
+
+    def _write(self, line: str, entry: dict[str, Any]) -> None:
+        if self._file is not None:
+            self._file.write(line + "\n")
+            self._file.flush()
+        self.recent.append(entry)
 
     def close(self) -> None:
         """Flush and close the audit file (idempotent)."""

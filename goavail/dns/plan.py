@@ -13,11 +13,13 @@ Rules (see design.md; octodns / external-dns style):
   never emptied by goavail. Route 53 ("if all records are unhealthy, Route 53
   considers all of them healthy") and gdnsd (all-down -> all-up) do the same.
 * Creates come before deletes (make before break).
+* A change caused by a maintenance override says so in its reason
+  ("target 192.0.2.1 down (override)").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from goavail.dns.model import Change, FailOpen, Plan, Record, RecordType, record_type_for
 from goavail.health import State
@@ -33,6 +35,7 @@ def plan(
     *,
     ttl: int | None = None,
     proxied: bool | None = None,
+    overridden: Collection[str] = (),
 ) -> Plan:
     """Compute the changes that bring DNS in line with the decisions.
 
@@ -44,6 +47,8 @@ def plan(
         current: name -> the provider's current A/AAAA records of that name
             (a name missing here is treated as having no records).
         ttl, proxied: attributes given to created records.
+        overridden: addresses whose decision is a maintenance override (only the
+            reasons of their changes differ).
 
     Returns:
         A :class:`Plan`: creates first, then deletes, each group sorted by
@@ -88,9 +93,9 @@ def plan(
                 continue
             for address in up:
                 if address not in present:
-                    create(address, f"target {address} up")
+                    create(address, f"target {address} up{_why(address, overridden)}")
             deletes.extend(
-                Change("delete", r, f"target {r.content} down")
+                Change("delete", r, f"target {r.content} down{_why(r.content, overridden)}")
                 for r in managed
                 if r.content in down
             )
@@ -99,3 +104,7 @@ def plan(
         return c.record.key
 
     return Plan(tuple(sorted(creates, key=order) + sorted(deletes, key=order)), tuple(fail_open))
+
+
+def _why(address: str, overridden: Collection[str]) -> str:
+    return " (override)" if address in overridden else ""

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from goavail.dns.backoff import backoff_delay
 from goavail.dns.model import Change, FailOpen, Record
@@ -46,6 +47,8 @@ class Reconciler:
         on_fail_open: called with ``(case, engaged)`` when fail-open is engaged
             (True) or released (False) for a name and family (the notifier); it
             must return at once.
+        overridden: targets under a maintenance override; a live collection, read at
+            each pass (only the reasons of their changes differ).
 
     Attributes (read by status reporting):
         converged: True after a pass that left nothing to do (held changes
@@ -54,6 +57,11 @@ class Reconciler:
         fail_open: fail-open cases of the last plan.
         retries: consecutive failed passes.
         last_error: text of the last error, or None.
+        passes, failed_passes: passes run and passes that failed, since start.
+        current: name -> the records read by the last pass that could read them all
+            (in dry-run: as if the planned changes had been made).
+        read_at: ``time.monotonic()`` of that read, or None before the first one.
+        read_failed: True when the last pass could not read the records.
     """
 
     def __init__(
@@ -69,11 +77,13 @@ class Reconciler:
         jitter: Callable[[], float] = random.random,
         hold: Callable[[Change], float] | None = None,
         on_fail_open: Callable[[FailOpen, bool], None] | None = None,
+        overridden: Collection[str] = (),
     ) -> None:
         self.provider = provider
         self.names = list(names)
         self.addresses = list(addresses)
         self.decisions = decisions
+        self.overridden = overridden
         self.ttl = ttl
         self.proxied = proxied
         self.resync_interval = resync_interval
@@ -92,6 +102,10 @@ class Reconciler:
         self.last_error: str | None = None
         self._transient = True
         self.passes = 0
+        self.failed_passes = 0
+        self.current: dict[str, list[Record]] = {}
+        self.read_at: float | None = None
+        self.read_failed = False
         self.lock = asyncio.Lock()
         """Held during a pass; take it to swap the provider between passes."""
 
@@ -157,7 +171,9 @@ class Reconciler:
             for name in self.names:
                 current[name] = await self.provider.records(name)
         except ProviderError as exc:
+            self.read_failed = True
             return self._failed(f"cannot read records: {exc}", exc.transient)
+        self.current, self.read_at, self.read_failed = current, time.monotonic(), False
         result = plan(
             self.names,
             self.addresses,
@@ -165,6 +181,7 @@ class Reconciler:
             current,
             ttl=self.ttl,
             proxied=self.proxied,
+            overridden=set(self.overridden),
         )
         self._report_fail_open(result.fail_open)
         ready, held = self._gate(result.changes)
@@ -173,6 +190,7 @@ class Reconciler:
             return self._succeeded()
         outcomes = await self.provider.apply(ready)
         done = {id(o.change) for o in outcomes if o.ok}
+        self.current = after(current, [c for c in ready if id(c) in done])
         self.pending = tuple(c for c in result.changes if id(c) not in done)
         if len(self.pending) == len(held):
             return self._succeeded()
@@ -217,6 +235,7 @@ class Reconciler:
     def _failed(self, message: str, transient: bool) -> bool:
         self.converged = False
         self.retries += 1
+        self.failed_passes += 1
         self.last_error = message
         self._transient = transient
         log.log(
@@ -247,3 +266,17 @@ class Reconciler:
             if self.on_fail_open is not None:
                 self.on_fail_open(old[key], False)
         self.fail_open = cases
+
+
+def after(
+    current: Mapping[str, Sequence[Record]], changes: Sequence[Change]
+) -> dict[str, list[Record]]:
+    """The records of ``current`` once ``changes`` are made (pure; for status reporting)."""
+    result = {name: list(records) for name, records in current.items()}
+    for change in changes:
+        records = result.setdefault(change.record.name, [])
+        key = change.record.key
+        records[:] = [r for r in records if r.key != key]
+        if change.action == "create":
+            records.append(change.record)
+    return result

@@ -16,18 +16,24 @@ calls to the Cloudflare stand-in never leave the namespace.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import signal as signals
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.cfstub.server import CloudflareStub
 
@@ -48,7 +54,7 @@ rise_threshold = 2
 """
 """Top-level timing settings that keep a test's failover well under a few seconds."""
 
-_SECRET_ENV_PREFIXES = ("CLOUDFLARE_", "CF_API_", "AWS_")
+_SECRET_ENV_PREFIXES = ("CLOUDFLARE_", "CF_API_", "AWS_", "GOAVAIL_TSIG_")
 
 T = TypeVar("T")
 
@@ -404,6 +410,24 @@ def _toml_list(items: Iterable[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on at ``host`` right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_toml(listen: str | None) -> str:
+    """A ``[Server]`` section: listening on ``listen``, or disabled when None (the default
+    of the config helpers: tests that do not look at the HTTP side never bind a port).
+    The helpers put it before the DNS section, so lines appended to their text still
+    land in the DNS section."""
+    if listen is None:
+        return "\n[Server]\nenabled = false\n"
+    return f"\n[Server]\nlisten = {json.dumps(listen)}\n"
+
+
 def cloudflare_toml(
     addresses: Sequence[str],
     *,
@@ -413,6 +437,7 @@ def cloudflare_toml(
     proxied: bool = False,
     resync: str = "1s",
     top: str = "",
+    listen: str | None = None,
 ) -> str:
     """A config with fast timings and a ``[Cloudflare]`` section.
 
@@ -421,11 +446,14 @@ def cloudflare_toml(
         domain, hostnames, ttl, proxied: the section's keys.
         resync: ``resync_interval``.
         top: more top-level TOML lines (``audit_file = ...``, ``port = ...``).
+        listen: ``[Server] listen`` (e.g. ``f"127.0.0.1:{free_port()}"``); None disables
+            the HTTP server.
     """
     return (
         FAST
         + f"resync_interval = {json.dumps(resync)}\n"
         + top
+        + server_toml(listen)
         + "\n[Cloudflare]\n"
         + f"dns_domain = {json.dumps(domain)}\n"
         + f"hostnames = {_toml_list(hostnames)}\n"
@@ -444,12 +472,14 @@ def zonefile_toml(
     ttl: int = 60,
     resync: str = "1s",
     top: str = "",
+    listen: str | None = None,
 ) -> str:
     """A config with fast timings and a ``[Zonefile]`` section (see :func:`cloudflare_toml`)."""
     return (
         FAST
         + f"resync_interval = {json.dumps(resync)}\n"
         + top
+        + server_toml(listen)
         + "\n[Zonefile]\n"
         + f"path = {json.dumps(str(zone_path))}\n"
         + f"origin = {json.dumps(origin)}\n"
@@ -457,6 +487,66 @@ def zonefile_toml(
         + f"ip_addresses = {_toml_list(addresses)}\n"
         + f"ttl = {ttl}\n"
     )
+
+
+# -- the HTTP side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, headers (case-insensitive names lower-cased) and body text."""
+
+    status: int
+    headers: dict[str, str]
+    text: str
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.text)
+
+
+async def _http(method: str, url: str, body: object, token: str | None, limit: float) -> Reply:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=limit)) as session,
+        session.request(method, url, json=body, headers=headers) as response,
+    ):
+        text = await response.text()
+        return Reply(response.status, {k.lower(): v for k, v in response.headers.items()}, text)
+
+
+def http(
+    method: str, url: str, *, body: object = None, token: str | None = None, timeout: float = 10.0
+) -> Reply:
+    """One HTTP request with the aiohttp client (``body`` sent as JSON when given).
+
+    Raises:
+        aiohttp.ClientError: the server could not be reached.
+    """
+    return asyncio.run(_http(method, url, body, token, timeout))
+
+
+def http_ok(url: str) -> bool:
+    """True when a GET of ``url`` answers at all (the server is up)."""
+    try:
+        http("GET", url, timeout=2.0)
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+    return True
+
+
+def metric_values(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Samples of a Prometheus text exposition: (name, frozenset of labels) -> value."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample of a Prometheus text exposition, or None when absent."""
+    return metric_values(text).get((name, frozenset(labels.items())))
 
 
 # -- the Cloudflare stand-in ------------------------------------------------------------------

@@ -178,11 +178,62 @@ def test_monitor_with_broken_config_exits_2(tmp_path: Path) -> None:
         assert f"- {key}: " in result.stderr
 
 
-@pytest.mark.parametrize("command", ["monitor", "validate", "plan"])
-def test_route53_not_supported_yet(command: str) -> None:
-    result = run_goavail(command, "-f", "tests/data/goavail-original.toml", "-p", "route53")
+def test_route53_section_of_the_original_validates() -> None:
+    result = run_goavail("validate", "-f", "tests/data/goavail-original.toml", "-p", "route53")
+    assert result.returncode == 0, result.stderr
+    assert "names test.example.com, provider route53" in result.stdout
+    no_traceback(result)
+
+
+def test_route53_unusable_aws_profile_exits_2(tmp_path: Path) -> None:
+    result = run_goavail(
+        "monitor",
+        "-f",
+        "tests/data/goavail-original.toml",
+        "-p",
+        "route53",
+        env={
+            "AWS_PROFILE": "goavail-no-such-profile",
+            "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+        },
+    )
     assert result.returncode == 2
-    assert "not supported yet" in result.stderr
+    assert "goavail-no-such-profile" in result.stderr
+    no_traceback(result)
+
+
+RFC2136_SIGNED = """\
+[RFC2136]
+server = "127.0.0.1"
+zone = "example.test"
+tsig_key_name = "goavail-key"
+hostnames = ["www"]
+ip_addresses = ["127.20.136.2", "2001:db8:136::2"]
+"""
+
+
+def test_rfc2136_section_validates(tmp_path: Path) -> None:
+    result = run_goavail("validate", "-f", write(tmp_path, RFC2136_SIGNED), "-p", "rfc2136")
+    assert result.returncode == 0, result.stderr
+    assert "2 target(s), names www.example.test, provider rfc2136" in result.stdout
+    no_traceback(result)
+
+
+@pytest.mark.parametrize("command", ["monitor", "plan"])
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [(None, "GOAVAIL_TSIG_SECRET is not set"), ("not base64!", "not valid base64")],
+)
+def test_rfc2136_tsig_secret_missing_or_invalid_exits_2(
+    tmp_path: Path, command: str, secret: str | None, message: str
+) -> None:
+    env = {} if secret is None else {"GOAVAIL_TSIG_SECRET": secret}
+    config = write(tmp_path, RFC2136_SIGNED)
+    result = run_goavail(command, "-f", config, "-p", "rfc2136", env=env, timeout=15)
+    assert result.returncode == 2
+    assert message in result.stderr and "goavail-key." in result.stderr
+    assert "not base64!" not in result.stderr
     no_traceback(result)
 
 
@@ -303,3 +354,43 @@ ip_addresses = ["127.20.34.2", "127.20.34.3"]
     changes = {(c["action"], c["address"]) for c in json.loads(result.stdout)["changes"]}
     assert changes == {("delete", "127.20.34.2"), ("create", "127.20.34.3")}
     assert zone.read_text() == text
+
+
+def test_plan_and_validate_apply_the_overrides_file(tmp_path: Path) -> None:
+    zone = tmp_path / "example.test.zone"
+    zone.write_text(
+        "$ORIGIN example.test.\n@ 3600 IN SOA ns1 hostmaster 1 3600 600 604800 300\n"
+        "@ 3600 IN NS ns1\nns1 3600 IN A 127.0.0.1\n"
+        "www 60 IN A 127.20.35.1\nwww 60 IN A 127.20.35.2\n"
+    )
+    (tmp_path / "overrides.toml").write_text('"127.20.35.2" = { mode = "down", reason = "r" }\n')
+    config = write(
+        tmp_path,
+        """\
+failure_threshold = 1
+interval = "200ms"
+timeout = "150ms"
+overrides_file = "overrides.toml"
+
+[Zonefile]
+path = "example.test.zone"
+origin = "example.test"
+hostnames = ["www"]
+ip_addresses = ["127.20.35.1", "127.20.35.2"]
+""",
+    )
+    result = run_goavail("validate", "-f", config, "-p", "zonefile")
+    assert result.returncode == 0, result.stderr
+    assert "1 override(s)" in result.stdout
+    result = run_goavail("plan", "-f", config, "-p", "zonefile", "--json")
+    assert result.returncode == 0, result.stderr
+    changes = [
+        (c["action"], c["address"], c["reason"]) for c in json.loads(result.stdout)["changes"]
+    ]
+    assert changes == [("delete", "127.20.35.2", "target 127.20.35.2 down (override)")]
+    (tmp_path / "overrides.toml").write_text('"127.20.35.2" = "sideways"\n')
+    for command in ("validate", "plan", "monitor"):
+        result = run_goavail(command, "-f", config, "-p", "zonefile")
+        assert result.returncode == 2
+        assert "overrides.toml" in result.stderr and "'sideways' is not one of" in result.stderr
+        no_traceback(result)

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +50,7 @@ from tests.e2e.harness import (
     addresses_of,
     cloudflare_toml,
     hold,
+    metric,
     stub_env,
     wait_until,
     write_requests,
@@ -71,12 +74,31 @@ REPLAY_WAIT = 8.0
 """Seconds one replayed event is given to be rejected by every receiver."""
 GRACE_PAST = 3.0
 """Seconds past a change after which a (wrong) takeover by another writer would have shown."""
+LISTEN = "127.0.0.1:8080"
+"""Where an agent's HTTP server listens, inside the agent's own namespace."""
+TOKEN = "cluster-e2e-admin-token"
+_FETCH = """
+import sys, urllib.error, urllib.request
+method, url, body, token = sys.argv[1:5]
+request = urllib.request.Request(url, data=body.encode() or None, method=method)
+request.add_header("Authorization", "Bearer " + token)
+request.add_header("Content-Type", "application/json")
+try:
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        status, text = answer.status, answer.read().decode()
+except urllib.error.HTTPError as error:
+    status, text = error.code, error.read().decode()
+print(status)
+print(text, end="")
+"""
+"""Run inside an agent's namespace: one HTTP request, prints the status line then the body."""
 
 
-def agent_config(node: str, key: str = KEY) -> str:
-    """goavail.toml of agent ``node``: fast probes, both targets, its serf on the bridge."""
+def agent_config(node: str, key: str = KEY, listen: str | None = None) -> str:
+    """goavail.toml of agent ``node``: fast probes, both targets, its serf on the bridge,
+    its HTTP server on ``listen`` inside its own namespace (None: no server)."""
     peers = ", ".join(f'"{ADDRESSES[n]}:{SERF_PORT}"' for n in NODES if n != node)
-    return cloudflare_toml(list(TARGETS), top=f'node_name = "{node}"\n') + (
+    return cloudflare_toml(list(TARGETS), top=f'node_name = "{node}"\n', listen=listen) + (
         "\n[Members]\n"
         f'local_addr = "{ADDRESSES[node]}:{SERF_PORT}"\n'
         f"peers = [{peers}]\n"
@@ -149,16 +171,19 @@ class Cluster:
     def __getitem__(self, node: str) -> GoavailProcess:
         return self.procs[node]
 
-    def start(self, node: str, key: str = KEY, *, debug: bool = False) -> GoavailProcess:
+    def start(
+        self, node: str, key: str = KEY, *, debug: bool = False, server: bool = False
+    ) -> GoavailProcess:
         """Start agent ``node`` (``goavail monitor --no-dry-run`` inside its namespace);
-        ``debug`` adds ``--debug`` (a line per probe and per rejected message)."""
+        ``debug`` adds ``--debug`` (a line per probe and per rejected message); ``server``
+        starts its HTTP server on :data:`LISTEN` of its namespace, with :data:`TOKEN`."""
         workdir = self.workdir / f"{node}{len(self._all)}"
         workdir.mkdir()
         proc = GoavailProcess(
             workdir,
-            agent_config(node, key),
+            agent_config(node, key, LISTEN if server else None),
             args=["--no-dry-run", *(["--debug"] if debug else [])],
-            env=stub_env(self.cf),
+            env={**stub_env(self.cf), **({"GOAVAIL_ADMIN_TOKEN": TOKEN} if server else {})},
             prefix=self.net[node].exec_prefix,
         )
         self._all.append(proc)
@@ -187,6 +212,23 @@ class Cluster:
                 if voter != node:
                     self.expect(node, rf"peer {voter} votes {re.escape(target)} up")
             self.expect(node, rf"decision for {re.escape(target)}: up")
+
+    def api(self, node: str, method: str, path: str, body: object = None) -> tuple[int, str]:
+        """An HTTP request to ``node``'s server, made from inside its namespace (where
+        it listens on loopback); returns (status, body text)."""
+        argv = [
+            *self.net[node].exec_prefix,
+            sys.executable,
+            "-c",
+            _FETCH,
+            method,
+            f"http://{LISTEN}{path}",
+            json.dumps(body) if body is not None else "",
+            TOKEN,
+        ]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+        status, _, text = result.stdout.partition("\n")
+        return int(status), text
 
     def dns(self) -> set[str]:
         """The addresses www has in the stand-in."""
@@ -561,3 +603,54 @@ def test_restarted_agent_converges_through_reannouncement(cluster: Cluster) -> N
     cluster.hold_dns({T2}, GRACE_PAST)
     writers = applied(a, "delete", T1) + applied(b, "delete", T1)
     assert len(writers) == 1, cluster.tails()
+
+
+def test_override_is_announced_and_honoured_by_peers(cluster: Cluster) -> None:
+    for node in NODES:
+        cluster.start(node, server=True)
+    for node in NODES:
+        cluster.wait_ready(node)
+    cluster.wait_dns(set(TARGETS))
+
+    # drain T1 on agent a only: b and c learn it with a's verdicts and honour it
+    status, text = cluster.api(
+        "a", "POST", "/api/overrides", {"target": T1, "mode": "down", "reason": "maintenance"}
+    )
+    assert status == 200, text
+    for node in ("b", "c"):
+        cluster.expect(node, rf"peer a holds its override of {re.escape(T1)} \(down\)")
+    cluster.wait_dns({T2})
+    cluster.hold_dns({T2}, GRACE_PAST)  # nobody puts it back
+
+    status, text = cluster.api("b", "GET", "/api/status")
+    assert status == 200
+    doc = json.loads(text)
+    t1 = {t["address"]: t for t in doc["targets"]}[T1]
+    assert t1["override"] == {"mode": "down", "local": None, "peers": {"a": "down"}}
+    assert (t1["state"], t1["effective"]) == ("up", "down")
+    assert t1["votes"] == {"a": "up", "c": "up"}  # a's vote stays honest: T1 answers
+    assert doc["cluster"]["live_peers"] == ["a", "c"]
+    status, page = cluster.api("b", "GET", "/")
+    assert status == 200 and "(peer a: down)" in page and "Vote of c" in page
+    status, text = cluster.api("b", "GET", "/_health")
+    health = json.loads(text)
+    assert status == 200 and [p["name"] for p in health["probes"]] == [
+        "config",
+        "probes",
+        "serf",
+        "dns",
+    ]
+    status, text = cluster.api("c", "GET", "/metrics")
+    assert metric(text, "goavail_target_override", target=T1, mode="down") == 1.0
+    assert metric(text, "goavail_peers", status="alive") == 2.0
+    assert (metric(text, "goavail_gossip_messages_total", result="accepted", reason="") or 0) > 0
+    assert metric(text, "goavail_gossip_messages_total", result="rejected", reason="tag") == 0
+
+    # only a can lift it; then T1 is back
+    status, _ = cluster.api("b", "POST", "/api/overrides", {"target": T1, "mode": "auto"})
+    assert status == 200  # b holds no override of its own: nothing changes
+    cluster.hold_dns({T2}, 1.0)
+    status, _ = cluster.api("a", "POST", "/api/overrides", {"target": T1, "mode": "auto"})
+    assert status == 200
+    cluster.expect("c", rf"peer a cleared its override of {re.escape(T1)}")
+    cluster.wait_dns(set(TARGETS))

@@ -8,21 +8,43 @@ fixtures:
   backend per test; every call within one test talks to the same backend.
 * ``zone``: the zone/domain the backend serves, e.g. ``"example.test"``.
 
-Optionally ``inject_transient``: a callable ``inject_transient(n)`` making the
-next ``n`` backend calls fail transiently (HTTP 429/5xx or similar). When not
-overridden, the retry test is skipped for that provider.
+Optional fixtures (when not overridden, the tests needing them are skipped):
+
+* ``inject_transient``: a callable ``inject_transient(n)`` making the next ``n``
+  backend requests fail transiently (HTTP 429/5xx, DNS SERVFAIL, ...) through a
+  real mechanism (the stand-in's fault injection, a fault-injecting proxy).
+* ``backdoor``: a :class:`Backdoor` reaching the backend without the provider,
+  to seed and inspect records goavail does not manage (a TXT record at a
+  managed name).
+
+The cases follow dns-lexicon's ``tests/providers/integration_tests.py``: list
+(empty, one, a set), create (one, a set built one by one, an existing one),
+delete (one of a set, the last one, a missing one), idempotent repeats of a
+whole batch, records goavail does not manage left alone (other addresses,
+other names, other types), AAAA beside A, dry-run, and transient errors
+reported and retried on reads and writes.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
 from goavail.dns.model import Change, Record, RecordType
-from goavail.dns.providers.base import CallRetry, Provider
+from goavail.dns.providers.base import CallRetry, Provider, ProviderError
+
+
+class Backdoor(Protocol):
+    """Direct access to a provider's backend (boto3 on moto, dnspython on Knot, ...)."""
+
+    def add_txt(self, name: str, text: str) -> None:
+        """Add a TXT record holding ``text`` at ``name`` (fully qualified, no trailing dot)."""
+
+    def txt(self, name: str) -> set[str]:
+        """The texts of the TXT records at ``name``."""
 
 
 async def _make(make_provider: Callable[..., Any], dry_run: bool = False) -> Provider:
@@ -46,6 +68,10 @@ class ProviderContract:
 
     @pytest.fixture
     def inject_transient(self) -> Callable[[int], None] | None:
+        return None
+
+    @pytest.fixture
+    def backdoor(self) -> Backdoor | None:
         return None
 
     async def test_list_empty_name(self, make_provider: Any, zone: str) -> None:
@@ -115,16 +141,124 @@ class ProviderContract:
         await p.apply(
             [
                 Change("create", _rec(name, "2001:db8::1", "AAAA"), "test"),
+                Change("create", _rec(name, "2001:db8::2", "AAAA"), "test"),
                 Change("create", _rec(name, "192.0.2.1"), "test"),
             ]
         )
         assert _keys(await p.records(name)) == {
             (name, "AAAA", "2001:db8::1"),
+            (name, "AAAA", "2001:db8::2"),
             (name, "A", "192.0.2.1"),
         }
         current = {r.content: r for r in await p.records(name)}
         await p.apply([Change("delete", current["2001:db8::1"], "test")])
+        assert _keys(await p.records(name)) == {
+            (name, "AAAA", "2001:db8::2"),
+            (name, "A", "192.0.2.1"),
+        }
+        # the last AAAA goes, the A stays: the families are separate record sets
+        await p.apply([Change("delete", _rec(name, "2001:db8::2", "AAAA"), "test")])
         assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}
+        fresh = await _make(make_provider)
+        assert _keys(await fresh.records(name)) == {(name, "A", "192.0.2.1")}
+
+    async def test_aaaa_content_is_canonical(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"v6.{zone}"
+        await p.apply([Change("create", _rec(name, "2001:db8::a:0:0:1", "AAAA"), "test")])
+        [got] = await (await _make(make_provider)).records(name)
+        assert got.key == (name, "AAAA", "2001:db8::a:0:0:1")
+        out = await p.apply([Change("create", _rec(name, "2001:db8::a:0:0:1", "AAAA"), "again")])
+        assert [o.ok for o in out] == [True]
+        assert p.audit.recent[-1]["outcome"] == "already-done"
+
+    async def test_create_builds_a_set(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        for address in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+            out = await p.apply([Change("create", _rec(name, address), "test")])
+            assert [o.ok for o in out] == [True]
+            assert p.audit.recent[-1]["outcome"] == "applied"
+        expected = {(name, "A", f"192.0.2.{i}") for i in (1, 2, 3)}
+        assert _keys(await p.records(name)) == expected
+        assert _keys(await (await _make(make_provider)).records(name)) == expected
+
+    async def test_delete_last_record_empties_only_that_name(
+        self, make_provider: Any, zone: str
+    ) -> None:
+        p = await _make(make_provider)
+        www, api = f"www.{zone}", f"api.{zone}"
+        await p.apply(
+            [
+                Change("create", _rec(www, "192.0.2.1"), "test"),
+                Change("create", _rec(api, "192.0.2.1"), "test"),
+            ]
+        )
+        [record] = await p.records(www)
+        out = await p.apply([Change("delete", record, "test")])
+        assert [o.ok for o in out] == [True]
+        fresh = await _make(make_provider)
+        assert await fresh.records(www) == []
+        assert _keys(await fresh.records(api)) == {(api, "A", "192.0.2.1")}
+
+    async def test_delete_twice_is_success(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        await p.apply(
+            [
+                Change("create", _rec(name, "192.0.2.1"), "test"),
+                Change("create", _rec(name, "192.0.2.2"), "test"),
+            ]
+        )
+        delete = Change("delete", _rec(name, "192.0.2.1"), "test")
+        assert [o.ok for o in await p.apply([delete])] == [True]
+        assert p.audit.recent[-1]["outcome"] == "applied"
+        assert [o.ok for o in await p.apply([delete])] == [True]
+        assert p.audit.recent[-1]["outcome"] == "already-done"
+        assert _keys(await p.records(name)) == {(name, "A", "192.0.2.2")}
+
+    async def test_repeating_a_batch_is_idempotent(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        await p.apply([Change("create", _rec(name, "192.0.2.9"), "seed")])
+        batch = [
+            Change("create", _rec(name, "192.0.2.1"), "test"),
+            Change("create", _rec(name, "2001:db8::1", "AAAA"), "test"),
+            Change("delete", _rec(name, "192.0.2.9"), "test"),
+        ]
+        first = await p.apply(batch)
+        assert [o.ok for o in first] == [True, True, True]
+        after = _keys(await p.records(name))
+        assert after == {(name, "A", "192.0.2.1"), (name, "AAAA", "2001:db8::1")}
+        second = await (await _make(make_provider)).apply(batch)
+        assert [o.ok for o in second] == [True, True, True]
+        assert _keys(await p.records(name)) == after
+
+    async def test_other_record_types_untouched(
+        self, make_provider: Any, zone: str, backdoor: Backdoor | None
+    ) -> None:
+        if backdoor is None:
+            pytest.skip("this backend holds A and AAAA records only")
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        backdoor.add_txt(name, "kept by goavail")
+        await p.apply(
+            [
+                Change("create", _rec(name, "192.0.2.1"), "test"),
+                Change("create", _rec(name, "192.0.2.2"), "test"),
+                Change("create", _rec(name, "2001:db8::1", "AAAA"), "test"),
+            ]
+        )
+        assert {r.type for r in await p.records(name)} == {"A", "AAAA"}
+        await p.apply(
+            [
+                Change("delete", _rec(name, "192.0.2.1"), "test"),
+                Change("delete", _rec(name, "192.0.2.2"), "test"),
+                Change("delete", _rec(name, "2001:db8::1", "AAAA"), "test"),
+            ]
+        )
+        assert await p.records(name) == []
+        assert backdoor.txt(name) == {"kept by goavail"}
 
     async def test_dry_run_writes_nothing(self, make_provider: Any, zone: str) -> None:
         real = await _make(make_provider)
@@ -182,4 +316,25 @@ class ProviderContract:
         assert [o.ok for o in out] == [True]
         assert p.audit.recent[-1]["outcome"] in ("applied", "already-done")
         inject_transient(2)
+        assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}
+
+    async def test_transient_error_on_read_retried(
+        self,
+        make_provider: Any,
+        zone: str,
+        inject_transient: Callable[[int], None] | None,
+    ) -> None:
+        if inject_transient is None:
+            pytest.skip("this backend has no transient errors to inject")
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        await p.apply([Change("create", _rec(name, "192.0.2.1"), "seed")])
+        p.retry = CallRetry(attempts=3, base=0.01, cap=0.02)
+        inject_transient(2)  # absorbed by the retries of one read
+        assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}
+        p.retry = CallRetry(attempts=1)
+        inject_transient(1)
+        with pytest.raises(ProviderError) as info:
+            await p.records(name)
+        assert info.value.transient
         assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}

@@ -22,7 +22,7 @@ from goavail.dns.providers.cloudflare import (
     credentials_from_env,
 )
 from tests.cfstub import CloudflareStub
-from tests.providers.contract import ProviderContract
+from tests.providers.contract import Backdoor, ProviderContract
 
 ZONE = "example.test"
 TOKEN = "tok-3f9a6c1e-secret-value"
@@ -98,6 +98,27 @@ class TestCloudflareContract(ProviderContract):
     @pytest.fixture
     def inject_transient(self, stub: CloudflareStub) -> Callable[[int], None]:
         return lambda n: stub.fail_next(n, 503)
+
+    @pytest.fixture
+    def backdoor(self, stub: CloudflareStub) -> Backdoor:
+        return StubBackdoor(stub)
+
+
+class StubBackdoor:
+    """TXT records put into and read from the stand-in's state directly (no HTTP)."""
+
+    def __init__(self, stub: CloudflareStub) -> None:
+        self.stub = stub
+
+    def add_txt(self, name: str, text: str) -> None:
+        self.stub.add_record(ZONE, name, "TXT", text)
+
+    def txt(self, name: str) -> set[str]:
+        return {
+            r["content"]
+            for r in self.stub.records(ZONE)
+            if r["type"] == "TXT" and r["name"] == name
+        }
 
 
 # -- zone ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import dns.name
+import dns.rdata
 import dns.rdatatype
 import dns.zone
 import pytest
@@ -20,7 +21,7 @@ from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, Record, RecordType
 from goavail.dns.providers.base import ProviderError
 from goavail.dns.providers.zonefile import ZonefileProvider, next_serial
-from tests.providers.contract import ProviderContract
+from tests.providers.contract import Backdoor, ProviderContract
 
 ORIGIN = "example.test"
 
@@ -148,9 +149,17 @@ class TestZonefileContract(ProviderContract):
         return ORIGIN
 
     @pytest.fixture
-    def make_provider(self, tmp_path: Path) -> Callable[[bool], ZonefileProvider]:
+    def contract_zone(self, tmp_path: Path) -> Path:
+        return tmp_path / "contract.zone"
+
+    @pytest.fixture
+    def backdoor(self, contract_zone: Path) -> Backdoor:
+        return ZoneFileBackdoor(contract_zone)
+
+    @pytest.fixture
+    def make_provider(self, contract_zone: Path) -> Callable[[bool], ZonefileProvider]:
         # the contract wants an empty backend: a zone with only SOA and NS
-        path = tmp_path / "contract.zone"
+        path = contract_zone
         path.write_text(
             "$TTL 3600\n@ IN SOA ns1 hostmaster 1 3600 600 604800 300\n@ IN NS ns1\n"
             "ns1 IN A 127.0.0.1\n",
@@ -163,6 +172,28 @@ class TestZonefileContract(ProviderContract):
             )
 
         return make_provider
+
+
+class ZoneFileBackdoor:
+    """TXT records edited in the zone file with dnspython, behind the provider's back."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def add_txt(self, name: str, text: str) -> None:
+        zone = _parse(self.path)
+        relative = dns.name.from_text(name + ".").relativize(zone.origin)  # type: ignore[arg-type]
+        rdataset = zone.find_rdataset(relative, dns.rdatatype.TXT, create=True)
+        rdataset.add(dns.rdata.from_text("IN", "TXT", f'"{text}"'), 300)
+        _write_text(self.path, zone.to_text(relativize=True, want_origin=True))
+
+    def txt(self, name: str) -> set[str]:
+        zone = _parse(self.path)
+        relative = dns.name.from_text(name + ".").relativize(zone.origin)  # type: ignore[arg-type]
+        rdataset = zone.get_rdataset(relative, dns.rdatatype.TXT)
+        if rdataset is None:
+            return set()
+        return {b"".join(rd.strings).decode() for rd in rdataset}
 
 
 # -- reading ---------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import pytest
 
 from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
 from goavail.cluster.service import Cluster, serf_settings
-from goavail.cluster.wire import Codec, Verdict
+from goavail.cluster.wire import Codec, OverrideMode, Verdict
 from goavail.config import Members
-from goavail.decision import DecisionStage
+from goavail.decision import DecisionStage, Override
 from goavail.health import State
 
 KEY = b"0123456789abcdef"
@@ -207,3 +207,74 @@ def test_quorum_state_is_reported_on_every_membership_change() -> None:
     join(cluster, "c")
     cluster._on_member_event(MemberEvent("member-failed", [member("b", "failed")]))
     assert reports == [(True, 1, 2), (False, 2, 2), (True, 1, 2)]
+
+
+# --- overrides ride along with verdicts ------------------------------------------------------
+
+
+def make_recording(
+    min_peers_agree: int = 1,
+) -> tuple[Cluster, list[tuple[str, str, Override, Override]]]:
+    stage = DecisionStage(min_peers_agree)
+    seen: list[tuple[str, str, Override, Override]] = []
+    cluster = Cluster(
+        node="a",
+        members=members(min_peers_agree=min_peers_agree),
+        stage=stage,
+        local_verdicts=lambda: stage.local,
+        on_decision=lambda target, state: None,
+        on_override=lambda node, target, old, new: seen.append((node, target, old, new)),
+        clock=Clock(),
+    )
+    return cluster, seen
+
+
+def override_event(node: str, target: str, seq: int, override: OverrideMode) -> UserEvent:
+    payload = Codec(KEY, "goavail-verdict").seal(Verdict(node, target, True, seq, NOW, override))
+    return UserEvent(name="goavail-verdict", payload=payload, ltime=seq, coalesce=False)
+
+
+def test_a_peer_override_is_honoured_and_cleared() -> None:
+    cluster, seen = make_recording()
+    join(cluster, "b")
+    cluster.stage.update(T1, State.UP)
+    cluster._on_user_event(override_event("b", T1, 1, "down"))
+    assert seen == [("b", T1, Override.AUTO, Override.DOWN)]
+    assert cluster.stage.override_of(T1) is Override.DOWN
+    assert cluster.stage.effective[T1] is State.DOWN
+    cluster._on_user_event(override_event("b", T1, 2, "down"))  # re-announced: no news
+    assert len(seen) == 1
+    cluster._on_user_event(override_event("b", T1, 3, "auto"))
+    assert seen[-1] == ("b", T1, Override.DOWN, Override.AUTO)
+    assert cluster.stage.effective[T1] is State.UP
+
+
+def test_a_peer_override_lapses_when_the_peer_fails() -> None:
+    cluster, seen = make_recording()
+    join(cluster, "b")
+    cluster._on_user_event(override_event("b", T1, 1, "up"))
+    cluster._on_member_event(MemberEvent("member-failed", [member("b", "failed")]))
+    assert seen[-1] == ("b", T1, Override.UP, Override.AUTO)
+    assert cluster.stage.override_of(T1) is Override.AUTO
+    assert cluster.member_status == {"b": "failed"}
+
+
+class FakeRPC:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def user_event(self, name: str, payload: bytes, *, coalesce: bool) -> None:
+        self.sent.append(payload)
+
+
+async def test_published_verdicts_carry_our_override() -> None:
+    cluster, _ = make_recording()
+    rpc = FakeRPC()
+    cluster._rpc = rpc  # type: ignore[assignment]
+    cluster.stage.update(T1, State.UP)
+    cluster.stage.set_override(T1, Override.DOWN)
+    await cluster._send(T1, State.UP)
+    cluster.stage.set_override(T1, Override.AUTO)
+    await cluster._send(T1, State.UP)
+    opened = [cluster.codec.open(p) for p in rpc.sent]
+    assert [(v.up, v.override) for v in opened] == [(True, "down"), (True, "auto")]

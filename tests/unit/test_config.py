@@ -14,7 +14,9 @@ from goavail.config import (
     ConfigError,
     DnsSection,
     Members,
+    RFC2136Section,
     Route53Section,
+    ServerSection,
     ZonefileSection,
     check_runtime,
     load_config,
@@ -34,6 +36,15 @@ dns_domain = "example.com"
 hostnames = ["test"]
 ip_addresses = ["192.0.2.1"]
 """
+
+
+RFC2136_NO_SERVER = """
+[RFC2136]
+zone = "example.org"
+hostnames = ["www"]
+ip_addresses = ["192.0.2.1", "2001:db8::1"]
+"""
+RFC2136 = RFC2136_NO_SERVER + 'server = "192.0.2.53"\n'
 
 
 def write(tmp_path: Path, text: str, name: str = "goavail.toml") -> Path:
@@ -120,6 +131,9 @@ def test_full_file_loads_every_key() -> None:
     assert config.zonefile.domain == "example.org"
     assert config.zonefile.names() == ["www.example.org", "*.apps.example.org"]
     assert config.zonefile.reload_command == ["rndc", "reload", "example.org"]
+    assert config.overrides_file == DATA / "overrides.toml"
+    assert config.server == ServerSection(enabled=False, listen="[::1]:9090")
+    assert config.server.host_port() == ("::1", 9090)
 
 
 def test_empty_file_gives_defaults(tmp_path: Path) -> None:
@@ -136,7 +150,9 @@ def test_empty_file_gives_defaults(tmp_path: Path) -> None:
     assert config.cloudflare is None
     assert config.route53 is None
     assert config.zonefile is None
-    assert config.deferred_features() == []
+    assert config.overrides_file is None
+    assert config.server.enabled is True
+    assert config.server.listen == "127.0.0.1:8080"
 
 
 @pytest.mark.parametrize(
@@ -328,6 +344,32 @@ def test_config_is_immutable() -> None:
             'ip_addresses = ["192.0.2.1"]\nreload_command = ["rndc", 1]',
             "Zonefile.reload_command[1]: must be a string, not an integer",
         ),
+        (
+            '[Cloudflare]\ndns_domain = "example.com"\nhostnames = ["a"]\n'
+            'ip_addresses = ["::FFFF:192.0.2.1"]',
+            "Cloudflare.ip_addresses[0]: '::FFFF:192.0.2.1' is an IPv4-mapped IPv6 address "
+            "(not reachable over IPv6, not for an AAAA record): write 192.0.2.1",
+        ),
+        # [RFC2136]
+        (
+            RFC2136_NO_SERVER + 'server = "ns1.example.org"',
+            "RFC2136.server: 'ns1.example.org' is not an IP",
+        ),
+        (RFC2136_NO_SERVER, "RFC2136.server: field required"),
+        (
+            '[RFC2136]\nserver = "127.0.0.1"\nhostnames = ["a"]\nip_addresses = ["192.0.2.1"]',
+            "RFC2136.zone: field required",
+        ),
+        (RFC2136_NO_SERVER + 'server = "127.0.0.1"\nport = 0', "RFC2136.port: must be ≥ 1"),
+        (
+            RFC2136_NO_SERVER + 'server = "127.0.0.1"\ntsig_key_name = "bad key"',
+            "RFC2136.tsig_key_name: 'bad key' is not a valid TSIG key name",
+        ),
+        (
+            RFC2136_NO_SERVER + 'server = "127.0.0.1"\ntsig_algorithm = "hmac-sha257"',
+            "RFC2136.tsig_algorithm: Input should be 'hmac-sha256'",
+        ),
+        (RFC2136_NO_SERVER + 'server = "::1"\nttl = -5', "RFC2136.ttl: must be ≥ 0"),
     ],
 )
 def test_each_bad_key_is_reported_at_its_path(tmp_path: Path, text: str, expected: str) -> None:
@@ -581,13 +623,67 @@ def test_ip_addresses_are_canonical(tmp_path: Path) -> None:
     assert config.cloudflare.ip_addresses == ["2001:db8::1", "192.0.2.1"]
 
 
+def test_every_commented_example_in_the_documented_goavail_toml_is_valid(tmp_path: Path) -> None:
+    """Uncomment every ``# key = value``, ``# [Section]`` and ``# [[array]]`` line (but ``"..."``
+    placeholders): the result must load."""
+    import re
+
+    text = (DATA.parent.parent / "goavail.toml").read_text(encoding="utf-8")
+    lines = []
+    for line in text.splitlines():
+        match = re.match(r"# (\[\[?\w+\]\]?|[a-z_0-9]+ = .*)$", line)
+        placeholder = match is not None and '= "..."' in line
+        lines.append(match.group(1) if match and not placeholder else line)
+    config = load(tmp_path, "\n".join(lines))
+    providers = ("cloudflare", "route53", "rfc2136", "zonefile")
+    assert all(config.section_for(p) is not None for p in providers)
+    assert config.members is not None
+    assert config.rfc2136 is not None and config.rfc2136.ip_addresses[-1] == "2001:db8::10"
+
+
 def test_sections_share_the_dns_section_shape() -> None:
     config = load_config(FULL)
-    sections = [config.section_for(p) for p in ("cloudflare", "route53", "zonefile")]
-    assert [type(s) for s in sections] == [CloudflareSection, Route53Section, ZonefileSection]
+    providers = ("cloudflare", "route53", "zonefile", "rfc2136")
+    sections = [config.section_for(p) for p in providers]
+    assert [type(s) for s in sections] == [
+        CloudflareSection,
+        Route53Section,
+        ZonefileSection,
+        RFC2136Section,
+    ]
     assert all(isinstance(s, DnsSection) for s in sections)
-    assert [s.domain for s in sections] == ["example.com", "example.net", "example.org"]
-    assert [s.ttl for s in sections] == [300, 0, 30]
+    assert [s.domain for s in sections] == [
+        "example.com",
+        "example.net",
+        "example.org",
+        "dyn.example.org",
+    ]
+    assert [s.ttl for s in sections] == [300, 0, 30, 20]
+
+
+def test_rfc2136_defaults_and_canonical_values(tmp_path: Path) -> None:
+    section = load(tmp_path, RFC2136).rfc2136
+    assert section is not None
+    assert (section.server, section.port, section.zone) == ("192.0.2.53", 53, "example.org")
+    assert (section.tsig_key_name, section.tsig_algorithm, section.ttl) == (
+        None,
+        "hmac-sha256",
+        60,
+    )
+    assert section.names() == ["www.example.org"]
+    full = load_config(FULL).rfc2136
+    assert full is not None
+    assert (full.server, full.port) == ("2001:db8::53", 5353)
+    assert (full.tsig_key_name, full.tsig_algorithm) == ("goavail-key.", "hmac-sha512")
+
+
+def test_tsig_algorithms_match_the_provider() -> None:
+    from typing import get_args
+
+    from goavail.config import TsigAlgorithm
+    from goavail.dns.providers.rfc2136 import TSIG_ALGORITHMS
+
+    assert set(get_args(TsigAlgorithm)) == set(TSIG_ALGORITHMS)
 
 
 # --------------------------------------------------------------------------- secrets
@@ -736,7 +832,12 @@ def test_section_for_returns_the_section() -> None:
     ("provider", "problem"),
     [
         ("zonefile", "Zonefile: section missing (required by --dns-provider zonefile)"),
-        ("bogus", "unknown DNS provider 'bogus' (expected one of: cloudflare, route53, zonefile)"),
+        (
+            "bogus",
+            "unknown DNS provider 'bogus' "
+            "(expected one of: cloudflare, rfc2136, route53, zonefile)",
+        ),
+        ("rfc2136", "RFC2136: section missing (required by --dns-provider rfc2136)"),
     ],
 )
 def test_section_for_raises(provider: str, problem: str) -> None:
@@ -789,29 +890,6 @@ def test_original_passes_runtime_checks() -> None:
     assert check_runtime(config, provider="route53", probe_type="icmp") == []
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        (CLOUDFLARE, []),
-        ("[Members]\n" + CLOUDFLARE, []),  # cluster mode is acted on
-        ('slack_addr = "https://x.invalid/"', []),  # notifications are acted on
-        ('[Heartbeat]\nurl = "https://x.invalid/"', []),
-        ('node_name = "a"', []),
-        (
-            '[Route53]\naws_domain = "example.com"\nhostnames = ["a"]\n'
-            'ip_addresses = ["192.0.2.1"]',
-            ["[Route53] (Route 53 provider)"],
-        ),
-    ],
-)
-def test_deferred_features(tmp_path: Path, text: str, expected: list[str]) -> None:
-    assert load(tmp_path, text).deferred_features() == expected
-
-
-def test_deferred_features_of_the_original() -> None:
-    assert load_config(ORIGINAL).deferred_features() == ["[Route53] (Route 53 provider)"]
-
-
 def test_cluster_keys_defaults_and_values(tmp_path: Path) -> None:
     members = load(tmp_path, "[Members]\n" + CLOUDFLARE).members
     assert members is not None
@@ -855,3 +933,27 @@ def test_cluster_key_errors(tmp_path: Path, line: str, key: str, needle: str) ->
     assert problems, info.value.problems
     assert needle in problems[0]
     assert "not base64!" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[Server]\nlisten = "localhost:8080"', "Server.listen: 'localhost:8080': the host must"),
+        ('[Server]\nlisten = "127.0.0.1"', "Server.listen: '127.0.0.1' is not host:port"),
+        ('[Server]\nlisten = "127.0.0.1:0"', "Server.listen: '127.0.0.1:0': port must be"),
+        ('[Server]\nlisten = "::1:8080"', "Server.listen: '::1:8080': write an IPv6 address"),
+        ("[Server]\nenabled = 1", "Server.enabled: must be true or false, not an integer"),
+        ("[Server]\nlistn = 1", "Server.listn: unknown key (did you mean 'listen'?)"),
+        ("overrides_file = 3", "overrides_file: must be a string (a file path), not an integer"),
+        ('overrides_file = ""', "overrides_file: must not be empty"),
+    ],
+)
+def test_server_and_overrides_file_problems(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems_of(tmp_path, text)
+    assert len(found) == 1 and found[0].startswith(expected), found
+
+
+def test_server_listen_forms(tmp_path: Path) -> None:
+    config = load(tmp_path, '[Server]\nlisten = "0.0.0.0:80"')
+    assert config.server.host_port() == ("0.0.0.0", 80)
+    assert load(tmp_path, "[Server]\n").server == ServerSection()

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from goavail.decision import DecisionStage, decide, designated_writer
+from goavail.decision import (
+    DecisionStage,
+    Override,
+    apply_override,
+    backed,
+    combine_overrides,
+    decide,
+    designated_writer,
+)
 from goavail.health import State
 
 U, D, K = State.UP, State.DOWN, State.UNKNOWN
@@ -203,3 +211,166 @@ def test_agreed_false_when_our_verdict_differs() -> None:
     assert stage.decisions["192.0.2.1"] is D
     assert not stage.agreed("192.0.2.1")
     assert not stage.agreed("192.0.2.99")  # unknown target
+
+
+# --------------------------------------------------------------------------- overrides
+
+AUTO, OUP, ODOWN = Override.AUTO, Override.UP, Override.DOWN
+
+
+@pytest.mark.parametrize(
+    ("held", "expected"),
+    [
+        ([], AUTO),
+        ([AUTO, AUTO], AUTO),
+        ([ODOWN], ODOWN),
+        ([AUTO, ODOWN], ODOWN),
+        ([OUP], OUP),
+        ([ODOWN, OUP], OUP),  # operators disagree: keep the records
+        ([OUP, ODOWN, AUTO], OUP),
+    ],
+)
+def test_combine_overrides(held: list[Override], expected: Override) -> None:
+    assert combine_overrides(held) is expected
+
+
+@pytest.mark.parametrize(
+    ("decision", "override", "expected"),
+    [
+        (U, AUTO, U),
+        (D, AUTO, D),
+        (K, AUTO, K),
+        (U, ODOWN, D),  # drain a healthy target
+        (K, ODOWN, D),
+        (D, OUP, U),  # keep a failing target
+        (K, OUP, U),
+        (D, ODOWN, D),
+    ],
+)
+def test_apply_override(decision: State, override: Override, expected: State) -> None:
+    assert apply_override(decision, override) is expected
+
+
+# Steps: ("local", state) | ("own", override) | ("peer", node, override) | ("vote", node, state)
+#        | ("gone", node) | ("expire", node); expected: (decision, override in force, effective)
+@pytest.mark.parametrize(
+    ("quorum", "steps", "expected"),
+    [
+        # single node: a drain withdraws a healthy target, auto gives it back
+        (
+            0,
+            [("local", U), ("own", ODOWN), ("own", AUTO)],
+            [(U, AUTO, U), (U, ODOWN, D), (U, AUTO, U)],
+        ),
+        # an "up" override keeps a failing target; the decision underneath still moves
+        (
+            0,
+            [("own", OUP), ("local", D), ("local", U), ("own", AUTO)],
+            [(K, OUP, U), (D, OUP, U), (U, OUP, U), (U, AUTO, U)],
+        ),
+        # a peer's drain is honoured here, and lapses when the peer is gone
+        (
+            1,
+            [
+                ("local", U),
+                ("vote", "b", U),
+                ("peer", "b", ODOWN),
+                ("gone", "b"),
+            ],
+            [(K, AUTO, K), (U, AUTO, U), (U, ODOWN, D), (U, AUTO, U)],
+        ),
+        # ... and when its vote expires (not re-announced)
+        (
+            1,
+            [("local", U), ("vote", "b", U), ("peer", "b", ODOWN), ("expire", "b")],
+            [(K, AUTO, K), (U, AUTO, U), (U, ODOWN, D), (U, AUTO, U)],
+        ),
+        # conflict: our drain, a peer's keep: kept
+        (
+            1,
+            [("local", U), ("vote", "b", U), ("own", ODOWN), ("peer", "b", OUP)],
+            [(K, AUTO, K), (U, AUTO, U), (U, ODOWN, D), (U, OUP, U)],
+        ),
+        # a drain needs no quorum: with no peer at all it still applies
+        (2, [("local", U), ("own", ODOWN)], [(K, AUTO, K), (K, ODOWN, D)]),
+    ],
+)
+def test_override_sequences(
+    quorum: int, steps: list[Step], expected: list[tuple[State, Override, State]]
+) -> None:
+    target = "192.0.2.1"
+    stage = DecisionStage(min_peers_agree=quorum)
+    got = []
+    for step in steps:
+        kind = step[0]
+        if kind == "local":
+            stage.update(target, step[1])  # type: ignore[arg-type]
+        elif kind == "own":
+            stage.set_override(target, step[1])  # type: ignore[arg-type]
+        elif kind == "peer":
+            stage.peer_override(step[1], target, step[2])  # type: ignore[arg-type]
+        elif kind == "vote":
+            stage.peer_vote(step[1], target, step[2])  # type: ignore[arg-type]
+        elif kind == "gone":
+            stage.peer_gone(step[1])
+        else:
+            stage.drop_vote(step[1], target)
+        got.append(
+            (
+                stage.decisions.get(target, K),
+                stage.override_of(target),
+                stage.effective.get(target, K),
+            )
+        )
+    assert got == expected
+    assert stage.forced == ({target: got[-1][1]} if got[-1][1] is not AUTO else {})
+
+
+def test_override_changes_are_reported_once() -> None:
+    stage = DecisionStage()
+    assert stage.set_override("192.0.2.1", ODOWN) is ODOWN
+    assert stage.set_override("192.0.2.1", ODOWN) is None
+    assert stage.peer_override("b", "192.0.2.1", ODOWN) is None  # still down in force
+    assert stage.override_holders("192.0.2.1") == {"b": ODOWN}
+    assert stage.set_override("192.0.2.1", AUTO) is None  # b still drains it
+    assert stage.peer_override("b", "192.0.2.1", AUTO) is AUTO
+    assert stage.peer_overrides == {}
+
+
+def test_override_is_backed_and_written_by_the_lowest_live_node() -> None:
+    stage = DecisionStage(min_peers_agree=1)
+    target = "192.0.2.1"
+    stage.update(target, U)
+    stage.peer_alive("b")
+    stage.peer_alive("c")
+    assert not stage.agreed(target)  # nobody shares our verdict yet
+    stage.peer_override("c", target, ODOWN)
+    # an override is an operator's order, not a vote: backed without any agreeing peer
+    assert stage.agreed(target)
+    assert stage.writer("m", target) == "b"  # every live agent honours it
+    assert stage.writer("a", target) == "a"
+
+
+def test_forgotten_target_keeps_its_override() -> None:
+    stage = DecisionStage()
+    stage.update("192.0.2.1", U)
+    stage.set_override("192.0.2.1", ODOWN)
+    stage.forget("192.0.2.1")
+    assert stage.effective == {} and stage.forced == {}
+    assert stage.overrides == {"192.0.2.1": ODOWN}  # a reload may add the target back
+
+
+@pytest.mark.parametrize(
+    ("decision", "local", "votes", "quorum", "expected"),
+    [
+        (D, D, [D], 1, True),
+        (D, D, [U], 1, False),
+        (D, U, [D, D], 1, False),
+        (K, K, [], 0, False),
+        (U, U, [], 0, True),
+    ],
+)
+def test_backed(
+    decision: State, local: State, votes: list[State], quorum: int, expected: bool
+) -> None:
+    assert backed(decision, local, votes, quorum) is expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from goavail.health import Health, State, Transition, observe
+from goavail.health import Health, State, Transition, observe, worst_of
 
 U, D, K = State.UP, State.DOWN, State.UNKNOWN
 
@@ -83,3 +83,24 @@ def test_transitions_emitted_once_per_change() -> None:
 def test_rejects_bad_thresholds(fall: int, rise: int) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
         observe(Health(), True, fall=fall, rise=rise)
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([U], U),
+        ([D], D),
+        ([K], K),
+        ([U, U, U], U),
+        ([U, D], D),  # any check down: the target is down
+        ([D, U], D),
+        ([K, D], D),  # ... even while another check is still unknown
+        ([U, K], K),  # every check must be up for up
+        ([K, U, U], K),
+        ([D, D], D),
+        ([], K),  # no checks: nothing is known
+    ],
+)
+def test_worst_of(states: list[State], expected: State) -> None:
+    assert worst_of(states) is expected
+    assert worst_of(iter(states)) is expected  # any iterable, read once

@@ -139,3 +139,108 @@ def test_plan_is_deterministic() -> None:
     first = plan([WWW, API], [A3, A1, A2], decisions, current)
     second = plan([API, WWW], [A2, A3, A1], decisions, current)
     assert first == second
+
+
+def test_changes_caused_by_an_override_say_so() -> None:
+    current = {WWW: [rec("192.0.2.1"), rec("192.0.2.2")]}
+    decisions = {"192.0.2.1": State.DOWN, "192.0.2.2": State.UP, "192.0.2.3": State.UP}
+    result = plan(
+        [WWW], ["192.0.2.1", "192.0.2.2", "192.0.2.3"], decisions, current, overridden={"192.0.2.1"}
+    )
+    assert [(c.action, c.record.content, c.reason) for c in result.changes] == [
+        ("create", "192.0.2.3", "target 192.0.2.3 up"),
+        ("delete", "192.0.2.1", "target 192.0.2.1 down (override)"),
+    ]
+
+
+def test_a_drain_still_fails_open() -> None:
+    # the only address of the name is drained: the name is not emptied
+    result = plan(
+        [WWW],
+        ["192.0.2.1"],
+        {"192.0.2.1": State.DOWN},
+        {WWW: [rec("192.0.2.1")]},
+        overridden={"192.0.2.1"},
+    )
+    assert result.changes == ()
+    assert [f.kept for f in result.fail_open] == [("192.0.2.1",)]
+
+
+# -- address families: each (name, family) on its own ----------------------------------------------
+
+V6A, V6B = "2001:db8::a", "2001:db8::b"
+
+
+@pytest.mark.parametrize(
+    ("decisions", "present", "expected", "fail_open"),
+    [
+        # all up, all present: nothing
+        ({A1: U, A2: U, V6A: U, V6B: U}, [A1, A2, V6A, V6B], [], []),
+        # one AAAA down: only it goes; the A family is not consulted
+        ({A1: U, A2: U, V6A: D, V6B: U}, [A1, A2, V6A, V6B], [f"delete {V6A}"], []),
+        # the last AAAA is never withdrawn because A records remain
+        ({A1: U, A2: U, V6A: D, V6B: D}, [A1, A2, V6A, V6B], [], ["AAAA"]),
+        # ... and a withdrawn AAAA comes back when the last one goes down (fail-open)
+        ({A1: U, A2: U, V6A: D, V6B: D}, [A1, A2, V6B], [f"create {V6A}"], ["AAAA"]),
+        # and vice versa: every A down, AAAA up -> the A records stay
+        ({A1: D, A2: D, V6A: U, V6B: U}, [A1, A2, V6A, V6B], [], ["A"]),
+        ({A1: D, A2: D, V6A: U, V6B: D}, [A1, V6A, V6B], [f"create {A2}", f"delete {V6B}"], ["A"]),
+        # both families all down: each fails open on its own
+        (
+            {A1: D, A2: D, V6A: D, V6B: D},
+            [A1, V6B],
+            [f"create {A2}", f"create {V6A}"],
+            ["A", "AAAA"],
+        ),
+        # an up AAAA that is missing is created, an up A present stays
+        ({A1: U, V6A: U}, [A1], [f"create {V6A}"], []),
+        # an unknown AAAA still present keeps its family alive: the down one goes
+        ({A1: U, A2: U, V6A: D, V6B: K}, [A1, A2, V6A, V6B], [f"delete {V6A}"], []),
+        # unknown AAAA absent, the other AAAA down: fail-open keeps the down one
+        ({A1: U, A2: U, V6A: D, V6B: K}, [A1, A2, V6A], [], ["AAAA"]),
+        # the A family down while AAAA is unknown: A fails open, AAAA untouched
+        ({A1: D, A2: D}, [A1, A2, V6A], [], ["A"]),
+    ],
+)
+def test_each_family_fails_open_on_its_own(
+    decisions: Mapping[str, State],
+    present: list[str],
+    expected: list[str],
+    fail_open: list[str],
+) -> None:
+    current = {WWW: [rec(a) for a in present]}
+    p = plan([WWW], [A1, A2, V6A, V6B], decisions, current, ttl=60)
+    assert [f"{c.action} {c.record.content}" for c in p.changes] == expected
+    assert [f.type for f in p.fail_open] == fail_open
+    for change in p.changes:
+        assert change.record.type == ("AAAA" if ":" in change.record.content else "A")
+
+
+def test_family_with_only_unmanaged_records_still_fails_open() -> None:
+    # an unmanaged AAAA at the name does not count as "the name keeps an address"
+    current = {WWW: [rec(A1), rec(V6A), rec("2001:db8::ffff")]}
+    p = plan([WWW], [A1, V6A], {A1: U, V6A: D}, current)
+    assert p.changes == ()
+    assert p.fail_open == (FailOpen(WWW, "AAAA", (V6A,)),)
+
+
+def test_families_of_several_names_are_independent() -> None:
+    current = {WWW: [rec(A1), rec(V6A), rec(V6B)], API: [rec(V6A, API)]}
+    p = plan([WWW, API], [A1, V6A, V6B], {A1: U, V6A: D, V6B: U}, current)
+    assert [(c.action, c.record.name, c.record.content) for c in p.changes] == [
+        ("create", API, A1),
+        ("create", API, V6B),
+        ("delete", API, V6A),
+        ("delete", WWW, V6A),
+    ]
+    assert p.fail_open == ()
+
+
+def test_ipv6_only_configuration() -> None:
+    # no A address configured: the A family of the name is never looked at
+    current = {WWW: [rec("192.0.2.200"), rec(V6A)]}
+    p = plan([WWW], [V6A, V6B], {V6A: D, V6B: U}, current, ttl=30)
+    assert [(c.action, c.record.type, c.record.content, c.record.ttl) for c in p.changes] == [
+        ("create", "AAAA", V6B, 30),
+        ("delete", "AAAA", V6A, 300),
+    ]

@@ -8,10 +8,10 @@ import logging
 import pytest
 
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Record
+from goavail.dns.model import Change, Record
 from goavail.dns.providers.base import CallRetry
 from goavail.dns.providers.memory import MemoryProvider
-from goavail.dns.reconcile import Reconciler
+from goavail.dns.reconcile import Reconciler, after
 from goavail.health import State
 
 WWW = "www.example.test"
@@ -233,3 +233,39 @@ async def test_hold_expired_takes_over() -> None:
     hold[0] = 0.0  # grace over and the change has not appeared: this agent writes
     await rec.reconcile_once()
     assert contents(provider) == {A2}
+
+
+async def test_current_records_are_kept_for_the_status_page() -> None:
+    decisions = {A1: State.UP, A2: State.DOWN, A3: State.UP}
+    rec, _ = make(decisions, [A1, A2])
+    assert rec.current == {} and rec.read_at is None
+    assert await rec.reconcile_once()
+    # as read, then with the changes this pass made
+    assert {r.content for r in rec.current[WWW]} == {A1, A3}
+    assert rec.read_at is not None
+
+
+async def test_failed_passes_are_counted() -> None:
+    rec, provider = make({A1: State.UP}, [])
+    provider.fail_next(1, on="list")
+    assert not await rec.reconcile_once()
+    assert (rec.passes, rec.failed_passes, rec.retries) == (1, 1, 1)
+    assert await rec.reconcile_once()
+    assert (rec.passes, rec.failed_passes, rec.retries) == (2, 1, 0)
+
+
+def test_after_applies_changes_to_a_copy() -> None:
+    current = {WWW: [Record(WWW, "A", A1), Record(WWW, "A", A2)]}
+    result = after(
+        current,
+        [
+            Change("delete", Record(WWW, "A", A1), "down"),
+            Change("create", Record(WWW, "A", A3), "up"),
+            Change("create", Record("other.example.test", "A", A3), "up"),
+        ],
+    )
+    assert {n: [r.content for r in rs] for n, rs in result.items()} == {
+        WWW: [A2, A3],
+        "other.example.test": [A3],
+    }
+    assert [r.content for r in current[WWW]] == [A1, A2]

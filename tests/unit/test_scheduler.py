@@ -215,3 +215,23 @@ def test_batch_probe_during_a_target_change_goes_one_by_one() -> None:
     sched.poll(1.0)  # the new list starts: a batch again
     assert probe.batches[-1] == (0, 1, 0)
     assert probe.lists[-1] == ["a", "c", "x"]
+
+
+def test_poll_limit_leaves_the_rest_due() -> None:
+    sched, probe = _scheduler(["a", "b", "c", "d"])
+    sched.poll(0.0)  # a
+    assert sched.poll(0.9, limit=2) == pytest.approx(0.75)  # b, c sent; d still due
+    assert probe.sent == ["a", "b", "c"]
+    assert sched.poll(0.9, limit=2) == pytest.approx(1.0)
+    assert probe.sent == ["a", "b", "c", "d"]
+
+
+def test_poll_limit_during_a_target_change() -> None:
+    sched, probe = _scheduler(["a", "b", "c", "d"])
+    sched.poll(0.0)
+    sched.set_targets(["a", "b", "x"])
+    assert sched.poll(1.2, limit=2) == pytest.approx(0.75)  # b, c(dropped) counted
+    assert probe.sent == ["a", "b"]
+    # d (dropped) ends the round; the new list starts at 1.0: its slot 0 (a) is due
+    assert sched.poll(1.2, limit=2) == pytest.approx(1 + 1 / 3)
+    assert probe.sent == ["a", "b", "a"]

@@ -18,6 +18,7 @@ from goavail.cluster.wire import (
     EVENT_BASE,
     MAX_NODE_NAME_BYTES,
     NONCE_BYTES,
+    OVERRIDE_CODES,
     REJECT_REASONS,
     SERF_USER_EVENT_LIMIT,
     UINT64_MAX,
@@ -25,6 +26,7 @@ from goavail.cluster.wire import (
     VERSION_PLAINTEXT,
     VERSION_SEALED,
     Codec,
+    OverrideMode,
     RejectReason,
     ReplayGuard,
     SeqCounter,
@@ -290,7 +292,10 @@ def _row(index: int, value: object) -> list[object]:
     "body",
     [
         msgpack.packb(GOOD_ROW[:4]),
-        msgpack.packb([*GOOD_ROW, 0]),
+        msgpack.packb([*GOOD_ROW, 0]),  # "auto" is sent as no sixth element
+        msgpack.packb([*GOOD_ROW, 3]),
+        msgpack.packb([*GOOD_ROW, True]),
+        msgpack.packb([*GOOD_ROW, 1, 1]),
         msgpack.packb({"node": "agent-a"}),
         msgpack.packb("agent-a"),
         msgpack.packb(GOOD_ROW) + b"\x00",  # trailing bytes
@@ -387,13 +392,13 @@ def test_bad_nonce() -> None:
 def test_limit_constants() -> None:
     assert SERF_USER_EVENT_LIMIT == 512
     assert USER_EVENT_BUDGET == 472
-    assert MAX_NODE_NAME_BYTES == 387
+    assert MAX_NODE_NAME_BYTES == 386  # 387 before verdicts carried an override
     assert max_node_name_bytes(EVENT_BASE) == MAX_NODE_NAME_BYTES
     assert keyed().max_node_name_bytes == MAX_NODE_NAME_BYTES
 
 
 def _worst_case(node: str) -> Verdict:
-    return verdict(node=node, target="2001:db8::ffff", seq=UINT64_MAX, issued_at=4_102_444_800.0)
+    return Verdict(node, "2001:db8::ffff", True, UINT64_MAX, 4_102_444_800.0, "down")
 
 
 @pytest.mark.parametrize("codec", [keyed(), keyless()], ids=["sealed", "plain"])
@@ -440,7 +445,7 @@ def test_max_node_name_fits_for_every_event_length() -> None:
         payload = Codec(KEY, event).seal(_worst_case("n" * longest))
         assert event_length + len(payload) <= USER_EVENT_BUDGET, event_length
         # one byte more would not have fitted in the worst case
-        body = msgpack.packb(["n" * (longest + 1), bytes(16), True, UINT64_MAX, UINT64_MAX])
+        body = msgpack.packb(["n" * (longest + 1), bytes(16), True, UINT64_MAX, UINT64_MAX, 2])
         assert event_length + 1 + NONCE_BYTES + len(body) + 16 > USER_EVENT_BUDGET, event_length
 
 
@@ -699,3 +704,40 @@ def test_sealed_under_another_event_never_opens(sent: Verdict, other: str) -> No
     if other == EVENT_BASE:
         return
     assert reason_of(keyed(other), keyed().seal(sent)) == "tag"
+
+
+# --- overrides ride along with verdicts ------------------------------------------------------
+
+
+@pytest.mark.parametrize("override", ["up", "down", "auto"])
+@pytest.mark.parametrize("codec", [keyed(), keyless()], ids=["sealed", "plain"])
+def test_override_round_trip(codec: Codec, override: OverrideMode) -> None:
+    sent = Verdict("agent-a", "192.0.2.1", True, 7, 1_700_000_000.0, override)
+    assert codec.open(codec.seal(sent)) == sent
+
+
+def test_a_verdict_without_override_is_the_old_five_element_encoding() -> None:
+    # Earlier releases decode exactly five elements: they keep accepting our verdicts
+    # as long as no override is held.
+    codec = keyless()
+    body = codec.seal(Verdict("agent-a", "192.0.2.1", False, 7, 1.5))[1:]
+    assert msgpack.unpackb(body) == ["agent-a", bytes([192, 0, 2, 1]), False, 7, 1500]
+    with_override = codec.seal(Verdict("agent-a", "192.0.2.1", False, 7, 1.5, "down"))[1:]
+    assert msgpack.unpackb(with_override) == [
+        "agent-a",
+        bytes([192, 0, 2, 1]),
+        False,
+        7,
+        1500,
+        OVERRIDE_CODES["down"],
+    ]
+
+
+def test_old_five_element_verdicts_open_as_auto() -> None:
+    payload = bytes((VERSION_PLAINTEXT,)) + msgpack.packb(GOOD_ROW)
+    assert keyless().open(payload).override == "auto"
+
+
+def test_unknown_override_is_refused_by_the_constructor() -> None:
+    with pytest.raises(ValueError, match="override"):
+        Verdict("a", "192.0.2.1", True, 1, 1.0, "drain")  # type: ignore[arg-type]

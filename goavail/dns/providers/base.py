@@ -180,6 +180,16 @@ class Provider(ABC):
 
     # -- public API -------------------------------------------------------------
 
+    async def check(self, name: str) -> None:
+        """One read of ``name`` without retries: is the provider reachable and readable?
+
+        For health checks (``/_health``); never writes, whatever the dry-run setting.
+
+        Raises:
+            ProviderError: the provider could not be read.
+        """
+        await self._list(name)
+
     async def records(self, name: str) -> list[Record]:
         """Current A/AAAA records of ``name`` (in dry-run: as if planned changes were made).
 

@@ -1,0 +1,493 @@
+"""AWS Route 53 through boto3, compatible with what the Go original wrote.
+
+Route 53 stores *record sets*: one (name, type[, SetIdentifier]) holds all the
+values and one TTL, and a change replaces a whole set
+(``ChangeResourceRecordSets`` with ``UPSERT``) or deletes it (``DELETE`` with
+exactly its current content); there is no per-value add or remove. So each
+create or delete here reads the sets of the name
+(``ListResourceRecordSets``) and writes the full new set:
+
+* values goavail does not manage (other addresses) stay in the set, and so do
+  its TTL and routing attributes (``SetIdentifier``, ``Weight``, ``Region``,
+  ``Failover``, ``GeoLocation``, ``MultiValueAnswer``, ``HealthCheckId``, ...):
+  the set read is copied and only its ``ResourceRecords`` change;
+* a new address goes into the one set of that name and type; when there are
+  several (weighted, latency, ... routing), into the one whose
+  ``SetIdentifier`` is the first label of the name — the Go original UPSERTed
+  weighted sets with ``SetIdentifier`` = the short host name. Anything else
+  is ambiguous and a permanent error naming the sets;
+* a set that would become empty is deleted; a name without a set of the type
+  gets a plain set with the configured ``ttl``;
+* alias sets (``AliasTarget``) are neither listed nor changed.
+
+Two agents writing one set at the same moment can overwrite each other's
+UPSERT (Route 53 has no conditional write); the reconciler re-reads on every
+pass and the periodic resync repairs such a lost update.
+
+Credentials and endpoint come from boto3's standard chain: ``AWS_ACCESS_KEY_ID``
+/ ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and the shared
+files, web identity, container and instance roles; ``AWS_ENDPOINT_URL_ROUTE_53``
+(or ``AWS_ENDPOINT_URL``) points the client elsewhere, which is how the tests
+reach moto. The region is ``aws_region``, else the chain's, else ``us-east-1``
+(Route 53 is global; requests are signed for us-east-1). boto3's own retries
+are off: :class:`~goavail.dns.providers.base.Provider` and the reconciler retry.
+
+Errors (https://docs.aws.amazon.com/Route53/latest/APIReference/API_ChangeResourceRecordSets.html
+and the common errors page): ``Throttling``, ``PriorRequestNotComplete``,
+HTTP 5xx, timeouts and connection errors are transient; an
+``InvalidChangeBatch`` saying the set "was not found" or its "values ... do not
+match" means the set changed between our read and our write, also transient
+(the retry re-reads). Everything else — bad credentials, access denied, a
+missing zone, an invalid request — is permanent. Secrets never appear in
+messages: boto3 never puts them in errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from goavail import __version__
+from goavail.dns.audit import AuditLog
+from goavail.dns.model import Record, RecordType, normalize_address, normalize_name
+from goavail.dns.providers.base import Provider, ProviderError, RecordExists, RecordMissing
+
+if TYPE_CHECKING:
+    from mypy_boto3_route53.client import Route53Client
+    from mypy_boto3_route53.type_defs import ChangeTypeDef, ResourceRecordSetOutputTypeDef
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_REGION = "us-east-1"
+"""Region used to sign requests when neither ``aws_region`` nor the AWS chain gives one."""
+
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestThrottled",
+        "PriorRequestNotComplete",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+"""Route 53 / AWS error codes worth retrying as they are."""
+
+CREDENTIAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+    }
+)
+"""Error codes meaning the credentials are wrong, expired or lack a permission."""
+
+_CONFLICT = re.compile(r"not found|do not match", re.IGNORECASE)
+_ESCAPE = re.compile(r"\\(\d{3})")
+_FAMILIES: tuple[RecordType, ...] = ("A", "AAAA")
+
+CREDENTIALS_HINT = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), or AWS_PROFILE, "
+    "or run with an instance/container role"
+)
+
+
+def decode_name(name: str) -> str:
+    """A name as Route 53 returns it -> goavail's form: octal escapes decoded
+    (``\\052`` -> ``*``), lower case, no trailing dot."""
+    return normalize_name(_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), name))
+
+
+def normalize_zone_id(zone_id: str) -> str:
+    """``"/hostedzone/Z123"`` or ``"Z123"`` -> ``"Z123"``."""
+    return zone_id.rsplit("/", 1)[-1]
+
+
+def _values(rrset: ResourceRecordSetOutputTypeDef) -> set[str]:
+    """The canonical addresses of a set (values that are not addresses are skipped)."""
+    values: set[str] = set()
+    for rr in rrset.get("ResourceRecords", []):
+        with contextlib.suppress(ValueError):
+            values.add(normalize_address(rr["Value"]))
+    return values
+
+
+def _describe_set(rrset: ResourceRecordSetOutputTypeDef) -> str:
+    ident = rrset.get("SetIdentifier")
+    return f"{rrset['Type']} {decode_name(rrset['Name'])}" + (f" [{ident}]" if ident else "")
+
+
+class Route53Provider(Provider):
+    """A and AAAA record sets of one Route 53 hosted zone.
+
+    Args:
+        dry_run, audit: see :class:`~goavail.dns.providers.base.Provider`.
+        zone_name: the hosted zone's name (``aws_domain``).
+        zone_id: the hosted zone ID (``aws_zoneid``, with or without the
+            ``/hostedzone/`` prefix), or None to look it up by name. Either way
+            it is checked against ``zone_name`` on first use.
+        ttl: seconds, TTL of the sets goavail creates (0..2147483647); sets that
+            exist keep theirs.
+        region: AWS region for the client, or None for the AWS chain's default.
+        request_timeout: seconds allowed to connect and to read each response.
+        page_size: record sets asked for per ``ListResourceRecordSets`` page
+            (1..300; Route 53's maximum and default is 300).
+
+    Raises:
+        ValueError: ``ttl``, ``request_timeout`` or ``page_size`` out of range.
+        botocore.exceptions.BotoCoreError: the AWS configuration is unusable
+            (e.g. ``AWS_PROFILE`` names a profile that does not exist).
+    """
+
+    name = "route53"
+
+    def __init__(
+        self,
+        *,
+        dry_run: bool,
+        audit: AuditLog,
+        zone_name: str,
+        zone_id: str | None,
+        ttl: int,
+        region: str | None = None,
+        request_timeout: float = 10.0,
+        page_size: int = 300,
+    ) -> None:
+        super().__init__(dry_run=dry_run, audit=audit)
+        if not 0 <= ttl <= 2**31 - 1:
+            raise ValueError(f"ttl must be 0..{2**31 - 1} seconds, got {ttl}")
+        if request_timeout <= 0:
+            raise ValueError(f"request_timeout must be > 0 seconds, got {request_timeout}")
+        if not 1 <= page_size <= 300:
+            raise ValueError(f"page_size must be 1..300, got {page_size}")
+        self.zone_name = normalize_name(zone_name)
+        self.configured_zone_id = normalize_zone_id(zone_id) if zone_id else None
+        self.ttl = ttl
+        self.request_timeout = request_timeout
+        self.page_size = page_size
+        session = boto3.session.Session(region_name=region)
+        self.region = region or session.region_name or DEFAULT_REGION
+        self._client: Route53Client = session.client(
+            "route53",
+            region_name=self.region,
+            config=botocore.config.Config(
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                connect_timeout=request_timeout,
+                read_timeout=request_timeout,
+                user_agent_extra=f"goavail/{__version__}",
+            ),
+        )
+        self._zone_id: str | None = None
+        self._zone_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return (
+            f"Route53Provider(zone_name={self.zone_name!r}, zone_id={self.configured_zone_id!r}, "
+            f"ttl={self.ttl}, region={self.region!r}, dry_run={self.dry_run})"
+        )
+
+    @property
+    def endpoint_url(self) -> str:
+        """The endpoint the client talks to (``AWS_ENDPOINT_URL_ROUTE_53`` when set)."""
+        return self._client.meta.endpoint_url
+
+    async def close(self) -> None:
+        """Close the client's HTTP connections."""
+        self._client.close()
+
+    # -- zone ---------------------------------------------------------------------------
+
+    async def zone_id(self) -> str:
+        """The hosted zone ID, checked (``aws_zoneid``) or looked up by name, then cached.
+
+        Raises:
+            ProviderError: no such zone, the ID belongs to another zone, several
+                zones have the name (public and private), or the call failed.
+        """
+        if self._zone_id is not None:
+            return self._zone_id
+        async with self._zone_lock:
+            if self._zone_id is None:
+                self._zone_id = await self._find_zone()
+            return self._zone_id
+
+    async def _find_zone(self) -> str:
+        if self.configured_zone_id is not None:
+            zone_id = self.configured_zone_id
+            got = await self._call(
+                f"get hosted zone {zone_id}", self._client.get_hosted_zone, Id=zone_id
+            )
+            actual = decode_name(got["HostedZone"]["Name"])
+            if actual != self.zone_name:
+                raise ProviderError(
+                    f"route53: aws_zoneid {zone_id} is the hosted zone of {actual!r}, "
+                    f"not of aws_domain {self.zone_name!r}",
+                    transient=False,
+                )
+            return zone_id
+        listed = await self._call(
+            f"look up zone {self.zone_name}",
+            self._client.list_hosted_zones_by_name,
+            DNSName=self.zone_name + ".",
+            MaxItems="100",
+        )
+        ids = [
+            normalize_zone_id(z["Id"])
+            for z in listed["HostedZones"]
+            if decode_name(z["Name"]) == self.zone_name
+        ]
+        if not ids:
+            raise ProviderError(
+                f"route53: no hosted zone named {self.zone_name!r} is visible with these "
+                "credentials (set aws_zoneid, or check the credentials' account)",
+                transient=False,
+            )
+        if len(ids) > 1:
+            raise ProviderError(
+                f"route53: {len(ids)} hosted zones are named {self.zone_name!r} "
+                f"({', '.join(ids)}; public and private?): set aws_zoneid to the one to manage",
+                transient=False,
+            )
+        return ids[0]
+
+    # -- record sets ------------------------------------------------------------------------
+
+    async def record_sets(self, name: str) -> list[ResourceRecordSetOutputTypeDef]:
+        """Every A and AAAA record set at exactly ``name``, alias sets included, as Route 53
+        returns them; follows ``ListResourceRecordSets`` pagination.
+
+        Raises:
+            ProviderError: the sets could not be read.
+        """
+        zone_id = await self.zone_id()
+        wanted = normalize_name(name)
+        found: list[ResourceRecordSetOutputTypeDef] = []
+        # Route 53 lists in (name with labels reversed, type, set identifier) order, from
+        # the first set at or after the start: all of `name`'s sets come in one run.
+        start: dict[str, str] = {"StartRecordName": wanted + ".", "StartRecordType": "A"}
+        while True:
+            page = await self._call(
+                f"list {wanted}",
+                self._client.list_resource_record_sets,
+                HostedZoneId=zone_id,
+                MaxItems=str(self.page_size),
+                **start,
+            )
+            for rrset in page["ResourceRecordSets"]:
+                if decode_name(rrset["Name"]) != wanted:
+                    return found
+                if rrset["Type"] in _FAMILIES:
+                    found.append(rrset)
+            if not page["IsTruncated"]:
+                return found
+            following = {
+                "StartRecordName": page["NextRecordName"],
+                "StartRecordType": page["NextRecordType"],
+            }
+            if page.get("NextRecordIdentifier"):
+                following["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+            if following == start:
+                raise ProviderError(
+                    f"route53: list {wanted} failed: the endpoint {self.endpoint_url} "
+                    f"returned the page starting at {start} again (it ignores "
+                    "StartRecordIdentifier?); refusing to loop",
+                    transient=False,
+                )
+            start = following
+
+    async def _sets_of(self, record: Record) -> list[ResourceRecordSetOutputTypeDef]:
+        return [s for s in await self.record_sets(record.name) if s["Type"] == record.type]
+
+    # -- Provider hooks -----------------------------------------------------------------------
+
+    async def _list(self, name: str) -> list[Record]:
+        records: list[Record] = []
+        for rrset in await self.record_sets(name):
+            if "ResourceRecords" not in rrset:
+                continue  # alias or traffic-policy set: not goavail's
+            rtype: RecordType = "A" if rrset["Type"] == "A" else "AAAA"
+            for content in sorted(_values(rrset)):
+                records.append(
+                    Record(
+                        name=normalize_name(name),
+                        type=rtype,
+                        content=content,
+                        ttl=rrset.get("TTL"),
+                        id=rrset.get("SetIdentifier"),
+                    )
+                )
+        return records
+
+    async def _create(self, record: Record) -> None:
+        zone_id = await self.zone_id()
+        sets = await self._sets_of(record)
+        if any(record.content in _values(s) for s in sets):
+            raise RecordExists(_describe(record))
+        target = self._target_set(sets, record)
+        if target is None:
+            new: Any = {
+                "Name": record.name,
+                "Type": record.type,
+                "TTL": self.ttl,
+                "ResourceRecords": [{"Value": record.content}],
+            }
+        else:
+            new = copy.deepcopy(target)
+            new["ResourceRecords"] = [*target["ResourceRecords"], {"Value": record.content}]
+        await self._change(zone_id, [{"Action": "UPSERT", "ResourceRecordSet": new}], record)
+
+    async def _delete(self, record: Record) -> None:
+        zone_id = await self.zone_id()
+        changes: list[ChangeTypeDef] = []
+        for rrset in await self._sets_of(record):
+            if record.content not in _values(rrset):
+                continue
+            keep = [
+                rr
+                for rr in rrset["ResourceRecords"]
+                if _canonical_or_none(rr["Value"]) != record.content
+            ]
+            if keep:
+                new = copy.deepcopy(rrset)
+                new["ResourceRecords"] = keep
+                changes.append({"Action": "UPSERT", "ResourceRecordSet": new})
+            else:
+                changes.append({"Action": "DELETE", "ResourceRecordSet": rrset})
+        if not changes:
+            raise RecordMissing(_describe(record))
+        await self._change(zone_id, changes, record)
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _target_set(
+        self, sets: Sequence[ResourceRecordSetOutputTypeDef], record: Record
+    ) -> ResourceRecordSetOutputTypeDef | None:
+        """The set a new address of ``record``'s name and type goes into (None: a new set).
+
+        Raises:
+            ProviderError: (permanent) only alias sets exist, or several sets exist and
+                none has the original's SetIdentifier (the first label of the name).
+        """
+        if not sets:
+            return None
+        plain = [s for s in sets if "ResourceRecords" in s]
+        if not plain:
+            raise ProviderError(
+                f"route53: {record.type} {record.name} is an alias record; goavail does not "
+                f"add {record.content} to it",
+                transient=False,
+            )
+        if len(plain) == 1:
+            return plain[0]
+        short = record.name.split(".", 1)[0]
+        for rrset in plain:
+            if rrset.get("SetIdentifier") == short:
+                return rrset
+        idents = ", ".join(repr(s.get("SetIdentifier")) for s in plain)
+        raise ProviderError(
+            f"route53: {record.type} {record.name} has {len(plain)} record sets ({idents}) and "
+            f"none has SetIdentifier {short!r}: goavail cannot tell which one should get "
+            f"{record.content}; add it by hand or name the set {short!r}",
+            transient=False,
+        )
+
+    async def _change(self, zone_id: str, changes: list[ChangeTypeDef], record: Record) -> None:
+        what = f"{changes[0]['Action'].lower()} " + ", ".join(
+            _describe_set(c["ResourceRecordSet"])  # type: ignore[arg-type]
+            for c in changes
+        )
+        await self._call(
+            f"{what} (for {record.content})",
+            self._client.change_resource_record_sets,
+            HostedZoneId=zone_id,
+            ChangeBatch={"Comment": f"goavail {__version__}", "Changes": changes},
+        )
+        log.debug("route53: %s (for %s %s)", what, record.type, record.content)
+
+    async def _call(self, what: str, fn: Callable[..., T], **kwargs: Any) -> T:
+        """Run one blocking boto3 call in a thread; translate its errors.
+
+        Raises:
+            ProviderError: see the module docstring for transient vs permanent.
+        """
+        try:
+            return await asyncio.to_thread(fn, **kwargs)
+        except botocore.exceptions.ClientError as exc:
+            raise self._client_error(exc, what) from None
+        except (
+            botocore.exceptions.NoCredentialsError,
+            botocore.exceptions.PartialCredentialsError,
+        ) as exc:
+            raise ProviderError(
+                f"route53: {what} failed: {exc}; {CREDENTIALS_HINT}", transient=False
+            ) from None
+        except (
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ReadTimeoutError,
+        ):
+            raise ProviderError(
+                f"route53: {what} failed: timed out after {self.request_timeout:g}s",
+                transient=True,
+            ) from None
+        except (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError) as exc:
+            raise ProviderError(
+                f"route53: {what} failed: connection error ({exc})", transient=True
+            ) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise ProviderError(f"route53: {what} failed: {exc}", transient=False) from None
+
+    def _client_error(self, exc: botocore.exceptions.ClientError, what: str) -> ProviderError:
+        error = exc.response.get("Error", {})
+        meta = exc.response.get("ResponseMetadata", {})
+        code = str(error.get("Code", "Unknown"))
+        message = str(error.get("Message", "")).strip()
+        status = int(meta.get("HTTPStatusCode", 0) or 0)
+        detail = f"HTTP {status} {code}" + (f": {message}" if message else "")
+        transient = code in TRANSIENT_CODES or status == 429 or status >= 500
+        if code == "InvalidChangeBatch" and _CONFLICT.search(message):
+            transient = True  # the set changed between our read and our write: re-read
+            detail += " (the record set changed meanwhile; re-reading)"
+        elif code in CREDENTIAL_CODES:
+            detail += f"; check the AWS credentials and their Route 53 rights ({CREDENTIALS_HINT})"
+        elif code == "NoSuchHostedZone":
+            detail += f"; check aws_zoneid / aws_domain ({self.zone_name})"
+            self._zone_id = None
+        retry_after: float | None = None
+        header = meta.get("HTTPHeaders", {}).get("retry-after")
+        if header:
+            with contextlib.suppress(ValueError):
+                retry_after = max(0.0, float(header))
+        return ProviderError(
+            f"route53: {what} failed: {detail}", transient=transient, retry_after=retry_after
+        )
+
+
+def _canonical_or_none(value: str) -> str | None:
+    try:
+        return normalize_address(value)
+    except ValueError:
+        return None
+
+
+def _describe(record: Record) -> str:
+    return f"{record.type} {record.name} {record.content}"

@@ -1,0 +1,8 @@
+"""The agent's HTTP side: status page, ``/_health``, ``/metrics``, ``/api/status``, overrides.
+
+* :mod:`goavail.web.snapshot` copies what the agent knows, cheaply, on the event loop;
+* :mod:`goavail.web.status` turns a snapshot into the ``/api/status`` document (and the page);
+* :mod:`goavail.web.metrics` turns a snapshot into Prometheus metrics;
+* :mod:`goavail.web.selfcheck` runs goavail's own health probes (Philae format);
+* :mod:`goavail.web.server` is the aiohttp server that serves them.
+"""

@@ -1,0 +1,306 @@
+"""Prometheus metrics of one agent: a custom collector over a :class:`Snapshot`.
+
+Nothing is counted here: the agent's own state (targets, decisions, the reconciler,
+the audit log's counts, the cluster's gossip counters, the O(1) probe counters of
+:mod:`goavail.stats`) is read when Prometheus scrapes, so the probing hot path never
+touches a metric object or a lock. Each agent has its own
+:class:`prometheus_client.CollectorRegistry` (:func:`build_registry`), never the
+global default one, so tests get a fresh registry with every agent.
+
+Names follow the Prometheus conventions (``goavail_`` prefix, ``_total`` counters,
+``_seconds`` units); the README's "Metrics" table lists every one.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from itertools import accumulate
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from goavail.cluster.wire import REJECT_REASONS
+from goavail.health import State
+from goavail.stats import RTT_BUCKETS
+from goavail.web.snapshot import Snapshot, take_snapshot
+from goavail.web.status import override_in_force, quorum_met
+
+if TYPE_CHECKING:
+    from goavail.agent import Agent
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""Content type of the Prometheus text exposition format 0.0.4."""
+
+DNS_OUTCOMES = ("planned", "applied", "already-done", "error")
+RELOAD_RESULTS = ("applied", "rejected", "failed")
+PEER_STATUSES = ("alive", "leaving", "left", "failed")
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def families(snap: Snapshot) -> Iterator[Metric]:
+    """Every goavail metric family of ``snap`` (pure: reads the snapshot only)."""
+    yield from _agent(snap)
+    yield from _targets(snap)
+    yield from _probes(snap)
+    yield from _dns(snap)
+    yield from _config(snap)
+    yield from _cluster(snap)
+
+
+def _agent(snap: Snapshot) -> Iterator[Metric]:
+    info = InfoMetricFamily("goavail_build", "goavail version and Python version (value 1).")
+    info.add_metric([], {"version": snap.version, "python": platform.python_version()})
+    yield info
+    start = GaugeMetricFamily(
+        "goavail_start_time_seconds", "Unix time at which the agent started, seconds."
+    )
+    start.add_metric([], snap.started_at)
+    yield start
+    dry = GaugeMetricFamily(
+        "goavail_dry_run", "1 when the agent runs in dry-run mode (no DNS change is made)."
+    )
+    dry.add_metric([], 1.0 if snap.dry_run else 0.0)
+    yield dry
+
+
+def _targets(snap: Snapshot) -> Iterator[Metric]:
+    # Per-target series are the bulk of a scrape (three per target): samples are added
+    # directly, without the label-list handling of the *MetricFamily helpers.
+    up = Metric(
+        "goavail_target_up",
+        "1 when this agent's health state of the target is up, 0 when down or unknown.",
+        "gauge",
+    )
+    state = Metric(
+        "goavail_target_state",
+        "Health state of the target as seen by this agent: one series per target, "
+        "labelled with its current state (unknown, up, down), value 1.",
+        "gauge",
+    )
+    rtt = Metric(
+        "goavail_target_rtt_seconds",
+        "Round-trip time of the target's latest probe, when it succeeded, seconds.",
+        "gauge",
+    )
+    counts: Counter[str] = Counter({s.value: 0 for s in State})
+    up_add, state_add, rtt_add = up.add_sample, state.add_sample, rtt.add_sample
+    for address, health, last, _ in snap.raw_targets:
+        current = health.state.value
+        counts[current] += 1
+        up_add("goavail_target_up", {"target": address}, 1.0 if current == "up" else 0.0)
+        state_add("goavail_target_state", {"target": address, "state": current}, 1.0)
+        if last is not None and last.ok and last.rtt is not None:
+            rtt_add("goavail_target_rtt_seconds", {"target": address}, last.rtt)
+    yield up
+    yield state
+    yield rtt
+    by_state = GaugeMetricFamily(
+        "goavail_targets", "Targets by this agent's health state.", labels=["state"]
+    )
+    for name, count in sorted(counts.items()):
+        by_state.add_metric([name], count)
+    yield by_state
+    override = GaugeMetricFamily(
+        "goavail_target_override",
+        "1 for each target under a maintenance override in force (own or a live peer's).",
+        labels=["target", "mode"],
+    )
+    for address in snap.addresses:
+        mode = override_in_force(snap, address)
+        if mode.value != "auto":
+            override.add_metric([address, mode.value], 1.0)
+    yield override
+    transitions = CounterMetricFamily(
+        "goavail_transitions",
+        "Health state transitions of a target, by the state entered.",
+        labels=["target", "to"],
+    )
+    for (target, to), count in sorted(snap.transitions.items()):
+        transitions.add_metric([target, to], count)
+    yield transitions
+
+
+def _probes(snap: Snapshot) -> Iterator[Metric]:
+    probes = CounterMetricFamily(
+        "goavail_probes", "Probe results, by probe type and result.", labels=["type", "result"]
+    )
+    ok = sum(snap.rtt_counts)
+    probes.add_metric([snap.probe_kind, "ok"], ok)
+    probes.add_metric([snap.probe_kind, "failed"], snap.failed)
+    yield probes
+    histogram = HistogramMetricFamily(
+        "goavail_probe_rtt_seconds",
+        "Round-trip time of successful probes, seconds.",
+        labels=["type"],
+    )
+    cumulative = list(accumulate(snap.rtt_counts))
+    buckets = [(repr(b), float(c)) for b, c in zip(RTT_BUCKETS, cumulative, strict=False)]
+    buckets.append(("+Inf", float(cumulative[-1])))
+    histogram.add_metric([snap.probe_kind], buckets, snap.rtt_sum)
+    yield histogram
+
+
+def _dns(snap: Snapshot) -> Iterator[Metric]:
+    changes = CounterMetricFamily(
+        "goavail_dns_changes",
+        "DNS changes made, failed or (dry-run) planned, by provider, action, result, dry_run.",
+        labels=["provider", "action", "result", "dry_run"],
+    )
+    counts = dict(snap.dns_counts)
+    for action in ("create", "delete"):  # the usual series exist from the start
+        outcome = "planned" if snap.dry_run else "applied"
+        counts.setdefault((snap.provider, action, outcome, snap.dry_run), 0)
+    for (provider, action, outcome, dry_run), count in sorted(counts.items()):
+        changes.add_metric([provider, action, outcome, _bool(dry_run)], count)
+    yield changes
+    pending = GaugeMetricFamily(
+        "goavail_dns_pending_changes", "Changes of the last plan not applied yet."
+    )
+    pending.add_metric([], len(snap.pending))
+    yield pending
+    converged = GaugeMetricFamily(
+        "goavail_dns_converged", "1 when the last reconcile pass left DNS matching the plan."
+    )
+    converged.add_metric([], 1.0 if snap.converged else 0.0)
+    yield converged
+    passes = CounterMetricFamily("goavail_reconcile_passes", "Reconcile passes run.")
+    passes.add_metric([], snap.passes)
+    yield passes
+    failed = CounterMetricFamily(
+        "goavail_reconcile_failed_passes",
+        "Reconcile passes that failed (each is retried with backoff).",
+    )
+    failed.add_metric([], snap.failed_passes)
+    yield failed
+    retries = GaugeMetricFamily(
+        "goavail_reconcile_retries",
+        "Consecutive failed reconcile passes right now (0 once DNS converged).",
+    )
+    retries.add_metric([], snap.retries)
+    yield retries
+    fail_open = GaugeMetricFamily(
+        "goavail_fail_open",
+        "1 for each name and record type where fail-open keeps every address.",
+        labels=["name", "type"],
+    )
+    for case in snap.fail_open:
+        fail_open.add_metric([case.name, case.type], 1.0)
+    yield fail_open
+
+
+def _config(snap: Snapshot) -> Iterator[Metric]:
+    reloads = CounterMetricFamily(
+        "goavail_config_reloads",
+        "Configuration reloads (SIGHUP), by result: applied, rejected (invalid), failed.",
+        labels=["result"],
+    )
+    for result in RELOAD_RESULTS:
+        reloads.add_metric([result], snap.reloads.get(result, 0))
+    yield reloads
+    if snap.last_reload is not None:
+        last = GaugeMetricFamily(
+            "goavail_config_last_reload_successful",
+            "1 when the last reload was applied, 0 when it was rejected or failed.",
+        )
+        last.add_metric([], 1.0 if snap.last_reload.result == "applied" else 0.0)
+        yield last
+
+
+def _cluster(snap: Snapshot) -> Iterator[Metric]:
+    cluster = snap.cluster
+    if cluster is None:
+        return
+    received = CounterMetricFamily(
+        "goavail_gossip_messages",
+        "Verdicts received from peers, by result (accepted, rejected) and reject reason.",
+        labels=["result", "reason"],
+    )
+    received.add_metric(["accepted", ""], cluster.counters.get("accepted", 0))
+    for reason in (*REJECT_REASONS, "not_member"):
+        received.add_metric(["rejected", reason], cluster.counters.get(f"rejected_{reason}", 0))
+    yield received
+    sent = CounterMetricFamily(
+        "goavail_gossip_published",
+        "Verdicts this agent published, by result (ok, failed).",
+        labels=["result"],
+    )
+    sent.add_metric(["ok"], cluster.counters.get("published", 0))
+    sent.add_metric(["failed"], cluster.counters.get("publish_failed", 0))
+    yield sent
+    peers = GaugeMetricFamily(
+        "goavail_peers", "Peers by Serf member status (this agent excluded).", labels=["status"]
+    )
+    statuses: Counter[str] = Counter({s: 0 for s in PEER_STATUSES})
+    statuses.update(cluster.member_status.values())
+    for status, count in sorted(statuses.items()):
+        peers.add_metric([status], count)
+    yield peers
+    connected = GaugeMetricFamily("goavail_serf_connected", "1 while connected to Serf's RPC.")
+    connected.add_metric([], 1.0 if cluster.connected else 0.0)
+    yield connected
+    unmet = GaugeMetricFamily(
+        "goavail_quorum_unmet",
+        "1 when fewer peers are alive than min_peers_agree (no DNS change can be made).",
+    )
+    unmet.add_metric([], 1.0 if len(cluster.live) < snap.min_peers_agree else 0.0)
+    yield unmet
+    targets = GaugeMetricFamily(
+        "goavail_targets_quorum_unmet",
+        "Targets whose own verdict fewer than min_peers_agree live peers share (not acted on).",
+    )
+    targets.add_metric([], sum(1 for a in snap.addresses if quorum_met(snap, a) is False))
+    yield targets
+
+
+class AgentCollector(Collector):
+    """Collects an agent's metrics: from a fresh snapshot, or from the one pinned by
+    :meth:`render` (so the server can snapshot on the event loop and format elsewhere)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.pinned: Snapshot | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families (see :func:`families`)."""
+        snap = self.pinned if self.pinned is not None else take_snapshot(self.agent)
+        yield from families(snap)
+
+
+class AgentMetrics:
+    """One agent's registry: goavail's collector plus the standard ``process_*`` metrics.
+
+    Attributes:
+        registry: a fresh :class:`CollectorRegistry` (never the global default).
+        collector: the :class:`AgentCollector` registered in it.
+    """
+
+    def __init__(self, agent: Agent) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.collector = AgentCollector(agent)
+        self.registry.register(self.collector)
+        ProcessCollector(registry=self.registry)
+        self._lock = threading.Lock()
+
+    def render(self, snap: Snapshot) -> bytes:
+        """The text exposition of the registry with ``snap`` pinned (thread-safe; may run
+        in a worker thread, it reads only the snapshot and ``/proc``)."""
+        with self._lock:
+            self.collector.pinned = snap
+            try:
+                return generate_latest(self.registry)
+            finally:
+                self.collector.pinned = None

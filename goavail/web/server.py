@@ -1,0 +1,342 @@
+"""The agent's HTTP server (aiohttp): status page, health, metrics, status API, overrides.
+
+Endpoints (``[Server] listen``, default ``127.0.0.1:8080``):
+
+=========================  =======================================================
+``GET /``                  status page: server-rendered HTML, no JavaScript, refreshes
+                           itself every :data:`REFRESH_SECONDS` seconds
+``GET /_health``           goavail's own health, Philae JSON; 200 healthy, 503 not
+                           (:mod:`goavail.web.selfcheck`)
+``GET /metrics``           Prometheus text format (:mod:`goavail.web.metrics`)
+``GET /api/status``        JSON of everything the page shows (:mod:`goavail.web.status`)
+``POST /api/overrides``    set a target's maintenance override; needs
+                           ``Authorization: Bearer <GOAVAIL_ADMIN_TOKEN>``
+=========================  =======================================================
+
+Read-only endpoints are open to whoever reaches the listen address. Write endpoints
+answer 403 while ``GOAVAIL_ADMIN_TOKEN`` is unset or empty, and 401 to a request
+without the right token (compared in constant time, :func:`hmac.compare_digest`).
+
+Lifecycle (as the agent's, after uvicorn's ``server.py``): :meth:`WebServer.start`
+binds (a bind failure is a :class:`ServerError` naming the address and the fix),
+:meth:`WebServer.run` keeps the probing-round watch of ``/_health`` up to date until
+cancelled, :meth:`WebServer.stop` closes the listener and open connections within
+:data:`SHUTDOWN_SECONDS`. Pages, JSON and metrics are formatted in a worker thread
+from a snapshot taken on the event loop (see :mod:`goavail.web.snapshot`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hmac
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from goavail.decision import Override
+from goavail.health import State
+from goavail.logs import REDACTOR
+from goavail.overrides import check_reason, check_target, parse_mode
+from goavail.web.metrics import CONTENT_TYPE, AgentMetrics
+from goavail.web.page import render_page
+from goavail.web.selfcheck import DnsCheck, ProbeCheck, RoundWatch, config_check, philae, serf_check
+from goavail.web.snapshot import take_snapshot
+from goavail.web.status import status_document
+
+if TYPE_CHECKING:
+    from goavail.agent import Agent
+
+log = logging.getLogger("goavail.http")
+
+TOKEN_ENV = "GOAVAIL_ADMIN_TOKEN"
+"""Environment variable holding the bearer token of the write endpoints."""
+REFRESH_SECONDS = 10
+"""The status page reloads itself this often."""
+SHUTDOWN_SECONDS = 1.0
+"""Open connections get this long to finish when the agent stops."""
+MIN_TOKEN = 16
+"""A shorter admin token is accepted, with a warning."""
+MAX_BODY = 64 * 1024
+"""Largest request body accepted, bytes."""
+PAGE_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'; frame-ancestors 'none'"
+)
+"""Content-Security-Policy of the status page: no script of any kind may run (the page
+needs none), nothing is loaded from elsewhere, and it cannot be framed."""
+
+
+class ServerError(Exception):
+    """The HTTP server cannot start; the message names the address and the fix."""
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(
+        text=json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+        status=status,
+        content_type="application/json",
+    )
+
+
+def _error(status: int, message: str, **extra: object) -> web.Response:
+    return _json({"error": message, **extra}, status)
+
+
+class WebServer:
+    """The HTTP server of one agent.
+
+    Args:
+        agent: the agent whose state is served (read on its event loop).
+        environ: where ``GOAVAIL_ADMIN_TOKEN`` is read (default: the process environment).
+
+    Attributes:
+        metrics: the agent's metrics registry (:class:`AgentMetrics`).
+        rounds: the probing-round watch behind the ``probes`` health probe.
+        port: the port actually bound (after :meth:`start`).
+    """
+
+    def __init__(self, agent: Agent, *, environ: Mapping[str, str] | None = None) -> None:
+        self.agent = agent
+        self.listen = agent.config.server.listen
+        self.host, self.port = agent.config.server.host_port()
+        token = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
+        self._token: bytes | None = token.encode() if token else None
+        if token:
+            REDACTOR.add([token])
+            if len(token) < MIN_TOKEN:
+                log.warning(
+                    "%s is shorter than %d characters: use a long random token "
+                    "(e.g. `openssl rand -hex 32`)",
+                    TOKEN_ENV,
+                    MIN_TOKEN,
+                )
+        self.metrics = AgentMetrics(agent)
+        self.rounds = RoundWatch(time.monotonic())
+        self.dns = DnsCheck()
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def admin_api(self) -> bool:
+        """True when write endpoints are enabled (a token is set)."""
+        return self._token is not None
+
+    def app(self) -> web.Application:
+        """The aiohttp application with every route."""
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_get("/", self.page)
+        app.router.add_get("/_health", self.health)
+        app.router.add_get("/metrics", self.prometheus)
+        app.router.add_get("/api/status", self.status)
+        app.router.add_post("/api/overrides", self.set_override)
+        return app
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind ``[Server] listen`` and start serving.
+
+        Raises:
+            ServerError: the address cannot be bound (in use, not local, no permission).
+        """
+        runner = web.AppRunner(
+            self.app(), access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_SECONDS
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ServerError(self._bind_problem(exc)) from None
+        self._runner = runner
+        log.info(
+            "HTTP server on http://%s/ (status page, /_health, /metrics, /api/status); "
+            "write endpoints %s",
+            self.listen,
+            "enabled (bearer token from GOAVAIL_ADMIN_TOKEN)"
+            if self.admin_api
+            else "disabled (GOAVAIL_ADMIN_TOKEN not set)",
+        )
+
+    def _bind_problem(self, exc: OSError) -> str:
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            hint = "another program (another goavail?) holds that port"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            hint = "that address is not one of this machine's"
+        elif exc.errno == errno.EACCES:
+            hint = "ports below 1024 need root or CAP_NET_BIND_SERVICE"
+        else:
+            hint = "check the address"
+        return (
+            f"[Server] listen = {self.listen!r}: cannot listen: {reason} ({hint}); "
+            "choose another address in [Server] listen, or set [Server] enabled = false"
+        )
+
+    async def run(self) -> None:
+        """Watch probing rounds for ``/_health`` until cancelled (several times an interval)."""
+        agent = self.agent
+        while True:
+            stats = agent.probe_stats
+            self.rounds.observe(time.monotonic(), stats.results, len(agent.targets))
+            await asyncio.sleep(min(agent.config.interval / 2, 1.0))
+
+    async def stop(self) -> None:
+        """Stop listening and close connections (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    # -- read-only endpoints --------------------------------------------------------
+
+    async def health(self, request: web.Request) -> web.Response:
+        """``GET /_health``: Philae JSON, 200 when healthy, 503 when not."""
+        agent = self.agent
+        started = time.perf_counter_ns()
+        config = config_check(agent)
+        config = ProbeCheck(
+            config.name,
+            config.healthy,
+            config.comment,
+            config.error,
+            time.perf_counter_ns() - started,
+        )
+        started = time.perf_counter_ns()
+        probes = self.rounds.check(time.monotonic(), agent.config.interval, len(agent.targets))
+        probes = ProbeCheck(
+            probes.name,
+            probes.healthy,
+            probes.comment,
+            probes.error,
+            time.perf_counter_ns() - started,
+        )
+        checks = [config, probes]
+        started = time.perf_counter_ns()
+        serf = serf_check(agent)
+        if serf is not None:
+            checks.append(
+                ProbeCheck(
+                    serf.name,
+                    serf.healthy,
+                    serf.comment,
+                    serf.error,
+                    time.perf_counter_ns() - started,
+                )
+            )
+        checks.append(await self.dns.check(agent))
+        answer = philae(checks)
+        return _json(answer, 200 if answer["healthy"] else 503)
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        """``GET /metrics``: the agent's registry in the Prometheus text format."""
+        snap = take_snapshot(self.agent, admin_api=self.admin_api)
+        body = await asyncio.to_thread(self.metrics.render, snap)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def status(self, request: web.Request) -> web.Response:
+        """``GET /api/status``: the status document."""
+        snap = take_snapshot(self.agent, admin_api=self.admin_api)
+        text = await asyncio.to_thread(
+            lambda: json.dumps(status_document(snap), indent=2, ensure_ascii=False) + "\n"
+        )
+        return web.Response(text=text, content_type="application/json")
+
+    async def page(self, request: web.Request) -> web.Response:
+        """``GET /``: the status page."""
+        snap = take_snapshot(self.agent, admin_api=self.admin_api)
+        html = await asyncio.to_thread(
+            lambda: render_page(status_document(snap), refresh=REFRESH_SECONDS)
+        )
+        return web.Response(
+            text=html,
+            content_type="text/html",
+            headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY},
+        )
+
+    # -- write endpoints ------------------------------------------------------------
+
+    def _refuse(self, request: web.Request) -> web.Response | None:
+        """None when the request carries the admin token, else the answer refusing it."""
+        if self._token is None:
+            return _error(403, f"write endpoints are disabled: set {TOKEN_ENV} to enable them")
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self._token):
+            return None
+        return web.Response(
+            text=json.dumps({"error": "missing or wrong bearer token"}) + "\n",
+            status=401,
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Bearer realm="goavail"'},
+        )
+
+    async def set_override(self, request: web.Request) -> web.Response:
+        """``POST /api/overrides`` with ``{"target": ADDRESS, "mode": "up"|"down"|"auto",
+        "reason": TEXT}``: set (or clear, with ``auto``) this agent's override.
+
+        Answers 200 with the target's override state, 400 listing every problem of
+        the request, 401/403 without the token, 500 when the overrides file cannot
+        be written (nothing changed then).
+        """
+        refused = self._refuse(request)
+        if refused is not None:
+            return refused
+        try:
+            body: Any = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _error(400, 'body must be JSON: {"target": ..., "mode": ..., "reason": ...}')
+        if not isinstance(body, dict):
+            return _error(400, "body must be a JSON object")
+        problems: list[str] = []
+        unknown = sorted(set(body) - {"target", "mode", "reason"})
+        problems.extend(f"{key}: unknown field" for key in unknown)
+        target = mode = None
+        reason = ""
+        raw_target = body.get("target")
+        if not isinstance(raw_target, str):
+            problems.append("target: required, an IP address")
+        else:
+            try:
+                target = check_target(raw_target)
+            except ValueError as exc:
+                problems.append(f"target: {exc}")
+            else:
+                if target not in self.agent.targets:
+                    problems.append(f"target: {target} is not a configured target")
+        try:
+            mode = parse_mode(body.get("mode"))
+        except ValueError as exc:
+            problems.append(f"mode: {exc}")
+        try:
+            reason = check_reason(body.get("reason", ""))
+        except ValueError as exc:
+            problems.append(f"{exc}")
+        if problems or target is None or mode is None:
+            return _error(400, "invalid request", problems=problems)
+        try:
+            entry = self.agent.overrides.set(target, mode, reason, source="api")
+        except OSError as exc:
+            log.error("override of %s not applied: cannot write overrides file: %s", target, exc)
+            return _error(500, f"cannot write the overrides file, nothing changed: {exc}")
+        stage = self.agent.decision
+        persisted = self.agent.overrides.path is not None
+        if not persisted:
+            log.warning(
+                "override of %s set through the API lives in memory only: set overrides_file "
+                "to keep overrides across restarts",
+                target,
+            )
+        return _json(
+            {
+                "target": target,
+                "override": entry.as_dict() if entry else {"mode": Override.AUTO.value},
+                "in_force": stage.override_of(target).value,
+                "effective": stage.effective.get(target, State.UNKNOWN).value,
+                "persisted": persisted,
+            }
+        )

@@ -1,0 +1,343 @@
+"""The ``/api/status`` document: everything the status page shows, as JSON (pure).
+
+Built from a :class:`goavail.web.snapshot.Snapshot` (no I/O, no clock reads: times
+come from the snapshot), so it may run in a worker thread. Shape (times are RFC 3339
+UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
+
+    {
+      "generated_at": str,
+      "agent": {"node", "version", "started_at", "uptime_seconds", "config_file",
+                "provider", "probe", "dry_run", "mode": "single"|"cluster", "admin_api"},
+      "config": {"interval", "timeout", "failure_threshold", "rise_threshold",
+                 "resync_interval", "min_peers_agree", "overrides_file",
+                 "reloads": {"applied", "rejected", "failed"},
+                 "last_reload": null | {"time", "result", "problems": [str]}},
+      "summary": {"targets", "up", "down", "unknown", "overridden", "pending_changes"},
+      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, quorum,
+                                             # dns, config, override, gossip
+      "targets": [{"address", "state", "successes", "failures", "since",
+                   "since_seconds", "last_rtt_seconds", "last_error", "decision",
+                   "effective", "override": {"mode", "local": null | {"mode", "reason",
+                   "since"}, "peers": {node: mode}}, "votes": {node: state},
+                   "quorum_met": bool | null}],
+      "overrides": [{"target", "mode", "reason", "since", "configured"}],
+      "names": [{"name", "records": [{"type", "address", "managed"}],
+                 "pending": [{"action", "type", "address", "reason"}],
+                 "fail_open": [{"type", "kept": [str]}]}],
+      "dns": {"provider", "dry_run", "converged", "pending_changes", "retries", "passes",
+              "failed_passes", "last_error", "read_seconds_ago"},
+      "cluster": null | {"node", "event", "min_peers_agree", "connected", "quorum_unmet",
+                         "encrypted", "live_peers": [str], "members": {node: status},
+                         "gossip": {counter: int}},
+      "audit": [record, ...]                 # newest first, at most 50
+    }
+
+Every free text that could come from outside (errors, audit records) goes through
+:data:`goavail.logs.REDACTOR`, so a secret never reaches an HTTP answer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from goavail.decision import Override, backed, combine_overrides
+from goavail.health import State
+from goavail.logs import REDACTOR
+from goavail.overrides import OverrideEntry
+from goavail.web.snapshot import Snapshot, TargetRow
+
+
+def rfc3339(seconds: float) -> str:
+    """Unix seconds as RFC 3339 UTC text to the second: ``"2026-11-21T03:00:00Z"``."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _redact(text: str | None) -> str | None:
+    return None if text is None else REDACTOR.redact(text)
+
+
+def _entry(entry: OverrideEntry) -> dict[str, str]:
+    shown = entry.as_dict()
+    shown["reason"] = REDACTOR.redact(shown["reason"])
+    return shown
+
+
+def override_in_force(snap: Snapshot, target: str) -> Override:
+    """The combined override of ``target`` (this agent's and its live peers')."""
+    own = snap.overrides.get(target)
+    held = [own.mode if own else Override.AUTO]
+    held.extend(h.get(target, Override.AUTO) for h in snap.peer_overrides.values())
+    return combine_overrides(held)
+
+
+def quorum_met(snap: Snapshot, target: str) -> bool | None:
+    """Cluster mode: whether this agent's own verdict of ``target`` is shared by at least
+    ``min_peers_agree`` live peers (always True under an override). None in single-node
+    mode or while the verdict is unknown."""
+    if snap.cluster is None:
+        return None
+    local = snap.local.get(target, State.UNKNOWN)
+    if local is State.UNKNOWN:
+        return None
+    if override_in_force(snap, target) is not Override.AUTO:
+        return True
+    votes = [v[target] for v in snap.peers.values() if target in v]
+    return backed(local, local, votes, snap.min_peers_agree)
+
+
+def _target(snap: Snapshot, row: TargetRow) -> dict[str, Any]:
+    address = row.address
+    last = row.last
+    own = snap.overrides.get(address)
+    peers_held = {
+        node: held[address].value
+        for node, held in sorted(snap.peer_overrides.items())
+        if address in held
+    }
+    votes = {
+        node: votes[address].value for node, votes in sorted(snap.peers.items()) if address in votes
+    }
+    return {
+        "address": address,
+        "state": row.health.state.value,
+        "successes": row.health.successes,
+        "failures": row.health.failures,
+        "since": rfc3339(row.since),
+        "since_seconds": max(0.0, snap.wall - row.since),
+        "last_rtt_seconds": last.rtt if last is not None and last.ok else None,
+        "last_error": _redact(last.error) if last is not None and not last.ok else None,
+        "decision": snap.decisions.get(address, State.UNKNOWN).value,
+        "effective": snap.effective.get(address, State.UNKNOWN).value,
+        "override": {
+            "mode": override_in_force(snap, address).value,
+            "local": _entry(own) if own else None,
+            "peers": peers_held,
+        },
+        "votes": votes,
+        "quorum_met": quorum_met(snap, address),
+    }
+
+
+def _names(snap: Snapshot, configured: set[str]) -> list[dict[str, Any]]:
+    result = []
+    for name in snap.names:
+        records = sorted(snap.current.get(name, []), key=lambda r: (r.type, r.content))
+        result.append(
+            {
+                "name": name,
+                "records": [
+                    {"type": r.type, "address": r.content, "managed": r.content in configured}
+                    for r in records
+                ],
+                "pending": [
+                    {
+                        "action": c.action,
+                        "type": c.record.type,
+                        "address": c.record.content,
+                        "reason": c.reason,
+                    }
+                    for c in snap.pending
+                    if c.record.name == name
+                ],
+                "fail_open": [
+                    {"type": f.type, "kept": list(f.kept)} for f in snap.fail_open if f.name == name
+                ],
+            }
+        )
+    return result
+
+
+def _warnings(
+    snap: Snapshot, targets: list[dict[str, Any]], configured: set[str]
+) -> list[dict[str, str]]:
+    warnings: list[dict[str, str]] = []
+    if snap.dry_run:
+        warnings.append(
+            {
+                "kind": "dry-run",
+                "message": "DRY-RUN: goavail makes no DNS change; it only logs and audits "
+                "what it would do (start it with --no-dry-run to act).",
+            }
+        )
+    for case in snap.fail_open:
+        warnings.append(
+            {
+                "kind": "fail-open",
+                "message": f"FAIL-OPEN for {case.name} {case.type}: every configured address "
+                f"is down; all are kept in DNS ({', '.join(case.kept)}) rather than emptying "
+                "the name.",
+            }
+        )
+    down = [t["address"] for t in targets if t["state"] == "down"]
+    if down:
+        warnings.append(
+            {
+                "kind": "down",
+                "message": f"{len(down)} target(s) down as seen by this agent: "
+                + ", ".join(down[:10])
+                + (" ..." if len(down) > 10 else ""),
+            }
+        )
+    cluster = snap.cluster
+    if cluster is not None:
+        if len(cluster.live) < snap.min_peers_agree:
+            warnings.append(
+                {
+                    "kind": "quorum",
+                    "message": f"QUORUM UNMET: {len(cluster.live)} live peer(s), "
+                    f"min_peers_agree = {snap.min_peers_agree}: no DNS change can be made.",
+                }
+            )
+        unmet = [t["address"] for t in targets if t["quorum_met"] is False]
+        if unmet:
+            warnings.append(
+                {
+                    "kind": "quorum",
+                    "message": f"{len(unmet)} target(s) where fewer than "
+                    f"{snap.min_peers_agree} peer(s) share this agent's verdict, so it is "
+                    f"not acted on: {', '.join(unmet[:10])}" + (" ..." if len(unmet) > 10 else ""),
+                }
+            )
+        if not cluster.connected:
+            warnings.append(
+                {"kind": "gossip", "message": "Not connected to Serf: verdicts are not gossiped."}
+            )
+        if cluster.plaintext:
+            warnings.append(
+                {
+                    "kind": "gossip",
+                    "message": "No crypto_key: verdicts travel in plaintext and can be forged.",
+                }
+            )
+    if snap.retries:
+        warnings.append(
+            {
+                "kind": "dns",
+                "message": f"DNS not converged after {snap.retries} failed pass(es): "
+                f"{_redact(snap.last_error)}",
+            }
+        )
+    last = snap.last_reload
+    if last is not None and last.result != "applied":
+        warnings.append(
+            {
+                "kind": "config",
+                "message": f"The last reload ({rfc3339(last.time)}) was {last.result}; "
+                "goavail still runs the previous configuration.",
+            }
+        )
+    overridden = [t for t in targets if t["override"]["mode"] != "auto"]
+    for t in overridden:
+        holders = (["this agent"] if t["override"]["local"] else []) + [
+            f"peer {node}" for node in t["override"]["peers"]
+        ]
+        warnings.append(
+            {
+                "kind": "override",
+                "message": f"Override {t['override']['mode']} on {t['address']} "
+                f"(held by {', '.join(holders)}).",
+            }
+        )
+    stray = sorted(set(snap.overrides) - configured)
+    if stray:
+        warnings.append(
+            {
+                "kind": "override",
+                "message": "Overrides for addresses that are not targets (ignored): "
+                + ", ".join(stray),
+            }
+        )
+    return warnings
+
+
+def _audit_record(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: (REDACTOR.redact(v) if isinstance(v, str) else v) for k, v in entry.items()}
+
+
+def status_document(snap: Snapshot) -> dict[str, Any]:
+    """The ``/api/status`` document of ``snap`` (see the module docstring for its shape)."""
+    config = snap.config
+    configured = set(snap.addresses)
+    targets = [_target(snap, row) for row in snap.targets]
+    counts = {state.value: 0 for state in State}
+    for t in targets:
+        counts[t["state"]] += 1
+    last = snap.last_reload
+    cluster = snap.cluster
+    return {
+        "generated_at": rfc3339(snap.wall),
+        "agent": {
+            "node": snap.node,
+            "version": snap.version,
+            "started_at": rfc3339(snap.started_at),
+            "uptime_seconds": max(0.0, snap.wall - snap.started_at),
+            "config_file": snap.config_path,
+            "provider": snap.provider,
+            "probe": snap.probe_kind,
+            "dry_run": snap.dry_run,
+            "mode": "cluster" if cluster is not None else "single",
+            "admin_api": snap.admin_api,
+        },
+        "config": {
+            "interval": config.interval,
+            "timeout": config.timeout,
+            "failure_threshold": config.failure_threshold,
+            "rise_threshold": config.rise_threshold,
+            "resync_interval": config.resync_interval,
+            "min_peers_agree": snap.min_peers_agree,
+            "overrides_file": str(config.overrides_file) if config.overrides_file else None,
+            "reloads": {k: snap.reloads.get(k, 0) for k in ("applied", "rejected", "failed")},
+            "last_reload": None
+            if last is None
+            else {
+                "time": rfc3339(last.time),
+                "result": last.result,
+                "problems": [REDACTOR.redact(p) for p in last.problems],
+            },
+        },
+        "summary": {
+            "targets": len(targets),
+            **counts,
+            "overridden": sum(1 for t in targets if t["override"]["mode"] != "auto"),
+            "pending_changes": len(snap.pending),
+        },
+        "warnings": _warnings(snap, targets, configured),
+        "targets": targets,
+        "overrides": [
+            {
+                "target": target,
+                **_entry(entry),
+                "configured": target in configured,
+            }
+            for target, entry in sorted(snap.overrides.items())
+        ],
+        "names": _names(snap, configured),
+        "dns": {
+            "provider": snap.provider,
+            "dry_run": snap.dry_run,
+            "converged": snap.converged,
+            "pending_changes": len(snap.pending),
+            "retries": snap.retries,
+            "passes": snap.passes,
+            "failed_passes": snap.failed_passes,
+            "last_error": _redact(snap.last_error),
+            "read_seconds_ago": None
+            if snap.read_at is None
+            else max(0.0, snap.monotonic - snap.read_at),
+        },
+        "cluster": None
+        if cluster is None
+        else {
+            "node": snap.node,
+            "event": cluster.event,
+            "min_peers_agree": snap.min_peers_agree,
+            "connected": cluster.connected,
+            "quorum_unmet": len(cluster.live) < snap.min_peers_agree,
+            "encrypted": not cluster.plaintext,
+            "live_peers": sorted(cluster.live),
+            "members": dict(sorted(cluster.member_status.items())),
+            "gossip": dict(sorted(cluster.counters.items())),
+        },
+        "audit": [_audit_record(e) for e in reversed(snap.audit)],
+    }

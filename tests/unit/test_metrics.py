@@ -1,0 +1,206 @@
+"""Metric values read back from a fresh registry after known events (no network).
+
+Each test builds its own agent (not started: no socket is opened) and its own
+:class:`AgentMetrics` registry, feeds it events through the agent's real entry
+points (probe results, a reconcile pass, a reload, Serf events) and reads the
+samples back with ``registry.get_sample_value``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from goavail import __version__
+from goavail.agent import Agent, Options, load_checked
+from goavail.checks.base import ProbeResult
+from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
+from goavail.cluster.wire import Codec, Verdict
+from goavail.decision import Override
+from goavail.health import State
+from goavail.web.metrics import AgentMetrics
+from goavail.web.server import WebServer
+
+A, B = "192.0.2.1", "192.0.2.2"
+KEY = "0123456789abcdef"
+
+
+def write_config(tmp_path: Path, extra: str = "") -> Path:
+    config = tmp_path / "goavail.toml"
+    config.write_text(
+        f"""\
+failure_threshold = 2
+rise_threshold = 2
+port = 9
+{extra}
+[Zonefile]
+path = "zone"
+origin = "example.test"
+hostnames = ["www"]
+ip_addresses = ["{A}", "{B}"]
+"""
+    )
+    return config
+
+
+def make_agent(tmp_path: Path, extra: str = "") -> Agent:
+    options = Options(write_config(tmp_path, extra), False, "tcp", "zonefile")
+    return Agent(load_checked(options), options)
+
+
+def value(metrics: AgentMetrics, metric: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(metric, labels)
+
+
+def test_each_agent_has_its_own_registry(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    first, second = AgentMetrics(agent), AgentMetrics(agent)
+    assert first.registry is not second.registry
+    assert isinstance(agent.web, WebServer)
+    assert agent.web.metrics.registry is not first.registry
+
+
+def test_probe_results_transitions_and_rtt_histogram(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    metrics = AgentMetrics(agent)
+    assert value(metrics, "goavail_target_up", target=A) == 0.0
+    assert value(metrics, "goavail_target_state", target=A, state="unknown") == 1.0
+    for rtt in (0.003, 0.0004):
+        agent.on_result(A, ProbeResult(ok=True, rtt=rtt))
+    for _ in range(2):
+        agent.on_result(B, ProbeResult(ok=False, error="timeout"))
+    assert value(metrics, "goavail_target_up", target=A) == 1.0
+    assert value(metrics, "goavail_target_up", target=B) == 0.0
+    assert value(metrics, "goavail_target_state", target=B, state="down") == 1.0
+    assert value(metrics, "goavail_target_state", target=B, state="up") is None  # one series
+    assert value(metrics, "goavail_target_rtt_seconds", target=A) == 0.0004
+    assert value(metrics, "goavail_target_rtt_seconds", target=B) is None
+    assert value(metrics, "goavail_targets", state="up") == 1.0
+    assert value(metrics, "goavail_targets", state="down") == 1.0
+    assert value(metrics, "goavail_probes_total", type="tcp", result="ok") == 2.0
+    assert value(metrics, "goavail_probes_total", type="tcp", result="failed") == 2.0
+    assert value(metrics, "goavail_transitions_total", target=A, to="up") == 1.0
+    assert value(metrics, "goavail_transitions_total", target=B, to="down") == 1.0
+    bucket = "goavail_probe_rtt_seconds_bucket"
+    assert value(metrics, bucket, type="tcp", le="0.0005") == 1.0
+    assert value(metrics, bucket, type="tcp", le="0.0025") == 1.0
+    assert value(metrics, bucket, type="tcp", le="0.005") == 2.0
+    assert value(metrics, bucket, type="tcp", le="+Inf") == 2.0
+    assert value(metrics, "goavail_probe_rtt_seconds_count", type="tcp") == 2.0
+    assert value(metrics, "goavail_probe_rtt_seconds_sum", type="tcp") == pytest.approx(0.0034)
+
+
+async def test_dns_changes_pending_and_passes(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    metrics = AgentMetrics(agent)
+    labels = {"provider": "zonefile", "action": "create", "dry_run": "false"}
+    assert value(metrics, "goavail_dns_changes_total", result="applied", **labels) == 0.0
+    for _ in range(2):
+        agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
+        agent.on_result(B, ProbeResult(ok=True, rtt=0.001))
+    assert await agent.reconciler.reconcile_once()
+    assert value(metrics, "goavail_dns_changes_total", result="applied", **labels) == 2.0
+    assert value(metrics, "goavail_dns_pending_changes") == 0.0
+    assert value(metrics, "goavail_dns_converged") == 1.0
+    assert value(metrics, "goavail_reconcile_passes_total") == 1.0
+    assert value(metrics, "goavail_reconcile_failed_passes_total") == 0.0
+    # the zone becomes unreadable: a failed pass, counted
+    (tmp_path / "zone").write_text("garbage {\n")
+    assert not await agent.reconciler.reconcile_once()
+    assert value(metrics, "goavail_reconcile_failed_passes_total") == 1.0
+    assert value(metrics, "goavail_reconcile_retries") == 1.0
+    assert value(metrics, "goavail_dns_converged") == 0.0
+
+
+async def test_fail_open_and_overrides(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    metrics = AgentMetrics(agent)
+    for _ in range(2):
+        agent.on_result(A, ProbeResult(ok=False, error="timeout"))
+        agent.on_result(B, ProbeResult(ok=True, rtt=0.001))
+    agent.overrides.set(B, Override.DOWN, "maintenance")
+    assert value(metrics, "goavail_target_override", target=B, mode="down") == 1.0
+    assert value(metrics, "goavail_target_override", target=A, mode="down") is None
+    assert await agent.reconciler.reconcile_once()
+    # A is down and B drained: fail-open keeps both rather than emptying www
+    assert value(metrics, "goavail_fail_open", name="www.example.test", type="A") == 1.0
+
+
+async def test_reloads_by_result(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    metrics = AgentMetrics(agent)
+    assert value(metrics, "goavail_config_reloads_total", result="applied") == 0.0
+    assert value(metrics, "goavail_config_last_reload_successful") is None
+    assert await agent.reload()
+    (tmp_path / "goavail.toml").write_text("interval = -1\n")
+    assert not await agent.reload()
+    assert value(metrics, "goavail_config_reloads_total", result="applied") == 1.0
+    assert value(metrics, "goavail_config_reloads_total", result="rejected") == 1.0
+    assert value(metrics, "goavail_config_reloads_total", result="failed") == 0.0
+    assert value(metrics, "goavail_config_last_reload_successful") == 0.0
+
+
+def test_build_info_and_dry_run(tmp_path: Path) -> None:
+    options = Options(write_config(tmp_path), True, "tcp", "zonefile")
+    metrics = AgentMetrics(Agent(load_checked(options), options))
+
+    samples = [
+        s
+        for family in metrics.registry.collect()
+        if family.name == "goavail_build"
+        for s in family.samples
+    ]
+    assert [s.labels["version"] for s in samples] == [__version__]
+    assert value(metrics, "goavail_dry_run") == 1.0
+    labels = {"provider": "zonefile", "action": "delete", "dry_run": "true"}
+    assert value(metrics, "goavail_dns_changes_total", result="planned", **labels) == 0.0
+
+
+def verdict_event(node: str, target: str, up: bool, seq: int, key: str = KEY) -> UserEvent:
+    payload = Codec(key.encode(), "goavail-verdict").seal(
+        Verdict(node, target, up, seq, time.time())
+    )
+    return UserEvent("goavail-verdict", payload, seq, False)
+
+
+async def test_gossip_peers_and_quorum(tmp_path: Path) -> None:
+    agent = make_agent(
+        tmp_path,
+        f'node_name = "a"\n[Members]\nmin_peers_agree = 1\ncrypto_key = "{KEY}"\n',
+    )
+    metrics = AgentMetrics(agent)
+    cluster = agent.cluster
+    assert cluster is not None
+    assert value(metrics, "goavail_quorum_unmet") == 1.0
+    assert value(metrics, "goavail_peers", status="alive") == 0.0
+    cluster._on_member_event(
+        MemberEvent(
+            "member-join",
+            [
+                Member("b", "198.51.100.2", 7946, {}, "alive"),
+                Member("c", "198.51.100.3", 7946, {}, "alive"),
+            ],
+        )
+    )
+    cluster._on_member_event(
+        MemberEvent("member-failed", [Member("c", "198.51.100.3", 7946, {}, "failed")])
+    )
+    assert value(metrics, "goavail_peers", status="alive") == 1.0
+    assert value(metrics, "goavail_peers", status="failed") == 1.0
+    assert value(metrics, "goavail_quorum_unmet") == 0.0
+    cluster._on_user_event(verdict_event("b", A, True, 1))
+    cluster._on_user_event(verdict_event("b", A, True, 1))  # replayed
+    cluster._on_user_event(verdict_event("b", A, True, 2, key="fedcba9876543210"))  # wrong key
+    received = "goavail_gossip_messages_total"
+    assert value(metrics, received, result="accepted", reason="") == 1.0
+    assert value(metrics, received, result="rejected", reason="replay") == 1.0
+    assert value(metrics, received, result="rejected", reason="tag") == 1.0
+    assert value(metrics, received, result="rejected", reason="skew") == 0.0
+    assert value(metrics, "goavail_gossip_published_total", result="ok") == 0.0
+    # this agent sees A down; its only live peer says up: A's verdict lacks quorum
+    for _ in range(2):
+        agent.on_result(A, ProbeResult(ok=False, error="timeout"))
+    assert agent.decision.local[A] is State.DOWN
+    assert value(metrics, "goavail_targets_quorum_unmet") == 1.0

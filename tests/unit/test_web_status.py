@@ -1,0 +1,166 @@
+"""The status document, the page and the Philae answer, from agents that are not started."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from goavail.agent import Agent, Options, load_checked
+from goavail.checks.base import ProbeResult
+from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
+from goavail.cluster.wire import Codec, Verdict
+from goavail.decision import Override
+from goavail.logs import REDACTOR
+from goavail.web import page
+from goavail.web.selfcheck import ROUNDS, ProbeCheck, RoundWatch, philae
+from goavail.web.snapshot import take_snapshot
+from goavail.web.status import status_document
+
+A, B, C = "192.0.2.1", "192.0.2.2", "192.0.2.3"
+KEY = "0123456789abcdef"
+
+
+def make_agent(tmp_path: Path, top: str = "", addresses: tuple[str, ...] = (A, B, C)) -> Agent:
+    config = tmp_path / "goavail.toml"
+    quoted = ", ".join(f'"{a}"' for a in addresses)
+    config.write_text(
+        f"""\
+failure_threshold = 1
+rise_threshold = 1
+port = 9
+{top}
+[Zonefile]
+path = "zone"
+origin = "example.test"
+hostnames = ["www"]
+ip_addresses = [{quoted}]
+"""
+    )
+    options = Options(config, False, "tcp", "zonefile")
+    return Agent(load_checked(options), options)
+
+
+# --------------------------------------------------------------------------- Philae
+
+
+def test_philae_answer() -> None:
+    healthy = philae([ProbeCheck("config", True, "ok", None, 5)])
+    assert healthy == {
+        "healthy": True,
+        "probes": [
+            {"name": "config", "healthy": True, "comment": "ok", "error": None, "duration": 5}
+        ],
+        "error": None,
+    }
+    sick = philae(
+        [ProbeCheck("a", False, "error", "boom"), ProbeCheck("b", False, "error", "bang")]
+    )
+    assert sick["healthy"] is False
+    assert sick["error"] == "prober error: probe a: boom, probe b: bang"
+
+
+def test_philae_answer_is_redacted() -> None:
+    REDACTOR.add(["s3cr3t-token-value"])
+    answer = philae([ProbeCheck("dns", False, "error", "401 for s3cr3t-token-value")])
+    assert "s3cr3t" not in str(answer)
+
+
+def test_round_watch() -> None:
+    watch = RoundWatch(start=100.0)
+    assert watch.check(100.0 + ROUNDS * 2.0, 2.0, 3).healthy  # grace after start
+    assert not watch.check(100.1 + ROUNDS * 2.0, 2.0, 3).healthy
+    watch.observe(101.0, results=2, targets=3)  # not a full round yet
+    assert watch.rounds == 0
+    watch.observe(102.0, results=3, targets=3)
+    assert watch.rounds == 1 and watch.last_round_at == 102.0
+    watch.observe(103.0, results=5, targets=3)
+    assert watch.rounds == 1
+    check = watch.check(102.0 + 6.5, 2.0, 3)
+    assert not check.healthy and "no full probing round for 6.5s" in (check.error or "")
+    assert watch.check(200.0, 2.0, 0).healthy  # nothing to probe is not a failure
+
+
+# --------------------------------------------------------------------------- status document
+
+
+async def test_cluster_view_with_votes_and_quorum(tmp_path: Path) -> None:
+    agent = make_agent(
+        tmp_path, f'node_name = "a"\n[Members]\nmin_peers_agree = 1\ncrypto_key = "{KEY}"\n'
+    )
+    cluster = agent.cluster
+    assert cluster is not None
+    cluster._on_member_event(
+        MemberEvent("member-join", [Member("b", "198.51.100.2", 7946, {}, "alive")])
+    )
+    codec = Codec(KEY.encode(), cluster.event)
+    for seq, (target, up, override) in enumerate(
+        [(A, True, "auto"), (B, True, "auto"), (C, True, "down")], start=1
+    ):
+        payload = codec.seal(Verdict("b", target, up, seq, time.time(), override))  # type: ignore[arg-type]
+        cluster._on_user_event(UserEvent(cluster.event, payload, seq, False))
+    agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
+    agent.on_result(B, ProbeResult(ok=False, error="timeout"))  # only we see B down
+    doc = status_document(take_snapshot(agent))
+    targets = {t["address"]: t for t in doc["targets"]}
+    assert targets[A]["votes"] == {"b": "up"} and targets[A]["quorum_met"] is True
+    assert targets[A]["effective"] == "up"
+    assert targets[B]["state"] == "down" and targets[B]["quorum_met"] is False
+    assert targets[B]["decision"] == "unknown"  # not decided alone
+    assert targets[C]["override"] == {"mode": "down", "local": None, "peers": {"b": "down"}}
+    assert targets[C]["effective"] == "down"
+    assert doc["cluster"]["live_peers"] == ["b"] and doc["cluster"]["quorum_unmet"] is False
+    assert doc["cluster"]["gossip"] == {"accepted": 3}
+    kinds = [w["kind"] for w in doc["warnings"]]
+    assert "quorum" in kinds and "override" in kinds and "gossip" in kinds  # not connected
+    html = page.render_page(doc)
+    assert "Vote of b" in html and "✖ unmet" in html and "(peer b: down)" in html
+
+
+def test_dry_run_fail_open_and_pending(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    agent.options = Options(agent.options.config_path, True, "tcp", "zonefile")
+    doc = status_document(take_snapshot(agent))
+    assert doc["warnings"][0]["kind"] == "dry-run"
+    assert doc["summary"]["unknown"] == 3
+    html = page.render_page(doc)
+    assert "DRY-RUN" in html and "? UNKNOWN" in html
+
+
+def test_page_lists_problems_first_and_caps_healthy_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addresses = tuple(f"192.0.2.{i}" for i in range(1, 8))
+    agent = make_agent(tmp_path, addresses=addresses)
+    for address in addresses:
+        agent.on_result(address, ProbeResult(ok=address != "192.0.2.5", rtt=0.001))
+    agent.overrides.set("192.0.2.6", Override.UP)
+    monkeypatch.setattr(page, "MAX_UP_ROWS", 3)
+    rows, hidden = page.page_targets(status_document(take_snapshot(agent)))
+    assert [r["address"] for r in rows] == [
+        "192.0.2.5",
+        "192.0.2.6",
+        "192.0.2.1",
+        "192.0.2.2",
+        "192.0.2.3",
+    ]
+    assert hidden == 2
+
+
+def test_audit_records_are_redacted_and_escaped(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    REDACTOR.add(["another-s3cret-value"])
+    agent.overrides.set(A, Override.DOWN, "<i>why</i> another-s3cret-value")
+    doc = status_document(take_snapshot(agent))
+    assert doc["audit"][0]["reason"] == "<i>why</i> ***"
+    html = page.render_page(doc)
+    assert "&lt;i&gt;why&lt;/i&gt; ***" in html and "another-s3cret" not in html
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, "—"), (0.4, "0s"), (59, "59s"), (61, "1m 01s"), (3725, "1h 02m"), (90000, "1d 01h")],
+)
+def test_duration(seconds: float | None, text: str) -> None:
+    assert page.duration(seconds) == text
