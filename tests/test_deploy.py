@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from goavail.config import Members
+from goavail.config import Members, ServerSection
 from tests.deploy import DOCKERFILE, REPO, UNIT, dockerfile, exec_form, only, unit_entries
 
 TREE = REPO / "s6" / "services"
@@ -62,14 +62,14 @@ def test_dockerfile_agrees_with_the_s6_tree_and_goavail() -> None:
     assert source == "s6/services"
     assert exec_form(only("CMD").args) == ["s6-svscan", scandir]
 
-    # gossip on Serf's port over TCP and UDP, and the port /_health is checked on
+    # gossip on Serf's port over TCP and UDP, and the HTTP server's port, on which the
+    # HEALTHCHECK asks the server's default address for /_health
     ports = set(only("EXPOSE").args.split())
     serf_port = Members.model_fields["members_port"].default
     assert {f"{serf_port}/tcp", f"{serf_port}/udp"} <= ports
-    health = only("HEALTHCHECK").args
-    url = re.search(r"'(http://127\.0\.0\.1:(\d+)/_health)'", health)
-    assert url is not None, health
-    assert f"{url.group(2)}/tcp" in ports
+    server = ServerSection()
+    assert f"{server.host_port()[1]}/tcp" in ports
+    assert f"'http://{server.listen}/_health'" in only("HEALTHCHECK").args
 
     # ENV matches what the run script defaults to, and names the user the image creates
     env = dict(word.split("=", 1) for word in only("ENV").args.split())

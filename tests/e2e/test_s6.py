@@ -9,21 +9,28 @@ nftables blackholes in the test session's private network namespace.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.deploy import healthcheck_argv
-from tests.e2e.harness import CONSOLE_SCRIPT, WAIT, hold, wait_until, zonefile_toml
+from tests.e2e.harness import (
+    CONSOLE_SCRIPT,
+    WAIT,
+    free_port,
+    hold,
+    http,
+    wait_until,
+    zonefile_toml,
+)
 from tests.e2e.s6tree import (
     CAP_NET_RAW,
     DOCKER_DEFAULT_CAPS,
@@ -76,10 +83,11 @@ class Site:
         self.zone.write_text(ZONE)
         self.write(targets, top)
 
-    def write(self, targets: list[str], top: str = "") -> None:
-        """(Re)write the config file atomically, for ``targets``."""
+    def write(self, targets: list[str], top: str = "", listen: str | None = None) -> None:
+        """(Re)write the config file atomically, for ``targets``; the HTTP server listens
+        on ``listen``, or is off (None)."""
         tmp = self.config.with_name("goavail.toml.tmp")
-        tmp.write_text(zonefile_toml(targets, self.zone, top=top))
+        tmp.write_text(zonefile_toml(targets, self.zone, top=top, listen=listen))
         os.replace(tmp, self.config)
 
     def break_config(self) -> None:
@@ -402,52 +410,59 @@ def test_whole_tree_as_an_unprivileged_user(shared_dir: Path, nft: Nft) -> None:
         ping_range.write_text(old)
 
 
-# -- /_health (needs the HTTP server) -----------------------------------------------------------
-
-HEALTH_LISTEN = "127.66.3.1:18080"
+# -- /_health and the image's HEALTHCHECK ------------------------------------------------------
 
 
-def get_health(url: str) -> tuple[int, dict[str, object]]:
-    """GET ``url``: (status, JSON body); (0, {}) when nothing answers."""
+def health(url: str) -> tuple[int, dict[str, Any]]:
+    """GET ``url``: (status, JSON body), or (0, {}) when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-    except OSError:
+        reply = http("GET", url, timeout=3.0)
+    except (aiohttp.ClientError, TimeoutError):
         return 0, {}
+    return reply.status, reply.json()
 
 
-@pytest.mark.skip(reason="needs the HTTP server (issue 5)")
 def test_goavail_serves_health_and_the_dockerfile_healthcheck_agrees(
     tmp_path: Path, site: Site
 ) -> None:
-    """Under s6, goavail serves ``/_health``; the image's HEALTHCHECK command reads it."""
-    url = f"http://{HEALTH_LISTEN}/_health"
-    site.write([A, B, C], top=f'[Server]\nlisten = "{HEALTH_LISTEN}"\n')
+    """Under s6, goavail serves ``/_health``, and the image's HEALTHCHECK command reads it:
+    healthy once running, unhealthy after a rejected reload (goavail runs on, but not the
+    file on disk), healthy again after a good one, unhealthy when goavail is down."""
+    listen = f"127.66.3.1:{free_port('127.66.3.1')}"
+    url = f"http://{listen}/_health"
+    site.write([A, B, C], listen=listen)
     healthcheck = healthcheck_argv()
     check_env = {**os.environ, "GOAVAIL_HEALTH_URL": url}
 
     def healthcheck_rc() -> int:
-        done = subprocess.run(
-            healthcheck, env=check_env, capture_output=True, timeout=10, check=False
-        )
+        done = subprocess.run(healthcheck, env=check_env, capture_output=True, timeout=10)
         return done.returncode
 
+    def answer(status: int) -> dict[str, Any]:
+        got, body = health(url)
+        return body if got == status else {}
+
     with S6Tree(tmp_path, site.env()) as tree:
-        tree.wait_up()
+        pid = tree.wait_up()
         settle(site.zone, {A, B, C}, tree)
-
-        # 503 until the first probing rounds complete, then 200 with Philae's JSON
-        def healthy() -> dict[str, object]:
-            status, body = get_health(url)
-            return body if status == 200 else {}
-
-        body = wait_until(healthy, message=tree.tail)
+        body = wait_until(lambda: answer(200), message=tree.tail)  # 503 until a full round
         assert body["healthy"] is True
+        assert {p["name"] for p in body["probes"]} >= {"config", "probes", "dns"}
+        assert healthcheck_rc() == 0
+
+        site.break_config()
+        tree.svc("-h")
+        body = wait_until(lambda: answer(503), message=tree.tail)
+        assert [p["name"] for p in body["probes"] if not p["healthy"]] == ["config"]
+        assert healthcheck_rc() == 1  # Docker: 1 = unhealthy
+        assert tree.pid() == pid
+
+        site.write([A, B, C], listen=listen)
+        tree.svc("-h")
+        wait_until(lambda: answer(200), message=tree.tail)
         assert healthcheck_rc() == 0
 
         tree.svc("-wd", "-T", str(int(WAIT * 1000)), "-d")
-        assert get_health(url)[0] == 0
-        assert healthcheck_rc() == 1  # Docker: 1 = unhealthy
+        assert health(url) == (0, {})
+        assert healthcheck_rc() == 1
         assert tree.shutdown() == 0
