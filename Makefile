@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot
+APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd
 
 .PHONY: run test venv test-deps demo-down demo-up clean bench
 
@@ -22,6 +22,7 @@ run: venv
 	$(BIN)/goavail monitor --config-file examples/local.toml --dns-provider zonefile --no-dry-run
 
 ## make test: install what the tests need (Debian packages too) and run the whole suite
+## (systemd only for `systemd-analyze`, which checks contrib/goavail.service)
 test: venv test-deps
 	$(BIN)/ruff check goavail tests
 	$(BIN)/ruff format --check goavail tests
@@ -43,7 +44,8 @@ bench: venv test-deps
 
 test-deps:
 	@missing=""; \
-	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2 chromium:chromium knotd:knot; do \
+	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2 chromium:chromium knotd:knot \
+	           systemd-analyze:systemd; do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${cmd%%:*} >/dev/null 2>&1 \
 	    || missing="$$missing $${cmd##*:}"; \
 	done; \
