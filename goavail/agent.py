@@ -502,7 +502,7 @@ class Agent:
         """Run until a stop is requested; then shut down within ``STOP_GRACE`` seconds.
 
         Raises:
-            goavail.web.server.ServerError: ``[Server] listen`` cannot be bound
+            goavail.web.ServerError: ``[Server] listen`` cannot be bound
                 (nothing else has started then).
         """
         if self.web is not None:

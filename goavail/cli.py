@@ -45,7 +45,7 @@ from goavail.dns.providers.base import ProviderError
 from goavail.health import Health, observe
 from goavail.logs import setup_logging
 from goavail.overrides import load_overrides
-from goavail.web.server import ServerError
+from goavail.web import ServerError
 
 log = logging.getLogger("goavail")
 

@@ -6,3 +6,14 @@
 * :mod:`goavail.web.selfcheck` runs goavail's own health probes (Philae format);
 * :mod:`goavail.web.server` is the aiohttp server that serves them.
 """
+
+
+class ServerError(Exception):
+    """The HTTP server cannot start; the message names the address and the fix.
+
+    Defined here, not in :mod:`goavail.web.server`, so that the CLI can catch it
+    without importing aiohttp, jinja2 and prometheus-client when ``[Server]`` is off.
+    """
+
+
+__all__ = ["ServerError"]

@@ -43,6 +43,7 @@ from goavail.decision import Override
 from goavail.health import State
 from goavail.logs import REDACTOR
 from goavail.overrides import check_reason, check_target, parse_mode
+from goavail.web import ServerError
 from goavail.web.metrics import CONTENT_TYPE, AgentMetrics
 from goavail.web.page import render_page
 from goavail.web.selfcheck import DnsCheck, ProbeCheck, RoundWatch, config_check, philae, serf_check
@@ -70,10 +71,6 @@ PAGE_POLICY = (
 )
 """Content-Security-Policy of the status page: no script of any kind may run (the page
 needs none), nothing is loaded from elsewhere, and it cannot be framed."""
-
-
-class ServerError(Exception):
-    """The HTTP server cannot start; the message names the address and the fix."""
 
 
 def _json(data: object, status: int = 200) -> web.Response:

@@ -1,0 +1,32 @@
+"""Start-up memory: libraries only some configurations need are not imported with the CLI.
+
+The agent's resident memory at 10,000 targets is a goal of issue 4 (BENCHMARKS.md); each of
+these libraries costs megabytes the moment it is imported.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+LAZY = (
+    "httpx",  # notifications, heartbeat, http(s) checks
+    "cryptography.x509",  # https checks' certificate dates
+    "aiohttp",  # the HTTP server ([Server] enabled)
+    "jinja2",
+    "prometheus_client",
+    "boto3",  # -p route53
+    "cloudflare",  # -p cloudflare
+    "dns.query",  # -p rfc2136
+)
+
+
+@pytest.mark.parametrize("entry", ["goavail.cli", "goavail.agent"])
+def test_heavy_libraries_are_imported_only_when_needed(entry: str) -> None:
+    code = f"import sys, {entry}; print(' '.join(m for m in {LAZY!r} if m in sys.modules))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.split() == []
