@@ -353,6 +353,9 @@ def test_json_log_lines_parse(tmp_path: Path, stub: CloudflareStub, nft: Nft) ->
         proc.wait_for(rf'"message": "target {b} unknown -> up')
         nft.blackhole(b)
         converge(stub, {a}, proc)
+        # The stand-in has the change as soon as the API call lands; the audit line
+        # follows the SDK's answer. Stop only after it.
+        proc.wait_for(rf'"message": "DNS delete www\.example\.com A {b}')
         assert proc.stop() == 0
     lines = proc.json_lines()
     assert len(lines) >= 5
