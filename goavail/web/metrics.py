@@ -59,6 +59,7 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     yield from _dns(snap)
     yield from _config(snap)
     yield from _cluster(snap)
+    yield from _side_effects(snap)
 
 
 def _agent(snap: Snapshot) -> Iterator[Metric]:
@@ -264,6 +265,54 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     )
     targets.add_metric([], sum(1 for a in snap.addresses if quorum_met(snap, a) is False))
     yield targets
+
+
+def _side_effects(snap: Snapshot) -> Iterator[Metric]:
+    """Certificates of https checks, hooks, notifications and the heartbeat."""
+    cert = GaugeMetricFamily(
+        "goavail_check_cert_days_left",
+        "Days until the certificate an https check last saw expires (negative: expired);"
+        " goavail warns under 14 and logs an error under 7.",
+        labels=["check", "target"],
+    )
+    for (check, target), days in sorted(snap.cert_days.items()):
+        cert.add_metric([check, target], days)
+    yield cert
+    hooks = CounterMetricFamily(
+        "goavail_hook_runs",
+        "Hook runs by result (ok, failed: non-zero exit, timed_out, error: could not start).",
+        labels=["result"],
+    )
+    stats = snap.hook_stats
+    for result, key in (("ok", "ok"), ("failed", "failed"), ("timed_out", "timed_out")):
+        hooks.add_metric([result], stats.get(key, 0))
+    hooks.add_metric(["error"], stats.get("errors", 0))
+    yield hooks
+    hook_events = CounterMetricFamily(
+        "goavail_hook_events",
+        "Events handed to the hooks, by result (queued, dropped: the queue was full).",
+        labels=["result"],
+    )
+    hook_events.add_metric(["queued"], stats.get("events", 0))
+    hook_events.add_metric(["dropped"], stats.get("dropped", 0))
+    yield hook_events
+    notes = CounterMetricFamily(
+        "goavail_notifications",
+        "Notification messages per destination, by result (sent, failed, retried: re-sent"
+        " POSTs, dropped: events never sent).",
+        labels=["sink", "result"],
+    )
+    for sink, counters in sorted(snap.notify_stats.items()):
+        for result in ("sent", "failed", "retried", "dropped"):
+            notes.add_metric([sink, result], counters.get(result, 0))
+    yield notes
+    if snap.heartbeat is not None:
+        beats = CounterMetricFamily(
+            "goavail_heartbeats", "Heartbeat GETs by result (ok, failed).", labels=["result"]
+        )
+        beats.add_metric(["ok"], snap.heartbeat[0])
+        beats.add_metric(["failed"], snap.heartbeat[1])
+        yield beats
 
 
 class AgentCollector(Collector):

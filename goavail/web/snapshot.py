@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from goavail import __version__
@@ -92,6 +92,15 @@ class Snapshot:
     last_reload: ReloadOutcome | None
     cluster: ClusterView | None
     admin_api: bool
+    cert_days: dict[tuple[str, str], float]
+    """``(check id, target) -> days`` left on the certificate an https check last saw."""
+    hook_stats: dict[str, int]
+    """The hooks' counters (:class:`goavail.hooks.HookStats` as a dict)."""
+    notify_stats: dict[str, dict[str, int]]
+    """Sink name (``slack_addr``, ``notifications[0]``) -> its counters
+    (:class:`goavail.notify.SinkStats` as a dict)."""
+    heartbeat: tuple[int, int] | None
+    """``(ok, failed)`` GETs of the heartbeat, None when ``[Heartbeat]`` is not set."""
 
     @property
     def targets(self) -> Iterator[TargetRow]:
@@ -167,4 +176,12 @@ def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
         last_reload=agent.last_reload,
         cluster=view,
         admin_api=admin_api,
+        cert_days=agent.checks.cert_days_left(),
+        hook_stats=asdict(agent.hooks.stats),
+        notify_stats={name: asdict(stats) for name, stats in agent.notifier.stats.items()},
+        heartbeat=(
+            (agent.heartbeat.ok, agent.heartbeat.failed)
+            if agent.config.heartbeat is not None
+            else None
+        ),
     )

@@ -16,6 +16,7 @@ import pytest
 from goavail import __version__
 from goavail.agent import Agent, Options, load_checked
 from goavail.checks.base import ProbeResult
+from goavail.checks.http import HttpProbe
 from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
 from goavail.cluster.wire import Codec, Verdict
 from goavail.decision import Override
@@ -204,3 +205,48 @@ async def test_gossip_peers_and_quorum(tmp_path: Path) -> None:
         agent.on_result(A, ProbeResult(ok=False, error="timeout"))
     assert agent.decision.local[A] is State.DOWN
     assert value(metrics, "goavail_targets_quorum_unmet") == 1.0
+
+
+def test_certificates_hooks_notifications_and_heartbeat(tmp_path: Path) -> None:
+    extra = """\
+slack_addr = "https://hooks.slack.invalid/services/T0/B0/X"
+
+[[checks]]
+id = "app"
+type = "https"
+host = "www.example.test"
+
+[Heartbeat]
+url = "https://hc.invalid/ping"
+"""
+    agent = make_agent(tmp_path, extra)
+    metrics = AgentMetrics(agent)
+    # Before anything happened: every series exists, at zero (no https answer yet).
+    assert value(metrics, "goavail_hook_runs_total", result="timed_out") == 0.0
+    assert value(metrics, "goavail_notifications_total", sink="slack_addr", result="sent") == 0.0
+    assert value(metrics, "goavail_heartbeats_total", result="failed") == 0.0
+    assert value(metrics, "goavail_check_cert_days_left", check="app", target=A) is None
+
+    [check] = agent.checks.checks.values()
+    assert isinstance(check.probe, HttpProbe)
+    check.probe.cert_expiry[A] = time.time() + 10 * 86400  # what the engine saw (seconds)
+    agent.hooks.stats.ok, agent.hooks.stats.timed_out, agent.hooks.stats.dropped = 3, 1, 2
+    agent.notifier.stats["slack_addr"].sent = 4
+    agent.notifier.stats["slack_addr"].retried = 1
+    agent.heartbeat.ok, agent.heartbeat.failed = 5, 1
+
+    days = value(metrics, "goavail_check_cert_days_left", check="app", target=A)
+    assert days is not None and 9.99 < days <= 10.0
+    assert value(metrics, "goavail_hook_runs_total", result="ok") == 3.0
+    assert value(metrics, "goavail_hook_runs_total", result="timed_out") == 1.0
+    assert value(metrics, "goavail_hook_events_total", result="dropped") == 2.0
+    assert value(metrics, "goavail_notifications_total", sink="slack_addr", result="sent") == 4.0
+    assert value(metrics, "goavail_notifications_total", sink="slack_addr", result="retried") == 1
+    assert value(metrics, "goavail_heartbeats_total", result="ok") == 5.0
+    assert value(metrics, "goavail_heartbeats_total", result="failed") == 1.0
+
+
+def test_no_heartbeat_series_without_a_heartbeat(tmp_path: Path) -> None:
+    metrics = AgentMetrics(make_agent(tmp_path))
+    assert value(metrics, "goavail_heartbeats_total", result="ok") is None
+    assert value(metrics, "goavail_hook_runs_total", result="ok") == 0.0
