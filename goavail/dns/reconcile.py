@@ -165,7 +165,6 @@ class Reconciler:
 
     async def _pass(self) -> bool:
         self.passes += 1
-        decisions = dict(self.decisions)
         current: dict[str, list[Record]] = {}
         try:
             for name in self.names:
@@ -174,6 +173,11 @@ class Reconciler:
             self.read_failed = True
             return self._failed(f"cannot read records: {exc}", exc.transient)
         self.current, self.read_at, self.read_failed = current, time.monotonic(), False
+        # The decisions as they are now, after the (possibly slow) read: planning,
+        # gating and the start of the writes follow without yielding, so no change is
+        # planned from a decision that has flipped back meanwhile (a delete of a
+        # target that is up again would be a wrong removal).
+        decisions = dict(self.decisions)
         result = plan(
             self.names,
             self.addresses,

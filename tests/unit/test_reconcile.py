@@ -269,3 +269,41 @@ def test_after_applies_changes_to_a_copy() -> None:
         "other.example.test": [A3],
     }
     assert [r.content for r in current[WWW]] == [A1, A2]
+
+
+class SlowReadProvider(MemoryProvider):
+    """A provider whose read of the records waits for ``release`` (a slow API)."""
+
+    def __init__(self, records: list[Record]) -> None:
+        super().__init__(dry_run=False, audit=AuditLog(), records=records)
+        self.reading = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def _list(self, name: str) -> list[Record]:
+        self.reading.set()
+        await self.release.wait()
+        return await super()._list(name)
+
+
+async def test_a_decision_that_flips_back_during_the_read_is_not_acted_on() -> None:
+    """A2 goes down, the pass starts reading, A2 comes back up before the read ends:
+    the pass must plan from the current decision and delete nothing."""
+    decisions = {A1: State.UP, A2: State.DOWN, A3: State.UP}
+    provider = SlowReadProvider([Record(WWW, "A", a, ttl=60) for a in (A1, A2, A3)])
+    rec = Reconciler(
+        provider,
+        names=[WWW],
+        addresses=[A1, A2, A3],
+        decisions=decisions,
+        ttl=60,
+        proxied=None,
+        resync_interval=60.0,
+        jitter=lambda: 0.0,
+    )
+    task = asyncio.create_task(rec.reconcile_once())
+    await provider.reading.wait()
+    decisions[A2] = State.UP  # back before the read returned
+    provider.release.set()
+    assert await task
+    assert contents(provider) == {A1, A2, A3}
+    assert [e["action"] for e in provider.audit.recent] == []
