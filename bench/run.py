@@ -60,8 +60,9 @@ _TRANSITION: Final = re.compile(r"target (\S+) (\w+) -> (\w+) after")
 # -- the private network namespace ----------------------------------------------------------
 
 
-def ensure_private_netns(argv: Sequence[str]) -> None:
-    """Re-execute this module under ``unshare -n`` unless already inside; check the namespace.
+def ensure_private_netns(argv: Sequence[str], module: str = "bench.run") -> None:
+    """Re-execute ``python -m module argv`` under ``unshare -n`` unless already inside;
+    check the namespace.
 
     Inside, ``lo`` is brought up and the namespace must hold nothing else.
 
@@ -72,7 +73,7 @@ def ensure_private_netns(argv: Sequence[str]) -> None:
         if os.geteuid() != 0:
             raise SystemExit("bench: needs root (raw ICMP sockets, a private network namespace)")
         os.environ[_ENV_FLAG] = "1"
-        cmd = ["unshare", "--net", "--", sys.executable, "-m", "bench.run", *argv]
+        cmd = ["unshare", "--net", "--", sys.executable, "-m", module, *argv]
         os.execvp("unshare", cmd)
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     links = subprocess.run(["ip", "-o", "link"], check=True, capture_output=True, text=True)
