@@ -32,15 +32,31 @@ test: venv test-deps
 ## make bench: goavail vs fping on 1,000 / 10,000 / 50,000 loopback targets, 60 s windows
 ## (root: raw sockets, a private network namespace; about 8 minutes on 2 cores). Writes
 ## bench/results/latest.json. Smaller run: make bench BENCH_SIZES=1000,10000 BENCH_DURATION=30;
-## add failover latency (about 5 s per trial): make bench BENCH_LATENCY=20
+## add failover latency (about 5 s per trial): make bench BENCH_LATENCY=20.
+## Opt-in cluster measurements (bench/cluster.py, bench/results/cluster.json): 3-agent
+## failover latency (about 8 s per trial) and the loss-resilience study (cases a,b,c of
+## BENCH_LOSS seconds each, about 25 minutes at 300); BENCH_SIZES=0 skips the scale part:
+##   make bench BENCH_SIZES=0 BENCH_CLUSTER_LATENCY=20 BENCH_LOSS=300
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
 BENCH_LATENCY ?= 0
 BENCH_ARGS ?= --targets $(BENCH_SIZES) --duration $(BENCH_DURATION) \
 	--latency-trials $(BENCH_LATENCY) --json bench/results/latest.json
+BENCH_CLUSTER_LATENCY ?= 0
+BENCH_LOSS ?= 0
+BENCH_LOSS_CASES ?= a,b,c
+BENCH_CLUSTER_ARGS ?= --cluster-latency $(BENCH_CLUSTER_LATENCY) --loss $(BENCH_LOSS) \
+	--loss-cases $(BENCH_LOSS_CASES) --json bench/results/cluster.json
 bench: venv test-deps
 	@test "$$(id -u)" = 0 || (echo "make bench needs root (raw ICMP sockets, unshare -n)"; exit 1)
-	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	@if [ "$(BENCH_SIZES)" != 0 ] || [ "$(BENCH_LATENCY)" != 0 ]; then \
+	  echo "$(BIN)/python -m bench.run $(BENCH_ARGS)"; \
+	  $(BIN)/python -m bench.run $(BENCH_ARGS); \
+	fi
+	@if [ "$(BENCH_CLUSTER_LATENCY)" != 0 ] || [ "$(BENCH_LOSS)" != 0 ]; then \
+	  echo "$(BIN)/python -m bench.cluster $(BENCH_CLUSTER_ARGS)"; \
+	  $(BIN)/python -m bench.cluster $(BENCH_CLUSTER_ARGS); \
+	fi
 
 test-deps:
 	@missing=""; \

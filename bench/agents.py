@@ -1,0 +1,639 @@
+"""Real goavail agents in their own network namespaces, for the cluster benchmarks.
+
+Layout: the three-agent network of the cluster end-to-end tests
+(:class:`tests.e2e.cluster_net.Topology`), built inside the harness's private
+network namespace ``P`` (``bench.run.ensure_private_netns``): a bridge in ``P``,
+one named namespace per agent (``goavail-e2e-<pid>-a/b/c``, address 192.0.2.1-3),
+the Cloudflare stand-in on the bridge (192.0.2.254). Targets are addresses of
+``P`` itself: 198.51.100.1 and .2 (the topology's own), and for the loss study
+the benchmarking range 198.18.0.0/22 (RFC 2544), made local to ``P`` with one
+``local`` route on ``lo``. Nothing is linked to the machine's own namespace.
+
+Each agent is the real ``python -m goavail monitor`` started with
+``ip netns exec``; a reader thread stamps every output line with
+``time.monotonic()`` on arrival (log timestamps only have seconds) and parses
+the lines the benchmarks need (:class:`AgentLog`).
+
+:class:`BenchTable` is an nftables table of the benchmark's own in an agent
+namespace: counters of echo requests sent and replies arriving, and the
+``numgen random`` loss rule (with its own counter of dropped replies).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Self
+
+from bench.run import REPO, _die_with_parent, sample
+from tests.cfstub.server import CloudflareStub, RequestLogEntry
+from tests.e2e.cluster_net import (
+    ADDRESSES,
+    GATEWAY,
+    SERF_PORT,
+    NetError,
+    Topology,
+    namespace_pids,
+    run,
+)
+from tests.netns import in_private_netns
+
+LOSS_NET: Final = "198.18.0.0/22"
+"""Targets of the loss study: RFC 2544 benchmarking addresses, local to the private namespace."""
+ZONE: Final = "bench.test"
+WWW: Final = f"www.{ZONE}"
+CRYPTO_KEY: Final = "goavail-bench-key-0123456789abcd"  # 32 bytes: AES-256 (a test key)
+BENCH_TABLE: Final = "goavail_bench"
+
+_PROBE: Final = re.compile(rb"goavail\.agent: probe (\S+) (ok|failed) (.*)$")
+TIMEOUT: Final = 0
+OK: Final = 1
+OTHER_ERROR: Final = 2
+"""Probe result codes of :attr:`AgentLog.probe_code`."""
+_TRANSITION: Final = re.compile(r"target (\S+) (\w+) -> (\w+) after")
+_VOTE: Final = re.compile(r"peer (\S+) votes (\S+) (up|down)")
+_DECISION: Final = re.compile(r"decision for (\S+): (\w+)(?: \(votes: (.*)\))?$")
+_AUDIT: Final = re.compile(r"DNS (create|delete) (\S+) (A|AAAA) (\S+) .*outcome=(\S+)")
+_JOINED: Final = re.compile(r"peer (\S+) joined")
+
+
+def loss_targets(n: int) -> list[str]:
+    """``n`` addresses of :data:`LOSS_NET` (198.18.0.1 on, host bytes 0 and 255 skipped).
+
+    Raises:
+        ValueError: more than 1,016 asked for.
+    """
+    out = [f"198.18.{x}.{y}" for x in range(4) for y in range(1, 255)]
+    if n > len(out):
+        raise ValueError(f"at most {len(out)} loss-study targets")
+    return out[:n]
+
+
+# -- parsed agent output ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One parsed log line: ``at`` (monotonic s, on arrival), ``kind`` and its fields.
+
+    kinds and fields: ``transition`` (target, old, new), ``vote`` (peer, target,
+    state), ``decision`` (target, state, votes: ``"a(self)=down b=up"``, empty in
+    single-node mode), ``audit`` (action, name, type, address,
+    outcome), ``joined`` (peer).
+    """
+
+    at: float
+    kind: str
+    fields: tuple[str, ...]
+
+
+@dataclass
+class AgentLog:
+    """What a reader thread collected from one agent's output.
+
+    Probe results (``--debug`` lines) are kept compactly: arrival time, target
+    index (in ``targets``) and outcome, in parallel arrays.
+
+    Attributes:
+        node: the agent's node name.
+        targets: target address -> index used in ``probe_target``.
+        events: parsed non-probe lines (see :class:`Event`).
+        probe_at, probe_target, probe_code: one entry per probe result line; the
+            code is :data:`TIMEOUT`, :data:`OK` or :data:`OTHER_ERROR`.
+        probe_errors: failed probes by reason other than ``timeout``.
+        warnings: WARNING/ERROR lines and tracebacks (first 200).
+        warning_count: all of them.
+        serf_old_events: Serf's "received old event" warnings (a user event that
+            arrived after its Lamport time left Serf's event buffer: dropped).
+    """
+
+    node: str
+    targets: dict[str, int]
+    events: list[Event] = field(default_factory=list)
+    probe_at: array[float] = field(default_factory=lambda: array("d"))
+    probe_target: array[int] = field(default_factory=lambda: array("I"))
+    probe_code: bytearray = field(default_factory=bytearray)
+    probe_errors: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    warning_count: int = 0
+    serf_old_events: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def feed(self, at: float, raw: bytes) -> str | None:
+        """Parse one line; return its text unless it is a probe line (not logged to file)."""
+        m = _PROBE.search(raw)
+        if m is not None:
+            index = self.targets.get(m.group(1).decode())
+            if index is not None:
+                reason = m.group(3).strip()
+                if m.group(2) == b"ok":
+                    code = OK
+                elif reason == b"timeout":
+                    code = TIMEOUT
+                else:
+                    code = OTHER_ERROR
+                with self.lock:
+                    self.probe_at.append(at)
+                    self.probe_target.append(index)
+                    self.probe_code.append(code)
+                    if code == OTHER_ERROR:
+                        text = reason.decode(errors="replace")
+                        self.probe_errors[text] = self.probe_errors.get(text, 0) + 1
+            return None
+        text = raw.decode(errors="replace").rstrip("\n")
+        event = _parse(at, text)
+        with self.lock:
+            if event is not None:
+                self.events.append(event)
+            if " WARNING " in text or " ERROR " in text or "Traceback" in text:
+                self.warning_count += 1
+                if "received old event" in text:
+                    self.serf_old_events += 1
+                if len(self.warnings) < 200:
+                    self.warnings.append(text)
+        return text
+
+    def select(self, kind: str, since: float = 0.0, until: float = float("inf")) -> list[Event]:
+        """Events of ``kind`` that arrived in ``[since, until)``."""
+        with self.lock:
+            return [e for e in self.events if e.kind == kind and since <= e.at < until]
+
+    def count(self, kind: str, *fields: str) -> int:
+        """Events of ``kind`` whose fields start with ``fields``."""
+        with self.lock:
+            return sum(
+                1 for e in self.events if e.kind == kind and e.fields[: len(fields)] == fields
+            )
+
+
+def _parse(at: float, text: str) -> Event | None:
+    for kind, pattern in (
+        ("transition", _TRANSITION),
+        ("vote", _VOTE),
+        ("decision", _DECISION),
+        ("audit", _AUDIT),
+        ("joined", _JOINED),
+    ):
+        m = pattern.search(text)
+        if m is not None:
+            return Event(at, kind, tuple(g or "" for g in m.groups()))
+    return None
+
+
+# -- one agent process -----------------------------------------------------------------------
+
+
+class AgentProcess:
+    """``python -m goavail monitor`` inside a namespace, its output parsed as it arrives.
+
+    Args:
+        node: node name (also the log's name).
+        prefix: argv words that enter the namespace (``ip netns exec NS``; the last
+            word is the namespace name).
+        config: the goavail.toml to use.
+        targets: the addresses whose probe lines are kept.
+        env: extra environment variables (the stand-in's URL and token).
+        workdir: where the log file (every line but the probe lines) goes; ``TMPDIR``
+            of the agent (Serf's state directory) is a subdirectory of it.
+        debug: pass ``--debug`` (a line per probe).
+    """
+
+    def __init__(
+        self,
+        node: str,
+        prefix: Sequence[str],
+        config: Path,
+        targets: Sequence[str],
+        env: dict[str, str],
+        workdir: Path,
+        *,
+        debug: bool = False,
+    ) -> None:
+        self.node = node
+        self.namespace = prefix[-1]
+        self.log = AgentLog(node, {t: i for i, t in enumerate(targets)})
+        self.log_path = workdir / f"goavail-{node}.log"
+        tmp = workdir / f"tmp-{node}"
+        tmp.mkdir(exist_ok=True)
+        child_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "CF_API_"))
+        }
+        child_env.update(env, PYTHONUNBUFFERED="1", TMPDIR=str(tmp))
+        argv = [
+            *prefix,
+            *(sys.executable, "-m", "goavail", "monitor", "--config-file", str(config)),
+            *("--dns-provider", "cloudflare", "--no-dry-run"),
+            *(["--debug"] if debug else []),
+        ]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=child_env,
+            preexec_fn=_die_with_parent,
+        )
+        self._thread = threading.Thread(target=self._read, name=f"read-{node}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        out = self.proc.stdout
+        assert out is not None
+        with self.log_path.open("w", encoding="utf-8") as f:
+            for raw in out:
+                at = time.monotonic()
+                text = self.log.feed(at, raw)
+                if text is not None:
+                    f.write(f"{at:.3f} {text}\n")
+
+    def namespace_cpu(self) -> float:
+        """CPU seconds (user + system) of every process in the agent's namespace so far
+        (goavail and its Serf child); processes that already exited are not counted."""
+        total = 0.0
+        for pid in namespace_pids(self.namespace):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += sample(pid).cpu
+        return total
+
+    @property
+    def pid(self) -> int:
+        """The agent's pid (``ip netns exec`` execs it in place)."""
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 8.0) -> None:
+        """SIGTERM (the agent leaves the Serf cluster), SIGKILL after ``grace`` s; reap."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.proc.wait()
+        self._thread.join(timeout=10)
+
+    def tail(self, n: int = 30) -> str:
+        """The last ``n`` logged lines (for error messages)."""
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(lines[-n:])
+
+
+def agent_config(
+    *,
+    node: str,
+    targets: Sequence[str],
+    nodes: Sequence[str],
+    failure_threshold: int,
+    interval: float,
+    timeout: str,
+    min_peers_agree: int | None,
+    announce_interval: str | None = None,
+) -> str:
+    """goavail.toml of one agent: Cloudflare provider on the stand-in, ``www`` with every
+    target; ``[Members]`` (Serf on the bridge, every other node of ``nodes`` a peer, the
+    other cluster settings at their defaults, ``announce_interval`` if given) unless
+    ``min_peers_agree`` is None."""
+    addresses = ",\n".join(f'  "{t}"' for t in targets)
+    text = (
+        f'node_name = "{node}"\nfailure_threshold = {failure_threshold}\n'
+        f'interval = {interval:g}\ntimeout = "{timeout}"\n\n'
+        f'[Cloudflare]\ndns_domain = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
+        f"ip_addresses = [\n{addresses}\n]\n"
+    )
+    if min_peers_agree is not None:
+        peers = ", ".join(f'"{ADDRESSES[n]}:{SERF_PORT}"' for n in nodes if n != node)
+        text += (
+            f'\n[Members]\nlocal_addr = "{ADDRESSES[node]}:{SERF_PORT}"\npeers = [{peers}]\n'
+            f"members_port = {SERF_PORT}\nmin_peers_agree = {min_peers_agree}\n"
+            f'crypto_key = "{CRYPTO_KEY}"\n'
+        )
+        if announce_interval is not None:
+            text += f'announce_interval = "{announce_interval}"\n'
+    return text
+
+
+# -- the stand-in --------------------------------------------------------------------------
+
+
+def is_delete(entry: RequestLogEntry) -> int:
+    """Records a successful request deleted: 1 for a DELETE, the deletes of a batch, else 0."""
+    if entry.status >= 300:
+        return 0
+    if entry.method == "DELETE":
+        return 1
+    if entry.route.endswith("/batch"):
+        return len((entry.body or {}).get("deletes") or [])
+    return 0
+
+
+class TimedStub:
+    """The Cloudflare stand-in on the bridge, noting when each write request arrived.
+
+    Attributes:
+        stub: the :class:`CloudflareStub`.
+        writes: ``(monotonic time, method, status, records deleted)`` per write request.
+    """
+
+    def __init__(self) -> None:
+        self.stub = CloudflareStub(host=GATEWAY)
+        self.writes: list[tuple[float, str, int, int]] = []
+        self._lock = threading.Lock()
+        note = self.stub.state.note
+
+        def timed_note(entry: RequestLogEntry) -> None:
+            if entry.method in ("POST", "PATCH", "PUT", "DELETE"):
+                with self._lock:
+                    self.writes.append(
+                        (time.monotonic(), entry.method, entry.status, is_delete(entry))
+                    )
+            note(entry)
+
+        self.stub.state.note = timed_note  # type: ignore[method-assign]
+
+    def start(self, targets: Sequence[str]) -> None:
+        """Start serving; create the zone with a ``www`` A record for every target."""
+        self.stub.start()
+        self.stub.add_zone(ZONE)
+        for t in targets:
+            self.stub.add_record(ZONE, WWW, "A", t, ttl=120)
+        # seeding is not part of any measurement
+        with self._lock:
+            self.writes.clear()
+
+    def deletes_since(self, since: float, until: float = float("inf")) -> list[float]:
+        """Arrival times of successful record deletions in ``[since, until)`` (one per record)."""
+        with self._lock:
+            return [at for at, _m, _s, n in self.writes if since <= at < until for _ in range(n)]
+
+    def write_summary(self, since: float, until: float) -> dict[str, int]:
+        """Write requests in ``[since, until)`` by ``METHOD status``."""
+        out: dict[str, int] = {}
+        with self._lock:
+            for at, method, status, _n in self.writes:
+                if since <= at < until:
+                    key = f"{method} {status}"
+                    out[key] = out.get(key, 0) + 1
+        return out
+
+    def present(self) -> set[str]:
+        """Addresses ``www`` holds now."""
+        return {r["content"] for r in self.stub.records(ZONE) if r["name"] == WWW}
+
+    def env(self) -> dict[str, str]:
+        """Variables pointing goavail's Cloudflare SDK at the stand-in."""
+        assert self.stub.token is not None
+        return {"CLOUDFLARE_BASE_URL": self.stub.base_url, "CLOUDFLARE_API_TOKEN": self.stub.token}
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self.stub.stop()
+
+
+# -- nftables in an agent namespace ----------------------------------------------------------
+
+
+class BenchTable:
+    """The benchmark's nftables table in one agent namespace (input and output hooks).
+
+    Counters (rule comments): ``sent`` (echo requests to :data:`LOSS_NET` leaving),
+    ``arrived`` (echo replies from it arriving, before any drop), ``dropped`` (the
+    replies the loss rule dropped). :meth:`set_loss` adds the
+    ``numgen random mod 100 < pct drop`` rule; it drops on *input*, i.e. the reply:
+    one drop chance per probe, so a probe fails with probability ``pct / 100``.
+    """
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._nft(f"add table inet {BENCH_TABLE}")
+        self._nft(
+            f"add chain inet {BENCH_TABLE} out "
+            "{ type filter hook output priority -10; policy accept; }"
+        )
+        self._nft(
+            f"add chain inet {BENCH_TABLE} in "
+            "{ type filter hook input priority -10; policy accept; }"
+        )
+        self._nft(
+            f"add rule inet {BENCH_TABLE} out ip daddr {LOSS_NET} icmp type echo-request "
+            'counter comment "sent"'
+        )
+        self._nft(
+            f"add rule inet {BENCH_TABLE} in ip saddr {LOSS_NET} icmp type echo-reply "
+            'counter comment "arrived"'
+        )
+
+    def _nft(self, *args: str) -> str:
+        if not in_private_netns():
+            raise NetError("refusing to change nftables outside the private bench namespace")
+        return run("ip", "netns", "exec", self.namespace, "nft", *args).stdout
+
+    def set_loss(self, pct: int) -> None:
+        """Drop ``pct`` % of the echo replies from :data:`LOSS_NET`, at random."""
+        self._nft(
+            f"add rule inet {BENCH_TABLE} in ip saddr {LOSS_NET} icmp type echo-reply "
+            f'numgen random mod 100 < {pct} counter drop comment "dropped"'
+        )
+
+    def freeze(self) -> None:
+        """Stop every further echo request to :data:`LOSS_NET` before it is counted
+        (``sendto`` then fails with EPERM): from now on the counters only change by the
+        replies of probes already sent, so totals can be compared with the agent's."""
+        self._nft(
+            f"insert rule inet {BENCH_TABLE} out ip daddr {LOSS_NET} icmp type echo-request "
+            'drop comment "frozen"'
+        )
+
+    def counters(self) -> dict[str, int]:
+        """Packets counted so far by the ``sent``, ``arrived`` and ``dropped`` rules."""
+        doc = json.loads(self._nft("-j", "list", "table", "inet", BENCH_TABLE))
+        out: dict[str, int] = {}
+        for item in doc.get("nftables", []):
+            rule = item.get("rule")
+            if not rule or "comment" not in rule:
+                continue
+            for expr in rule.get("expr", []):
+                if "counter" in expr:
+                    out[str(rule["comment"])] = int(expr["counter"]["packets"])
+        return out
+
+    def delete(self) -> None:
+        """Delete the table (best effort)."""
+        with contextlib.suppress(NetError):
+            self._nft("delete", "table", "inet", BENCH_TABLE)
+
+
+# -- the whole network -----------------------------------------------------------------------
+
+
+class BenchNet:
+    """Topology + targets + stand-in, as a context manager that always cleans up.
+
+    Args:
+        loss_targets: also make :data:`LOSS_NET` local to the private namespace.
+
+    Attributes:
+        topo: the three-agent topology.
+        stand_in: the timed Cloudflare stand-in (started with :meth:`start_stub`).
+        agents: every agent process started through :meth:`start_agent`.
+    """
+
+    def __init__(self, *, loss_targets: bool = False) -> None:
+        if not in_private_netns():
+            raise NetError("refusing to build the bench network outside the private namespace")
+        self.topo = Topology()
+        self._loss = loss_targets
+        self.stand_in = TimedStub()
+        self._stub_started = False  # a fresh stand-in per experiment: start_stub
+        self.agents: list[AgentProcess] = []
+        self.tables: dict[str, BenchTable] = {}
+
+    def __enter__(self) -> Self:
+        try:
+            self.topo.build()
+            if self._loss:
+                run("ip", "route", "add", "local", LOSS_NET, "dev", "lo", "table", "local")
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def start_stub(self, targets: Sequence[str]) -> TimedStub:
+        """Start a fresh stand-in on the bridge with ``www`` = ``targets`` (stopping the
+        previous one); agents started afterwards use it."""
+        if self._stub_started:
+            self.stand_in.stop()
+            self._stub_started = False
+        self.stand_in = TimedStub()
+        self.stand_in.start(targets)
+        self._stub_started = True
+        return self.stand_in
+
+    def table(self, node: str) -> BenchTable:
+        """The bench nftables table of ``node``'s namespace (created on first use)."""
+        if node not in self.tables:
+            self.tables[node] = BenchTable(self.topo[node].name)
+        return self.tables[node]
+
+    def start_agent(
+        self, node: str, config_text: str, targets: Sequence[str], workdir: Path, debug: bool
+    ) -> AgentProcess:
+        """Write ``node``'s config and start its agent in its namespace."""
+        config = workdir / f"goavail-{node}.toml"
+        config.write_text(config_text, encoding="ascii")
+        agent = AgentProcess(
+            node,
+            self.topo[node].exec_prefix,
+            config,
+            targets,
+            self.stand_in.env(),
+            workdir,
+            debug=debug,
+        )
+        self.agents.append(agent)
+        return agent
+
+    def stop_agents(self) -> None:
+        """Stop every agent started (SIGTERM in parallel, then reap)."""
+        for agent in self.agents:
+            if agent.alive():
+                agent.proc.send_signal(signal.SIGTERM)
+        for agent in self.agents:
+            agent.stop()
+        self.agents.clear()
+
+    def drop_tables(self) -> None:
+        """Delete every bench nftables table."""
+        for table in self.tables.values():
+            table.delete()
+        self.tables.clear()
+
+    def close(self) -> None:
+        """Stop agents, the stand-in; delete tables, route, namespaces, links (best effort)."""
+        try:
+            self.stop_agents()
+        finally:
+            self.drop_tables()
+            if self._stub_started:
+                self.stand_in.stop()
+                self._stub_started = False
+            if self._loss:
+                run("ip", "route", "delete", "local", LOSS_NET, "dev", "lo", "table", "local",
+                    check=False)  # fmt: skip
+            self.topo.close()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def keep_logs(workdir: Path, dest: Path | None, name: str) -> None:
+    """Copy the logs and configs of ``workdir`` to ``dest/name`` (nothing when ``dest`` is
+    None); Serf's state directories are left out (they hold its RPC key)."""
+    if dest is None:
+        return
+    shutil.copytree(
+        workdir, dest / name, ignore=shutil.ignore_patterns("tmp-*"), dirs_exist_ok=True
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.05) -> None:
+    """Poll ``predicate`` until true.
+
+    Raises:
+        RuntimeError: not true within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(step)
+
+
+def check_alive(agents: Sequence[AgentProcess]) -> None:
+    """Raise RuntimeError with the log tail when an agent has exited."""
+    for agent in agents:
+        if not agent.alive():
+            raise RuntimeError(
+                f"agent {agent.node} exited with {agent.proc.returncode}:\n{agent.tail()}"
+            )
+
+
+__all__ = [
+    "LOSS_NET",
+    "WWW",
+    "ZONE",
+    "AgentLog",
+    "AgentProcess",
+    "BenchNet",
+    "BenchTable",
+    "Event",
+    "TimedStub",
+    "agent_config",
+    "check_alive",
+    "loss_targets",
+    "wait_for",
+]
