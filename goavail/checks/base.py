@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
+
+log = logging.getLogger("goavail.checks")
 
 
 class ProbeResult(NamedTuple):
@@ -94,3 +99,65 @@ class BatchProbe(Protocol):
         as for :meth:`Probe.submit`.
         """
         ...
+
+
+class TaskProbe(ABC):
+    """Base of the engines that run each probe as its own asyncio task (TCP, HTTP(S),
+    script): fine where connection set-up or a process dominates the cost (the ICMP
+    engine does not use it).
+
+    Subclasses set ``kind`` and ``timeout`` and implement :meth:`probe`; they may
+    override :meth:`_ready` (e.g. "the HTTP client exists") and extend :meth:`close`.
+    """
+
+    kind: str
+    timeout: float
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[ProbeResult]] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        """Accept probes again (after :meth:`close`); subclasses open what they need."""
+        self._closed = False
+
+    def _ready(self) -> bool:
+        """Whether :meth:`submit` may start a probe (False: it completes as closed)."""
+        return not self._closed
+
+    def submit(self, target: str, callback: ResultCallback) -> None:
+        """Start :meth:`probe` of ``target`` in a task; ``callback(target, result)``
+        follows exactly once: the result, ``CLOSED`` when cancelled by :meth:`close`,
+        or a failed result naming the exception if the probe itself raised (a bug must
+        not leave a target without a result)."""
+        loop = asyncio.get_running_loop()
+        if not self._ready():
+            loop.call_soon(callback, target, CLOSED)
+            return
+        task = loop.create_task(self.probe(target))
+        self._tasks.add(task)
+
+        def done(task: asyncio.Task[ProbeResult]) -> None:
+            self._tasks.discard(task)
+            callback(target, CLOSED if task.cancelled() else self._result(task))
+
+        task.add_done_callback(done)
+
+    @abstractmethod
+    async def probe(self, target: str) -> ProbeResult:
+        """Probe ``target`` once and return the result (within ~``timeout`` s)."""
+
+    def _result(self, task: asyncio.Task[ProbeResult]) -> ProbeResult:
+        exc = task.exception()
+        if exc is None:
+            return task.result()
+        log.error("%s probe failed unexpectedly", self.kind, exc_info=exc)
+        return ProbeResult(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
+
+    async def close(self) -> None:
+        """Cancel the probes in flight; their callbacks get ``error="closed"``."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

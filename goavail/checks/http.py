@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from goavail import __version__
-from goavail.checks.base import CLOSED, ProbeResult, ProbeSetupError, ResultCallback
+from goavail.checks.base import CLOSED, ProbeResult, ProbeSetupError, TaskProbe
 from goavail.checks.tcp import error_text as os_error_text
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def _url_host(address: str) -> str:
     return f"[{address}]" if ":" in address else address
 
 
-class HttpProbe:
+class HttpProbe(TaskProbe):
     """HTTP(S) probe engine implementing :class:`goavail.checks.base.Probe`.
 
     Args:
@@ -183,7 +183,8 @@ class HttpProbe:
             raise ValueError("timeout must be positive")
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
-        self.kind: str = scheme
+        super().__init__()
+        self.kind = scheme
         self.scheme = scheme
         self.port = port
         self.path = path
@@ -201,8 +202,6 @@ class HttpProbe:
         self._cert_der: dict[str, bytes] = {}
         self._cert_level: dict[str, CertLevel] = {}
         self._client: httpx.AsyncClient | None = None
-        self._tasks: set[asyncio.Task[ProbeResult]] = set()
-        self._closed = False
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS settings of the probes (https).
@@ -246,20 +245,6 @@ class HttpProbe:
             headers={"User-Agent": f"goavail/{__version__}", "Connection": "close"},
         )
         self._closed = False
-
-    def submit(self, target: str, callback: ResultCallback) -> None:
-        """Start a request to ``target``; ``callback(target, result)`` follows once."""
-        if self._closed or self._client is None:
-            asyncio.get_running_loop().call_soon(callback, target, CLOSED)
-            return
-        task = asyncio.get_running_loop().create_task(self.probe(target))
-        self._tasks.add(task)
-
-        def done(task: asyncio.Task[ProbeResult]) -> None:
-            self._tasks.discard(task)
-            callback(target, CLOSED if task.cancelled() else _result(task, self.kind))
-
-        task.add_done_callback(done)
 
     async def probe(self, target: str) -> ProbeResult:
         """Send one request to ``target`` and judge the answer (within ~``timeout`` s)."""
@@ -384,26 +369,15 @@ class HttpProbe:
             self._cert_der.pop(target, None)
             self._cert_level.pop(target, None)
 
+    def _ready(self) -> bool:
+        return not self._closed and self._client is not None
+
     async def close(self) -> None:
         """Cancel requests in flight (callbacks get ``error="closed"``), close the client."""
-        self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await super().close()
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-
-
-def _result(task: asyncio.Task[ProbeResult], kind: str) -> ProbeResult:
-    """The task's result; a bug in the probe becomes a failed probe (and a logged traceback)
-    rather than a result that never comes."""
-    exc = task.exception()
-    if exc is None:
-        return task.result()
-    log.error("%s probe failed unexpectedly", kind, exc_info=exc)
-    return ProbeResult(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 __all__ = [

@@ -10,19 +10,15 @@ seconds). At the deadline its whole process group is killed (see
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import os
 import shutil
 from collections.abc import Sequence
 
-from goavail.checks.base import CLOSED, ProbeResult, ResultCallback
+from goavail.checks.base import ProbeResult, TaskProbe
 from goavail.proc import program_env, run_program
 
-log = logging.getLogger("goavail.checks.script")
 
-
-class ScriptProbe:
+class ScriptProbe(TaskProbe):
     """Script probe engine implementing :class:`goavail.checks.base.Probe`.
 
     Args:
@@ -44,29 +40,10 @@ class ScriptProbe:
             raise ValueError("command must name a program")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        super().__init__()
         self.command = list(command)
         self.timeout = timeout
         self.check_id = check_id
-        self._tasks: set[asyncio.Task[ProbeResult]] = set()
-        self._closed = False
-
-    async def start(self) -> None:
-        """Nothing to open."""
-        self._closed = False
-
-    def submit(self, target: str, callback: ResultCallback) -> None:
-        """Start the program for ``target``; ``callback(target, result)`` follows once."""
-        if self._closed:
-            asyncio.get_running_loop().call_soon(callback, target, CLOSED)
-            return
-        task = asyncio.get_running_loop().create_task(self.probe(target))
-        self._tasks.add(task)
-
-        def done(task: asyncio.Task[ProbeResult]) -> None:
-            self._tasks.discard(task)
-            callback(target, CLOSED if task.cancelled() else _result(task, self.kind))
-
-        task.add_done_callback(done)
 
     async def probe(self, target: str) -> ProbeResult:
         """Run the program once for ``target`` and return the result (within ~``timeout`` s)."""
@@ -89,14 +66,6 @@ class ScriptProbe:
             ok=False, error=f"{result.describe()}: {line}" if line else result.describe()
         )
 
-    async def close(self) -> None:
-        """Kill the programs still running; their callbacks get ``error="closed"``."""
-        self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
 
 def command_problem(command: Sequence[str], path: str | None = None) -> str | None:
     """Why ``command`` cannot be run here, or None (for start-up checks).
@@ -116,16 +85,6 @@ def command_problem(command: Sequence[str], path: str | None = None) -> str | No
     if shutil.which(program, path=path or program_env({})["PATH"]) is None:
         return f"{program!r} not found in PATH"
     return None
-
-
-def _result(task: asyncio.Task[ProbeResult], kind: str) -> ProbeResult:
-    """The task's result; a bug in the probe becomes a failed probe (and a logged traceback)
-    rather than a result that never comes."""
-    exc = task.exception()
-    if exc is None:
-        return task.result()
-    log.error("%s probe failed unexpectedly", kind, exc_info=exc)
-    return ProbeResult(ok=False, error=f"internal error: {type(exc).__name__}: {exc}")
 
 
 __all__ = ["ScriptProbe", "command_problem"]

@@ -7,7 +7,7 @@ import errno
 import os
 import time
 
-from goavail.checks.base import CLOSED, ProbeResult, ResultCallback
+from goavail.checks.base import ProbeResult, TaskProbe
 
 _ERRORS: dict[int, str] = {
     errno.ECONNREFUSED: "connection refused",
@@ -27,7 +27,7 @@ def error_text(exc: OSError) -> str:
     return str(exc) or type(exc).__name__
 
 
-class TcpProbe:
+class TcpProbe(TaskProbe):
     """TCP connect probe engine implementing :class:`goavail.checks.base.Probe`.
 
     Args:
@@ -47,28 +47,9 @@ class TcpProbe:
             raise ValueError(f"port must be 1-65535, not {port}")
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        super().__init__()
         self.port = port
         self.timeout = timeout
-        self._tasks: set[asyncio.Task[ProbeResult]] = set()
-        self._closed = False
-
-    async def start(self) -> None:
-        """Nothing to open: TCP probes need no privileges."""
-        self._closed = False
-
-    def submit(self, target: str, callback: ResultCallback) -> None:
-        """Start a connect to ``target``; ``callback(target, result)`` follows once."""
-        if self._closed:
-            asyncio.get_running_loop().call_soon(callback, target, CLOSED)
-            return
-        task = asyncio.get_running_loop().create_task(self.probe(target))
-        self._tasks.add(task)
-
-        def done(task: asyncio.Task[ProbeResult]) -> None:
-            self._tasks.discard(task)
-            callback(target, CLOSED if task.cancelled() else task.result())
-
-        task.add_done_callback(done)
 
     async def probe(self, target: str) -> ProbeResult:
         """Connect to ``target``:port once and return the result (within ~``timeout`` s)."""
@@ -81,14 +62,6 @@ class TcpProbe:
         rtt = time.monotonic() - start
         writer.close()
         return ProbeResult(ok=True, rtt=rtt)
-
-    async def close(self) -> None:
-        """Cancel probes in flight; their callbacks get ``error="closed"``."""
-        self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 __all__ = ["TcpProbe", "error_text"]
