@@ -24,8 +24,8 @@ run: venv
 ## make test: install what the tests need (Debian packages too) and run the whole suite
 ## (systemd only for `systemd-analyze`, which checks contrib/goavail.service)
 test: venv test-deps
-	$(BIN)/ruff check goavail tests
-	$(BIN)/ruff format --check goavail tests
+	$(BIN)/ruff check goavail tests bench
+	$(BIN)/ruff format --check goavail tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
 
