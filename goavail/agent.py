@@ -286,7 +286,6 @@ class Agent:
                 on_decision=self._on_decision,
                 on_quorum=self.notifier.quorum,
                 on_override=self._on_peer_override,
-                target_count=lambda: len(self.targets),
             )
         self.hooks = HookRunner(
             config.hooks_dir, timeout=config.hook_timeout, node=self.node, dry_run=options.dry_run

@@ -7,13 +7,12 @@ guard) and :class:`goavail.decision.DecisionStage` (quorum). The flow:
   Serf user event (coalescing off);
 * every ``announce_interval`` seconds all current verdicts are announced again
   (anti-entropy), spread over the interval, so lost events, restarts and late
-  joiners converge; with many targets the round is stretched so that at most
-  :data:`ANNOUNCE_RATE` verdicts per second go out (:func:`announce_cycle`);
+  joiners converge;
 * a stream of Serf events feeds peers' verdicts into the decision stage (only
   from live members, after the tag, version, replay and clock-skew checks; every
   rejection is counted by reason), and member events keep the set of live peers:
   a peer that fails or leaves loses its votes at once; a vote not re-announced
-  for three announce rounds expires.
+  for three announce intervals expires.
 
 Serf runs either as goavail's own supervised ``serf agent`` child (default) or
 as an existing agent reached at ``serf_rpc_addr``.
@@ -52,25 +51,7 @@ GONE = frozenset({"left", "failed", "leaving", "reap"})
 """Serf member statuses that mean "no longer votes"."""
 GONE_EVENTS = frozenset({"member-leave", "member-failed", "member-reap"})
 VOTE_LIFETIME = 3
-"""A vote not re-announced within this many announce rounds expires."""
-ANNOUNCE_RATE = 5.0
-"""Most verdicts one agent re-announces per second (transitions are never delayed).
-
-Serf's ``lan`` gossip carries only a few user events per second per node reliably, and
-drops an event whose Lamport time has left its 512-event buffer. Measured with 3 agents
-and 1,000 targets each (BENCHMARKS.md, "Loss resilience"): re-announcing every verdict
-every 10 s (100 events per second per agent) lost 25 % of the verdict changes, with p99
-delivery 102 s; at 8 per second (``announce_interval = "120s"``) 0.2 % and p99 0.39 s."""
-
-
-def announce_cycle(announce_interval: float, targets: int) -> float:
-    """Seconds one round of re-announcements takes: ``announce_interval``, or longer
-    when re-announcing ``targets`` verdicts in it would exceed :data:`ANNOUNCE_RATE`
-    per second (e.g. 1,000 targets: 200 s). Votes expire after
-    :data:`VOTE_LIFETIME` rounds."""
-    return max(announce_interval, targets / ANNOUNCE_RATE)
-
-
+"""A vote not re-announced within this many announce intervals expires."""
 RPC_AUTH_ENV = "SERF_RPC_AUTH"
 
 
@@ -146,7 +127,6 @@ class Cluster:
         on_override: Callable[[str, str, Override, Override], None] | None = None,
         clock: Callable[[], float] = time.time,
         on_quorum: Callable[[bool, int, int], None] | None = None,
-        target_count: Callable[[], int] | None = None,
     ) -> None:
         self.node = node
         self.members = members
@@ -167,7 +147,6 @@ class Cluster:
         self._rpc: SerfRPC | None = None
         self._serf: SerfAgent | None = None
         self._vote_seen: dict[tuple[str, str], float] = {}
-        self._target_count = target_count or (lambda: len(self._local_verdicts()))
         self._tasks: set[asyncio.Task[None]] = set()
         self._quorum_unmet: bool | None = None
         self.on_quorum = on_quorum
@@ -411,8 +390,8 @@ class Cluster:
         return f"{self.node}(self)={local}" + (f" {votes}" if votes else "")
 
     def expire_votes(self) -> None:
-        """Drop votes a live peer has not re-announced for VOTE_LIFETIME announce rounds."""
-        horizon = self._clock() - VOTE_LIFETIME * self.announce_cycle()
+        """Drop votes a live peer has not re-announced for VOTE_LIFETIME announce intervals."""
+        horizon = self._clock() - VOTE_LIFETIME * self.members.announce_interval
         for (node, target), seen in list(self._vote_seen.items()):
             if seen < horizon:
                 del self._vote_seen[(node, target)]
@@ -458,16 +437,11 @@ class Cluster:
         for target, state in self._local_verdicts().items():
             self.publish(target, state)
 
-    def announce_cycle(self) -> float:
-        """Seconds of one re-announcement round (see :func:`announce_cycle`), from the
-        configured targets, which peers share (so they agree on vote lifetimes)."""
-        return announce_cycle(self.members.announce_interval, self._target_count())
-
     async def _announce_loop(self) -> None:
-        """Re-announce every verdict once per round (:meth:`announce_cycle`), spread over it."""
+        """Re-announce every verdict once per announce_interval, spread over it."""
         while True:
             targets = [t for t, s in self._local_verdicts().items() if s is not State.UNKNOWN]
-            interval = self.announce_cycle()
+            interval = self.members.announce_interval
             if not targets:
                 await asyncio.sleep(interval)
             else:

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
-from goavail.cluster.service import ANNOUNCE_RATE, Cluster, announce_cycle, serf_settings
+from goavail.cluster.service import Cluster, serf_settings
 from goavail.cluster.wire import Codec, OverrideMode, Verdict
 from goavail.config import Members
 from goavail.decision import DecisionStage, Override
@@ -179,42 +179,6 @@ def test_stale_votes_expire() -> None:
     cluster.expire_votes()
     assert cluster.stage.votes_for(T1) == {}
     assert cluster.stage.votes_for(T2) == {"c": State.UP}
-
-
-@pytest.mark.parametrize(
-    ("interval", "targets", "expected"),
-    [
-        (10.0, 3, 10.0),  # few targets: the configured interval
-        (10.0, 50, 10.0),  # exactly ANNOUNCE_RATE per second
-        (10.0, 1_000, 200.0),  # stretched: 5 verdicts per second
-        (300.0, 1_000, 300.0),  # a long interval is kept
-    ],
-)
-def test_announce_cycle(interval: float, targets: int, expected: float) -> None:
-    assert ANNOUNCE_RATE == 5.0
-    assert announce_cycle(interval, targets) == expected
-
-
-def test_votes_live_three_stretched_rounds_with_many_targets() -> None:
-    stage = DecisionStage(1)
-    clock = Clock()
-    cluster = Cluster(
-        node="a",
-        members=members(min_peers_agree=1, announce_interval=1.0),
-        stage=stage,
-        local_verdicts=lambda: stage.local,
-        on_decision=lambda target, state: None,
-        clock=clock,
-        target_count=lambda: 50,  # 50 targets at 5 per second: 10 s rounds
-    )
-    join(cluster, "b")
-    cluster._on_user_event(event("b", T1, False, 1))
-    clock.now += 29.0  # 3 rounds are 30 s: still alive
-    cluster.expire_votes()
-    assert cluster.stage.votes_for(T1) == {"b": State.DOWN}
-    clock.now += 2.0
-    cluster.expire_votes()
-    assert cluster.stage.votes_for(T1) == {}
 
 
 def test_serf_settings_from_the_original_keys() -> None:
