@@ -67,12 +67,16 @@ def plan(
             configured = by_family[family]
             if not configured:
                 continue
-            managed = [r for r in records if r.type == family and r.content in configured]
+            # Sets for every membership test: this runs on every reconcile pass, and
+            # 50,000 addresses in lists made one plan take 20 s (O(n²)).
+            configured_set = set(configured)
+            managed = [r for r in records if r.type == family and r.content in configured_set]
             present = {r.content for r in managed}
             up = [a for a in configured if decisions.get(a, State.UNKNOWN) is State.UP]
+            up_set = set(up)
             down = {a for a in configured if decisions.get(a, State.UNKNOWN) is State.DOWN}
             unknown_present = [
-                a for a in configured if a in present and a not in down and a not in up
+                a for a in configured if a in present and a not in down and a not in up_set
             ]
 
             def create(

@@ -275,12 +275,14 @@ class Reconciler:
 def after(
     current: Mapping[str, Sequence[Record]], changes: Sequence[Change]
 ) -> dict[str, list[Record]]:
-    """The records of ``current`` once ``changes`` are made (pure; for status reporting)."""
-    result = {name: list(records) for name, records in current.items()}
+    """The records of ``current`` once ``changes`` are made (pure; for status reporting).
+
+    Linear in records + changes (a dict per name keyed by record key, insertion-ordered).
+    """
+    by_key = {name: {r.key: r for r in records} for name, records in current.items()}
     for change in changes:
-        records = result.setdefault(change.record.name, [])
-        key = change.record.key
-        records[:] = [r for r in records if r.key != key]
+        records = by_key.setdefault(change.record.name, {})
+        records.pop(change.record.key, None)
         if change.action == "create":
-            records.append(change.record)
-    return result
+            records[change.record.key] = change.record
+    return {name: list(records.values()) for name, records in by_key.items()}
