@@ -32,7 +32,6 @@ file is never rewritten even if a false down happens.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import re
@@ -47,10 +46,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
+from goavail.proc import die_with_parent
+
 REPO: Final = Path(__file__).resolve().parents[1]
 _ENV_FLAG: Final = "GOAVAIL_BENCH_PRIVATE_NETNS"
 _CLK_TCK: Final = os.sysconf("SC_CLK_TCK")
-_PR_SET_PDEATHSIG: Final = 1
 FPING_SEQ_LIMIT: Final = 65535
 """fping's sequence map: at most this many probes of all hosts can be tracked."""
 
@@ -82,10 +82,8 @@ def ensure_private_netns(argv: Sequence[str], module: str = "bench.run") -> None
         raise SystemExit(f"bench: refusing to run, the network namespace is not private: {names}")
 
 
-def _die_with_parent() -> None:
-    """preexec_fn for children: SIGKILL them if the harness dies (PR_SET_PDEATHSIG)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+_die_with_parent = die_with_parent(signal.SIGKILL)
+"""preexec_fn for children: SIGKILL them if the harness dies (or None without prctl)."""
 
 
 def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 OUTPUT_LIMIT = 4096
@@ -176,10 +178,40 @@ async def run_program(
     return RunResult(proc.returncode, timed_out, tail.text(), duration)
 
 
+_PR_SET_PDEATHSIG = 1  # Linux prctl(2) option
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get ``sig`` when its parent dies (Linux).
+
+    For long-lived children (goavail's Serf agent, the benchmark's and the tests'
+    servers): without it a SIGKILL'ed parent leaves them running as orphans.
+    ``PR_SET_PDEATHSIG`` (prctl(2)) fires when the *thread* that spawned the child
+    exits, so spawn from a long-lived thread; a parent that died before ``prctl`` ran
+    is caught by the ``getppid`` check. libc is loaded here, before the fork. Returns
+    None where prctl is unavailable.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 __all__ = [
     "OUTPUT_LIMIT",
     "PASSED_ENV",
     "RunResult",
+    "die_with_parent",
     "kill_group",
     "program_env",
     "run_program",

@@ -40,6 +40,7 @@ import dns.rdatatype
 import dns.tsig
 import dns.update
 
+from goavail.proc import die_with_parent
 from tests.netns import in_private_netns
 
 HOST = "127.0.0.1"
@@ -145,6 +146,7 @@ zone:
         with (self.dir / "knotd.log").open("wb") as log:
             self._proc = subprocess.Popen(
                 [knotd, "-c", str(conf)],
+                preexec_fn=die_with_parent(),  # no orphan if pytest is killed
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

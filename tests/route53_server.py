@@ -35,6 +35,7 @@ from typing import Literal, Self
 import aiohttp
 from aiohttp import web
 
+from goavail.proc import die_with_parent
 from tests.netns import in_private_netns
 
 HOST = "127.0.0.1"
@@ -98,6 +99,7 @@ class MotoServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
+            preexec_fn=die_with_parent(),  # no orphan if pytest is killed
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

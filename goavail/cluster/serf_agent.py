@@ -20,7 +20,6 @@ import base64
 import binascii
 import collections
 import contextlib
-import ctypes
 import json
 import logging
 import os
@@ -30,7 +29,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +36,7 @@ from types import TracebackType
 from typing import Final
 
 from goavail.cluster.serf_rpc import SerfConnectionError, SerfError, SerfRPC, SerfRPCError
+from goavail.proc import die_with_parent
 
 log = logging.getLogger(__name__)
 serf_log = logging.getLogger("goavail.serf")
@@ -64,7 +63,6 @@ _LEVELS: Final = {
     "TRACE": logging.DEBUG,
 }
 _INSTALL_HINT: Final = "install it with 'apt-get install serf'"
-_PR_SET_PDEATHSIG: Final = 1
 
 
 class SerfAgentError(Exception):
@@ -122,32 +120,6 @@ def _free_tcp_port(host: str) -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child get SIGTERM when goavail dies (Linux only).
-
-    The child leads its own session, so a SIGKILL'ed goavail would otherwise
-    leave it running: an orphan that keeps the node alive in the cluster (its
-    peers never see it fail) and holds the gossip port a restarted goavail needs.
-    ``PR_SET_PDEATHSIG`` fires when the thread that spawned the child exits,
-    i.e. the event loop's; a parent that died before ``prctl`` ran is caught by
-    the ``getppid`` check. libc is loaded here, before the fork.
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
 
 
 def _check_gossip_key(key: str) -> None:
@@ -449,7 +421,7 @@ class SerfAgent:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(),
+                preexec_fn=die_with_parent(),
             )
         except OSError as exc:
             raise SerfAgentError(f"cannot start {argv[0]}: {exc}; {_INSTALL_HINT}") from exc

@@ -35,6 +35,7 @@ from typing import Any, Self, TypeVar
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from goavail.proc import die_with_parent
 from tests.cfstub.server import CloudflareStub
 
 REPO = Path(__file__).resolve().parents[2]
@@ -231,6 +232,7 @@ class GoavailProcess:
             raise RuntimeError("goavail already started")
         self._proc = subprocess.Popen(
             self.argv,
+            preexec_fn=die_with_parent(),  # no orphan if pytest is killed
             env=self.env,
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
