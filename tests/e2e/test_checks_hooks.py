@@ -149,6 +149,10 @@ timeout = "150ms"
         settle(zone, {A, B}, proc)
         nft.clear()
         settle(zone, {A, B, C}, proc)
+        # The zone file shows a change before its audit record is written: stop only
+        # after all 7 records (3 creates, delete B, delete C, create B, create C).
+        audit_file = tmp_path / "audit.jsonl"
+        wait_until(lambda: len(audit_file.read_text().splitlines()) >= 7, message=proc.tail)
         assert proc.stop() == 0
 
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
