@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from goavail.dns.backoff import backoff_delay
+from goavail.dns.guard import NameGuard, admissible
 from goavail.dns.model import Change, FailOpen, Record
 from goavail.dns.plan import plan
 from goavail.dns.providers.base import Provider, ProviderError
@@ -58,6 +59,8 @@ class Reconciler:
         retries: consecutive failed passes.
         last_error: text of the last error, or None.
         passes, failed_passes: passes run and passes that failed, since start.
+        unexpected_errors: passes ended by an exception that is not a provider
+            error (counted in ``failed_passes`` too).
         current: name -> the records read by the last pass that could read them all
             (in dry-run: as if the planned changes had been made).
         read_at: ``time.monotonic()`` of that read, or None before the first one.
@@ -103,6 +106,7 @@ class Reconciler:
         self._transient = True
         self.passes = 0
         self.failed_passes = 0
+        self.unexpected_errors = 0
         self.current: dict[str, list[Record]] = {}
         self.read_at: float | None = None
         self.read_failed = False
@@ -158,13 +162,22 @@ class Reconciler:
     async def reconcile_once(self) -> bool:
         """One pass: read, plan, apply. Returns True when DNS now matches the plan.
 
-        Never raises :class:`ProviderError`: errors are logged and counted.
+        Never raises on a provider's failure: a :class:`ProviderError` is logged
+        and counted, and so is any other exception (a provider's answer nobody
+        foresaw, a bug): its traceback is logged once per kind, the pass counts
+        as failed (``unexpected_errors`` too) and is retried with backoff, so the
+        agent keeps probing and serving. Only cancellation propagates.
         """
         async with self.lock:
-            return await self._pass()
+            self.passes += 1
+            try:
+                return await self._pass()
+            except Exception as exc:
+                self.unexpected_errors += 1
+                self.provider.unexpected.log(log, exc, f"{self.provider.name}: reconcile pass")
+                return self._failed(f"unexpected {type(exc).__qualname__}: {exc}", True)
 
     async def _pass(self) -> bool:
-        self.passes += 1
         current: dict[str, list[Record]] = {}
         try:
             for name in self.names:
@@ -172,6 +185,9 @@ class Reconciler:
         except ProviderError as exc:
             self.read_failed = True
             return self._failed(f"cannot read records: {exc}", exc.transient)
+        except Exception:
+            self.read_failed = True
+            raise
         self.current, self.read_at, self.read_failed = current, time.monotonic(), False
         # The decisions as they are now, after the (possibly slow) read: planning,
         # gating and the start of the writes follow without yielding, so no change is
@@ -188,17 +204,25 @@ class Reconciler:
             overridden=set(self.overridden),
         )
         self._report_fail_open(result.fail_open)
-        ready, held = self._gate(result.changes)
+        ready, held = self._gate(result.changes, current)
         self.pending = result.changes
         if not ready:
             return self._succeeded()
-        outcomes = await self.provider.apply(ready)
+        outcomes = await self.provider.apply(ready, guard=NameGuard(current, self.addresses))
         done = {id(o.change) for o in outcomes if o.ok}
         self.current = after(current, [c for c in ready if id(c) in done])
         self.pending = tuple(c for c in result.changes if id(c) not in done)
-        if len(self.pending) == len(held):
-            return self._succeeded()
         errors = [o.error for o in outcomes if o.error is not None]
+        if not errors and len(self.pending) == len(held):
+            return self._succeeded()
+        if not errors:
+            # Deferred by the name guard with no failed create behind it, or not
+            # attempted: retry soon rather than call it converged.
+            return self._failed(
+                f"{len(self.pending) - len(held)} change(s) deferred: they would have left "
+                "a name with no record",
+                True,
+            )
         transient = any(e.transient for e in errors)
         return self._failed(
             f"{len(self.pending)} of {len(result.changes)} changes not applied: "
@@ -206,27 +230,45 @@ class Reconciler:
             transient,
         )
 
-    def _gate(self, changes: tuple[Change, ...]) -> tuple[tuple[Change, ...], tuple[Change, ...]]:
-        """Split changes into those to apply now and those another agent should make.
+    def _gate(
+        self, changes: tuple[Change, ...], current: Mapping[str, Sequence[Record]]
+    ) -> tuple[tuple[Change, ...], tuple[Change, ...]]:
+        """Split changes into those to apply now and those held back, per name.
 
-        Held changes are re-planned at the next pass (at the latest when the
-        shortest hold ends); they are not failures.
+        Cluster mode: a change another agent should make, or that this agent's
+        verdict does not back, is held (``hold``). Then, per name and address
+        family, every delete that would leave the name with no managed record
+        once the held changes are left out is held too
+        (:func:`~goavail.dns.guard.admissible`): when the create that replaces a
+        withdrawn address is held, so is the withdrawal. Held changes are
+        re-planned at the next pass (at the latest when the shortest hold ends);
+        they are not failures.
         """
         self._hold = None
-        if self.hold is None:
-            return changes, ()
         ready: list[Change] = []
         held: list[Change] = []
         for change in changes:
-            wait = self.hold(change)
+            wait = 0.0 if self.hold is None else self.hold(change)
             if wait <= 0:
                 ready.append(change)
             else:
                 held.append(change)
                 self._hold = wait if self._hold is None else min(self._hold, wait)
+        admitted, waiting = admissible(current, ready, self.addresses)
+        if waiting:
+            log.info(
+                "holding %d delete(s) until their name keeps another record: %s",
+                len(waiting),
+                ", ".join(f"{c.record.name} {c.record.content}" for c in waiting),
+            )
+            if self._hold is None:
+                # Nothing held for another agent: the planner and the guard disagree
+                # (a bug); look again at the next resync rather than never.
+                self._hold = self.resync_interval
         if held:
             log.debug("holding %d change(s) for the designated writer", len(held))
-        return tuple(ready), tuple(held)
+        all_held = set(map(id, held)) | set(map(id, waiting))
+        return admitted, tuple(c for c in changes if id(c) in all_held)
 
     def _succeeded(self) -> bool:
         if self.retries:

@@ -305,6 +305,12 @@ async def test_malformed_file_is_a_permanent_error_naming_file_and_line(
     [
         ("@ 3600 IN NS ns1\nns1 3600 IN A 127.0.0.1\n", "no SOA"),
         ("$INCLUDE other.zone\n", "$INCLUDE"),
+        # a second SOA at another name: dnspython raises a plain ValueError
+        (
+            "@ 3600 IN SOA ns1 host 1 2 3 4 5\n@ 3600 IN NS ns1\nns1 3600 IN A 127.0.0.1\n"
+            "sub 3600 IN SOA ns1 host 1 2 3 4 5\n",
+            "non-origin SOA",
+        ),
     ],
 )
 async def test_invalid_zone_is_a_permanent_error(

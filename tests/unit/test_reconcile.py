@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 
 import pytest
 
@@ -307,3 +308,85 @@ async def test_a_decision_that_flips_back_during_the_read_is_not_acted_on() -> N
     assert await task
     assert contents(provider) == {A1, A2, A3}
     assert [e["action"] for e in provider.audit.recent] == []
+
+
+# -- never empty a name under partial failure (issue 12) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "HTTP 400 code 9005: Content for A record is invalid",
+        "HTTP 403 code 10000: Authentication error",
+    ],
+)
+async def test_a_failed_create_holds_back_the_delete_it_replaces(message: str) -> None:
+    """The name holds only A1 (down); A2 (up) is absent. The plan is "create A2,
+    delete A1"; the create fails permanently: A1 must stay."""
+    rec, provider = make({A1: State.DOWN, A2: State.UP, A3: State.UNKNOWN}, [A1])
+    provider.fail_next(1, transient=False, message=message, on="create")
+    sizes: list[int] = []
+    provider.on_call = lambda call: sizes.append(len(provider.store))
+    assert not await rec.reconcile_once()
+    assert contents(provider) == {A1}
+    assert min(sizes) >= 1
+    assert [c.action for c in rec.pending] == ["create", "delete"]
+    assert [c for c in provider.calls if c.startswith("delete")] == []
+    # the operator fixes it: the next pass creates A2, then withdraws A1
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A2}
+    assert min(sizes) >= 1
+
+
+async def test_a_create_that_times_out_after_landing_is_seen_at_the_next_pass() -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP, A3: State.UNKNOWN}, [A1])
+    provider.fail_next(1, transient=False, message="timeout", on="create", landed=True)
+    assert not await rec.reconcile_once()
+    assert contents(provider) == {A1, A2}  # landed, but unknown to this pass: A1 kept
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A2}
+
+
+async def test_a_held_create_holds_its_names_delete() -> None:
+    """Cluster, min_peers_agree = 1: every agent sees A1 down, only this one sees A2
+    down, so the create of A2 is not backed here (held for ever) while the delete of
+    A1 is backed. The delete must wait for A2 to appear (another agent creates it)."""
+    rec, provider = make({A1: State.DOWN, A2: State.UP, A3: State.UNKNOWN}, [A1])
+    holds = {A2: math.inf}
+    rec.hold = lambda change: holds.get(change.record.content, 0.0)
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A1}
+    assert [c for c in provider.calls if not c.startswith("list")] == []
+    assert not is_converged(rec)
+    assert {c.record.content for c in rec.pending} == {A1, A2}
+    provider.store[(WWW, "A", A2)] = Record(WWW, "A", A2, ttl=60)  # the writer's create
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A2}
+
+
+@pytest.mark.parametrize("on", ["list", "create"])
+async def test_an_unexpected_exception_is_a_failed_pass_not_a_crash(
+    on: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec, provider = make({A1: State.UP, A2: State.UP, A3: State.UNKNOWN}, [A1])
+    provider.fail_next(3, on=on, error=ValueError("add() has non-origin SOA"))
+    with caplog.at_level(logging.ERROR):
+        results = [await rec.reconcile_once() for _ in range(4)]
+    assert results == [False, False, False, True]
+    assert rec.unexpected_errors == (3 if on == "list" else 0)
+    assert rec.failed_passes == 3 and rec.retries == 0
+    assert contents(provider) == {A1, A2}
+    tracebacks = [r for r in caplog.records if r.exc_info is not None]
+    assert len(tracebacks) == 1  # once per kind, then one line each
+    assert "non-origin SOA" in caplog.text
+
+
+async def test_an_unexpected_exception_backs_off() -> None:
+    rec, provider = make({A1: State.UP, A2: State.UP, A3: State.UNKNOWN}, [A1])
+    provider.fail_next(5, on="list", error=KeyError("result"))
+    delays = []
+    for _ in range(5):
+        assert not await rec.reconcile_once()
+        delays.append(rec.next_delay())
+    assert delays == sorted(delays) and delays[-1] > delays[0]
+    assert rec.read_failed

@@ -24,6 +24,7 @@ from typing import ClassVar, TypeVar
 
 from goavail.dns.audit import AuditLog
 from goavail.dns.backoff import backoff_delay
+from goavail.dns.guard import NameGuard
 from goavail.dns.model import Change, Record, RecordType
 
 log = logging.getLogger(__name__)
@@ -40,12 +41,22 @@ class ProviderError(Exception):
             missing zone, invalid request) are retried too by the reconciler, but
             at its longest backoff, since only an operator can fix them.
         retry_after: seconds the provider asked us to wait (HTTP ``Retry-After``), or None.
+        unexpected: True when this wraps an exception that is not a provider error
+            (a bug, or an answer nobody foresaw): what the provider did is unknown.
     """
 
-    def __init__(self, message: str, *, transient: bool, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        transient: bool,
+        retry_after: float | None = None,
+        unexpected: bool = False,
+    ) -> None:
         super().__init__(message)
         self.transient = transient
         self.retry_after = retry_after
+        self.unexpected = unexpected
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +87,46 @@ class RecordMissing(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """Result of applying one change: ``ok`` or the error that stopped it."""
+    """Result of applying one change: ``ok``, the error that stopped it, or ``deferred``.
+
+    A deferred change was not sent: the :class:`~goavail.dns.guard.NameGuard`
+    refused it because it would have left its name with no managed record
+    (``ok`` is False, ``error`` None). The next pass plans it again.
+    """
 
     change: Change
     ok: bool
     error: ProviderError | None = None
+    deferred: bool = False
+
+
+class UnexpectedErrors:
+    """Logs an unexpected exception's traceback once per kind, later ones as one line.
+
+    A provider answer nobody foresaw (a library's ``ValueError``, a ``KeyError`` on
+    a malformed body) repeats at every retry; its traceback is what a developer
+    needs, once. The kind is the exception's type and message.
+
+    Attributes:
+        count: unexpected exceptions seen since start.
+    """
+
+    __slots__ = ("_seen", "count")
+
+    def __init__(self) -> None:
+        self._seen: set[tuple[str, str]] = set()
+        self.count = 0
+
+    def log(self, logger: logging.Logger, exc: BaseException, what: str) -> None:
+        """Log ``exc``, raised while doing ``what``, at ERROR."""
+        self.count += 1
+        kind = (type(exc).__qualname__, str(exc))
+        if kind in self._seen:
+            logger.error("%s: unexpected %s: %s (traceback logged before)", what, *kind)
+            return
+        if len(self._seen) < 1000:  # bounded: a message carrying a counter is not a new kind
+            self._seen.add(kind)
+        logger.error("%s: unexpected %s: %s", what, *kind, exc_info=exc)
 
 
 class Provider(ABC):
@@ -103,6 +149,8 @@ class Provider(ABC):
         self.dry_run = dry_run
         self.audit = audit
         self.retry = retry or CallRetry()
+        self.unexpected = UnexpectedErrors()
+        """Exceptions of the provider's hooks that are not :class:`ProviderError`."""
         # Dry-run overlay: record key -> Record (would be created) or None (would be deleted).
         self._overlay: dict[tuple[str, RecordType, str], Record | None] = {}
 
@@ -208,41 +256,77 @@ class Provider(ABC):
         )
         return result
 
-    async def apply(self, changes: Sequence[Change]) -> list[Outcome]:
+    async def apply(
+        self, changes: Sequence[Change], *, guard: NameGuard | None = None
+    ) -> list[Outcome]:
         """Apply ``changes`` in order, writing an audit record for each.
 
         Each write is retried a few times on transient errors (``retry``). If it
         still fails transiently, ``apply`` stops there (so a rate-limited API is
         not hammered); changes after it are not attempted and not returned. Other
-        errors are recorded and the next change is tried. Never raises
-        :class:`ProviderError`; errors are in the returned outcomes.
+        errors are recorded and the next change is tried. An exception that is
+        not a :class:`ProviderError` (a provider's answer nobody foresaw) becomes
+        a permanent error outcome and stops ``apply``: what the provider did is
+        unknown, and the next pass re-reads it. Never raises on a provider's
+        failure; errors are in the returned outcomes.
+
+        Args:
+            changes: creates and deletes, in the order to make them (the planner
+                puts creates first: make before break).
+            guard: when given, every delete is first checked with
+                :meth:`NameGuard.allows` and deferred (not sent) when it would
+                leave its name and family with no managed record; every outcome
+                is settled into it. A failed create therefore holds back the
+                deletes of its name that counted on it.
 
         Returns:
-            One :class:`Outcome` per change attempted, in order.
+            One :class:`Outcome` per change attempted or deferred, in order.
         """
         outcomes: list[Outcome] = []
         for change in changes:
-            if self.dry_run:
-                self._overlay[change.record.key] = (
-                    change.record if change.action == "create" else None
+            if guard is not None and not guard.allows(change):
+                log.warning(
+                    "%s: delete of %s %s %s deferred: it would leave the name with no %s "
+                    "record (its replacement is not in DNS yet)",
+                    self.name,
+                    change.record.name,
+                    change.record.type,
+                    change.record.content,
+                    change.record.type,
                 )
-                self.audit.record(self.name, change, dry_run=True, outcome="planned")
-                outcomes.append(Outcome(change, ok=True))
+                outcomes.append(Outcome(change, ok=False, deferred=True))
                 continue
-            try:
-                await self._retrying(
-                    functools.partial(self._apply_one, change),
-                    f"{self.name}: {change.action} {change.record.name} {change.record.content}",
-                )
-            except (RecordExists, RecordMissing):
-                self.audit.record(self.name, change, dry_run=False, outcome="already-done")
-                outcomes.append(Outcome(change, ok=True))
-            except ProviderError as exc:
-                self.audit.record(self.name, change, dry_run=False, outcome="error", error=str(exc))
-                outcomes.append(Outcome(change, ok=False, error=exc))
-                if exc.transient:
-                    break
-            else:
-                self.audit.record(self.name, change, dry_run=False, outcome="applied")
-                outcomes.append(Outcome(change, ok=True))
+            outcome = await self._apply_change(change)
+            outcomes.append(outcome)
+            if guard is not None:
+                guard.settle(change, outcome.ok)
+            if outcome.error is not None and outcome.error.transient:
+                break
+            if outcome.error is not None and outcome.error.unexpected:
+                break
         return outcomes
+
+    async def _apply_change(self, change: Change) -> Outcome:
+        """Make (or, in dry-run, record) one change and audit it."""
+        if self.dry_run:
+            self._overlay[change.record.key] = change.record if change.action == "create" else None
+            self.audit.record(self.name, change, dry_run=True, outcome="planned")
+            return Outcome(change, ok=True)
+        what = f"{self.name}: {change.action} {change.record.name} {change.record.content}"
+        try:
+            await self._retrying(functools.partial(self._apply_one, change), what)
+        except (RecordExists, RecordMissing):
+            self.audit.record(self.name, change, dry_run=False, outcome="already-done")
+            return Outcome(change, ok=True)
+        except ProviderError as exc:
+            self.audit.record(self.name, change, dry_run=False, outcome="error", error=str(exc))
+            return Outcome(change, ok=False, error=exc)
+        except Exception as exc:
+            self.unexpected.log(log, exc, what)
+            error = ProviderError(
+                f"unexpected {type(exc).__qualname__}: {exc}", transient=False, unexpected=True
+            )
+            self.audit.record(self.name, change, dry_run=False, outcome="error", error=str(error))
+            return Outcome(change, ok=False, error=error)
+        self.audit.record(self.name, change, dry_run=False, outcome="applied")
+        return Outcome(change, ok=True)

@@ -8,7 +8,7 @@ reason).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Record
@@ -21,6 +21,11 @@ class MemoryProvider(Provider):
     Args:
         dry_run, audit: see :class:`Provider`.
         records: initial records.
+
+    Attributes:
+        on_call: when set, called with the call's text ("create KEY", ...) after
+            every backend call, whatever its outcome, with ``store`` as the call
+            left it: tests assert invariants there, after every single call.
     """
 
     name = "memory"
@@ -31,9 +36,10 @@ class MemoryProvider(Provider):
         self.store: dict[tuple[str, str, str], Record] = {}
         for r in records:
             self._put(r)
-        self._failures: list[tuple[str | None, ProviderError]] = []
+        self._failures: list[tuple[str | None, Exception, bool]] = []
         self.calls: list[str] = []
         """Every backend call made, as "list NAME", "create KEY", "delete KEY"."""
+        self.on_call: Callable[[str], None] | None = None
 
     def _put(self, r: Record) -> None:
         self.store[r.key] = Record(
@@ -47,31 +53,62 @@ class MemoryProvider(Provider):
         transient: bool = True,
         message: str = "HTTP 503",
         on: str | None = None,
+        landed: bool = False,
+        error: Exception | None = None,
     ) -> None:
         """Make the next ``n`` backend calls (only "list", "create" or "delete" calls
-        when ``on`` is given) raise :class:`ProviderError`."""
-        self._failures.extend((on, ProviderError(message, transient=transient)) for _ in range(n))
+        when ``on`` is given) fail.
 
-    def _maybe_fail(self, kind: str) -> None:
-        for i, (on, error) in enumerate(self._failures):
+        Args:
+            n: how many calls fail.
+            transient, message: the :class:`ProviderError` raised.
+            on: the kind of call that fails, or None for any.
+            landed: the write takes effect before the error is raised (a timeout
+                after the server acted: the caller cannot know it landed).
+            error: raise this exception instead of a :class:`ProviderError`
+                (an answer nobody foresaw).
+        """
+        for _ in range(n):
+            exc = error if error is not None else ProviderError(message, transient=transient)
+            self._failures.append((on, exc, landed))
+
+    def _fault(self, kind: str) -> tuple[Exception, bool] | None:
+        for i, (on, error, landed) in enumerate(self._failures):
             if on is None or on == kind:
                 del self._failures[i]
-                raise error
+                return error, landed
+        return None
+
+    def _called(self, call: str) -> None:
+        self.calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
 
     async def _list(self, name: str) -> list[Record]:
-        self.calls.append(f"list {name}")
-        self._maybe_fail("list")
+        fault = self._fault("list")
+        self._called(f"list {name}")
+        if fault is not None:
+            raise fault[0]
         return [r for r in self.store.values() if r.name == name]
 
     async def _create(self, record: Record) -> None:
-        self.calls.append(f"create {record.key}")
-        self._maybe_fail("create")
-        if record.key in self.store:
+        fault = self._fault("create")
+        exists = record.key in self.store
+        if (fault is None or fault[1]) and not exists:
+            self._put(record)
+        self._called(f"create {record.key}")
+        if fault is not None:
+            raise fault[0]
+        if exists:
             raise RecordExists(str(record.key))
-        self._put(record)
 
     async def _delete(self, record: Record) -> None:
-        self.calls.append(f"delete {record.key}")
-        self._maybe_fail("delete")
-        if self.store.pop(record.key, None) is None:
+        fault = self._fault("delete")
+        missing = record.key not in self.store
+        if fault is None or fault[1]:
+            self.store.pop(record.key, None)
+        self._called(f"delete {record.key}")
+        if fault is not None:
+            raise fault[0]
+        if missing:
             raise RecordMissing(str(record.key))

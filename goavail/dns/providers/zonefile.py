@@ -407,7 +407,9 @@ class ZonefileProvider(Provider):
                 " (goavail cannot rewrite a file using $INCLUDE)" if "$INCLUDE" in str(exc) else ""
             )
             raise ProviderError(f"cannot parse zone file: {exc}{hint}", transient=False) from exc
-        except dns.exception.DNSException as exc:
+        except (dns.exception.DNSException, ValueError) as exc:
+            # dnspython raises a plain ValueError for some zone errors, e.g. a second
+            # SOA at another name ("add() has non-origin SOA").
             raise ProviderError(
                 f"{self.path}: not a valid zone for {self._origin_text}: {exc}", transient=False
             ) from exc
