@@ -59,8 +59,9 @@ class Reconciler:
         retries: consecutive failed passes.
         last_error: text of the last error, or None.
         passes, failed_passes: passes run and passes that failed, since start.
-        unexpected_errors: passes ended by an exception that is not a provider
-            error (counted in ``failed_passes`` too).
+        unexpected_errors: exceptions that are not provider errors (a provider's
+            answer nobody foresaw, a bug), in reads and writes, since start; each
+            failed its pass (counted in ``failed_passes`` too).
         current: name -> the records read by the last pass that could read them all
             (in dry-run: as if the planned changes had been made).
         read_at: ``time.monotonic()`` of that read, or None before the first one.
@@ -213,6 +214,7 @@ class Reconciler:
         self.current = after(current, [c for c in ready if id(c) in done])
         self.pending = tuple(c for c in result.changes if id(c) not in done)
         errors = [o.error for o in outcomes if o.error is not None]
+        self.unexpected_errors += sum(1 for e in errors if e.unexpected)
         if not errors and len(self.pending) == len(held):
             return self._succeeded()
         if not errors:

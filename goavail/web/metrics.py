@@ -187,6 +187,13 @@ def _dns(snap: Snapshot) -> Iterator[Metric]:
     )
     failed.add_metric([], snap.failed_passes)
     yield failed
+    unexpected = CounterMetricFamily(
+        "goavail_reconcile_unexpected_errors",
+        "Exceptions in reconcile passes that are not provider errors (a provider's answer "
+        "nobody foresaw, a bug); each failed its pass and was retried with backoff.",
+    )
+    unexpected.add_metric([], snap.unexpected_errors)
+    yield unexpected
     retries = GaugeMetricFamily(
         "goavail_reconcile_retries",
         "Consecutive failed reconcile passes right now (0 once DNS converged).",

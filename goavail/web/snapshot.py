@@ -81,6 +81,7 @@ class Snapshot:
     retries: int
     passes: int
     failed_passes: int
+    unexpected_errors: int
     last_error: str | None
     audit: tuple[dict[str, Any], ...]
     dns_counts: dict[tuple[str, str, str, bool], int]
@@ -165,6 +166,7 @@ def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
         retries=reconciler.retries,
         passes=reconciler.passes,
         failed_passes=reconciler.failed_passes,
+        unexpected_errors=reconciler.unexpected_errors,
         last_error=reconciler.last_error,
         audit=tuple(agent.audit.recent),
         dns_counts=dict(agent.audit.counts),

@@ -8,6 +8,7 @@ own 127.20.20.0/24) is kept by the real process with a config shaped like
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -15,7 +16,15 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from tests.e2e.harness import REPO, GoavailProcess, hold, wait_until, zonefile_toml
+from tests.e2e.harness import (
+    REPO,
+    GoavailProcess,
+    free_port,
+    hold,
+    http,
+    wait_until,
+    zonefile_toml,
+)
 from tests.netns import Nft
 
 pytestmark = pytest.mark.e2e
@@ -169,3 +178,37 @@ def test_zonefile_dry_run_leaves_the_file_alone(tmp_path: Path, zone_file: Path,
         assert proc.stop() == 0
     assert zone_file.read_bytes() == before
     assert not proc.matching(r"zone file .* \(serial \d+\)")
+
+
+def test_a_zone_the_parser_refuses_is_a_failed_pass_not_a_crash(
+    tmp_path: Path, zone_file: Path, nft: Nft
+) -> None:
+    """A second SOA at another name makes dnspython raise a plain ValueError: goavail
+    keeps probing and serving, /_health says why, and DNS converges once it is fixed."""
+    listen = f"127.0.0.1:{free_port()}"
+    text = zonefile_toml(
+        [A, B, C], Path("example.test.zone"), top='audit_file = "audit.jsonl"\n', listen=listen
+    )
+    with GoavailProcess(tmp_path, text, args=LIVE) as proc:
+        settle(zone_file, {A, B, C}, proc)
+        good = zone_file.read_text()
+        zone_file.write_text(zone_file.read_text() + "sub 3600 IN SOA ns1 host 1 2 3 4 5\n")
+        nft.blackhole(B)  # a change to make while the file cannot be parsed
+        proc.wait_for(r"not a valid zone for example\.test.*non-origin SOA")
+
+        def dns_probe() -> dict[str, object]:
+            probes = http("GET", f"http://{listen}/_health").json()["probes"]
+            found: dict[str, object] = next(p for p in probes if p["name"] == "dns")
+            return found
+
+        wait_until(lambda: dns_probe()["healthy"] is False, message=proc.tail)
+        assert "non-origin SOA" in str(dns_probe()["error"])
+        assert proc.alive
+        zone_file.write_text(good)
+        # a permanent error waits at the longest backoff (15-30 s); a reload (SIGHUP)
+        # is how an operator says "fixed, try now"
+        proc.signal(signal.SIGHUP)
+        settle(zone_file, {A, C}, proc)
+        wait_until(lambda: dns_probe()["healthy"] is True, message=proc.tail)
+        assert proc.alive
+        assert proc.stop() == 0

@@ -20,6 +20,7 @@ from goavail.checks.http import HttpProbe
 from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
 from goavail.cluster.wire import Codec, Verdict
 from goavail.decision import Override
+from goavail.dns.model import Record
 from goavail.health import State
 from goavail.web.metrics import AgentMetrics
 from goavail.web.server import WebServer
@@ -113,6 +114,16 @@ async def test_dns_changes_pending_and_passes(tmp_path: Path) -> None:
     assert value(metrics, "goavail_reconcile_failed_passes_total") == 1.0
     assert value(metrics, "goavail_reconcile_retries") == 1.0
     assert value(metrics, "goavail_dns_converged") == 0.0
+    assert value(metrics, "goavail_reconcile_unexpected_errors_total") == 0.0
+
+    # an answer nobody foresaw: a failed pass and an unexpected error, counted, no crash
+    async def broken(name: str) -> list[Record]:
+        raise KeyError("result")
+
+    agent.provider._list = broken  # type: ignore[method-assign]
+    assert not await agent.reconciler.reconcile_once()
+    assert value(metrics, "goavail_reconcile_unexpected_errors_total") == 1.0
+    assert value(metrics, "goavail_reconcile_failed_passes_total") == 2.0
 
 
 async def test_fail_open_and_overrides(tmp_path: Path) -> None:
