@@ -28,13 +28,16 @@ reported and retried on reads and writes.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import pytest
 
 from goavail.dns.model import Change, Record, RecordType
 from goavail.dns.providers.base import CallRetry, Provider, ProviderError
+from goavail.dns.reconcile import Reconciler
+from goavail.health import State
 
 
 class Backdoor(Protocol):
@@ -61,6 +64,73 @@ def _rec(name: str, content: str, rtype: RecordType = "A") -> Record:
 
 def _keys(records: list[Record]) -> set[tuple[str, str, str]]:
     return {r.key for r in records}
+
+
+FAULTS: dict[str, dict[tuple[str, int], str]] = {
+    "1st-create-permanent": {("_create", 1): "permanent"},
+    "2nd-create-permanent": {("_create", 2): "permanent"},
+    "1st-create-transient": {("_create", 1): "transient"},
+    "1st-create-landed": {("_create", 1): "landed"},
+    "1st-create-unexpected": {("_create", 1): "unexpected"},
+    "creates-permanent-then-transient": {("_create", 1): "permanent", ("_create", 2): "transient"},
+    "1st-delete-permanent": {("_delete", 1): "permanent"},
+    "1st-delete-landed": {("_delete", 1): "landed"},
+    "every-create-of-a-pass": {("_create", n): "permanent" for n in (1, 2)},
+}
+"""Per-operation fault scripts: (hook, its Nth call) -> what happens to that call."""
+
+
+class _FaultyHooks:
+    """Wraps a provider's ``_create``/``_delete`` with a fault script and, after every
+    call, reads the backend through ``observer`` and checks that no managed name that
+    had a record lost its last one."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        observer: Provider,
+        names: list[str],
+        managed: set[str],
+        script: dict[tuple[str, int], str],
+    ) -> None:
+        self.observer, self.names, self.managed, self.script = observer, names, managed, script
+        self.counts: Counter[str] = Counter()
+        self.calls = 0
+        self.smallest: dict[str, int] = {}
+        for hook in ("_create", "_delete"):
+            setattr(provider, hook, self._wrap(hook, getattr(provider, hook)))
+
+    async def snapshot(self) -> dict[str, int]:
+        """name -> managed records the backend holds now."""
+        out = {}
+        for name in self.names:
+            records = await self.observer._list(name)
+            out[name] = sum(1 for r in records if r.content in self.managed)
+        return out
+
+    def _wrap(
+        self, hook: str, real: Callable[[Record], Awaitable[None]]
+    ) -> Callable[[Record], Awaitable[None]]:
+        async def call(record: Record) -> None:
+            self.counts[hook] += 1
+            fault = self.script.get((hook, self.counts[hook]))
+            try:
+                if fault in (None, "landed"):
+                    await real(record)
+            finally:
+                self.calls += 1
+                counts = await self.snapshot()
+                for name, n in counts.items():
+                    # recorded, not asserted here: the pass would catch the AssertionError
+                    self.smallest[name] = min(self.smallest.get(name, n), n)
+            if fault == "permanent":
+                raise ProviderError("injected: HTTP 400 code 9005", transient=False)
+            if fault in ("transient", "landed"):
+                raise ProviderError("injected: HTTP 503 / timeout", transient=True)
+            if fault == "unexpected":
+                raise KeyError("injected: a malformed answer")
+
+        return call
 
 
 class ProviderContract:
@@ -338,3 +408,51 @@ class ProviderContract:
             await p.records(name)
         assert info.value.transient
         assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}
+
+    @pytest.mark.parametrize("fault", [*FAULTS, "backend-transient-1", "backend-transient-3"])
+    async def test_never_empties_a_name_under_faults(
+        self,
+        make_provider: Any,
+        zone: str,
+        inject_transient: Callable[[int], None] | None,
+        fault: str,
+    ) -> None:
+        """www holds A1 and A4, api holds A1; A1 and A4 are down, A2 is up: the plan
+        creates A2 at api then at www, then deletes A1 at api, A1 and A4 at www. Under
+        every fault script, no call leaves a name without a managed record, and the
+        reconciler converges once the faults are spent."""
+        if fault.startswith("backend-") and inject_transient is None:
+            pytest.skip("this backend has no transient errors to inject")
+        www, api = f"www.{zone}", f"api.{zone}"
+        a1, a2, a4 = "192.0.2.1", "192.0.2.2", "192.0.2.4"
+        seed = await _make(make_provider)
+        await seed.apply(
+            [Change("create", _rec(n, a), "seed") for n, a in ((www, a1), (www, a4), (api, a1))]
+        )
+        p = await _make(make_provider)
+        p.retry = CallRetry(attempts=1)
+        hooks = _FaultyHooks(
+            p, await _make(make_provider), [www, api], {a1, a2, a4}, FAULTS.get(fault, {})
+        )
+        decisions = {a1: State.DOWN, a2: State.UP, a4: State.DOWN}
+        rec = Reconciler(
+            p,
+            names=[www, api],
+            addresses=[a1, a2, a4],
+            decisions=decisions,
+            ttl=300,
+            proxied=None,
+            resync_interval=60.0,
+            jitter=lambda: 0.0,
+        )
+        if fault.startswith("backend-"):
+            assert inject_transient is not None
+            inject_transient(int(fault.rsplit("-", 1)[1]))
+        results = [await rec.reconcile_once() for _ in range(5)]
+        assert results[-1] and rec.converged, (results, rec.last_error)
+        if fault in FAULTS:
+            assert not results[0]  # the fault did happen and failed the first pass
+        assert hooks.calls >= 5
+        assert hooks.smallest == {www: 1, api: 1}  # never 0, and the plan did go down to 1
+        assert {r.content for r in await seed.records(www)} == {a2}
+        assert {r.content for r in await seed.records(api)} == {a2}
