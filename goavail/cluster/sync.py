@@ -289,8 +289,12 @@ class Notice:
         version: the sender's vector version (one more per batch of changes).
         digest: :func:`vector_digest` of the sender's vector (8 bytes).
         port: the sender's sync port (TCP, on the address Serf advertises for it).
-        seq: the sender's message counter (replay protection).
         issued_at: Unix seconds when sent (clock-skew check).
+
+    Replay: a notice is a hint, never a vote. A replayed (or forged) one makes the
+    receiver pull at most once from the named member's own address, and the pull's
+    fresh nonce makes its reply impossible to replay; a notice older than what the
+    receiver holds is dropped and counted as ``replay``.
     """
 
     node: str
@@ -298,7 +302,6 @@ class Notice:
     version: int
     digest: bytes
     port: int
-    seq: int
     issued_at: float
 
     def seal(self, sealer: Sealer) -> bytes:
@@ -315,7 +318,6 @@ class Notice:
                 self.version,
                 self.digest,
                 self.port,
-                self.seq,
                 round(self.issued_at * 1000),
             ],
         )
@@ -330,7 +332,7 @@ class Notice:
         Raises:
             WireError: see :meth:`Sealer.open`; ``decode`` for a bad field.
         """
-        node, epoch, version, digest, port, seq, ms = sealer.open("notice", data, fields=7)
+        node, epoch, version, digest, port, ms = sealer.open("notice", data, fields=6)
         port = _uint(port, "port")
         if not 0 < port < 65536:
             raise WireError("decode", "port is not 1-65535")
@@ -340,7 +342,6 @@ class Notice:
             _uint(version, "version"),
             _bin(digest, DIGEST_BYTES, "digest"),
             port,
-            _uint(seq, "seq"),
             _uint(ms, "issued_at") / 1000,
         )
 

@@ -45,7 +45,6 @@ def notice(**kw: object) -> Notice:
         "version": 7,
         "digest": b"d" * DIGEST_BYTES,
         "port": 7947,
-        "seq": 42,
         "issued_at": 1_700_000_000.123,
     }
     fields.update(kw)
@@ -97,16 +96,22 @@ def test_kinds_clusters_and_keys_do_not_mix() -> None:
 
 def test_decode_errors_are_wire_errors() -> None:
     s = sealer()
-    for row in ([], ["a"] * 7, ["a", 1, 2, b"short", 7947, 1, 1], ["a", -1, 2, b"d" * 8, 1, 1, 1]):
+    rows: list[list[object]] = [
+        [],
+        ["a"] * 6,
+        ["a", 1, 2, b"short", 7947, 1],
+        ["a", -1, 2, b"d" * 8, 1, 1],
+    ]
+    for row in rows:
         with pytest.raises(WireError, match="decode"):
             Notice.open(s, s.seal("notice", row))
     with pytest.raises(WireError, match="decode"):
-        Notice.open(s, s.seal("notice", ["a", 1, 2, b"d" * 8, 0, 1, 1]))  # port 0
+        Notice.open(s, s.seal("notice", ["a", 1, 2, b"d" * 8, 0, 1]))  # port 0
 
 
 def test_a_notice_fits_a_serf_user_event_and_a_long_name_is_refused() -> None:
     s = sealer()
-    payload = notice(node="n" * 300, version=2**64 - 1, seq=2**64 - 1).seal(s)
+    payload = notice(node="n" * 300, version=2**64 - 1, epoch=2**64 - 1).seal(s)
     assert len(EVENT) + len(payload) <= USER_EVENT_BUDGET
     with pytest.raises(ValueError, match="too long"):
         notice(node="n" * 500).seal(s)
