@@ -209,7 +209,11 @@ class Reconciler:
         self.pending = result.changes
         if not ready:
             return self._succeeded()
-        outcomes = await self.provider.apply(ready, guard=NameGuard(current, self.addresses))
+        outcomes = await self.provider.apply(
+            ready,
+            guard=NameGuard(current, self.addresses),
+            still=lambda change: self._still(change, decisions),
+        )
         done = {id(o.change) for o in outcomes if o.ok}
         self.current = after(current, [c for c in ready if id(c) in done])
         self.pending = tuple(c for c in result.changes if id(c) not in done)
@@ -218,11 +222,12 @@ class Reconciler:
         if not errors and len(self.pending) == len(held):
             return self._succeeded()
         if not errors:
-            # Deferred by the name guard with no failed create behind it, or not
-            # attempted: retry soon rather than call it converged.
+            # Deferred, with no error behind it: the decision that planned a change
+            # moved during the pass (that move triggers the next pass), or the name
+            # guard refused a delete the planner allowed. Not converged; plan again.
             return self._failed(
-                f"{len(self.pending) - len(held)} change(s) deferred: they would have left "
-                "a name with no record",
+                f"{len(self.pending) - len(held)} change(s) not made: their decision moved "
+                "during the pass, or they would have left a name with no record",
                 True,
             )
         transient = any(e.transient for e in errors)
@@ -231,6 +236,14 @@ class Reconciler:
             + "; ".join(str(e) for e in errors),
             transient,
         )
+
+    def _still(self, change: Change, planned: Mapping[str, State]) -> bool:
+        """True while ``change`` may still go out: its target's decision is the one it
+        was planned from, and (cluster mode) this agent is still the one to write it."""
+        target = change.record.content
+        if self.decisions.get(target) is not planned.get(target):
+            return False
+        return self.hold is None or self.hold(change) <= 0
 
     def _gate(
         self, changes: tuple[Change, ...], current: Mapping[str, Sequence[Record]]

@@ -390,3 +390,58 @@ async def test_an_unexpected_exception_backs_off() -> None:
         delays.append(rec.next_delay())
     assert delays == sorted(delays) and delays[-1] > delays[0]
     assert rec.read_failed
+
+
+class FlipDuringWrite(MemoryProvider):
+    """Flips a decision while the first write of a pass is in flight (a slow API)."""
+
+    def __init__(self, records: list[Record], decisions: dict[str, State]) -> None:
+        super().__init__(dry_run=False, audit=AuditLog(), records=records)
+        self.decisions = decisions
+        self.flip: tuple[str, State] | None = None
+
+    async def _create(self, record: Record) -> None:
+        await super()._create(record)
+        if self.flip is not None:
+            target, state = self.flip
+            self.decisions[target] = state
+            self.flip = None
+
+
+async def test_a_change_whose_decision_moved_during_the_pass_is_not_made() -> None:
+    """The pass plans "create A3, delete A2"; while the create is in flight A2 comes
+    back up: its delete must not go out (a wrong removal)."""
+    decisions = {A1: State.UP, A2: State.DOWN, A3: State.UP}
+    provider = FlipDuringWrite([Record(WWW, "A", a, ttl=60) for a in (A1, A2)], decisions)
+    provider.retry = CallRetry(attempts=1)
+    rec = Reconciler(
+        provider,
+        names=[WWW],
+        addresses=[A1, A2, A3],
+        decisions=decisions,
+        ttl=60,
+        proxied=None,
+        resync_interval=60.0,
+        jitter=lambda: 0.0,
+    )
+    provider.flip = (A2, State.UP)
+    assert not await rec.reconcile_once()
+    assert contents(provider) == {A1, A2, A3}
+    assert [c for c in provider.calls if c.startswith("delete")] == []
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A1, A2, A3}
+
+
+async def test_a_change_is_not_made_once_another_agent_is_the_writer() -> None:
+    rec, provider = make({A1: State.DOWN, A2: State.UP, A3: State.UP}, [A1, A2])
+    writer = ["self"]
+    rec.hold = lambda change: 0.0 if writer[0] == "self" else 5.0
+    real = provider._create
+
+    async def create_then_lose_the_role(record: Record) -> None:
+        await real(record)
+        writer[0] = "peer"
+
+    provider._create = create_then_lose_the_role  # type: ignore[method-assign]
+    assert not await rec.reconcile_once()
+    assert contents(provider) == {A1, A2, A3}  # the create went out, the delete did not

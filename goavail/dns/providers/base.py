@@ -257,7 +257,11 @@ class Provider(ABC):
         return result
 
     async def apply(
-        self, changes: Sequence[Change], *, guard: NameGuard | None = None
+        self,
+        changes: Sequence[Change],
+        *,
+        guard: NameGuard | None = None,
+        still: Callable[[Change], bool] | None = None,
     ) -> list[Outcome]:
         """Apply ``changes`` in order, writing an audit record for each.
 
@@ -278,12 +282,27 @@ class Provider(ABC):
                 leave its name and family with no managed record; every outcome
                 is settled into it. A failed create therefore holds back the
                 deletes of its name that counted on it.
+            still: when given, called right before each change is sent; False
+                means the decision that planned it no longer holds (the target
+                flipped back, another agent became the writer): the change is
+                deferred, not sent, and the next pass plans again.
 
         Returns:
             One :class:`Outcome` per change attempted or deferred, in order.
         """
         outcomes: list[Outcome] = []
         for change in changes:
+            if still is not None and not still(change):
+                log.info(
+                    "%s: %s of %s %s %s dropped: the decision that planned it no longer holds",
+                    self.name,
+                    change.action,
+                    change.record.name,
+                    change.record.type,
+                    change.record.content,
+                )
+                outcomes.append(Outcome(change, ok=False, deferred=True))
+                continue
             if guard is not None and not guard.allows(change):
                 log.warning(
                     "%s: delete of %s %s %s deferred: it would leave the name with no %s "
