@@ -515,10 +515,12 @@ class Members(BaseModel):
             starts and supervises its own ``serf agent``.
         serf_binary: the Serf executable (default ``serf``).
         serf_profile: Serf timing profile, ``lan`` (default), ``wan`` or ``local``.
-        announce_interval: seconds between re-announcements of all verdicts.
-        max_clock_skew: seconds a verdict's issue time may differ from ours.
+        announce_interval: seconds between re-announcements of all verdicts (1-3600).
+        max_clock_skew: seconds a verdict's issue time may differ from ours (1-600).
         writer_grace: seconds an agreeing agent that is not the designated writer
-            waits before it applies a change itself (the writer may be dead).
+            waits before it applies a change itself (the writer may be dead; 0.5-600).
+
+    Every duration and count carries its range and the reasons for it (:class:`Within`).
     """
 
     model_config = _MODEL_CONFIG
