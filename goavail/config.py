@@ -45,6 +45,7 @@ import types
 import typing
 import urllib.parse
 from abc import abstractmethod
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -55,6 +56,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
     PrivateAttr,
     SecretStr,
     ValidationError,
@@ -62,6 +64,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import core_schema
 
 if sys.version_info >= (3, 11):  # noqa: UP036 - tomli fallback kept on purpose
     import tomllib
@@ -83,8 +86,10 @@ __all__ = [
     "RFC2136Section",
     "Route53Section",
     "ServerSection",
+    "Within",
     "ZonefileSection",
     "check_runtime",
+    "format_duration",
     "load_config",
     "parse_duration",
     "qualify",
@@ -219,7 +224,126 @@ def _parse_duration_string(value: str) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""A duration in float seconds; see :func:`parse_duration` for accepted input."""
+"""A duration in float seconds; see :func:`parse_duration` for accepted input.
+
+Every duration key also carries a :class:`Within` range: parsing only checks > 0."""
+
+_UNITS_DOWN: tuple[tuple[str, float], ...] = (("ms", 1e-3), ("us", 1e-6), ("ns", 1e-9))
+
+
+def format_duration(seconds: float) -> str:
+    """Short Go-style text for a duration in seconds, for messages and docs.
+
+    Whole hours, minutes and seconds read as ``"1h"``, ``"10m"``, ``"90s"``;
+    less than a second as ``"100ms"``, ``"250us"``, ``"1ns"``; anything else
+    (``1e-300``, ``1.5``) with :func:`format` ``g`` and ``"s"``.
+
+    >>> format_duration(3600), format_duration(0.1), format_duration(1e-9)
+    ('1h', '100ms', '1ns')
+    """
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    if 1e-9 <= seconds < 1:
+        for unit, size in _UNITS_DOWN:
+            scaled = round(seconds / size, 6)
+            if scaled >= 1:
+                return f"{scaled:g}{unit}"
+    return f"{seconds:g}s"
+
+
+@dataclass(frozen=True)
+class Within:
+    """A pydantic constraint: ``low <= value <= high``, with the reason for each end.
+
+    Used as metadata, ``Annotated[Duration, Within(1.0, 3600.0, below=..., above=...)]``
+    or on an ``int``; pydantic calls it after the type's own validation (see
+    pydantic's "Custom types / ``__get_pydantic_core_schema__``"). A value outside
+    the range is a problem at the key's own path, reported with every other::
+
+        Members.announce_interval: must be between 1s and 1h, not 1ns: shorter floods ...
+
+    Attributes:
+        low: the smallest accepted value (seconds for a duration).
+        high: the largest accepted value.
+        below: why a smaller value cannot work ("shorter ..."), shown when it is too small.
+        above: why a larger value cannot work ("longer ..."), shown when it is too large.
+        duration: whether the value is a duration (shown as ``"100ms"``) or a count.
+    """
+
+    low: float
+    high: float
+    below: str
+    above: str
+    duration: bool = True
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        """The inner type's schema followed by :meth:`check`."""
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def text(self, value: float) -> str:
+        """``value`` as shown in messages and docs (``"100ms"``, ``"3"``)."""
+        if self.duration:
+            return format_duration(value)
+        if isinstance(value, int) and abs(value) >= 10**18:
+            return "a number that large"  # and str() of a 4,300-digit int raises
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def range_text(self) -> str:
+        """``"between 1s and 1h"``, as in messages."""
+        return f"between {self.text(self.low)} and {self.text(self.high)}"
+
+    def check(self, value: float) -> float:
+        """Return ``value`` unchanged when it is in range.
+
+        Raises:
+            ValueError: ``"must be between <low> and <high>, not <value>: <reason>"``.
+        """
+        if self.low <= value <= self.high:
+            return value
+        reason = self.below if value < self.low else self.above
+        raise ValueError(f"must be {self.range_text()}, not {self.text(value)}: {reason}")
+
+
+# The ranges of the duration keys that share a meaning (top level and [[checks]]).
+_PROBE_INTERVAL = Within(
+    0.1,
+    3600.0,
+    below="shorter probes every target more than 10 times a second, a probe flood "
+    "that leaves no room for a timeout",
+    above="longer keeps a dead target published for hours (failure_threshold x interval)",
+)
+_PROBE_TIMEOUT = Within(
+    0.01,
+    600.0,
+    below="shorter fails probes that did answer (the event loop's own delay under load "
+    "is of that order)",
+    above="longer keeps a hung probe (socket, process) open for more than 10 minutes",
+)
+_THRESHOLD = Within(
+    1,
+    100,
+    below="at least one probe must decide",
+    above="more keeps a dead target published for over 100 probe intervals",
+    duration=False,
+)
+_HTTP_TIMEOUT = Within(
+    0.1,
+    300.0,
+    below="shorter gives up before a remote service can answer (a TLS handshake alone "
+    "takes tens of milliseconds)",
+    above="longer lets one stuck request hold its queue for minutes",
+)
+_TTL = Within(
+    0,
+    86400,
+    below="a TTL is not negative",
+    above="resolvers keep a withdrawn address for up to ttl seconds, and more than a day "
+    "defeats failover",
+    duration=False,
+)
 
 # --------------------------------------------------------------------------- names
 
@@ -391,10 +515,12 @@ class Members(BaseModel):
             starts and supervises its own ``serf agent``.
         serf_binary: the Serf executable (default ``serf``).
         serf_profile: Serf timing profile, ``lan`` (default), ``wan`` or ``local``.
-        announce_interval: seconds between re-announcements of all verdicts.
-        max_clock_skew: seconds a verdict's issue time may differ from ours.
+        announce_interval: seconds between re-announcements of all verdicts (1-3600).
+        max_clock_skew: seconds a verdict's issue time may differ from ours (1-600).
         writer_grace: seconds an agreeing agent that is not the designated writer
-            waits before it applies a change itself (the writer may be dead).
+            waits before it applies a change itself (the writer may be dead; 0.5-600).
+
+    Every duration and count carries its range and the reasons for it (:class:`Within`).
     """
 
     model_config = _MODEL_CONFIG
@@ -402,16 +528,53 @@ class Members(BaseModel):
     peers: list[_HostPort] = Field(default_factory=list)
     local_addr: _HostPort | None = None
     members_port: _Port = 7946
-    min_peers_agree: int = Field(default=0, ge=0)
+    min_peers_agree: Annotated[
+        int,
+        Within(
+            0,
+            1000,
+            below="0 is single-node mode, a count is not negative",
+            above="a quorum that large is never met (every agent gossips every verdict), "
+            "so DNS would never change",
+            duration=False,
+        ),
+    ] = 0
     crypto_key: SecretStr | None = None
     cluster_name: Annotated[str, AfterValidator(_check_label)] | None = None
     gossip_key: SecretStr | None = None
     serf_rpc_addr: _HostPort | None = None
     serf_binary: Annotated[str, Field(min_length=1)] = "serf"
     serf_profile: Literal["lan", "wan", "local"] = "lan"
-    announce_interval: Duration = 10.0
-    max_clock_skew: Duration = 30.0
-    writer_grace: Duration = 5.0
+    announce_interval: Annotated[
+        Duration,
+        Within(
+            1.0,
+            3600.0,
+            below="shorter floods Serf's gossip (every agent re-announces every verdict "
+            "each interval)",
+            above="longer leaves a lost verdict unrepaired, and a dead peer's votes kept "
+            "(3 intervals), for hours",
+        ),
+    ] = 10.0
+    max_clock_skew: Annotated[
+        Duration,
+        Within(
+            1.0,
+            600.0,
+            below="shorter rejects verdicts over ordinary clock drift and gossip delay",
+            above="longer lets a captured verdict be replayed that long to an agent that restarted",
+        ),
+    ] = 30.0
+    writer_grace: Annotated[
+        Duration,
+        Within(
+            0.5,
+            600.0,
+            below="shorter makes every agreeing agent write at once, defeating the "
+            "designated writer",
+            above="longer leaves a decided change unwritten that long when the writer is dead",
+        ),
+    ] = 5.0
 
     @field_validator("gossip_key")
     @classmethod
@@ -557,13 +720,13 @@ class Route53Section(DnsSection):
 
     Attributes:
         aws_domain: the hosted zone's name (required).
-        ttl: 0-2147483647 seconds, default 60.
+        ttl: 0-86400 seconds, default 60.
         aws_zoneid: the hosted zone ID, or None to look it up by name.
         aws_region: AWS region, or None for the SDK's default.
     """
 
     aws_domain: Annotated[str, AfterValidator(_check_domain)]
-    ttl: int = Field(default=60, ge=0, le=2147483647)
+    ttl: Annotated[int, _TTL] = 60
     aws_zoneid: Annotated[str, Field(min_length=1)] | None = None
     aws_region: Annotated[str, Field(min_length=1)] | None = None
 
@@ -605,7 +768,7 @@ class RFC2136Section(DnsSection):
             or None for unsigned updates; the secret comes from the
             ``GOAVAIL_TSIG_SECRET`` environment variable.
         tsig_algorithm: default ``hmac-sha256``.
-        ttl: 0-2147483647 seconds, default 60: TTL of record sets goavail creates.
+        ttl: 0-86400 seconds, default 60: TTL of record sets goavail creates.
     """
 
     server: Annotated[str, AfterValidator(_check_server)]
@@ -613,7 +776,7 @@ class RFC2136Section(DnsSection):
     zone: Annotated[str, AfterValidator(_check_domain)]
     tsig_key_name: Annotated[str, AfterValidator(_check_key_name)] | None = None
     tsig_algorithm: TsigAlgorithm = "hmac-sha256"
-    ttl: int = Field(default=60, ge=0, le=2147483647)
+    ttl: Annotated[int, _TTL] = 60
 
     @property
     def domain(self) -> str:
@@ -628,14 +791,17 @@ class ZonefileSection(DnsSection):
         path: the zone file (relative paths are resolved against the
             configuration file's directory by :func:`load_config`).
         origin: the zone's origin (required).
-        ttl: 1-2147483647 seconds, default 60.
+        ttl: 1-86400 seconds, default 60.
         reload_command: argv run after the file changes (a string is split
             with :func:`shlex.split`), or None.
     """
 
     path: Path
     origin: Annotated[str, AfterValidator(_check_domain)]
-    ttl: int = Field(default=60, ge=1, le=2147483647)
+    ttl: Annotated[
+        int,
+        Within(1, 86400, below="a zone file's TTL is at least 1", above=_TTL.above, duration=False),
+    ] = 60
     reload_command: list[str] | None = None
 
     @property
@@ -715,9 +881,26 @@ class NotificationSection(BaseModel):
     url: _SecretUrl
     channel: Annotated[str, Field(min_length=1)] | None = None
     username: Annotated[str, Field(min_length=1)] | None = None
-    timeout: Duration = 5.0
-    retries: int = Field(default=3, ge=0, le=10)
-    coalesce_window: Duration = 2.0
+    timeout: Annotated[Duration, _HTTP_TIMEOUT] = 5.0
+    retries: Annotated[
+        int,
+        Within(
+            0,
+            10,
+            below="a count is not negative",
+            above="more keeps retrying a dead destination while its queue fills",
+            duration=False,
+        ),
+    ] = 3
+    coalesce_window: Annotated[
+        Duration,
+        Within(
+            0.01,
+            300.0,
+            below="shorter sends one message per event, and a mass failover floods the channel",
+            above="longer delays the news of a failover by more than 5 minutes",
+        ),
+    ] = 2.0
 
     @model_validator(mode="after")
     def _chat_options(self) -> NotificationSection:
@@ -747,8 +930,17 @@ class HeartbeatSection(BaseModel):
     model_config = _MODEL_CONFIG
 
     url: _SecretUrl
-    interval: Duration = 60.0
-    timeout: Duration = 10.0
+    interval: Annotated[
+        Duration,
+        Within(
+            0.1,
+            86400.0,
+            below="shorter floods the monitoring service with GETs",
+            above="longer is no dead-man switch (goavail's death would go unnoticed for "
+            "over a day)",
+        ),
+    ] = 60.0
+    timeout: Annotated[Duration, _HTTP_TIMEOUT] = 10.0
 
     @field_validator("timeout")
     @classmethod
@@ -921,10 +1113,10 @@ class CheckSection(BaseModel):
 
     id: Annotated[str, AfterValidator(_check_label)]
     type: Literal["icmp", "tcp", "http", "https", "script"]
-    interval: Duration | None = None
-    timeout: Duration | None = None
-    fall: int | None = Field(default=None, ge=1)
-    rise: int | None = Field(default=None, ge=1)
+    interval: Annotated[Duration, _PROBE_INTERVAL] | None = None
+    timeout: Annotated[Duration, _PROBE_TIMEOUT] | None = None
+    fall: Annotated[int, _THRESHOLD] | None = None
+    rise: Annotated[int, _THRESHOLD] | None = None
     port: _Port | None = None
     path: Annotated[str, AfterValidator(_check_path)] | None = None
     method: Literal["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"] | None = None
@@ -1037,26 +1229,53 @@ class Config(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    failure_threshold: int = Field(default=3, ge=1)
+    failure_threshold: Annotated[int, _THRESHOLD] = 3
     # 0 is a sentinel for "not set": resolved to failure_threshold after validation.
-    rise_threshold: int = Field(default=0, ge=1)
-    interval: Duration = 2.0
+    rise_threshold: Annotated[int, _THRESHOLD] = 0
+    interval: Annotated[Duration, _PROBE_INTERVAL] = 2.0
     # 0.0 is a sentinel for "not set": resolved to min(interval, 1.0).
-    timeout: Duration = 0.0
+    timeout: Annotated[Duration, _PROBE_TIMEOUT] = 0.0
     # 0.0 is a sentinel for "not set": resolved to max(60.0, interval).
-    resync_interval: Duration = 0.0
+    resync_interval: Annotated[
+        Duration,
+        Within(
+            1.0,
+            86400.0,
+            below="shorter re-reads every record from the provider more than once a second "
+            "and runs into its API rate limits",
+            above="longer leaves drift (a record edited by hand) unrepaired for more than a day",
+        ),
+    ] = 0.0
     port: _Port | None = None
     slack_addr: SecretStr | None = None
     audit_file: Path | None = None
     node_name: Annotated[str, Field(min_length=1)] | None = None
     # notifications and heartbeat (goavail/notify/, goavail/heartbeat.py)
     notifications: list[NotificationSection] = Field(default_factory=list)
-    quorum_alert_after: Duration = 60.0
+    quorum_alert_after: Annotated[
+        Duration,
+        Within(
+            0.1,
+            86400.0,
+            below="shorter notifies every blip of Serf membership",
+            above="longer leaves an unmet quorum (no failover possible) unreported for "
+            "more than a day",
+        ),
+    ] = 60.0
     heartbeat: HeartbeatSection | None = Field(default=None, alias="Heartbeat")
     # application-level checks and hooks (goavail/checks/multi.py, goavail/hooks.py)
     checks: list[CheckSection] = Field(default_factory=list)
     hooks_dir: Path | None = None
-    hook_timeout: Duration = 10.0
+    hook_timeout: Annotated[
+        Duration,
+        Within(
+            0.1,
+            3600.0,
+            below="shorter kills a hook before its program has even started",
+            above="longer lets one hung hook hold up every later hook (they run one at a "
+            "time) for hours",
+        ),
+    ] = 10.0
     members: Members | None = Field(default=None, alias="Members")
     cloudflare: CloudflareSection | None = Field(default=None, alias="Cloudflare")
     route53: Route53Section | None = Field(default=None, alias="Route53")

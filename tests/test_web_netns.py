@@ -142,8 +142,11 @@ async def request(
     body: object = None,
     data: bytes | None = None,
     token: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], str]:
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    headers = dict(headers or {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     async with (
         aiohttp.ClientSession() as session,
         session.request(method, url, json=body, data=data, headers=headers) as response,
@@ -383,6 +386,79 @@ async def test_bad_override_requests_are_refused(served: Served, body: bytes, ne
     status, _, text = await request("POST", served.base + "/api/overrides", data=body, token=TOKEN)
     assert status == 400 and needle in text
     assert served.agent.overrides.entries == {}
+
+
+DEEP = 20_000
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"[" * DEEP + b"]" * DEEP, "body must be JSON nested less deeply"),
+        (b'{"":' * (DEEP // 2) + b"1" + b"}" * (DEEP // 2), "body must be JSON nested less deeply"),
+        (b'{"target": ' + b"9" * 4301 + b"}", "without numbers of more than 100 digits"),
+        (b'{"target": -' + b"9" * 101 + b"}", "without numbers of more than 100 digits"),
+        (b'{"target": "127.33.0.1", "mode": NaN}', "NaN is not a JSON value"),
+        (b'{"target": "127.33.0.1", "mode": -Infinity}', "-Infinity is not a JSON value"),
+        (b'{"target": 1e999, "mode": "down"}', "target: required, an IP address"),
+        (b'{"target": "127.33.0.1", "mode": 1e999}', "mode: required, one of up, down, auto"),
+        (b'{"target": "127.33.0.1", "mode": "down", "reason": 1e999}', "reason must be a str"),
+        (b'{"target": "127.33.0.1", "mode": ' + b"[" * 900 + b"]" * 900 + b"}", "mode: required"),
+        (b"\xff\xfe{}", "body must be UTF-8 JSON"),
+        (b'{"target": "127.33.0.1", "mode": "down"', "body must be JSON: Expecting"),
+    ],
+    ids=lambda v: v[:40] if isinstance(v, bytes) else None,
+)
+async def test_hostile_bodies_are_400_not_500(served: Served, body: bytes, needle: str) -> None:
+    status, headers, text = await request(
+        "POST", served.base + "/api/overrides", data=body, token=TOKEN
+    )
+    assert status == 400, text
+    assert headers["Content-Type"].startswith("application/json")
+    assert needle in text, text
+    assert served.agent.overrides.entries == {}
+
+
+async def test_hostile_strings_are_not_echoed_at_length(served: Served) -> None:
+    huge = "x" * 15_000  # three of them, and 50 long keys: just under the limit
+    body = {
+        "target": huge,
+        "mode": huge,
+        "reason": huge,
+        **{f"k{i}{huge[:200]}": 1 for i in range(50)},
+    }
+    data = json.dumps(body).encode()
+    assert len(data) < 64 * 1024
+    status, _, text = await request("POST", served.base + "/api/overrides", data=data, token=TOKEN)
+    assert status == 400
+    problems = json.loads(text)["problems"]
+    assert len(problems) <= 20 and all(len(p) <= 200 for p in problems), problems
+    assert problems[-1].endswith("more problems")
+    assert len(text) < 8_000
+
+
+async def test_a_body_over_the_limit_is_413(served: Served) -> None:
+    data = json.dumps({"target": A, "mode": "down", "reason": "x" * 70_000}).encode()
+    status, headers, text = await request(
+        "POST", served.base + "/api/overrides", data=data, token=TOKEN
+    )
+    assert status == 413, text
+    assert headers["Content-Type"].startswith("application/json")
+    assert json.loads(text) == {"error": "body must be at most 65536 bytes"}
+    assert served.agent.overrides.entries == {}
+
+
+async def test_a_declared_charset_does_not_matter(served: Served) -> None:
+    await all_up(served)
+    status, _, text = await request(
+        "POST",
+        served.base + "/api/overrides",
+        data=json.dumps({"target": A, "mode": "up"}).encode(),
+        token=TOKEN,
+        headers={"Content-Type": "application/json; charset=no-such-charset"},
+    )
+    assert status == 200, text
+    assert served.agent.decision.forced == {A: Override.UP}
 
 
 async def test_drain_and_release_through_the_api(served: Served) -> None:

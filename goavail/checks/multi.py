@@ -395,6 +395,12 @@ class CheckSet:
             (c.id, c.health.get(target, Health()), c.last.get(target)) for c in self.checks.values()
         ]
 
+    def copy_state(self) -> tuple[tuple[str, dict[str, Health], dict[str, ProbeResult]], ...]:
+        """``(check id, target -> health, target -> last result)`` of every check, in
+        configuration order: shallow copies of the dicts, cheap enough for a snapshot
+        on the event loop (see :mod:`goavail.web.snapshot`)."""
+        return tuple((c.id, dict(c.health), dict(c.last)) for c in self.checks.values())
+
     def cert_days_left(self) -> dict[tuple[str, str], float]:
         """``(check id, target) -> days`` until the certificate each https check last saw
         expires (fractional, negative once expired), for metrics."""

@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 
@@ -64,7 +64,14 @@ SHUTDOWN_SECONDS = 1.0
 MIN_TOKEN = 16
 """A shorter admin token is accepted, with a warning."""
 MAX_BODY = 64 * 1024
-"""Largest request body accepted, bytes."""
+"""Largest request body accepted, bytes (aiohttp's ``client_max_size``); larger: 413."""
+MAX_DIGITS = 100
+"""Longest number accepted in a JSON body, digits (no field is a number; Python's own
+limit, 4,300 digits, would raise while parsing)."""
+MAX_PROBLEM = 200
+"""A problem line of a 400 answer is cut to this many characters (it may quote the request)."""
+MAX_PROBLEMS = 20
+"""At most this many problems are listed in a 400 answer."""
 PAGE_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
     "form-action 'none'; frame-ancestors 'none'"
@@ -83,6 +90,54 @@ def _json(data: object, status: int = 200) -> web.Response:
 
 def _error(status: int, message: str, **extra: object) -> web.Response:
     return _json({"error": message, **extra}, status)
+
+
+class BodyError(ValueError):
+    """A request body that is not acceptable JSON; the message is fit for a 400 answer."""
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise BodyError(f"body must be JSON (RFC 8259): {name} is not a JSON value")
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_DIGITS:
+        raise BodyError(f"body must be JSON without numbers of more than {MAX_DIGITS} digits")
+    return int(digits)
+
+
+def parse_body(raw: bytes) -> object:
+    """Parse a request body as JSON (RFC 8259: UTF-8, no ``NaN``/``Infinity``).
+
+    The body's size is bounded by the server (:data:`MAX_BODY`); this bounds what is
+    left: nesting deeper than the interpreter's recursion limit and integers longer
+    than :data:`MAX_DIGITS` are refused, not crashes. A float too large for a double
+    (``1e999``) parses as infinity and is refused by the field that gets it.
+
+    Raises:
+        BodyError: the body is not acceptable, with a message for the client.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(f"body must be UTF-8 JSON (invalid byte at {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int)
+    except RecursionError:
+        raise BodyError("body must be JSON nested less deeply") from None
+    except json.JSONDecodeError as exc:
+        raise BodyError(
+            f"body must be JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+def _bounded(problems: list[str]) -> list[str]:
+    """Problem lines cut to :data:`MAX_PROBLEM` characters, at most :data:`MAX_PROBLEMS`."""
+    lines = [p if len(p) <= MAX_PROBLEM else p[: MAX_PROBLEM - 1] + "…" for p in problems]
+    if len(lines) > MAX_PROBLEMS:
+        more = len(lines) - MAX_PROBLEMS + 1
+        lines = [*lines[: MAX_PROBLEMS - 1], f"... and {more} more problems"]
+    return lines
 
 
 class WebServer:
@@ -276,17 +331,20 @@ class WebServer:
         """``POST /api/overrides`` with ``{"target": ADDRESS, "mode": "up"|"down"|"auto",
         "reason": TEXT}``: set (or clear, with ``auto``) this agent's override.
 
-        Answers 200 with the target's override state, 400 listing every problem of
-        the request, 401/403 without the token, 500 when the overrides file cannot
-        be written (nothing changed then).
+        Answers 200 with the target's override state, 400 listing the problems of the
+        request (also for a body that is not JSON, see :func:`parse_body`), 401/403
+        without the token, 413 for a body over :data:`MAX_BODY` bytes, 500 when the
+        overrides file cannot be written (nothing changed then).
         """
         refused = self._refuse(request)
         if refused is not None:
             return refused
         try:
-            body: Any = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, 'body must be JSON: {"target": ..., "mode": ..., "reason": ...}')
+            body: Any = parse_body(await request.read())
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body must be at most {MAX_BODY} bytes")
+        except BodyError as exc:
+            return _error(400, f'{exc}; expected {{"target": ..., "mode": ..., "reason": ...}}')
         if not isinstance(body, dict):
             return _error(400, "body must be a JSON object")
         problems: list[str] = []
@@ -305,16 +363,20 @@ class WebServer:
             else:
                 if target not in self.agent.targets:
                     problems.append(f"target: {target} is not a configured target")
-        try:
-            mode = parse_mode(body.get("mode"))
-        except ValueError as exc:
-            problems.append(f"mode: {exc}")
+        raw_mode = body.get("mode")
+        if not isinstance(raw_mode, str):  # parse_mode would quote any value (repr)
+            problems.append("mode: required, one of up, down, auto")
+        else:
+            try:
+                mode = parse_mode(raw_mode)
+            except ValueError as exc:
+                problems.append(f"mode: {exc}")
         try:
             reason = check_reason(body.get("reason", ""))
         except ValueError as exc:
             problems.append(f"{exc}")
         if problems or target is None or mode is None:
-            return _error(400, "invalid request", problems=problems)
+            return _error(400, "invalid request", problems=_bounded(problems))
         try:
             entry = self.agent.overrides.set(target, mode, reason, source="api")
         except OSError as exc:

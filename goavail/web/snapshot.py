@@ -95,6 +95,10 @@ class Snapshot:
     admin_api: bool
     cert_days: dict[tuple[str, str], float]
     """``(check id, target) -> days`` left on the certificate an https check last saw."""
+    checks: tuple[tuple[str, dict[str, Health], dict[str, ProbeResult]], ...]
+    """``[[checks]]``: ``(check id, target -> its health, target -> its last result)`` per
+    check in configuration order; empty without checks (then :attr:`raw_targets` holds
+    the single probe's health and result)."""
     hook_stats: dict[str, int]
     """The hooks' counters (:class:`goavail.hooks.HookStats` as a dict)."""
     notify_stats: dict[str, dict[str, int]]
@@ -179,6 +183,7 @@ def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
         cluster=view,
         admin_api=admin_api,
         cert_days=agent.checks.cert_days_left(),
+        checks=agent.checks.copy_state(),
         hook_stats=asdict(agent.hooks.stats),
         notify_stats={name: asdict(stats) for name, stats in agent.notifier.stats.items()},
         heartbeat=(

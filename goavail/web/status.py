@@ -16,10 +16,12 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
       "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, quorum,
                                              # dns, config, override, gossip
       "targets": [{"address", "state", "successes", "failures", "since",
-                   "since_seconds", "last_rtt_seconds", "last_error", "decision",
-                   "effective", "override": {"mode", "local": null | {"mode", "reason",
-                   "since"}, "peers": {node: mode}}, "votes": {node: state},
-                   "quorum_met": bool | null}],
+                   "since_seconds", "last_rtt_seconds", "last_error", "check": null | str,
+                   "checks": [{"id", "state", "successes", "failures",
+                               "last_rtt_seconds", "last_error"}],
+                   "decision", "effective", "override": {"mode", "local": null |
+                   {"mode", "reason", "since"}, "peers": {node: mode}},
+                   "votes": {node: state}, "quorum_met": bool | null}],
       "overrides": [{"target", "mode", "reason", "since", "configured"}],
       "names": [{"name", "records": [{"type", "address", "managed"}],
                  "pending": [{"action", "type", "address", "reason"}],
@@ -32,6 +34,11 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
       "audit": [record, ...]                 # newest first, at most 50
     }
 
+With ``[[checks]]``, a target's ``state`` is the worst of its checks' and
+``successes``, ``failures``, ``last_rtt_seconds`` and ``last_error`` are those of the
+check that decides it, named by ``check`` (see :func:`deciding_check`); ``checks``
+lists every check's own. Without checks, ``check`` is null and ``checks`` empty.
+
 Every free text that could come from outside (errors, audit records) goes through
 :data:`goavail.logs.REDACTOR`, so a secret never reaches an HTTP answer.
 """
@@ -41,8 +48,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from goavail.checks.base import ProbeResult
 from goavail.decision import Override, backed, combine_overrides
-from goavail.health import State
+from goavail.health import Health, State
 from goavail.logs import REDACTOR
 from goavail.overrides import OverrideEntry
 from goavail.web.snapshot import Snapshot, TargetRow
@@ -86,9 +94,51 @@ def quorum_met(snap: Snapshot, target: str) -> bool | None:
     return backed(local, local, votes, snap.min_peers_agree)
 
 
+def _result_fields(health: Health, last: ProbeResult | None) -> dict[str, Any]:
+    return {
+        "successes": health.successes,
+        "failures": health.failures,
+        "last_rtt_seconds": last.rtt if last is not None and last.ok else None,
+        "last_error": _redact(last.error) if last is not None and not last.ok else None,
+    }
+
+
+def _check_entry(check_id: str, health: Health, last: ProbeResult | None) -> dict[str, Any]:
+    return {"id": check_id, "state": health.state.value, **_result_fields(health, last)}
+
+
+def deciding_check(state: str, checks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The check whose counters and last error stand for the target's (``[[checks]]``).
+
+    A target is as bad as its worst check (:func:`goavail.health.worst_of`), so the
+    check that decides is one in the target's own ``state``; among those, the one with
+    the most consecutive failures (the first in configuration order on a tie). A DOWN
+    target thus shows why it is down, and an UP one the check closest to going down.
+
+    Args:
+        state: the target's state (``"up"``, ``"down"``, ``"unknown"``).
+        checks: the target's per-check entries (``"state"``, ``"failures"``, ...), in
+            configuration order.
+
+    Returns:
+        The chosen entry; the first entry when none is in ``state`` (a reload between
+        a check's change and the target's); None without checks.
+    """
+    same = [c for c in checks if c["state"] == state] or checks[:1]
+    return max(same, key=lambda c: c["failures"], default=None)
+
+
 def _target(snap: Snapshot, row: TargetRow) -> dict[str, Any]:
     address = row.address
-    last = row.last
+    state = row.health.state.value
+    counters = _result_fields(row.health, row.last)
+    checks = [
+        _check_entry(check_id, health.get(address, Health()), last.get(address))
+        for check_id, health, last in snap.checks
+    ]
+    decider = deciding_check(state, checks)
+    if decider is not None:
+        counters = {key: decider[key] for key in counters}
     own = snap.overrides.get(address)
     peers_held = {
         node: held[address].value
@@ -100,13 +150,15 @@ def _target(snap: Snapshot, row: TargetRow) -> dict[str, Any]:
     }
     return {
         "address": address,
-        "state": row.health.state.value,
-        "successes": row.health.successes,
-        "failures": row.health.failures,
+        "state": state,
+        "successes": counters["successes"],
+        "failures": counters["failures"],
         "since": rfc3339(row.since),
         "since_seconds": max(0.0, snap.wall - row.since),
-        "last_rtt_seconds": last.rtt if last is not None and last.ok else None,
-        "last_error": _redact(last.error) if last is not None and not last.ok else None,
+        "last_rtt_seconds": counters["last_rtt_seconds"],
+        "last_error": counters["last_error"],
+        "check": None if decider is None else decider["id"],
+        "checks": checks,
         "decision": snap.decisions.get(address, State.UNKNOWN).value,
         "effective": snap.effective.get(address, State.UNKNOWN).value,
         "override": {

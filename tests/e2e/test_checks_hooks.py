@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,14 @@ import dns.zone
 import pytest
 
 from tests.appserver import AppServer, Behaviour, ThreadedAppServer
-from tests.e2e.harness import GoavailProcess, hold, run_goavail, wait_until, zonefile_toml
+from tests.e2e.harness import (
+    GoavailProcess,
+    free_port,
+    hold,
+    run_goavail,
+    wait_until,
+    zonefile_toml,
+)
 from tests.netns import Nft
 from tests.tlsca import TestCA
 
@@ -105,7 +113,8 @@ ca_file = "{ca.pem_path}"
 timeout = "150ms"
 """
     server = AppServer([A, B, C], TLS_PORT, ssl_context=leaf.server_context())
-    text = zonefile_toml([A, B, C], Path(zone.name), top=top)
+    listen = f"127.0.0.1:{free_port()}"
+    text = zonefile_toml([A, B, C], Path(zone.name), top=top, listen=listen)
     env = {"CLOUDFLARE_API_TOKEN": "SECRET-TOKEN-NEVER-PASSED"}
     with ThreadedAppServer(server), GoavailProcess(tmp_path, text, args=LIVE, env=env) as proc:
         proc.wait_for(r"2 checks per target")
@@ -125,6 +134,13 @@ timeout = "150ms"
         )
         proc.wait_for(rf"target {B} up -> down: check app down: .*\(ping=up app=down\)", since=mark)
         assert not proc.matching(rf"check ping: target {B} up -> down", since=mark)
+        # /api/status shows why: the failing check, its error and its run of failures
+        with urllib.request.urlopen(f"http://{listen}/api/status", timeout=10) as answer:
+            shown = {t["address"]: t for t in json.load(answer)["targets"]}[B]
+        assert (shown["state"], shown["check"]) == ("down", "app")
+        assert shown["last_error"] == "status 503 (expected 2xx)"
+        assert shown["failures"] >= 2
+        assert [(c["id"], c["state"]) for c in shown["checks"]] == [("ping", "up"), ("app", "down")]
         wait_until(lambda: len(entries(log)) >= 4, message=proc.tail)  # 3 creates, 1 delete
         delete = [
             e for e in entries(log) if e["args"] == ["delete", B, "www.example.test", "false"]

@@ -38,15 +38,21 @@ interval = "5 parsecs"
 dns_domain = "exa mple"
 ip_addresses = ["300.1.1.1"]
 ttl = 5
+
+[Members]
+announce_interval = "1ns"
+max_clock_skew = 1e-300
 """
 BROKEN_KEYS = {
-    "failure_threshold": "must be ≥ 1",
+    "failure_threshold": "must be between 1 and 100, not 0",
     "intervall": "unknown key (did you mean 'interval'?)",
     "interval": "invalid duration '5 parsecs'",
     "Cloudflare.hostnames": "field required",
     "Cloudflare.ip_addresses[0]": "'300.1.1.1' is not a valid IPv4 or IPv6 address",
     "Cloudflare.ttl": "must be 1 (automatic) or between 30 and 86400 seconds",
     "Cloudflare.dns_domain": "'exa mple' is not a valid DNS domain name",
+    "Members.announce_interval": "must be between 1s and 1h, not 1ns: shorter floods Serf's",
+    "Members.max_clock_skew": "must be between 1s and 10m, not 1e-300s: shorter rejects",
 }
 
 

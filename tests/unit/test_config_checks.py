@@ -160,8 +160,8 @@ CHECK = '[[checks]]\nid = "c"\n'
         ('[[checks]]\nid = "c"\n', "checks[0].type: field required"),
         (CHECK + 'type = "udp"\n', "checks[0].type: Input should be 'icmp', 'tcp', 'http',"),
         ('[[checks]]\nid = "no spaces"\ntype = "icmp"\n', "checks[0].id: 'no spaces' must be"),
-        (CHECK + 'type = "icmp"\nfall = 0\n', "checks[0].fall: must be ≥ 1"),
-        (CHECK + 'type = "icmp"\nrise = 0\n', "checks[0].rise: must be ≥ 1"),
+        (CHECK + 'type = "icmp"\nfall = 0\n', "checks[0].fall: must be between 1 and 100, not 0"),
+        (CHECK + 'type = "icmp"\nrise = 0\n', "checks[0].rise: must be between 1 and 100, not 0"),
         (CHECK + 'type = "icmp"\ninterval = "0s"\n', "checks[0].interval: must be > 0 seconds"),
         (
             CHECK + 'type = "icmp"\ninterval = "1s"\ntimeout = "2s"\n',

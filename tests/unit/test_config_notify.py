@@ -127,7 +127,7 @@ def test_heartbeat_defaults(tmp_path: Path) -> None:
         ),
         (
             f'[[notifications]]\ntype = "slack"\nurl = "https://x.invalid/{TOKEN}"\nretries = 11',
-            "notifications[0].retries: must be ≤ 10",
+            "notifications[0].retries: must be between 0 and 10, not 11: more keeps",
         ),
         (
             f'[[notifications]]\ntype = "slack"\nurl = "https://x.invalid/{TOKEN}"\n'
@@ -168,7 +168,7 @@ def test_every_problem_at_once(tmp_path: Path) -> None:
     assert sorted(problems_of(tmp_path, text)) == [
         "Heartbeat.url: must be a string, not an integer",
         "notifications[0].url: must be an http:// or https:// URL",
-        "notifications[1].retries: must be ≥ 0",
+        "notifications[1].retries: must be between 0 and 10, not -1: a count is not negative",
         "quorum_alert_after: must be > 0 seconds",
     ]
 

@@ -118,6 +118,103 @@ async def test_cluster_view_with_votes_and_quorum(tmp_path: Path) -> None:
     assert "Vote of b" in html and "✖ unmet" in html and "(peer b: down)" in html
 
 
+CHECKS = """
+[[checks]]
+id = "ping"
+type = "icmp"
+fall = 2
+[[checks]]
+id = "web"
+type = "tcp"
+fall = 3
+rise = 2
+"""
+
+
+async def test_with_checks_a_target_shows_the_deciding_checks_error_and_run(
+    tmp_path: Path,
+) -> None:
+    agent = make_agent(tmp_path, CHECKS)
+    ping, web = agent.checks.checks["ping"], agent.checks.checks["web"]
+    ok, refused = ProbeResult(ok=True, rtt=0.002), ProbeResult(ok=False, error="refused")
+    for _ in range(2):
+        ping.on_result(A, ok)
+        ping.on_result(B, ok)
+        web.on_result(B, ok)
+    for _ in range(4):
+        web.on_result(A, refused)  # web DOWN after 3, a 4th failure since
+    web.on_result(B, refused)  # B still up: 1 failure of 3
+    ping.on_result(C, ProbeResult(ok=False, error="timeout"))  # C unknown, ping 1 of 2
+    doc = status_document(take_snapshot(agent))
+    targets = {t["address"]: t for t in doc["targets"]}
+
+    down = targets[A]
+    assert (down["state"], down["check"]) == ("down", "web")
+    assert (down["failures"], down["successes"], down["last_error"]) == (4, 0, "refused")
+    assert down["last_rtt_seconds"] is None
+    assert down["checks"] == [
+        {
+            "id": "ping",
+            "state": "up",
+            "successes": 2,
+            "failures": 0,
+            "last_rtt_seconds": 0.002,
+            "last_error": None,
+        },
+        {
+            "id": "web",
+            "state": "down",
+            "successes": 0,
+            "failures": 4,
+            "last_rtt_seconds": None,
+            "last_error": "refused",
+        },
+    ]
+    # an UP target: the check closest to going down
+    up = targets[B]
+    assert (up["state"], up["check"], up["failures"], up["last_error"]) == (
+        "up",
+        "web",
+        1,
+        "refused",
+    )
+    # an unknown target: the unknown check with the most failures
+    unknown = targets[C]
+    assert (unknown["state"], unknown["check"], unknown["failures"]) == ("unknown", "ping", 1)
+    assert unknown["last_error"] == "timeout"
+    assert [w for w in doc["warnings"] if w["kind"] == "down"]
+
+    html = page.render_page(doc)
+    row = html[html.index(f'id="target-{A}"') :]
+    row = row[: row.index("</tr>")]
+    assert "4 failed in a row" in row and '<span class="mono">web</span>: refused' in row
+    assert 'title="ping: up, 2 ok in a row; web: down, 4 failed in a row"' in row
+
+
+async def test_two_down_checks_the_longer_run_decides(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, CHECKS)
+    ping, web = agent.checks.checks["ping"], agent.checks.checks["web"]
+    for _ in range(3):
+        web.on_result(A, ProbeResult(ok=False, error="refused"))
+    for _ in range(5):
+        ping.on_result(A, ProbeResult(ok=False, error="timeout"))
+    target = status_document(take_snapshot(agent))["targets"][0]
+    assert (target["state"], target["check"], target["failures"], target["last_error"]) == (
+        "down",
+        "ping",
+        5,
+        "timeout",
+    )
+
+
+def test_without_checks_the_single_probe_shows(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path)
+    agent.on_result(A, ProbeResult(ok=False, error="timeout"))
+    target = status_document(take_snapshot(agent))["targets"][0]
+    assert (target["state"], target["failures"], target["last_error"]) == ("down", 1, "timeout")
+    assert (target["check"], target["checks"]) == (None, [])
+
+
 def test_dry_run_fail_open_and_pending(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     agent.options = Options(agent.options.config_path, True, "tcp", "zonefile")
