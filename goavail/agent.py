@@ -28,7 +28,14 @@ from goavail.checks.icmp import IcmpProbe
 from goavail.checks.multi import CheckSet, Prepared, check_problems, describe_check
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
-from goavail.config import Config, ConfigError, DnsSection, check_runtime, load_config
+from goavail.config import (
+    Config,
+    ConfigError,
+    DnsSection,
+    check_runtime,
+    cluster_mode,
+    load_config,
+)
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
@@ -264,7 +271,7 @@ class Agent:
         self.targets: dict[str, TargetStatus] = {
             a: TargetStatus() for a in self.section.ip_addresses
         }
-        members = config.members
+        members = config.members if cluster_mode(config.members) else None
         self.node = config.node_name or socket.gethostname()
         self.notifier = Notifier(config, agent=self.node)
         self.heartbeat = Heartbeat(config.heartbeat)
@@ -283,6 +290,7 @@ class Agent:
                 members=members,
                 stage=self.decision,
                 local_verdicts=lambda: self.decision.local,
+                targets=lambda: self.targets,
                 on_decision=self._on_decision,
                 on_quorum=self.notifier.quorum,
                 on_override=self._on_peer_override,
@@ -598,13 +606,18 @@ class Agent:
                 c.failure_threshold,
                 c.rise_threshold,
             )
-        if c.members is not None:
+        if c.members is not None and self.cluster is not None:
             log.info(
                 "cluster mode: node %s, event %s, min_peers_agree %d, serf %s",
                 self.node,
-                self.cluster.event if self.cluster else "-",
+                self.cluster.event,
                 c.members.min_peers_agree,
                 c.members.serf_rpc_addr or "started by goavail",
+            )
+        elif c.members is not None:
+            log.info(
+                "single node: [Members] lists no peers and no serf_rpc_addr, so no Serf is "
+                "started and this agent's own verdicts decide (min_peers_agree = 0)"
             )
 
     def _log_start_checks(self) -> None:
@@ -716,6 +729,8 @@ class Agent:
             del self.targets[t]
             self.decision.forget(t)
             self._decided_at.pop(t, None)
+            if self.cluster is not None:
+                self.cluster.forget_target(t)
         for t in added:
             self.targets[t] = TargetStatus()
         self.config, self.section = new, section

@@ -8,11 +8,18 @@ guard) and :class:`goavail.decision.DecisionStage` (quorum). The flow:
 * every ``announce_interval`` seconds all current verdicts are announced again
   (anti-entropy), spread over the interval, so lost events, restarts and late
   joiners converge;
-* a stream of Serf events feeds peers' verdicts into the decision stage (only
-  from live members, after the tag, version, replay and clock-skew checks; every
-  rejection is counted by reason), and member events keep the set of live peers:
-  a peer that fails or leaves loses its votes at once; a vote not re-announced
-  for three announce intervals expires.
+* a stream of Serf events feeds peers' verdicts into the decision stage (after
+  the tag, version and decode checks, only from live members and only for targets
+  configured here, then after the clock-skew and replay checks; every rejection is
+  counted by reason), and member events keep the set of live peers: a peer that
+  fails or leaves loses its votes (and its replay entries) at once; a vote not
+  re-announced for three announce intervals expires.
+
+What a peer sends can therefore never grow this agent's state beyond *live
+members x configured targets* entries (votes, replay guard, last-seen times):
+a verdict from a non-member or for an unknown target is dropped before anything
+is recorded, a departed peer's entries are pruned, and a reload that removes a
+target prunes it too (:meth:`Cluster.forget_target`).
 
 Serf runs either as goavail's own supervised ``serf agent`` child (default) or
 as an existing agent reached at ``serf_rpc_addr``.
@@ -26,8 +33,9 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from goavail.cluster.serf_agent import SerfAgent
 from goavail.cluster.serf_rpc import MemberEvent, SerfError, SerfRPC, UserEvent
@@ -53,6 +61,13 @@ GONE_EVENTS = frozenset({"member-leave", "member-failed", "member-reap"})
 VOTE_LIFETIME = 3
 """A vote not re-announced within this many announce intervals expires."""
 RPC_AUTH_ENV = "SERF_RPC_AUTH"
+CLUSTER_REJECT_REASONS: Final = ("not_member", "unknown_target")
+"""Rejection reasons of the cluster layer, counted like :data:`~goavail.cluster.wire.REJECT_REASONS`
+(``rejected_<reason>``), checked after opening and before the replay guard:
+
+- ``not_member``: the sender is not a live Serf member (never joined, left, failed);
+- ``unknown_target``: the verdict is for an address this agent does not monitor.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +110,8 @@ class Cluster:
         stage: the decision stage; peers' votes are fed into it.
         local_verdicts: returns this agent's current verdicts (target -> state)
             for re-announcement; a live mapping (read, never copied: keep it cheap).
+        targets: returns the targets configured here (a live container, read on every
+            received verdict: keep ``in`` cheap); peers' verdicts for others are dropped.
         on_decision: called as ``on_decision(target, state)`` when a peer's vote
             (or its loss) changes a decision.
         on_override: called as ``on_override(node, target, previous, override)`` when
@@ -106,7 +123,8 @@ class Cluster:
     Attributes:
         counters: messages by outcome: "published", "publish_failed",
             "accepted", and "rejected_<reason>" for every
-            :data:`goavail.cluster.wire.REJECT_REASONS` reason plus "not_member".
+            :data:`goavail.cluster.wire.REJECT_REASONS` and :data:`CLUSTER_REJECT_REASONS`
+            reason.
         live: node names of live peers (this node excluded).
         member_status: every member Serf has reported (this node excluded) -> its latest
             Serf status ("alive", "failed", "left", "leaving", ...).
@@ -123,6 +141,7 @@ class Cluster:
         members: Members,
         stage: DecisionStage,
         local_verdicts: Callable[[], Mapping[str, State]],
+        targets: Callable[[], Container[str]],
         on_decision: Callable[[str, State], None],
         on_override: Callable[[str, str, Override, Override], None] | None = None,
         clock: Callable[[], float] = time.time,
@@ -132,6 +151,7 @@ class Cluster:
         self.members = members
         self.stage = stage
         self._local_verdicts = local_verdicts
+        self._targets = targets
         self._on_decision = on_decision
         self._on_override = on_override
         self._clock = clock
@@ -290,6 +310,7 @@ class Cluster:
         self.live.discard(node)
         for key in [k for k in self._vote_seen if k[0] == node]:
             del self._vote_seen[key]
+        self.guard.retire(node, self._clock())
         overridden = dict(self.stage.peer_overrides.get(node, {}))
         changed = self.stage.peer_gone(node)
         log.warning(
@@ -332,12 +353,17 @@ class Cluster:
             verdict = self.codec.open(event.payload)
             if verdict.node == self.node:
                 return  # our own event, echoed by Serf
+            # Nothing is recorded for a sender that is not a live member or a target
+            # not configured here: what others send cannot grow our state.
+            if verdict.node not in self.live:
+                self._reject("not_member", event)
+                return
+            if verdict.target not in self._targets():
+                self._reject("unknown_target", event)
+                return
             self.guard.check(verdict, self._clock())
         except WireError as exc:
             self._reject(exc.reason, event)
-            return
-        if verdict.node not in self.live:
-            self._reject("not_member", event)
             return
         self.counters["accepted"] += 1
         state = State.UP if verdict.up else State.DOWN
@@ -389,8 +415,19 @@ class Cluster:
         votes = " ".join(f"{n}={s}" for n, s in self.stage.votes_for(target).items())
         return f"{self.node}(self)={local}" + (f" {votes}" if votes else "")
 
+    def forget_target(self, target: str) -> None:
+        """A reload removed ``target``: drop every peer's vote, override and replay entry
+        for it (see :meth:`goavail.cluster.wire.ReplayGuard.forget_target`); from now on
+        peers' verdicts for it are rejected as ``unknown_target``. Call it after the
+        target left the ``targets`` container and :meth:`DecisionStage.forget`."""
+        for key in [k for k in self._vote_seen if k[1] == target]:
+            del self._vote_seen[key]
+        self.guard.forget_target(target, self._clock())
+
     def expire_votes(self) -> None:
-        """Drop votes a live peer has not re-announced for VOTE_LIFETIME announce intervals."""
+        """Drop votes a live peer has not re-announced for VOTE_LIFETIME announce intervals,
+        and the replay guard's expired floors."""
+        self.guard.prune(self._clock())
         horizon = self._clock() - VOTE_LIFETIME * self.members.announce_interval
         for (node, target), seen in list(self._vote_seen.items()):
             if seen < horizon:

@@ -30,6 +30,7 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from goavail.cluster.service import CLUSTER_REJECT_REASONS
 from goavail.cluster.wire import REJECT_REASONS
 from goavail.health import State
 from goavail.stats import RTT_BUCKETS
@@ -231,7 +232,7 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
         labels=["result", "reason"],
     )
     received.add_metric(["accepted", ""], cluster.counters.get("accepted", 0))
-    for reason in (*REJECT_REASONS, "not_member"):
+    for reason in (*REJECT_REASONS, *CLUSTER_REJECT_REASONS):
         received.add_metric(["rejected", reason], cluster.counters.get(f"rejected_{reason}", 0))
     yield received
     sent = CounterMetricFamily(

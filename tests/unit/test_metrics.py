@@ -169,7 +169,8 @@ def verdict_event(node: str, target: str, up: bool, seq: int, key: str = KEY) ->
 async def test_gossip_peers_and_quorum(tmp_path: Path) -> None:
     agent = make_agent(
         tmp_path,
-        f'node_name = "a"\n[Members]\nmin_peers_agree = 1\ncrypto_key = "{KEY}"\n',
+        f'node_name = "a"\n[Members]\npeers = ["198.51.100.2:7946"]\nmin_peers_agree = 1\n'
+        f'crypto_key = "{KEY}"\n',
     )
     metrics = AgentMetrics(agent)
     cluster = agent.cluster
