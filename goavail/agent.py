@@ -32,6 +32,7 @@ from goavail.config import (
     Config,
     ConfigError,
     DnsSection,
+    Members,
     check_runtime,
     cluster_mode,
     load_config,
@@ -50,6 +51,7 @@ from goavail.overrides import Overrides, load_overrides
 from goavail.stats import RTT_BUCKETS, ProbeStats
 
 if TYPE_CHECKING:
+    from goavail.cluster.serf_agent import NameConflict
     from goavail.cluster.service import Cluster
     from goavail.web.server import WebServer
 
@@ -272,7 +274,7 @@ class Agent:
             a: TargetStatus() for a in self.section.ip_addresses
         }
         members = config.members if cluster_mode(config.members) else None
-        self.node = config.node_name or socket.gethostname()
+        self.node = config.node_name or _default_node_name(members)
         self.notifier = Notifier(config, agent=self.node)
         self.heartbeat = Heartbeat(config.heartbeat)
         self.decision = DecisionStage(members.min_peers_agree if members else 0)
@@ -293,6 +295,7 @@ class Agent:
                 targets=lambda: self.targets,
                 on_decision=self._on_decision,
                 on_quorum=self.notifier.quorum,
+                on_name_conflict=self._on_name_conflict,
                 on_override=self._on_peer_override,
             )
         self.hooks = HookRunner(
@@ -420,6 +423,13 @@ class Agent:
                 self.cluster.describe_votes(target),
                 extra={"target": target},
             )
+
+    def _on_name_conflict(self, conflict: NameConflict | None) -> None:
+        """Another Serf member uses this agent's node name (None: resolved): notify."""
+        if conflict is None:
+            self.notifier.name_conflict(None, serf_quit=False)
+        else:
+            self.notifier.name_conflict(conflict.other or "?", serf_quit=conflict.serf_quit)
 
     def _on_audit_record(self, entry: dict[str, Any]) -> None:
         """Every audit record: to the notifier and the hooks (both return at once)."""
@@ -786,6 +796,27 @@ class Agent:
             log.info("target %s added (unknown until probed)", t, extra={"target": t})
         for t in removed:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
+
+
+def _default_node_name(members: Members | None) -> str:
+    """This agent's node name when the config sets none (see
+    :func:`goavail.cluster.service.default_node_name`)."""
+    hostname = socket.gethostname()
+    if members is None:
+        return hostname
+    from goavail.cluster.service import default_node_name, route_source
+
+    source = None
+    if members.local_addr is None and members.serf_rpc_addr is None:
+        source = route_source(members)
+    name = default_node_name(hostname, members, source)
+    if name == hostname and members.serf_rpc_addr is None:
+        log.warning(
+            "node name %r: no local_addr and no route to any peer to tell this agent from "
+            "another on a host of the same name; set node_name or local_addr",
+            name,
+        )
+    return name
 
 
 def _checks_change(old: Config, new: Config, prepared: Prepared) -> str:

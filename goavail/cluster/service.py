@@ -31,13 +31,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from goavail.cluster.serf_agent import SerfAgent
+from goavail.cluster.serf_agent import NameConflict, SerfAgent
 from goavail.cluster.serf_rpc import MemberEvent, SerfError, SerfRPC, UserEvent
 from goavail.cluster.wire import (
     Codec,
@@ -101,6 +102,55 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def default_node_name(hostname: str, members: Members | None, source: str | None = None) -> str:
+    """The node name of an agent whose config sets no ``node_name`` (pure).
+
+    Two agents with one host name (containers or network namespaces sharing a UTS
+    namespace, cloned VMs) must not share a Serf node name: Serf's name-conflict
+    resolution would shut one of them down. So, in cluster mode, the host name is
+    joined with the address Serf advertises, which no two members can share:
+
+    - ``local_addr`` set: ``<hostname>@<host of local_addr>:<members_port>``
+      (``<hostname>@[v6]:<port>`` for IPv6), e.g. ``web1@192.0.2.10:7946``;
+    - no ``local_addr``: the same with ``source``, the local address this host uses to
+      reach its first peer (see :func:`route_source`), when known;
+    - otherwise the host name alone: single-node mode (no Serf), an external Serf agent
+      (``serf_rpc_addr``: Serf's own default node name is the host name, and goavail's
+      must be that agent's), or no source address found.
+
+    An explicit ``node_name`` always wins (the caller only asks when there is none).
+    """
+    if members is None or not members.cluster_mode or members.serf_rpc_addr is not None:
+        return hostname
+    advertise = serf_settings(members).advertise
+    if advertise is None and source is not None:
+        advertise = _host_port(source, members.members_port)
+    return hostname if advertise is None else f"{hostname}@{advertise}"
+
+
+def route_source(members: Members) -> str | None:
+    """The local address this host would use to reach its first reachable peer, or None.
+
+    A connected UDP socket makes the kernel pick the route and the source address; no
+    packet is sent. Peers given as names are resolved (blocking; called once at start-up).
+    """
+    for peer in members.peers:
+        host = split_host_port(peer)[0]
+        try:
+            infos = socket.getaddrinfo(host, members.members_port, type=socket.SOCK_DGRAM)
+        except (OSError, UnicodeError):
+            continue
+        for family, kind, proto, _, address in infos:
+            try:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.connect(address)
+                    local: str = sock.getsockname()[0]
+            except OSError:
+                continue
+            return local.split("%", 1)[0]  # no IPv6 scope id
+    return None
+
+
 class Cluster:
     """One agent's membership in the goavail cluster.
 
@@ -119,6 +169,10 @@ class Cluster:
             cleared, or lapsed because the peer left, failed, or stopped announcing).
         clock: wall clock in Unix seconds (verdicts carry wall-clock issue times).
         on_quorum: see the ``on_quorum`` attribute (None: nobody is told).
+        on_name_conflict: called as ``on_name_conflict(conflict)`` when goavail's own
+            Serf child reports another member with this node's name (a
+            :class:`~goavail.cluster.serf_agent.NameConflict`), and with None once
+            resolved; must return at once (the notifier's hook).
 
     Attributes:
         counters: messages by outcome: "published", "publish_failed",
@@ -129,6 +183,9 @@ class Cluster:
         member_status: every member Serf has reported (this node excluded) -> its latest
             Serf status ("alive", "failed", "left", "leaving", ...).
         connected: True while the RPC connection to Serf is up.
+        name_conflict: the node-name conflict in force (goavail's own Serf child
+            only), or None.
+        name_conflicts: how many times Serf reported another member with this name.
 
     Verdicts carry this agent's own override of the target (``stage.overrides``), so
     peers honour it (see :mod:`goavail.decision`).
@@ -146,6 +203,7 @@ class Cluster:
         on_override: Callable[[str, str, Override, Override], None] | None = None,
         clock: Callable[[], float] = time.time,
         on_quorum: Callable[[bool, int, int], None] | None = None,
+        on_name_conflict: Callable[[NameConflict | None], None] | None = None,
     ) -> None:
         self.node = node
         self.members = members
@@ -169,6 +227,7 @@ class Cluster:
         self._vote_seen: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._quorum_unmet: bool | None = None
+        self._on_name_conflict = on_name_conflict
         self.on_quorum = on_quorum
         """Called with ``(unmet, live peers, min_peers_agree)`` on every membership
         change (the notifier times its quorum alert with it); must return at once."""
@@ -195,6 +254,7 @@ class Cluster:
                 gossip_key=self.settings.gossip_key,
                 serf_binary=self.members.serf_binary,
                 profile=self.members.serf_profile,
+                on_name_conflict=self._name_conflict_changed,
             )
             await self._serf.start()
         self._check_quorum()
@@ -217,6 +277,21 @@ class Cluster:
         if rpc is not None:
             with contextlib.suppress(SerfError, OSError):
                 await rpc.close()
+
+    @property
+    def name_conflict(self) -> NameConflict | None:
+        """The node-name conflict in force (goavail's own Serf child only), or None."""
+        return None if self._serf is None else self._serf.name_conflict
+
+    @property
+    def name_conflicts(self) -> int:
+        """How many times Serf reported another member with this node's name."""
+        return 0 if self._serf is None else self._serf.name_conflicts
+
+    def _name_conflict_changed(self, conflict: NameConflict | None) -> None:
+        if self._on_name_conflict is not None:
+            self._on_name_conflict(conflict)
+        self._check_quorum()
 
     @property
     def codec_is_plaintext(self) -> bool:
@@ -328,11 +403,16 @@ class Cluster:
         if unmet != self._quorum_unmet:
             self._quorum_unmet = unmet
             if unmet:
+                conflict = self.name_conflict
                 log.warning(
                     "QUORUM UNMET: %d live peer(s), min_peers_agree = %d: no DNS change "
-                    "can be made until more peers are alive",
+                    "can be made until more peers are alive%s",
                     len(self.live),
                     self.stage.min_peers_agree,
+                    f" (node name {self.node!r} is also used by the member at "
+                    f"{conflict.other}: see the NODE NAME CONFLICT error)"
+                    if conflict is not None
+                    else "",
                 )
             else:
                 log.info("quorum possible again: %d live peer(s)", len(self.live))

@@ -251,6 +251,18 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     for status, count in sorted(statuses.items()):
         peers.add_metric([status], count)
     yield peers
+    conflicts = CounterMetricFamily(
+        "goavail_cluster_name_conflicts",
+        "Times Serf reported another member using this agent's node name.",
+    )
+    conflicts.add_metric([], cluster.name_conflicts)
+    yield conflicts
+    conflict = GaugeMetricFamily(
+        "goavail_cluster_name_conflict",
+        "1 while another Serf member uses this agent's node name (see the logs for its address).",
+    )
+    conflict.add_metric([], 1.0 if cluster.name_conflict is not None else 0.0)
+    yield conflict
     connected = GaugeMetricFamily("goavail_serf_connected", "1 while connected to Serf's RPC.")
     connected.add_metric([], 1.0 if cluster.connected else 0.0)
     yield connected

@@ -6,8 +6,9 @@ import logging
 
 import pytest
 
+from goavail.cluster.serf_agent import NameConflict, SerfAgent
 from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
-from goavail.cluster.service import Cluster, serf_settings
+from goavail.cluster.service import Cluster, default_node_name, route_source, serf_settings
 from goavail.cluster.wire import Codec, OverrideMode, Verdict
 from goavail.config import Members
 from goavail.decision import DecisionStage, Override
@@ -395,3 +396,103 @@ def test_a_reload_that_removes_a_target_prunes_it() -> None:
     assert cluster.counters["rejected_replay"] == 1
     cluster._on_user_event(event("b", T2, True, 31))
     assert cluster.stage.votes_for(T2) == {"b": State.UP}
+
+
+# --- node names: unique by default, conflicts loud ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "source", "expected"),
+    [
+        (None, None, "web1"),  # no [Members]: single node
+        ({"local_addr": "192.0.2.10:8081"}, None, "web1"),  # no peers: single node, no Serf
+        ({"peers": ["192.0.2.2:1"], "local_addr": "192.0.2.10:8081"}, None, "web1@192.0.2.10:7946"),
+        (
+            {"peers": ["192.0.2.2:1"], "local_addr": "192.0.2.10:1", "members_port": 7000},
+            "198.51.100.1",  # local_addr wins over the route's source
+            "web1@192.0.2.10:7000",
+        ),
+        (
+            {"peers": ["[2001:db8::2]:1"], "local_addr": "[2001:db8::1]:1"},
+            None,
+            "web1@[2001:db8::1]:7946",
+        ),
+        ({"peers": ["192.0.2.2:1"]}, "192.0.2.77", "web1@192.0.2.77:7946"),
+        ({"peers": ["192.0.2.2:1"]}, "2001:db8::7", "web1@[2001:db8::7]:7946"),
+        ({"peers": ["192.0.2.2:1"]}, None, "web1"),  # no route to any peer: host name only
+        ({"serf_rpc_addr": "127.0.0.1:7373"}, "192.0.2.77", "web1"),  # Serf's own default
+    ],
+)
+def test_default_node_name(
+    values: dict[str, object] | None, source: str | None, expected: str
+) -> None:
+    section = None if values is None else Members.model_validate(values)
+    assert default_node_name("web1", section, source) == expected
+
+
+def test_two_agents_of_one_host_get_different_default_names() -> None:
+    a = Members.model_validate({"peers": ["192.0.2.2:1"], "local_addr": "192.0.2.1:1"})
+    b = Members.model_validate({"peers": ["192.0.2.1:1"], "local_addr": "192.0.2.2:1"})
+    assert default_node_name("clone", a) != default_node_name("clone", b)
+
+
+def test_route_source_names_the_local_address_toward_a_peer() -> None:
+    assert route_source(members(peers=["127.0.0.1:1"])) == "127.0.0.1"
+    assert route_source(members(peers=["no-such-host.invalid:1"])) is None
+
+
+CONFLICT_LINES = [
+    "    2026/12/04 16:14:31 [ERR] memberlist: Conflicting address for same. "
+    "Mine: 192.0.2.1:7946 Theirs: 192.0.2.2:7946 Old state: 0",
+    "    2026/12/04 16:14:31 [ERR] serf: Node name conflicts with another node at "
+    "192.0.2.2:7946. Names must be unique! (Resolution enabled: true)",
+    "    2026/12/04 16:14:33 [WARN] serf: minority in name conflict resolution, quitting [0 / 0]",
+    "    2026/12/04 16:14:33 [WARN] agent: Serf shutdown detected, quitting",
+]
+"""What serf 0.8.2 printed (log level warn) when a second agent named "same" joined."""
+
+
+async def test_serf_output_reveals_a_name_conflict(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[NameConflict | None] = []
+    serf = SerfAgent(node_name="same", bind="192.0.2.1:7946", on_name_conflict=seen.append)
+    for line in CONFLICT_LINES:
+        serf._scan_for_conflict(line)
+    assert seen == [NameConflict("192.0.2.2:7946", False), NameConflict("192.0.2.2:7946", True)]
+    assert serf.name_conflict == NameConflict("192.0.2.2:7946", True)
+    assert serf.name_conflicts == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any(
+        "NODE NAME CONFLICT: node name 'same' is also used by the Serf member at 192.0.2.2:7946"
+        in e
+        and "set a unique node_name" in e
+        for e in errors
+    )
+    serf._set_conflict(None)
+    assert seen[-1] is None and serf.name_conflict is None
+    assert "resolved" in caplog.text
+
+
+async def test_a_name_conflict_is_told_to_the_agent_and_named_in_quorum_unmet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stage = DecisionStage(1)
+    told: list[NameConflict | None] = []
+    cluster = Cluster(
+        node="same",
+        members=members(),
+        stage=stage,
+        local_verdicts=lambda: stage.local,
+        targets=lambda: {T1},
+        on_decision=lambda target, state: None,
+        on_name_conflict=told.append,
+    )
+    serf = SerfAgent(
+        node_name="same", bind="192.0.2.1:7946", on_name_conflict=cluster._name_conflict_changed
+    )
+    cluster._serf = serf  # as start() makes it, without starting a process
+    for line in CONFLICT_LINES:
+        serf._scan_for_conflict(line)
+    assert told[-1] == NameConflict("192.0.2.2:7946", True)
+    assert cluster.name_conflict == told[-1] and cluster.name_conflicts == 1
+    assert "QUORUM UNMET" in caplog.text
+    assert "is also used by the member at 192.0.2.2:7946" in caplog.text
