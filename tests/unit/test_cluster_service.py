@@ -468,7 +468,8 @@ async def test_serf_output_reveals_a_name_conflict(caplog: pytest.LogCaptureFixt
         for e in errors
     )
     serf._set_conflict(None)
-    assert seen[-1] is None and serf.name_conflict is None
+    assert seen[-1] is None
+    assert [serf.name_conflict] == [None]
     assert "resolved" in caplog.text
 
 
