@@ -90,7 +90,8 @@ def test_members_without_peers_runs_as_a_single_node_without_serf(tmp_path: Path
         # no Serf at all: goavail started no serf process (nor any other child)
         serfs = [c for c in descendants(pid) if Path(process_argv(c)[:1][0]).name == "serf"]
         assert serfs == []
-        assert not proc.matching(r"cluster mode|goavail\.serf|serf agent|No private IP"), proc.tail()
+        serf_lines = proc.matching(r"cluster mode|goavail\.serf|serf agent|No private IP")
+        assert serf_lines == [], proc.tail()
         assert proc.alive
         assert proc.stop() == 0
 
