@@ -28,7 +28,15 @@ from goavail.checks.icmp import IcmpProbe
 from goavail.checks.multi import CheckSet, Prepared, check_problems, describe_check
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
-from goavail.config import Config, ConfigError, DnsSection, check_runtime, load_config
+from goavail.config import (
+    Config,
+    ConfigError,
+    DnsSection,
+    Members,
+    check_runtime,
+    cluster_mode,
+    load_config,
+)
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
@@ -43,6 +51,7 @@ from goavail.overrides import Overrides, load_overrides
 from goavail.stats import RTT_BUCKETS, ProbeStats
 
 if TYPE_CHECKING:
+    from goavail.cluster.serf_agent import NameConflict
     from goavail.cluster.service import Cluster
     from goavail.web.server import WebServer
 
@@ -264,8 +273,8 @@ class Agent:
         self.targets: dict[str, TargetStatus] = {
             a: TargetStatus() for a in self.section.ip_addresses
         }
-        members = config.members
-        self.node = config.node_name or socket.gethostname()
+        members = config.members if cluster_mode(config.members) else None
+        self.node = config.node_name or _default_node_name(members)
         self.notifier = Notifier(config, agent=self.node)
         self.heartbeat = Heartbeat(config.heartbeat)
         self.decision = DecisionStage(members.min_peers_agree if members else 0)
@@ -283,8 +292,10 @@ class Agent:
                 members=members,
                 stage=self.decision,
                 local_verdicts=lambda: self.decision.local,
+                targets=lambda: self.targets,
                 on_decision=self._on_decision,
                 on_quorum=self.notifier.quorum,
+                on_name_conflict=self._on_name_conflict,
                 on_override=self._on_peer_override,
             )
         self.hooks = HookRunner(
@@ -412,6 +423,13 @@ class Agent:
                 self.cluster.describe_votes(target),
                 extra={"target": target},
             )
+
+    def _on_name_conflict(self, conflict: NameConflict | None) -> None:
+        """Another Serf member uses this agent's node name (None: resolved): notify."""
+        if conflict is None:
+            self.notifier.name_conflict(None, serf_quit=False)
+        else:
+            self.notifier.name_conflict(conflict.other or "?", serf_quit=conflict.serf_quit)
 
     def _on_audit_record(self, entry: dict[str, Any]) -> None:
         """Every audit record: to the notifier and the hooks (both return at once)."""
@@ -598,13 +616,18 @@ class Agent:
                 c.failure_threshold,
                 c.rise_threshold,
             )
-        if c.members is not None:
+        if c.members is not None and self.cluster is not None:
             log.info(
                 "cluster mode: node %s, event %s, min_peers_agree %d, serf %s",
                 self.node,
-                self.cluster.event if self.cluster else "-",
+                self.cluster.event,
                 c.members.min_peers_agree,
                 c.members.serf_rpc_addr or "started by goavail",
+            )
+        elif c.members is not None:
+            log.info(
+                "single node: [Members] lists no peers and no serf_rpc_addr, so no Serf is "
+                "started and this agent's own verdicts decide (min_peers_agree = 0)"
             )
 
     def _log_start_checks(self) -> None:
@@ -716,6 +739,8 @@ class Agent:
             del self.targets[t]
             self.decision.forget(t)
             self._decided_at.pop(t, None)
+            if self.cluster is not None:
+                self.cluster.forget_target(t)
         for t in added:
             self.targets[t] = TargetStatus()
         self.config, self.section = new, section
@@ -771,6 +796,27 @@ class Agent:
             log.info("target %s added (unknown until probed)", t, extra={"target": t})
         for t in removed:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
+
+
+def _default_node_name(members: Members | None) -> str:
+    """This agent's node name when the config sets none (see
+    :func:`goavail.cluster.service.default_node_name`)."""
+    hostname = socket.gethostname()
+    if members is None:
+        return hostname
+    from goavail.cluster.service import default_node_name, route_source
+
+    source = None
+    if members.local_addr is None and members.serf_rpc_addr is None:
+        source = route_source(members)
+    name = default_node_name(hostname, members, source)
+    if name == hostname and members.serf_rpc_addr is None:
+        log.warning(
+            "node name %r: no local_addr and no route to any peer to tell this agent from "
+            "another on a host of the same name; set node_name or local_addr",
+            name,
+        )
+    return name
 
 
 def _checks_change(old: Config, new: Config, prepared: Prepared) -> str:

@@ -89,6 +89,7 @@ __all__ = [
     "Within",
     "ZonefileSection",
     "check_runtime",
+    "cluster_mode",
     "format_duration",
     "load_config",
     "parse_duration",
@@ -504,7 +505,9 @@ class Members(BaseModel):
         local_addr: ``"host:port"`` whose host Serf binds and advertises, or None
             (bind 0.0.0.0).
         members_port: gossip (Serf) port, 1-65535, default 7946.
-        min_peers_agree: live peers that must agree before a change (0 = single node).
+        min_peers_agree: live peers that must agree before a change (0: the local
+            verdict alone decides). More than 0 needs ``peers`` or ``serf_rpc_addr``
+            (validation error otherwise: no peer could ever agree).
         crypto_key: the AES key as configured (raw text or ``"base64:..."``);
             use :meth:`key_bytes` for the key itself.
         cluster_name: prefix of the verdict event name (``<name>-goavail-verdict``)
@@ -595,11 +598,45 @@ class Members(BaseModel):
             _decode_key(value.get_secret_value())
         return value
 
+    @model_validator(mode="after")
+    def _quorum_reachable(self) -> Members:
+        if self.min_peers_agree > 0 and not self.cluster_mode:
+            raise _Problems(
+                [
+                    (
+                        ("min_peers_agree",),
+                        f"{self.min_peers_agree} needs peers: with no peers (and no "
+                        "serf_rpc_addr) no other agent can ever agree, so no DNS change "
+                        "could ever be made; list the other agents in peers, or set "
+                        "min_peers_agree = 0 to run this agent as a single node",
+                    )
+                ]
+            )
+        return self
+
+    @property
+    def cluster_mode(self) -> bool:
+        """True when this section puts the agent in cluster mode (Serf, gossip).
+
+        The rule: ``peers`` is not empty, or ``serf_rpc_addr`` names an existing Serf
+        agent (which does its own joining). A ``[Members]`` section with neither runs
+        the agent as a single node, with no Serf at all, whatever else it holds
+        (``local_addr``, ``crypto_key``...), as the Go original does with such files;
+        validation has already refused ``min_peers_agree > 0`` then.
+        """
+        return bool(self.peers) or self.serf_rpc_addr is not None
+
     def key_bytes(self) -> bytes | None:
         """The AES key (16, 24 or 32 bytes), or None when ``crypto_key`` is not set."""
         if self.crypto_key is None:
             return None
         return _decode_key(self.crypto_key.get_secret_value())
+
+
+def cluster_mode(members: Members | None) -> bool:
+    """True when the agent runs in cluster mode: a ``[Members]`` section whose
+    :attr:`Members.cluster_mode` holds (peers, or an external Serf agent)."""
+    return members is not None and members.cluster_mode
 
 
 def _decode_key(text: str) -> bytes:

@@ -228,8 +228,9 @@ class DecisionStage:
     def peer_vote(self, node: str, target: str, state: State) -> State | None:
         """Record a live peer's verdict; return the new decision of ``target`` if it changed.
 
-        Votes for targets this agent does not watch are kept (the target may be
-        added by a reload) but decide nothing.
+        The cluster layer only passes votes of live peers for targets this agent
+        watches (see :mod:`goavail.cluster.service`); a vote for another target would
+        be kept but decide nothing.
         """
         self.peers.setdefault(node, {})[target] = state
         return self._decide(target)
@@ -300,9 +301,17 @@ class DecisionStage:
         return len(self.peers) < self.min_peers_agree
 
     def forget(self, target: str) -> None:
-        """Drop a target removed from the configuration (its overrides are kept: a
-        reload may add it back, and the overrides file still names it)."""
+        """Drop a target removed from the configuration, with every peer's vote and
+        override of it (peers announce them again if a reload adds it back). This
+        agent's own override is kept: the overrides file still names it."""
         self.decisions.pop(target, None)
         self.local.pop(target, None)
         self.effective.pop(target, None)
         self.forced.pop(target, None)
+        for votes in self.peers.values():
+            votes.pop(target, None)
+        for node in [n for n, held in self.peer_overrides.items() if target in held]:
+            held = self.peer_overrides[node]
+            del held[target]
+            if not held:
+                del self.peer_overrides[node]

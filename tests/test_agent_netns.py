@@ -190,7 +190,9 @@ async def test_members_added_by_reload_need_a_restart(
     text = config_text(
         tmp_path / "example.test.zone", [A, B], port=PORT, timeout="150ms", interval="200ms"
     )
-    (tmp_path / "goavail.toml").write_text(text + "[Members]\nmin_peers_agree = 1\n")
+    (tmp_path / "goavail.toml").write_text(
+        text + '[Members]\npeers = ["192.0.2.2:7946"]\nmin_peers_agree = 1\n'
+    )
     assert await agent.reload()
     assert "restart goavail for the other cluster settings" in caplog.text
     # no cluster is running: requiring a peer now would freeze every decision

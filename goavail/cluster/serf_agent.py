@@ -11,6 +11,17 @@ Life cycle: :meth:`SerfAgent.start` spawns the child (own process group) and
 waits until its RPC answers; :meth:`SerfAgent.run` supervises it, restarting
 it with backoff when it dies; :meth:`SerfAgent.stop` makes it leave the cluster
 gracefully, then terminates and reaps it.
+
+Node-name conflicts: when another member claims this node's name, Serf logs
+``[ERR] serf: Node name conflicts with another node at ADDR. Names must be
+unique!`` and resolves it by a vote; the loser logs ``minority in name conflict
+resolution, quitting`` and its agent exits (with two agents of one name both
+lose). The output reader spots both lines (:class:`NameConflict`,
+``on_name_conflict``); a child that quit over a conflict is started again only
+after :data:`NAME_CONFLICT_RETRY` seconds (joining at once would only knock a
+member out again), and the conflict counts as resolved once a child has run
+:data:`NAME_CONFLICT_CLEAR` seconds without a new one. Checked against serf
+0.8.2 (Debian), ``serf/serf.go`` ``handleNodeConflict`` / ``resolveNodeConflict``.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -63,6 +75,27 @@ _LEVELS: Final = {
     "TRACE": logging.DEBUG,
 }
 _INSTALL_HINT: Final = "install it with 'apt-get install serf'"
+_CONFLICT_RE: Final = re.compile(r"Node name conflicts with another node at (\S+?)\.? Names must")
+_MINORITY_RE: Final = re.compile(r"minority in name conflict resolution")
+
+NAME_CONFLICT_RETRY: Final = 60.0
+"""Seconds before a child that quit over a node-name conflict is started again."""
+NAME_CONFLICT_CLEAR: Final = 2 * NAME_CONFLICT_RETRY
+"""Seconds without a new conflict line after which a conflict counts as resolved (longer
+than a retry cycle, so a conflict that recurs at every retry stays reported)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NameConflict:
+    """Another Serf member claims this node's name.
+
+    Attributes:
+        other: the other member's address ``"host:port"`` as Serf names it, or None.
+        serf_quit: this node's Serf lost the conflict resolution and shut down.
+    """
+
+    other: str | None
+    serf_quit: bool
 
 
 class SerfAgentError(Exception):
@@ -150,6 +183,9 @@ class SerfAgent:
     * ``start_timeout``: seconds :meth:`start` waits for the RPC to answer.
     * ``on_restart``: called (no arguments) after :meth:`run` restarted the
       child, so RPC clients reconnect; :attr:`restarted` is also set then.
+    * ``on_name_conflict``: called with a :class:`NameConflict` when another member
+      claims this node's name (again when the child quits over it), and with None
+      when the conflict is resolved; must return at once.
 
     Raises ValueError for malformed arguments.
     """
@@ -169,6 +205,7 @@ class SerfAgent:
         tags: Mapping[str, str] | None = None,
         start_timeout: float = 15.0,
         on_restart: Callable[[], None] | None = None,
+        on_name_conflict: Callable[[NameConflict | None], None] | None = None,
     ) -> None:
         if not node_name:
             raise ValueError("node_name must not be empty")
@@ -207,6 +244,11 @@ class SerfAgent:
         self._lock = asyncio.Lock()
         self._restarted = asyncio.Event()
         self._restarts = 0
+        self._on_name_conflict = on_name_conflict
+        self._conflict: NameConflict | None = None
+        self._conflict_at = 0.0
+        self._conflict_seen = asyncio.Event()
+        self._name_conflicts = 0
 
     def __repr__(self) -> str:
         return f"SerfAgent(node_name={self._node_name!r}, bind={self._bind!r}, pid={self.pid})"
@@ -252,6 +294,16 @@ class SerfAgent:
     def restarted(self) -> asyncio.Event:
         """Set after each restart by :meth:`run`; the consumer clears it when it has reconnected."""
         return self._restarted
+
+    @property
+    def name_conflict(self) -> NameConflict | None:
+        """The node-name conflict in force, or None."""
+        return self._conflict
+
+    @property
+    def name_conflicts(self) -> int:
+        """How many times Serf reported another member with this node's name."""
+        return self._name_conflicts
 
     @property
     def state_dir(self) -> Path | None:
@@ -315,12 +367,25 @@ class SerfAgent:
         while not self._stop_event.is_set():
             proc = self._proc
             assert proc is not None
-            code = await proc.wait()
+            code = await self._wait_child(proc)
             if self._stop_event.is_set():
                 return
+            await self._drain_output()  # its last lines may say why it quit
             lived = loop.time() - self._started_at
             if lived >= BACKOFF_MAX:
                 backoff = BACKOFF_START
+            conflict = self._conflict
+            first_delay = backoff
+            if conflict is not None and conflict.serf_quit:
+                first_delay = NAME_CONFLICT_RETRY
+                log.error(
+                    "serf agent %r quit over a node name conflict (another member at %s "
+                    "uses this name); starting it again in %.0f s: give each agent a unique "
+                    "node_name",
+                    self._node_name,
+                    conflict.other or "an unknown address",
+                    first_delay,
+                )
             log.warning(
                 "serf agent %r (pid %d) exited with code %d after %.1f s; restarting in %.1f s%s",
                 self._node_name,
@@ -330,10 +395,11 @@ class SerfAgent:
                 backoff,
                 self._output_tail(),
             )
+            delay = first_delay
             while True:
-                if await self._sleep_unless_stopping(backoff):
+                if await self._sleep_unless_stopping(delay):
                     return
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                delay = backoff = min(backoff * 2, BACKOFF_MAX)
                 try:
                     async with self._lock:
                         if self._stop_event.is_set():
@@ -497,6 +563,75 @@ class SerfAgent:
             _signal_group(proc, sig)
         await proc.wait()
 
+    async def _wait_child(self, proc: asyncio.subprocess.Process) -> int:
+        """Wait for ``proc`` to exit; meanwhile clear a name conflict once the child has
+        run :data:`NAME_CONFLICT_CLEAR` seconds without a new conflict line."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._conflict_seen.clear()
+            timeout = None
+            if self._conflict is not None:
+                timeout = self._conflict_at + NAME_CONFLICT_CLEAR - loop.time()
+                if timeout <= 0:
+                    self._set_conflict(None)
+                    continue
+            exited = loop.create_task(proc.wait())
+            seen = loop.create_task(self._conflict_seen.wait())
+            try:
+                await asyncio.wait(
+                    {exited, seen}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                seen.cancel()
+                if not exited.done():
+                    exited.cancel()
+            if exited.done() and not exited.cancelled():
+                return exited.result()
+
+    def _scan_for_conflict(self, line: str) -> None:
+        """Spot Serf's node-name conflict lines in one output line of the child."""
+        match = _CONFLICT_RE.search(line)
+        if match is not None:
+            self._name_conflicts += 1
+            previous = self._conflict
+            self._set_conflict(
+                NameConflict(match.group(1), previous is not None and previous.serf_quit)
+            )
+        elif _MINORITY_RE.search(line):
+            previous = self._conflict
+            self._set_conflict(NameConflict(previous.other if previous else None, True))
+
+    def _set_conflict(self, conflict: NameConflict | None) -> None:
+        if conflict is not None:
+            self._conflict_at = asyncio.get_running_loop().time()
+            self._conflict_seen.set()
+        if conflict == self._conflict:
+            return
+        self._conflict = conflict
+        if conflict is None:
+            log.warning(
+                "node name conflict of %r resolved: no conflict reported for %.0f s",
+                self._node_name,
+                NAME_CONFLICT_CLEAR,
+            )
+        else:
+            log.error(
+                "NODE NAME CONFLICT: node name %r is also used by the Serf member at %s%s. "
+                "Every agent needs its own name: set a unique node_name in one agent's "
+                "config (or remove node_name there to get the default "
+                "<hostname>@<address>:<port>) and restart that agent",
+                self._node_name,
+                conflict.other or "an unknown address",
+                "; Serf lost the conflict resolution and quit: this agent is out of the cluster"
+                if conflict.serf_quit
+                else "",
+            )
+        if self._on_name_conflict is not None:
+            try:
+                self._on_name_conflict(conflict)
+            except Exception:
+                log.exception("serf agent on_name_conflict callback failed")
+
     async def _sleep_unless_stopping(self, delay: float) -> bool:
         """Sleep ``delay`` s; True (at once) when :meth:`stop` was called."""
         with contextlib.suppress(TimeoutError):
@@ -528,6 +663,7 @@ class SerfAgent:
             elif line.startswith("==>"):  # banner
                 level = logging.DEBUG
             serf_log.log(level, "%s: %s", self._node_name, line.strip())
+            self._scan_for_conflict(line)
 
     async def _drain_output(self) -> None:
         task = self._output_task

@@ -8,11 +8,18 @@ guard) and :class:`goavail.decision.DecisionStage` (quorum). The flow:
 * every ``announce_interval`` seconds all current verdicts are announced again
   (anti-entropy), spread over the interval, so lost events, restarts and late
   joiners converge;
-* a stream of Serf events feeds peers' verdicts into the decision stage (only
-  from live members, after the tag, version, replay and clock-skew checks; every
-  rejection is counted by reason), and member events keep the set of live peers:
-  a peer that fails or leaves loses its votes at once; a vote not re-announced
-  for three announce intervals expires.
+* a stream of Serf events feeds peers' verdicts into the decision stage (after
+  the tag, version and decode checks, only from live members and only for targets
+  configured here, then after the clock-skew and replay checks; every rejection is
+  counted by reason), and member events keep the set of live peers: a peer that
+  fails or leaves loses its votes (and its replay entries) at once; a vote not
+  re-announced for three announce intervals expires.
+
+What a peer sends can therefore never grow this agent's state beyond *live
+members x configured targets* entries (votes, replay guard, last-seen times):
+a verdict from a non-member or for an unknown target is dropped before anything
+is recorded, a departed peer's entries are pruned, and a reload that removes a
+target prunes it too (:meth:`Cluster.forget_target`).
 
 Serf runs either as goavail's own supervised ``serf agent`` child (default) or
 as an existing agent reached at ``serf_rpc_addr``.
@@ -24,12 +31,14 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
+from typing import Final
 
-from goavail.cluster.serf_agent import SerfAgent
+from goavail.cluster.serf_agent import NameConflict, SerfAgent
 from goavail.cluster.serf_rpc import MemberEvent, SerfError, SerfRPC, UserEvent
 from goavail.cluster.wire import (
     Codec,
@@ -53,6 +62,13 @@ GONE_EVENTS = frozenset({"member-leave", "member-failed", "member-reap"})
 VOTE_LIFETIME = 3
 """A vote not re-announced within this many announce intervals expires."""
 RPC_AUTH_ENV = "SERF_RPC_AUTH"
+CLUSTER_REJECT_REASONS: Final = ("not_member", "unknown_target")
+"""Rejection reasons of the cluster layer, counted like :data:`~goavail.cluster.wire.REJECT_REASONS`
+(``rejected_<reason>``), checked after opening and before the replay guard:
+
+- ``not_member``: the sender is not a live Serf member (never joined, left, failed);
+- ``unknown_target``: the verdict is for an address this agent does not monitor.
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +102,55 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def default_node_name(hostname: str, members: Members | None, source: str | None = None) -> str:
+    """The node name of an agent whose config sets no ``node_name`` (pure).
+
+    Two agents with one host name (containers or network namespaces sharing a UTS
+    namespace, cloned VMs) must not share a Serf node name: Serf's name-conflict
+    resolution would shut one of them down. So, in cluster mode, the host name is
+    joined with the address Serf advertises, which no two members can share:
+
+    - ``local_addr`` set: ``<hostname>@<host of local_addr>:<members_port>``
+      (``<hostname>@[v6]:<port>`` for IPv6), e.g. ``web1@192.0.2.10:7946``;
+    - no ``local_addr``: the same with ``source``, the local address this host uses to
+      reach its first peer (see :func:`route_source`), when known;
+    - otherwise the host name alone: single-node mode (no Serf), an external Serf agent
+      (``serf_rpc_addr``: Serf's own default node name is the host name, and goavail's
+      must be that agent's), or no source address found.
+
+    An explicit ``node_name`` always wins (the caller only asks when there is none).
+    """
+    if members is None or not members.cluster_mode or members.serf_rpc_addr is not None:
+        return hostname
+    advertise = serf_settings(members).advertise
+    if advertise is None and source is not None:
+        advertise = _host_port(source, members.members_port)
+    return hostname if advertise is None else f"{hostname}@{advertise}"
+
+
+def route_source(members: Members) -> str | None:
+    """The local address this host would use to reach its first reachable peer, or None.
+
+    A connected UDP socket makes the kernel pick the route and the source address; no
+    packet is sent. Peers given as names are resolved (blocking; called once at start-up).
+    """
+    for peer in members.peers:
+        host = split_host_port(peer)[0]
+        try:
+            infos = socket.getaddrinfo(host, members.members_port, type=socket.SOCK_DGRAM)
+        except (OSError, UnicodeError):
+            continue
+        for family, kind, proto, _, address in infos:
+            try:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.connect(address)
+                    local: str = sock.getsockname()[0]
+            except OSError:
+                continue
+            return local.split("%", 1)[0]  # no IPv6 scope id
+    return None
+
+
 class Cluster:
     """One agent's membership in the goavail cluster.
 
@@ -95,6 +160,8 @@ class Cluster:
         stage: the decision stage; peers' votes are fed into it.
         local_verdicts: returns this agent's current verdicts (target -> state)
             for re-announcement; a live mapping (read, never copied: keep it cheap).
+        targets: returns the targets configured here (a live container, read on every
+            received verdict: keep ``in`` cheap); peers' verdicts for others are dropped.
         on_decision: called as ``on_decision(target, state)`` when a peer's vote
             (or its loss) changes a decision.
         on_override: called as ``on_override(node, target, previous, override)`` when
@@ -102,15 +169,23 @@ class Cluster:
             cleared, or lapsed because the peer left, failed, or stopped announcing).
         clock: wall clock in Unix seconds (verdicts carry wall-clock issue times).
         on_quorum: see the ``on_quorum`` attribute (None: nobody is told).
+        on_name_conflict: called as ``on_name_conflict(conflict)`` when goavail's own
+            Serf child reports another member with this node's name (a
+            :class:`~goavail.cluster.serf_agent.NameConflict`), and with None once
+            resolved; must return at once (the notifier's hook).
 
     Attributes:
         counters: messages by outcome: "published", "publish_failed",
             "accepted", and "rejected_<reason>" for every
-            :data:`goavail.cluster.wire.REJECT_REASONS` reason plus "not_member".
+            :data:`goavail.cluster.wire.REJECT_REASONS` and :data:`CLUSTER_REJECT_REASONS`
+            reason.
         live: node names of live peers (this node excluded).
         member_status: every member Serf has reported (this node excluded) -> its latest
             Serf status ("alive", "failed", "left", "leaving", ...).
         connected: True while the RPC connection to Serf is up.
+        name_conflict: the node-name conflict in force (goavail's own Serf child
+            only), or None.
+        name_conflicts: how many times Serf reported another member with this name.
 
     Verdicts carry this agent's own override of the target (``stage.overrides``), so
     peers honour it (see :mod:`goavail.decision`).
@@ -123,15 +198,18 @@ class Cluster:
         members: Members,
         stage: DecisionStage,
         local_verdicts: Callable[[], Mapping[str, State]],
+        targets: Callable[[], Container[str]],
         on_decision: Callable[[str, State], None],
         on_override: Callable[[str, str, Override, Override], None] | None = None,
         clock: Callable[[], float] = time.time,
         on_quorum: Callable[[bool, int, int], None] | None = None,
+        on_name_conflict: Callable[[NameConflict | None], None] | None = None,
     ) -> None:
         self.node = node
         self.members = members
         self.stage = stage
         self._local_verdicts = local_verdicts
+        self._targets = targets
         self._on_decision = on_decision
         self._on_override = on_override
         self._clock = clock
@@ -149,6 +227,7 @@ class Cluster:
         self._vote_seen: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._quorum_unmet: bool | None = None
+        self._on_name_conflict = on_name_conflict
         self.on_quorum = on_quorum
         """Called with ``(unmet, live peers, min_peers_agree)`` on every membership
         change (the notifier times its quorum alert with it); must return at once."""
@@ -175,6 +254,7 @@ class Cluster:
                 gossip_key=self.settings.gossip_key,
                 serf_binary=self.members.serf_binary,
                 profile=self.members.serf_profile,
+                on_name_conflict=self._name_conflict_changed,
             )
             await self._serf.start()
         self._check_quorum()
@@ -197,6 +277,21 @@ class Cluster:
         if rpc is not None:
             with contextlib.suppress(SerfError, OSError):
                 await rpc.close()
+
+    @property
+    def name_conflict(self) -> NameConflict | None:
+        """The node-name conflict in force (goavail's own Serf child only), or None."""
+        return None if self._serf is None else self._serf.name_conflict
+
+    @property
+    def name_conflicts(self) -> int:
+        """How many times Serf reported another member with this node's name."""
+        return 0 if self._serf is None else self._serf.name_conflicts
+
+    def _name_conflict_changed(self, conflict: NameConflict | None) -> None:
+        if self._on_name_conflict is not None:
+            self._on_name_conflict(conflict)
+        self._check_quorum()
 
     @property
     def codec_is_plaintext(self) -> bool:
@@ -290,6 +385,7 @@ class Cluster:
         self.live.discard(node)
         for key in [k for k in self._vote_seen if k[0] == node]:
             del self._vote_seen[key]
+        self.guard.retire(node, self._clock())
         overridden = dict(self.stage.peer_overrides.get(node, {}))
         changed = self.stage.peer_gone(node)
         log.warning(
@@ -307,11 +403,16 @@ class Cluster:
         if unmet != self._quorum_unmet:
             self._quorum_unmet = unmet
             if unmet:
+                conflict = self.name_conflict
                 log.warning(
                     "QUORUM UNMET: %d live peer(s), min_peers_agree = %d: no DNS change "
-                    "can be made until more peers are alive",
+                    "can be made until more peers are alive%s",
                     len(self.live),
                     self.stage.min_peers_agree,
+                    f" (node name {self.node!r} is also used by the member at "
+                    f"{conflict.other}: see the NODE NAME CONFLICT error)"
+                    if conflict is not None
+                    else "",
                 )
             else:
                 log.info("quorum possible again: %d live peer(s)", len(self.live))
@@ -332,12 +433,17 @@ class Cluster:
             verdict = self.codec.open(event.payload)
             if verdict.node == self.node:
                 return  # our own event, echoed by Serf
+            # Nothing is recorded for a sender that is not a live member or a target
+            # not configured here: what others send cannot grow our state.
+            if verdict.node not in self.live:
+                self._reject("not_member", event)
+                return
+            if verdict.target not in self._targets():
+                self._reject("unknown_target", event)
+                return
             self.guard.check(verdict, self._clock())
         except WireError as exc:
             self._reject(exc.reason, event)
-            return
-        if verdict.node not in self.live:
-            self._reject("not_member", event)
             return
         self.counters["accepted"] += 1
         state = State.UP if verdict.up else State.DOWN
@@ -389,8 +495,19 @@ class Cluster:
         votes = " ".join(f"{n}={s}" for n, s in self.stage.votes_for(target).items())
         return f"{self.node}(self)={local}" + (f" {votes}" if votes else "")
 
+    def forget_target(self, target: str) -> None:
+        """A reload removed ``target``: drop every peer's vote, override and replay entry
+        for it (see :meth:`goavail.cluster.wire.ReplayGuard.forget_target`); from now on
+        peers' verdicts for it are rejected as ``unknown_target``. Call it after the
+        target left the ``targets`` container and :meth:`DecisionStage.forget`."""
+        for key in [k for k in self._vote_seen if k[1] == target]:
+            del self._vote_seen[key]
+        self.guard.forget_target(target, self._clock())
+
     def expire_votes(self) -> None:
-        """Drop votes a live peer has not re-announced for VOTE_LIFETIME announce intervals."""
+        """Drop votes a live peer has not re-announced for VOTE_LIFETIME announce intervals,
+        and the replay guard's expired floors."""
+        self.guard.prune(self._clock())
         horizon = self._clock() - VOTE_LIFETIME * self.members.announce_interval
         for (node, target), seen in list(self._vote_seen.items()):
             if seen < horizon:

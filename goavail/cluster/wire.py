@@ -454,20 +454,75 @@ class ReplayGuard:
     overtaking another's must not make the other look like a replay). A replay of a
     captured verdict is still refused: the receiver has seen that seq, or a newer one, for
     that target. Raises ``ValueError`` for a negative or non-finite skew.
+
+    **Bounded state.** The guard records whatever :meth:`check` accepts, so its caller
+    decides what may be recorded: goavail checks first that the sender is a live Serf
+    member and that the target is configured here (anything else is dropped and counted
+    before the guard sees it), so the guard holds at most *live members x configured
+    targets* entries, plus the floors :meth:`retire` and :meth:`forget_target` leave,
+    which live :attr:`floor_lifetime` seconds. The caller prunes a node's entries when
+    it leaves or fails (:meth:`retire`) and a target's when a reload removes it
+    (:meth:`forget_target`).
+
+    **Replay protection across a leave and a re-join.** Pruning a node's entries could
+    let a verdict it sent before it left be replayed after it re-joins. It does not, with
+    S = ``max_clock_skew``:
+
+    1. a verdict is accepted only while ``abs(now - issued_at) <= S`` (checked first);
+       a sender whose clock is off by more than S has all its verdicts refused, so an
+       accepted sender's ``issued_at`` is within S of our clock;
+    2. :meth:`retire` (at our time R) keeps one number per node, the highest seq
+       accepted from it over all targets, for 2S seconds; until then :meth:`check`
+       refuses every verdict of that node whose seq is not above it. A sender's seqs
+       only grow (:class:`SeqCounter`: one counter per process, seeded from the clock
+       in microseconds), so every verdict we accepted before R has a seq at most that
+       floor;
+    3. such a verdict was issued before R, so its ``issued_at`` is at most R + S (the
+       sender's clock may run S ahead) and the skew check refuses it from R + 2S on,
+       when the floor expires.
+
+    So a captured verdict is refused by (2) while it is fresh and by (1) once it is old:
+    pruning costs no protection. :meth:`forget_target` does the same per (node, target),
+    for a target a reload removes and a later reload may add back. A verdict this agent
+    never received (lost, or withheld by an attacker) is no replay to it: as before, it
+    is accepted once if it is fresh, and only until the sender's next, newer one. The
+    only price is the one :class:`SeqCounter` already names: a re-joined node whose
+    wall clock was stepped back across a restart has its verdicts refused (``replay``)
+    until the floor expires, at most 2S seconds after it left.
     """
 
-    __slots__ = ("_last", "_max_clock_skew")
+    __slots__ = ("_floors", "_last", "_max_clock_skew")
 
     def __init__(self, max_clock_skew: float) -> None:
         if not (math.isfinite(max_clock_skew) and max_clock_skew >= 0):
             raise ValueError(f"max_clock_skew must be a finite number >= 0, not {max_clock_skew}")
         self._max_clock_skew = max_clock_skew
-        self._last: dict[tuple[str, str], int] = {}
+        self._last: dict[str, dict[str, int]] = {}
+        """node -> target -> highest accepted seq."""
+        self._floors: dict[tuple[str, str | None], tuple[int, float]] = {}
+        """(retired node, None) or (node, removed target) -> (highest seq accepted, Unix
+        time the floor expires)."""
 
     @property
     def max_clock_skew(self) -> float:
         """The allowed skew, in seconds."""
         return self._max_clock_skew
+
+    def __len__(self) -> int:
+        """Number of (node, target) entries held (retirement floors not included)."""
+        return sum(len(targets) for targets in self._last.values())
+
+    @property
+    def floor_lifetime(self) -> float:
+        """Seconds a floor of :meth:`retire` or :meth:`forget_target` lives: twice the
+        skew (see the class docstring)."""
+        return 2 * self._max_clock_skew
+
+    @property
+    def floors(self) -> int:
+        """Number of floors held (left by :meth:`retire` and :meth:`forget_target` less
+        than :attr:`floor_lifetime` seconds ago)."""
+        return len(self._floors)
 
     def check(self, verdict: Verdict, now: float) -> None:
         """Accept ``verdict`` (recording its seq) or raise :class:`WireError`.
@@ -475,36 +530,83 @@ class ReplayGuard:
         ``now``: the receiver's Unix time in seconds. Raises ``WireError("skew")`` when
         ``abs(now - issued_at) > max_clock_skew`` (equal is allowed; a non-finite ``now``
         counts as skew), then ``WireError("replay")`` when ``seq`` is not greater than the last
-        accepted seq from ``verdict.node`` for ``verdict.target``. A rejected verdict changes
-        nothing.
+        accepted seq from ``verdict.node`` for ``verdict.target``, or than the floor
+        :meth:`retire` left for that node. A rejected verdict changes nothing (an expired
+        floor of the node is dropped).
         """
         skew = abs(now - verdict.issued_at)
         if not skew <= self._max_clock_skew:
             raise WireError(
                 "skew", f"issued {skew:.3f} s from now, more than {self._max_clock_skew} s"
             )
-        key = (verdict.node, verdict.target)
-        last = self._last.get(key)
+        node = verdict.node
+        if self._floors:
+            for key in ((node, None), (node, verdict.target)):
+                floor = self._floors.get(key)
+                if floor is None:
+                    continue
+                if now > floor[1]:
+                    del self._floors[key]
+                elif verdict.seq <= floor[0]:
+                    raise WireError(
+                        "replay",
+                        f"seq {verdict.seq} from {node!r} for {verdict.target}, not above "
+                        f"{floor[0]}, the last seq before it was forgotten",
+                    )
+        targets = self._last.get(node)
+        last = None if targets is None else targets.get(verdict.target)
         if last is not None and verdict.seq <= last:
             raise WireError(
                 "replay",
-                f"seq {verdict.seq} from {verdict.node!r} for {verdict.target}, last {last}",
+                f"seq {verdict.seq} from {node!r} for {verdict.target}, last {last}",
             )
-        self._last[key] = verdict.seq
+        if targets is None:
+            targets = self._last[node] = {}
+        targets[verdict.target] = verdict.seq
 
     def last_seq(self, node: str, target: str) -> int | None:
         """The highest seq accepted from ``node`` for ``target``, or ``None``."""
-        return self._last.get((node, target))
+        targets = self._last.get(node)
+        return None if targets is None else targets.get(target)
 
     def forget(self, node: str) -> None:
-        """Drop ``node``'s history (all targets); unknown nodes are fine.
+        """Drop ``node``'s history (all targets, and its floor); unknown nodes are fine.
 
         Its next verdicts are then accepted whatever their seq (still subject to the skew
-        check). goavail does not call this when a peer fails or leaves (its seqs keep
-        growing across restarts, see :class:`SeqCounter`), so old captures stay refused.
+        check). goavail calls :meth:`retire` instead, which keeps replays refused.
         """
-        for key in [k for k in self._last if k[0] == node]:
-            del self._last[key]
+        self._last.pop(node, None)
+        for key in [k for k in self._floors if k[0] == node]:
+            del self._floors[key]
+
+    def retire(self, node: str, now: float) -> None:
+        """``node`` left or failed: drop its entries, keeping one floor (its highest seq)
+        until ``now + floor_lifetime`` (Unix seconds); see the class docstring for why
+        this keeps every capture refused. Expired floors of other nodes go too."""
+        self.prune(now)
+        seqs = list(self._last.pop(node, {}).values())
+        for key in [k for k in self._floors if k[0] == node]:
+            seqs.append(self._floors.pop(key)[0])
+        if seqs:
+            self._floors[(node, None)] = (max(seqs), now + self.floor_lifetime)
+
+    def forget_target(self, target: str, now: float) -> None:
+        """Drop every node's entry for ``target`` (a reload removed it), keeping each as
+        a floor for that (node, target) until ``now + floor_lifetime`` (Unix seconds), so
+        its old verdicts stay refused if a reload adds it back (see the class docstring).
+        Expired floors go too."""
+        self.prune(now)
+        until = now + self.floor_lifetime
+        for node in [n for n, targets in self._last.items() if target in targets]:
+            targets = self._last[node]
+            self._floors[(node, target)] = (targets.pop(target), until)
+            if not targets:
+                del self._last[node]
+
+    def prune(self, now: float) -> None:
+        """Drop retirement floors that expired by ``now`` (Unix seconds)."""
+        for key in [k for k, (_, until) in self._floors.items() if now > until]:
+            del self._floors[key]
 
 
 class SeqCounter:
@@ -515,7 +617,8 @@ class SeqCounter:
     sent before the restart (it would have to have sent more than one message per microsecond
     of uptime to overtake the clock); otherwise peers would reject it as a replay until their
     :class:`ReplayGuard` forgets it. A wall clock stepped back across a restart has the same
-    effect, until the peers forget the node (it left or failed) or the clock catches up.
+    effect, until the clock catches up or the peers' floor of the node expires (twice
+    ``max_clock_skew`` after it left or failed, see :meth:`ReplayGuard.retire`).
 
     Raises ``TypeError``/``ValueError`` for a bad ``start``; ``next()`` raises
     ``OverflowError`` past 2**64 - 1.

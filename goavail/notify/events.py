@@ -2,9 +2,10 @@
 
 An :class:`Event` is something an operator wants to hear about: a DNS change
 made (or, in dry-run, one that would be made), fail-open engaged or released,
-the cluster quorum unmet for too long (and restored), the agent started or
-stopped. The constructors below take the time as an argument; the notifier
-(an I/O edge) reads the clock.
+the cluster quorum unmet for too long (and restored), this agent's Serf node name
+also used by another node (and resolved), the agent started or stopped. The
+constructors below take the time as an argument; the notifier (an I/O edge)
+reads the clock.
 
 :func:`render` turns a batch of events (everything collected during one
 coalescing window) into the JSON body of one message:
@@ -32,6 +33,8 @@ EventKind = Literal[
     "fail_open_released",
     "quorum_unmet",
     "quorum_restored",
+    "name_conflict",
+    "name_conflict_resolved",
     "agent_started",
     "agent_stopped",
 ]
@@ -118,6 +121,20 @@ def quorum(*, unmet: bool, live: int, needed: int, unmet_for: float, now: dateti
     )
 
 
+def name_conflict(*, node: str, other: str | None, serf_quit: bool, now: datetime) -> Event:
+    """Another Serf member uses this agent's node name ``node``, at address ``other``
+    (``None``: the conflict is resolved). ``serf_quit``: this agent's Serf lost the conflict
+    resolution and shut down (the agent is out of the cluster).
+
+    Fields: ``node``, ``other`` (``"host:port"`` or null), ``serf_quit``.
+    """
+    return Event(
+        "name_conflict_resolved" if other is None else "name_conflict",
+        timestamp(now),
+        {"node": node, "other": other, "serf_quit": serf_quit},
+    )
+
+
 def agent(
     *,
     started: bool,
@@ -177,6 +194,16 @@ def describe(event: Event) -> str:
         return (
             f"quorum restored: {f['live_peers']} live peer(s) (was unmet for {f['unmet_for']:g}s)"
         )
+    if event.kind == "name_conflict":
+        fate = "Serf kept it"
+        if f["serf_quit"]:
+            fate = "its Serf quit: this agent is out of the cluster"
+        return (
+            f"NODE NAME CONFLICT: node name {f['node']!r} is also used by the node at "
+            f"{f['other']} ({fate}); give each agent a unique node_name"
+        )
+    if event.kind == "name_conflict_resolved":
+        return f"node name conflict of {f['node']!r} resolved"
     mode = " in DRY-RUN (no DNS change is made)" if f["dry_run"] else ""
     if event.kind == "agent_started":
         return (

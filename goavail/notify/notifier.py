@@ -9,6 +9,8 @@ it in with a few calls, each of which returns at once and never raises:
 * :meth:`Notifier.quorum` — the cluster's quorum state; an alert goes out once
   the quorum has stayed unmet for ``quorum_alert_after`` seconds, and a
   "restored" message when it is met again (nothing if it recovered sooner).
+* :meth:`Notifier.name_conflict` — another Serf member uses this agent's node
+  name (and when that is resolved).
 * :meth:`Notifier.agent_event` — start and stop.
 
 Sinks come from the configuration: ``slack_addr`` (as in the Go original) and
@@ -232,6 +234,13 @@ class Notifier:
                 names=names,
                 now=self._now(),
             )
+        )
+
+    def name_conflict(self, other: str | None, serf_quit: bool) -> None:
+        """Another Serf member at ``other`` uses this agent's node name (``serf_quit``: our
+        Serf lost and shut down); ``other`` None: the conflict is resolved."""
+        self.emit(
+            events.name_conflict(node=self.agent, other=other, serf_quit=serf_quit, now=self._now())
         )
 
     # -- quorum -------------------------------------------------------------------

@@ -30,6 +30,7 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from goavail.cluster.service import CLUSTER_REJECT_REASONS
 from goavail.cluster.wire import REJECT_REASONS
 from goavail.health import State
 from goavail.stats import RTT_BUCKETS
@@ -238,7 +239,7 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
         labels=["result", "reason"],
     )
     received.add_metric(["accepted", ""], cluster.counters.get("accepted", 0))
-    for reason in (*REJECT_REASONS, "not_member"):
+    for reason in (*REJECT_REASONS, *CLUSTER_REJECT_REASONS):
         received.add_metric(["rejected", reason], cluster.counters.get(f"rejected_{reason}", 0))
     yield received
     sent = CounterMetricFamily(
@@ -257,6 +258,18 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     for status, count in sorted(statuses.items()):
         peers.add_metric([status], count)
     yield peers
+    conflicts = CounterMetricFamily(
+        "goavail_cluster_name_conflicts",
+        "Times Serf reported another member using this agent's node name.",
+    )
+    conflicts.add_metric([], cluster.name_conflicts)
+    yield conflicts
+    conflict = GaugeMetricFamily(
+        "goavail_cluster_name_conflict",
+        "1 while another Serf member uses this agent's node name (see the logs for its address).",
+    )
+    conflict.add_metric([], 1.0 if cluster.name_conflict is not None else 0.0)
+    yield conflict
     connected = GaugeMetricFamily("goavail_serf_connected", "1 while connected to Serf's RPC.")
     connected.add_metric([], 1.0 if cluster.connected else 0.0)
     yield connected

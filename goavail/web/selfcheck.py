@@ -19,7 +19,8 @@ goavail's probes of itself:
   what runs) until a reload succeeds.
 * ``probes``: a full probing round (one result per target) completed within the
   last three intervals (:class:`RoundWatch`).
-* ``serf`` (cluster mode only): connected to Serf's RPC, and at least
+* ``serf`` (cluster mode only): no other Serf member uses this agent's node name
+  (reported by goavail's own Serf child), connected to Serf's RPC, and at least
   ``min_peers_agree`` peers alive.
 * ``dns``: the provider answered a read within the last 30 seconds: the
   reconciler's own reads count (and its last read failing is unhealthy at once);
@@ -238,6 +239,17 @@ def serf_check(agent: Agent) -> ProbeCheck | None:
     if cluster is None:
         return None
     live, needed = len(cluster.live), agent.decision.min_peers_agree
+    conflict = cluster.name_conflict
+    if conflict is not None:
+        return ProbeCheck(
+            "serf",
+            False,
+            "error",
+            f"node name conflict: node name {cluster.node!r} is also used by the Serf member "
+            f"at {conflict.other or 'an unknown address'}"
+            + ("; Serf quit, this agent is out of the cluster" if conflict.serf_quit else "")
+            + ": set a unique node_name in one agent's config and restart it",
+        )
     if not cluster.connected:
         return ProbeCheck("serf", False, "error", "not connected to Serf's RPC")
     if live < needed:

@@ -46,6 +46,9 @@ class ClusterView:
     member_status: dict[str, str]
     counters: dict[str, int]
     plaintext: bool
+    name_conflict: str | None = None
+    """Address of another member using this node's name, while that conflict is in force."""
+    name_conflicts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,10 @@ def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
             member_status=dict(cluster.member_status),
             counters=dict(cluster.counters),
             plaintext=cluster.codec_is_plaintext,
+            name_conflict=None
+            if cluster.name_conflict is None
+            else (cluster.name_conflict.other or "?"),
+            name_conflicts=cluster.name_conflicts,
         )
     return Snapshot(
         wall=time.time(),

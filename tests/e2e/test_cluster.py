@@ -94,11 +94,15 @@ print(text, end="")
 """Run inside an agent's namespace: one HTTP request, prints the status line then the body."""
 
 
-def agent_config(node: str, key: str = KEY, listen: str | None = None) -> str:
+def agent_config(
+    node: str, key: str = KEY, listen: str | None = None, name: str | None = None
+) -> str:
     """goavail.toml of agent ``node``: fast probes, both targets, its serf on the bridge,
-    its HTTP server on ``listen`` inside its own namespace (None: no server)."""
+    its HTTP server on ``listen`` inside its own namespace (None: no server), its node
+    name ``name`` (default: ``node``)."""
     peers = ", ".join(f'"{ADDRESSES[n]}:{SERF_PORT}"' for n in NODES if n != node)
-    return cloudflare_toml(list(TARGETS), top=f'node_name = "{node}"\n', listen=listen) + (
+    top = f'node_name = "{name or node}"\n'
+    return cloudflare_toml(list(TARGETS), top=top, listen=listen) + (
         "\n[Members]\n"
         f'local_addr = "{ADDRESSES[node]}:{SERF_PORT}"\n'
         f"peers = [{peers}]\n"
@@ -172,16 +176,23 @@ class Cluster:
         return self.procs[node]
 
     def start(
-        self, node: str, key: str = KEY, *, debug: bool = False, server: bool = False
+        self,
+        node: str,
+        key: str = KEY,
+        *,
+        debug: bool = False,
+        server: bool = False,
+        name: str | None = None,
     ) -> GoavailProcess:
         """Start agent ``node`` (``goavail monitor --no-dry-run`` inside its namespace);
         ``debug`` adds ``--debug`` (a line per probe and per rejected message); ``server``
-        starts its HTTP server on :data:`LISTEN` of its namespace, with :data:`TOKEN`."""
+        starts its HTTP server on :data:`LISTEN` of its namespace, with :data:`TOKEN`;
+        ``name`` sets its node_name (default: ``node``)."""
         workdir = self.workdir / f"{node}{len(self._all)}"
         workdir.mkdir()
         proc = GoavailProcess(
             workdir,
-            agent_config(node, key, LISTEN if server else None),
+            agent_config(node, key, LISTEN if server else None, name),
             args=["--no-dry-run", *(["--debug"] if debug else [])],
             env={**stub_env(self.cf), **({"GOAVAIL_ADMIN_TOKEN": TOKEN} if server else {})},
             prefix=self.net[node].exec_prefix,
@@ -654,3 +665,34 @@ def test_override_is_announced_and_honoured_by_peers(cluster: Cluster) -> None:
     assert status == 200
     cluster.expect("c", rf"peer a cleared its override of {re.escape(T1)}")
     cluster.wait_dns(set(TARGETS))
+
+
+# -- node names ------------------------------------------------------------------------------
+
+
+def test_two_agents_with_one_node_name_is_a_loud_error(cluster: Cluster) -> None:
+    """Cloned hosts, one explicit node_name: Serf's conflict resolution shuts their Serf
+    down; each agent says so (naming the other and the fix) and is unhealthy."""
+    cluster.start("a", server=True, name="same")
+    cluster.start("b", server=True, name="same")
+    for node, other in (("a", "b"), ("b", "a")):
+        cluster.expect(
+            node,
+            r"NODE NAME CONFLICT: node name 'same' is also used by the Serf member at "
+            + re.escape(f"{ADDRESSES[other]}:{SERF_PORT}")
+            + r".*set a unique node_name",
+            timeout=WAIT,
+        )
+    for node in ("a", "b"):
+        status, text = cluster.api(node, "GET", "/_health")
+        health = json.loads(text)
+        assert status == 503, text
+        serf = next(p for p in health["probes"] if p["name"] == "serf")
+        assert not serf["healthy"]
+        assert (
+            "node name conflict: node name 'same' is also used by the Serf member at"
+            in (serf["error"])
+        )
+        status, text = cluster.api(node, "GET", "/metrics")
+        assert metric(text, "goavail_cluster_name_conflict") == 1.0
+        assert (metric(text, "goavail_cluster_name_conflicts_total") or 0) >= 1

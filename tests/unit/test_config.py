@@ -6,6 +6,7 @@ import math
 import os
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from goavail.config import (
@@ -19,6 +20,7 @@ from goavail.config import (
     ServerSection,
     ZonefileSection,
     check_runtime,
+    cluster_mode,
     load_config,
     parse_duration,
     qualify,
@@ -228,6 +230,10 @@ def test_config_is_immutable() -> None:
         (
             "[Members]\nmin_peers_agree = -1",
             "Members.min_peers_agree: must be between 0 and 1000, not -1",
+        ),
+        (
+            "[Members]\nmin_peers_agree = 1",
+            "Members.min_peers_agree: 1 needs peers: with no peers (and no serf_rpc_addr)",
         ),
         ('[Members]\ncrypto_key = "short"', "Members.crypto_key: must be an AES key of 16, 24"),
         ('[Members]\ncrypto_key = "base64:!!!"', "Members.crypto_key: the text after 'base64:'"),
@@ -966,3 +972,34 @@ def test_server_listen_forms(tmp_path: Path) -> None:
     config = load(tmp_path, '[Server]\nlisten = "0.0.0.0:80"')
     assert config.server.host_port() == ("0.0.0.0", 80)
     assert load(tmp_path, "[Server]\n").server == ServerSection()
+
+
+# --------------------------------------------------------------------------- cluster mode
+
+
+@pytest.mark.parametrize(
+    ("members", "expected"),
+    [
+        (None, False),
+        ({}, False),
+        ({"min_peers_agree": 0}, False),
+        # the single-node files of the original: local_addr, a key, but no peers
+        ({"local_addr": "127.0.0.1:8081", "crypto_key": "1234567891012345"}, False),
+        ({"peers": ["192.0.2.2:7946"]}, True),
+        ({"peers": ["192.0.2.2:7946"], "min_peers_agree": 0}, True),
+        ({"peers": ["192.0.2.2:7946"], "min_peers_agree": 1}, True),
+        ({"serf_rpc_addr": "127.0.0.1:7373"}, True),
+        ({"serf_rpc_addr": "127.0.0.1:7373", "min_peers_agree": 2}, True),
+    ],
+)
+def test_cluster_mode_rule(members: dict[str, object] | None, expected: bool) -> None:
+    section = None if members is None else Members.model_validate(members)
+    assert cluster_mode(section) is expected
+    if section is not None:
+        assert section.cluster_mode is expected
+
+
+@pytest.mark.parametrize("agree", [1, 3])
+def test_quorum_without_peers_is_refused(agree: int) -> None:
+    with pytest.raises(pydantic.ValidationError, match=f"{agree} needs peers"):
+        Members.model_validate({"min_peers_agree": agree, "local_addr": "127.0.0.1:8081"})

@@ -53,7 +53,7 @@ hostnames = ["www"]
 ip_addresses = ["192.0.2.1"]
 """
 SECTIONS = {
-    "Members": "[Members]\n",
+    "Members": '[Members]\npeers = ["192.0.2.9:7946"]\n',
     "Heartbeat": '[Heartbeat]\nurl = "https://hc.invalid/ping"\n',
     "notifications": '[[notifications]]\ntype = "webhook"\nurl = "https://hook.invalid/x"\n',
     "checks": '[[checks]]\nid = "c"\ntype = "icmp"\n',

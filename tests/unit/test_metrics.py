@@ -180,7 +180,8 @@ def verdict_event(node: str, target: str, up: bool, seq: int, key: str = KEY) ->
 async def test_gossip_peers_and_quorum(tmp_path: Path) -> None:
     agent = make_agent(
         tmp_path,
-        f'node_name = "a"\n[Members]\nmin_peers_agree = 1\ncrypto_key = "{KEY}"\n',
+        f'node_name = "a"\n[Members]\npeers = ["198.51.100.2:7946"]\nmin_peers_agree = 1\n'
+        f'crypto_key = "{KEY}"\n',
     )
     metrics = AgentMetrics(agent)
     cluster = agent.cluster
@@ -261,3 +262,44 @@ def test_no_heartbeat_series_without_a_heartbeat(tmp_path: Path) -> None:
     metrics = AgentMetrics(make_agent(tmp_path))
     assert value(metrics, "goavail_heartbeats_total", result="ok") is None
     assert value(metrics, "goavail_hook_runs_total", result="ok") == 0.0
+
+
+async def test_a_node_name_conflict_is_a_metric_an_unhealthy_serf_and_a_notification(
+    tmp_path: Path,
+) -> None:
+    from goavail.cluster.serf_agent import SerfAgent
+    from goavail.web.selfcheck import serf_check
+
+    agent = make_agent(
+        tmp_path,
+        f'node_name = "same"\n[Members]\npeers = ["198.51.100.2:7946"]\nmin_peers_agree = 0\n'
+        f'crypto_key = "{KEY}"\n',
+    )
+    cluster = agent.cluster
+    assert cluster is not None
+    sent: list[tuple[str | None, bool]] = []
+    agent.notifier.name_conflict = lambda other, serf_quit: sent.append((other, serf_quit))  # type: ignore[method-assign]
+    serf = SerfAgent(
+        node_name="same", bind="192.0.2.1:7946", on_name_conflict=cluster._name_conflict_changed
+    )
+    cluster._serf = serf  # as Cluster.start() makes it, without a process
+    cluster.connected = True
+    metrics = AgentMetrics(agent)
+    assert value(metrics, "goavail_cluster_name_conflict") == 0.0
+    assert value(metrics, "goavail_cluster_name_conflicts_total") == 0.0
+    assert serf_check(agent) is not None and serf_check(agent).healthy  # type: ignore[union-attr]
+    serf._scan_for_conflict(
+        "[ERR] serf: Node name conflicts with another node at 192.0.2.2:7946. Names must be unique!"
+    )
+    serf._scan_for_conflict("[WARN] serf: minority in name conflict resolution, quitting [0 / 0]")
+    assert value(metrics, "goavail_cluster_name_conflict") == 1.0
+    assert value(metrics, "goavail_cluster_name_conflicts_total") == 1.0
+    check = serf_check(agent)
+    assert check is not None and not check.healthy
+    assert check.error is not None
+    assert "node name 'same' is also used by the Serf member at 192.0.2.2:7946" in check.error
+    assert "set a unique node_name" in check.error
+    assert sent == [("192.0.2.2:7946", False), ("192.0.2.2:7946", True)]
+    serf._set_conflict(None)
+    assert value(metrics, "goavail_cluster_name_conflict") == 0.0
+    assert sent[-1] == (None, False)

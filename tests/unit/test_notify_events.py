@@ -187,3 +187,21 @@ def test_parse_retry_after(value: str | None, seconds: float | None) -> None:
         assert result is None
     else:
         assert result == pytest.approx(seconds)
+
+
+def test_name_conflict_lines() -> None:
+    lost = events.name_conflict(node="web1", other="192.0.2.2:7946", serf_quit=True, now=NOW)
+    assert lost.to_json() == {
+        "kind": "name_conflict",
+        "time": "2026-01-02T03:04:05.678+00:00",
+        "node": "web1",
+        "other": "192.0.2.2:7946",
+        "serf_quit": True,
+    }
+    assert events.describe(lost) == (
+        "NODE NAME CONFLICT: node name 'web1' is also used by the node at 192.0.2.2:7946 "
+        "(its Serf quit: this agent is out of the cluster); give each agent a unique node_name"
+    )
+    resolved = events.name_conflict(node="web1", other=None, serf_quit=False, now=NOW)
+    assert resolved.kind == "name_conflict_resolved"
+    assert events.describe(resolved) == "node name conflict of 'web1' resolved"

@@ -87,7 +87,9 @@ def test_round_watch() -> None:
 
 async def test_cluster_view_with_votes_and_quorum(tmp_path: Path) -> None:
     agent = make_agent(
-        tmp_path, f'node_name = "a"\n[Members]\nmin_peers_agree = 1\ncrypto_key = "{KEY}"\n'
+        tmp_path,
+        f'node_name = "a"\n[Members]\npeers = ["198.51.100.2:7946"]\nmin_peers_agree = 1\n'
+        f'crypto_key = "{KEY}"\n',
     )
     cluster = agent.cluster
     assert cluster is not None

@@ -554,6 +554,59 @@ def test_forget() -> None:
         guard.check(verdict(node="b", seq=1), NOW)
 
 
+def test_retire_keeps_a_floor_for_the_skew_window() -> None:
+    guard = ReplayGuard(30.0)
+    other = "192.0.2.11"
+    guard.check(verdict(node="a", seq=100), NOW)
+    guard.check(verdict(node="a", target=other, seq=105), NOW)
+    guard.check(verdict(node="b", seq=7), NOW)
+    assert len(guard) == 3
+    guard.retire("a", NOW + 1)
+    guard.retire("never-seen", NOW + 1)  # nothing recorded: no floor
+    assert len(guard) == 1 and guard.floors == 1
+    assert guard.last_seq("a", TARGET) is None
+    # the floor is a's highest seq over all targets: every older verdict is refused
+    for target, seq in ((TARGET, 100), (TARGET, 101), (other, 105), ("192.0.2.99", 50)):
+        with pytest.raises(WireError, match="replay"):
+            guard.check(verdict(node="a", target=target, seq=seq), NOW + 2)
+    guard.check(verdict(node="a", seq=106, issued_at=NOW + 2), NOW + 2)  # a re-joined a
+    assert guard.floor_lifetime == 60.0  # twice the skew: a sender may run 30 s ahead
+    guard.prune(NOW + 61)
+    assert guard.floors == 1  # expires at NOW + 1 + 60
+    guard.prune(NOW + 61.5)
+    assert guard.floors == 0 and len(guard) == 2
+
+
+def test_an_expired_floor_is_dropped_on_check() -> None:
+    guard = ReplayGuard(30.0)
+    guard.check(verdict(node="a", seq=100), NOW)
+    guard.retire("a", NOW)
+    with pytest.raises(WireError, match="replay"):  # issued 30 s ahead of our clock
+        guard.check(verdict(node="a", seq=99, issued_at=NOW + 30), NOW + 60)
+    late = NOW + 61
+    guard.check(verdict(node="a", seq=1, issued_at=late), late)  # clock stepped back: ok now
+    assert guard.floors == 0 and guard.last_seq("a", TARGET) == 1
+
+
+def test_forget_target_keeps_per_target_floors() -> None:
+    guard = ReplayGuard(30.0)
+    other = "192.0.2.11"
+    guard.check(verdict(node="a", seq=100), NOW)
+    guard.check(verdict(node="b", seq=200), NOW)
+    guard.check(verdict(node="a", target=other, seq=101), NOW)
+    guard.forget_target(TARGET, NOW)
+    assert len(guard) == 1 and guard.floors == 2
+    assert guard.last_seq("a", other) == 101
+    with pytest.raises(WireError, match="replay"):
+        guard.check(verdict(node="b", seq=200), NOW)
+    guard.check(verdict(node="a", target=other, seq=102), NOW)  # other targets unaffected
+    guard.check(verdict(node="a", seq=101), NOW)  # above a's floor for TARGET
+    guard.retire("a", NOW)  # a's target floor folds into its node floor
+    assert guard.floors == 2
+    guard.forget("b")
+    assert guard.floors == 1 and len(guard) == 0
+
+
 @pytest.mark.parametrize("skew", [-1.0, float("nan"), float("inf")])
 def test_guard_rejects_bad_skew(skew: float) -> None:
     with pytest.raises(ValueError, match="max_clock_skew"):
