@@ -291,7 +291,6 @@ class Agent:
                 node=self.node,
                 members=members,
                 stage=self.decision,
-                local_verdicts=lambda: self.decision.local,
                 targets=lambda: self.targets,
                 on_decision=self._on_decision,
                 on_quorum=self.notifier.quorum,
@@ -743,6 +742,8 @@ class Agent:
                 self.cluster.forget_target(t)
         for t in added:
             self.targets[t] = TargetStatus()
+        if added and self.cluster is not None:
+            self.cluster.targets_added()
         self.config, self.section = new, section
         self.notifier.reconfigure(new)
         self.heartbeat.reconfigure(new.heartbeat)

@@ -505,6 +505,8 @@ class Members(BaseModel):
         local_addr: ``"host:port"`` whose host Serf binds and advertises, or None
             (bind 0.0.0.0).
         members_port: gossip (Serf) port, 1-65535, default 7946.
+        sync_port: TCP port of the verdict sync endpoint (peers pull votes from it,
+            see :mod:`goavail.cluster.sync`); None: ``members_port + 1`` (7947).
         min_peers_agree: live peers that must agree before a change (0: the local
             verdict alone decides). More than 0 needs ``peers`` or ``serf_rpc_addr``
             (validation error otherwise: no peer could ever agree).
@@ -531,6 +533,7 @@ class Members(BaseModel):
     peers: list[_HostPort] = Field(default_factory=list)
     local_addr: _HostPort | None = None
     members_port: _Port = 7946
+    sync_port: _Port | None = None
     min_peers_agree: Annotated[
         int,
         Within(
@@ -597,6 +600,33 @@ class Members(BaseModel):
         if value is not None:
             _decode_key(value.get_secret_value())
         return value
+
+    @model_validator(mode="after")
+    def _sync_port_free(self) -> Members:
+        if self.sync_port is None and self.members_port == 65535:
+            raise _Problems(
+                [
+                    (
+                        ("sync_port",),
+                        "must be set when members_port is 65535 (default: members_port + 1)",
+                    )
+                ]
+            )
+        if self.sync_port_number == self.members_port:
+            raise _Problems(
+                [
+                    (
+                        ("sync_port",),
+                        "must differ from members_port: Serf uses that port over TCP too",
+                    )
+                ]
+            )
+        return self
+
+    @property
+    def sync_port_number(self) -> int:
+        """The sync port in force: ``sync_port``, or ``members_port + 1``."""
+        return self.sync_port if self.sync_port is not None else self.members_port + 1
 
     @model_validator(mode="after")
     def _quorum_reachable(self) -> Members:

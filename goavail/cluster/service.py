@@ -1,28 +1,27 @@
-"""Cluster mode: gossip this agent's verdicts through Serf and collect its peers'.
+"""Cluster mode: Serf for membership, verdict sync v2 for the votes.
 
-I/O edge around the pure parts: :mod:`goavail.cluster.wire` (sealing, replay
-guard) and :class:`goavail.decision.DecisionStage` (quorum). The flow:
+I/O edge around the pure parts: :mod:`goavail.cluster.sync` (vectors, notices,
+sealing) and :class:`goavail.decision.DecisionStage` (quorum). The flow:
 
-* on every local transition, :meth:`Cluster.publish` sends a sealed verdict as a
-  Serf user event (coalescing off);
-* every ``announce_interval`` seconds all current verdicts are announced again
-  (anti-entropy), spread over the interval, so lost events, restarts and late
-  joiners converge;
-* a stream of Serf events feeds peers' verdicts into the decision stage (after
-  the tag, version and decode checks, only from live members and only for targets
-  configured here, then after the clock-skew and replay checks; every rejection is
-  counted by reason), and member events keep the set of live peers: a peer that
-  fails or leaves loses its votes (and its replay entries) at once; a vote not
-  re-announced for three announce intervals expires.
+* Serf (goavail's own supervised ``serf agent`` child, or an existing agent at
+  ``serf_rpc_addr``) keeps the member list and detects failures; member events
+  keep the set of live peers, and a peer that fails or leaves loses its votes at
+  once;
+* verdicts travel as :class:`~goavail.cluster.syncer.VerdictSync` does it: a
+  small sealed *notice* (Serf user event ``goavail-sync``) after each batch of
+  transitions and once per ``announce_interval``, and the votes themselves
+  pulled over TCP from the address Serf advertises for the member that sent
+  the notice. Steady-state cost: one notice per agent per interval, whatever
+  the number of targets;
+* a version-1 verdict (event ``goavail-verdict``, from an agent of an earlier
+  release) is refused and counted (``rejected_legacy``) with a log line naming
+  the fix: upgrade every agent.
 
-What a peer sends can therefore never grow this agent's state beyond *live
-members x configured targets* entries (votes, replay guard, last-seen times):
-a verdict from a non-member or for an unknown target is dropped before anything
-is recorded, a departed peer's entries are pruned, and a reload that removes a
-target prunes it too (:meth:`Cluster.forget_target`).
-
-Serf runs either as goavail's own supervised ``serf agent`` child (default) or
-as an existing agent reached at ``serf_rpc_addr``.
+What a peer sends can never grow this agent's state beyond *live members x
+configured targets* entries: notices from non-members are dropped before
+anything is recorded, entries for targets not configured here are dropped when
+pulled, a departed peer's entries are pruned, and a reload that removes a target
+prunes it too (:meth:`Cluster.forget_target`).
 """
 
 from __future__ import annotations
@@ -34,21 +33,16 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Final
 
 from goavail.cluster.serf_agent import NameConflict, SerfAgent
 from goavail.cluster.serf_rpc import MemberEvent, SerfError, SerfRPC, UserEvent
-from goavail.cluster.wire import (
-    Codec,
-    OverrideMode,
-    ReplayGuard,
-    SeqCounter,
-    Verdict,
-    WireError,
-    event_name,
-)
+from goavail.cluster.sync import Sealer, sync_event_name
+from goavail.cluster.syncer import VerdictSync
+from goavail.cluster.syncnet import SyncServer
+from goavail.cluster.wire import event_name
 from goavail.config import Members, split_host_port
 from goavail.decision import DecisionStage, Override
 from goavail.health import State
@@ -59,15 +53,15 @@ STREAM_TYPES = "user,member-join,member-leave,member-failed,member-update,member
 GONE = frozenset({"left", "failed", "leaving", "reap"})
 """Serf member statuses that mean "no longer votes"."""
 GONE_EVENTS = frozenset({"member-leave", "member-failed", "member-reap"})
-VOTE_LIFETIME = 3
-"""A vote not re-announced within this many announce intervals expires."""
 RPC_AUTH_ENV = "SERF_RPC_AUTH"
-CLUSTER_REJECT_REASONS: Final = ("not_member", "unknown_target")
+CLUSTER_REJECT_REASONS: Final = ("not_member", "identity", "legacy")
 """Rejection reasons of the cluster layer, counted like :data:`~goavail.cluster.wire.REJECT_REASONS`
-(``rejected_<reason>``), checked after opening and before the replay guard:
+(``rejected_<reason>``):
 
-- ``not_member``: the sender is not a live Serf member (never joined, left, failed);
-- ``unknown_target``: the verdict is for an address this agent does not monitor.
+- ``not_member``: a notice or pull from a node that is not a live Serf member;
+- ``identity``: a pull sent to member N's address was answered by another node,
+  or without this pull's nonce (a key holder posing as N);
+- ``legacy``: a version-1 verdict event from an agent of an earlier release.
 """
 
 
@@ -158,10 +152,8 @@ class Cluster:
         node: this agent's node name (also its Serf node name).
         members: the ``[Members]`` configuration.
         stage: the decision stage; peers' votes are fed into it.
-        local_verdicts: returns this agent's current verdicts (target -> state)
-            for re-announcement; a live mapping (read, never copied: keep it cheap).
-        targets: returns the targets configured here (a live container, read on every
-            received verdict: keep ``in`` cheap); peers' verdicts for others are dropped.
+        targets: returns the targets configured here (a live container, read for every
+            pulled entry: keep ``in`` cheap); peers' entries for others are dropped.
         on_decision: called as ``on_decision(target, state)`` when a peer's vote
             (or its loss) changes a decision.
         on_override: called as ``on_override(node, target, previous, override)`` when
@@ -175,10 +167,11 @@ class Cluster:
             resolved; must return at once (the notifier's hook).
 
     Attributes:
-        counters: messages by outcome: "published", "publish_failed",
-            "accepted", and "rejected_<reason>" for every
-            :data:`goavail.cluster.wire.REJECT_REASONS` and :data:`CLUSTER_REJECT_REASONS`
-            reason.
+        counters: messages by outcome: "published", "publish_failed" (notices),
+            "accepted" (notices), "pulls", "pull_failed", "pulls_served", and
+            "rejected_<reason>" for every :data:`goavail.cluster.wire.REJECT_REASONS`
+            and :data:`CLUSTER_REJECT_REASONS` reason.
+        sync: the verdict sync (this agent's vector, its peers' vectors).
         live: node names of live peers (this node excluded).
         member_status: every member Serf has reported (this node excluded) -> its latest
             Serf status ("alive", "failed", "left", "leaving", ...).
@@ -187,8 +180,8 @@ class Cluster:
             only), or None.
         name_conflicts: how many times Serf reported another member with this name.
 
-    Verdicts carry this agent's own override of the target (``stage.overrides``), so
-    peers honour it (see :mod:`goavail.decision`).
+    Each target's entry carries this agent's own override of it (``stage.overrides``),
+    so peers honour it (see :mod:`goavail.decision`).
     """
 
     def __init__(
@@ -197,7 +190,6 @@ class Cluster:
         node: str,
         members: Members,
         stage: DecisionStage,
-        local_verdicts: Callable[[], Mapping[str, State]],
         targets: Callable[[], Container[str]],
         on_decision: Callable[[str, State], None],
         on_override: Callable[[str, str, Override, Override], None] | None = None,
@@ -208,24 +200,38 @@ class Cluster:
         self.node = node
         self.members = members
         self.stage = stage
-        self._local_verdicts = local_verdicts
         self._targets = targets
         self._on_decision = on_decision
         self._on_override = on_override
         self._clock = clock
-        self.event = event_name(members.cluster_name)
-        self.codec = Codec(members.key_bytes(), self.event)
-        self.guard = ReplayGuard(members.max_clock_skew)
-        self.seq = SeqCounter(time.time_ns() // 1000)
+        self.event = sync_event_name(members.cluster_name)
+        self.legacy_event = event_name(members.cluster_name)
         self.settings = serf_settings(members)
         self.counters: Counter[str] = Counter()
         self.live: set[str] = set()
         self.member_status: dict[str, str] = {}
+        self.member_addr: dict[str, str] = {}
         self.connected = False
         self._rpc: SerfRPC | None = None
         self._serf: SerfAgent | None = None
-        self._vote_seen: dict[tuple[str, str], float] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._server: SyncServer | None = None
+        self._legacy_logged = False
+        self.sync = VerdictSync(
+            node=node,
+            sealer=Sealer(members.key_bytes(), self.event),
+            stage=stage,
+            targets=targets,
+            port=members.sync_port_number,
+            announce_interval=members.announce_interval,
+            max_clock_skew=members.max_clock_skew,
+            address_of=self.member_addr.get,
+            is_live=self.live.__contains__,
+            send=self._send_notice,
+            on_decision=on_decision,
+            on_override=on_override,
+            counters=self.counters,
+            clock=clock,
+        )
         self._quorum_unmet: bool | None = None
         self._on_name_conflict = on_name_conflict
         self.on_quorum = on_quorum
@@ -257,6 +263,17 @@ class Cluster:
                 on_name_conflict=self._name_conflict_changed,
             )
             await self._serf.start()
+        host = self.settings.bind.rsplit(":", 1)[0].strip("[]")
+        self._server = SyncServer(host, self.members.sync_port_number, self.sync.answer)
+        try:
+            await self._server.start()
+        except OSError as exc:
+            if self._serf is not None:
+                await self._serf.stop()
+            raise SyncPortError(
+                f"cannot listen on the sync port {host}:{self.members.sync_port_number} "
+                f"(TCP): {exc.strerror or exc}; free it or set [Members] sync_port"
+            ) from exc
         self._check_quorum()
 
     async def run(self) -> None:
@@ -264,7 +281,7 @@ class Cluster:
         async with asyncio.TaskGroup() as tg:
             if self._serf is not None:
                 tg.create_task(self._serf.run(), name="serf-agent")
-            tg.create_task(self._announce_loop(), name="announce")
+            tg.create_task(self.sync.run(), name="verdict-sync")
             tg.create_task(self._connection_loop(), name="serf-stream")
 
     async def stop(self) -> None:
@@ -272,6 +289,9 @@ class Cluster:
         not "failed") and stops; an external agent (``serf_rpc_addr``) is not ours to stop:
         it keeps running, and peers drop this agent's votes when they expire."""
         rpc, self._rpc = self._rpc, None
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
         if self._serf is not None:
             await self._serf.stop()  # sends leave itself
         if rpc is not None:
@@ -326,7 +346,7 @@ class Cluster:
                 # is then seen by one or the other (handling a join twice is harmless).
                 stream = await rpc.stream(STREAM_TYPES)
                 await self._sync_members(rpc)
-                self._announce_now()
+                self.sync.notify()
                 async for event in stream:
                     if isinstance(event, UserEvent):
                         self._on_user_event(event)
@@ -353,6 +373,8 @@ class Cluster:
                 self.node,
             )
         self.member_status = {m.name: m.status for m in listed if m.name != self.node}
+        self.member_addr.clear()
+        self.member_addr.update({m.name: m.addr for m in listed if m.name != self.node})
         alive = {m.name for m in listed if m.status == "alive"} - {self.node}
         for node in alive - self.live:
             self._peer_alive(node)
@@ -364,6 +386,7 @@ class Cluster:
             if member.name == self.node:
                 continue
             self.member_status[member.name] = member.status
+            self.member_addr[member.name] = member.addr
             alive = member.status == "alive" and event.event in ("member-join", "member-update")
             if alive and member.name not in self.live:
                 self._peer_alive(member.name)
@@ -379,13 +402,11 @@ class Cluster:
         self.stage.peer_alive(node)
         log.info("peer %s joined (%d live peers)", node, len(self.live))
         self._check_quorum()
-        self._announce_now()  # a late joiner learns our verdicts at once
+        self.sync.peer_alive(node)  # a notice at once: the late joiner pulls our verdicts
 
     def _peer_gone(self, node: str, why: str) -> None:
         self.live.discard(node)
-        for key in [k for k in self._vote_seen if k[0] == node]:
-            del self._vote_seen[key]
-        self.guard.retire(node, self._clock())
+        self.sync.peer_gone(node)
         overridden = dict(self.stage.peer_overrides.get(node, {}))
         changed = self.stage.peer_gone(node)
         log.warning(
@@ -424,70 +445,28 @@ class Cluster:
         """True when fewer peers are alive than ``min_peers_agree``."""
         return self.stage.quorum_unmet()
 
-    # -- verdicts in ----------------------------------------------------------------
+    # -- verdicts in and out -------------------------------------------------------
 
     def _on_user_event(self, event: UserEvent) -> None:
-        if event.name != self.event:
-            return  # another application's (or cluster's) event
-        try:
-            verdict = self.codec.open(event.payload)
-            if verdict.node == self.node:
-                return  # our own event, echoed by Serf
-            # Nothing is recorded for a sender that is not a live member or a target
-            # not configured here: what others send cannot grow our state.
-            if verdict.node not in self.live:
-                self._reject("not_member", event)
-                return
-            if verdict.target not in self._targets():
-                self._reject("unknown_target", event)
-                return
-            self.guard.check(verdict, self._clock())
-        except WireError as exc:
-            self._reject(exc.reason, event)
-            return
-        self.counters["accepted"] += 1
-        state = State.UP if verdict.up else State.DOWN
-        self._vote_seen[(verdict.node, verdict.target)] = self._clock()
-        previous = self.stage.votes_for(verdict.target).get(verdict.node)
-        changed = self.stage.peer_vote(verdict.node, verdict.target, state)
-        if previous is not state:
-            log.info(
-                "peer %s votes %s %s (votes now: %s)",
-                verdict.node,
-                verdict.target,
-                state,
-                self.describe_votes(verdict.target),
-                extra={"target": verdict.target, "peer": verdict.node},
-            )
-        if changed is not None:
-            self._on_decision(verdict.target, changed)
-        override = Override(verdict.override)
-        held = self.stage.peer_overrides.get(verdict.node, {}).get(verdict.target, Override.AUTO)
-        if override is not held:
-            self.stage.peer_override(verdict.node, verdict.target, override)
-            log.warning(
-                "peer %s %s its override of %s (%s); honoured here too",
-                verdict.node,
-                "cleared" if override is Override.AUTO else "holds",
-                verdict.target,
-                override,
-                extra={"target": verdict.target, "peer": verdict.node},
-            )
-            self._override_changed(verdict.node, verdict.target, held, override)
+        if event.name == self.event:
+            self.sync.on_notice(event.payload)
+        elif event.name == self.legacy_event:
+            self.counters["rejected_legacy"] += 1
+            if not self._legacy_logged:
+                self._legacy_logged = True
+                log.error(
+                    "a goavail agent of an earlier release (one Serf event per verdict, %s) is "
+                    "in the cluster: its votes are not counted here, nor ours there; upgrade "
+                    'every agent (counted as goavail_gossip_messages_total{reason="legacy"})',
+                    self.legacy_event,
+                )
+        # any other event belongs to another application (or cluster)
 
     def _override_changed(
         self, node: str, target: str, previous: Override, override: Override
     ) -> None:
         if self._on_override is not None:
             self._on_override(node, target, previous, override)
-
-    def _reject(self, reason: str, event: UserEvent) -> None:
-        self.counters[f"rejected_{reason}"] += 1
-        count = self.counters[f"rejected_{reason}"]
-        if count == 1 or count % 100 == 0:  # loud once, then a reminder per hundred
-            log.warning("gossip message rejected (%s), %d so far", reason, count)
-        else:
-            log.debug("gossip message rejected (%s), ltime %d", reason, event.ltime)
 
     def describe_votes(self, target: str) -> str:
         """``"self=down b=down c=up"``: this agent's and every live peer's vote for ``target``."""
@@ -496,78 +475,27 @@ class Cluster:
         return f"{self.node}(self)={local}" + (f" {votes}" if votes else "")
 
     def forget_target(self, target: str) -> None:
-        """A reload removed ``target``: drop every peer's vote, override and replay entry
-        for it (see :meth:`goavail.cluster.wire.ReplayGuard.forget_target`); from now on
-        peers' verdicts for it are rejected as ``unknown_target``. Call it after the
-        target left the ``targets`` container and :meth:`DecisionStage.forget`."""
-        for key in [k for k in self._vote_seen if k[1] == target]:
-            del self._vote_seen[key]
-        self.guard.forget_target(target, self._clock())
+        """A reload removed ``target``: drop this agent's entry and every peer's for it.
+        Call it after the target left the ``targets`` container and
+        :meth:`DecisionStage.forget`."""
+        self.sync.forget(target)
 
-    def expire_votes(self) -> None:
-        """Drop votes a live peer has not re-announced for VOTE_LIFETIME announce intervals,
-        and the replay guard's expired floors."""
-        self.guard.prune(self._clock())
-        horizon = self._clock() - VOTE_LIFETIME * self.members.announce_interval
-        for (node, target), seen in list(self._vote_seen.items()):
-            if seen < horizon:
-                del self._vote_seen[(node, target)]
-                held = self.stage.peer_overrides.get(node, {}).get(target, Override.AUTO)
-                changed = self.stage.drop_vote(node, target)
-                log.info("vote of %s for %s expired (not re-announced)", node, target)
-                if changed is not None:
-                    self._on_decision(target, changed)
-                if held is not Override.AUTO:
-                    self._override_changed(node, target, held, Override.AUTO)
-
-    # -- verdicts out ---------------------------------------------------------------
+    def targets_added(self) -> None:
+        """A reload added targets: peers' votes for them are pulled again (with their
+        next notice, within one announce interval)."""
+        self.sync.targets_added()
 
     def publish(self, target: str, state: State) -> None:
-        """Send this agent's verdict for ``target`` now, in the background. Never blocks."""
-        if state is State.UNKNOWN:
-            return
-        task = asyncio.get_running_loop().create_task(self._send(target, state))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        """This agent's verdict (or own override) of ``target`` changed: publish it with
+        the next batch (see :class:`~goavail.cluster.syncer.VerdictSync`). Never blocks."""
+        self.sync.local_changed(target)
 
-    async def _send(self, target: str, state: State) -> None:
+    async def _send_notice(self, payload: bytes) -> None:
         rpc = self._rpc
         if rpc is None:
-            self.counters["publish_failed"] += 1
-            return  # announced again after reconnecting
-        own = self.stage.overrides.get(target, Override.AUTO)
-        override: OverrideMode = (
-            "up" if own is Override.UP else "down" if own is Override.DOWN else "auto"
-        )
-        verdict = Verdict(
-            self.node, target, state is State.UP, self.seq.next(), self._clock(), override
-        )
-        try:
-            await rpc.user_event(self.event, self.codec.seal(verdict), coalesce=False)
-        except (SerfError, OSError, ValueError) as exc:  # the next announcement repeats it
-            self.counters["publish_failed"] += 1
-            log.warning("cannot publish verdict for %s: %s", target, exc)
-        else:
-            self.counters["published"] += 1
+            raise SerfError("not connected to Serf")  # the next periodic notice repeats it
+        await rpc.user_event(self.event, payload, coalesce=False)
 
-    def _announce_now(self) -> None:
-        for target, state in self._local_verdicts().items():
-            self.publish(target, state)
 
-    async def _announce_loop(self) -> None:
-        """Re-announce every verdict once per announce_interval, spread over it."""
-        while True:
-            targets = [t for t, s in self._local_verdicts().items() if s is not State.UNKNOWN]
-            interval = self.members.announce_interval
-            if not targets:
-                await asyncio.sleep(interval)
-            else:
-                gap = interval / len(targets)
-                for target in targets:
-                    # read the state when sending: a snapshot could announce a verdict
-                    # older than a transition published meanwhile (with a newer seq)
-                    state = self._local_verdicts().get(target, State.UNKNOWN)
-                    if self._rpc is not None and state is not State.UNKNOWN:
-                        await self._send(target, state)
-                    await asyncio.sleep(gap)
-            self.expire_votes()
+class SyncPortError(OSError):
+    """The sync port cannot be bound (in use, no permission)."""

@@ -41,7 +41,7 @@ import hashlib
 import ipaddress
 import os
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -492,12 +492,6 @@ class LocalVector:
             self._staged[target] = code
         return True
 
-    def forget(self, keep: Iterable[str]) -> None:
-        """Stage the removal of every target not in ``keep`` (a reload removed them)."""
-        keep = set(keep)
-        for target in [t for t in (*self.codes, *self._staged) if t not in keep]:
-            self.set(target, 0)
-
     @property
     def dirty(self) -> bool:
         """True when changes wait for :meth:`commit`."""
@@ -573,14 +567,13 @@ class PeerVector:
             and notice.digest == self.digest
         )
 
-    def apply(self, reply: StateReply, configured: Iterable[str] | set[str]) -> dict[str, int]:
+    def apply(self, reply: StateReply, configured: Container[str]) -> dict[str, int]:
         """Apply ``reply`` and return the targets whose code changed -> new code.
 
         Entries for targets not in ``configured`` are ignored (bounded state).
         A reply older than what is held, and an incremental reply of another
         epoch, are ignored (an empty result; the next notice triggers a new pull).
         """
-        configured = configured if isinstance(configured, set) else set(configured)
         codes = self.codes if self.codes is not None else {}
         if self.codes is not None and (reply.epoch, reply.version) < (self.epoch, self.version):
             return {}  # an older state than held (replies overtook each other)
@@ -604,7 +597,7 @@ class PeerVector:
         self.digest = reply.digest
         return changed
 
-    def prune(self, configured: set[str]) -> dict[str, int]:
+    def prune(self, configured: Container[str]) -> dict[str, int]:
         """Drop targets no longer configured; returns them -> 0."""
         if self.codes is None:
             return {}

@@ -27,7 +27,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass, field
 
 from goavail.cluster.sync import (
@@ -76,7 +76,8 @@ class VerdictSync:
         node: this agent's node name.
         sealer: seals and opens sync messages (the cluster's key and name).
         stage: the decision stage (local verdicts and overrides read, peers' fed in).
-        targets: the configured targets (peers' entries for others are dropped).
+        targets: returns the configured targets, a live container (peers' entries
+            for others are dropped).
         port: this agent's sync port (announced in notices).
         announce_interval: seconds between periodic notices.
         max_clock_skew: seconds a notice or pull may be off this agent's clock.
@@ -98,7 +99,7 @@ class VerdictSync:
         node: str,
         sealer: Sealer,
         stage: DecisionStage,
-        targets: Iterable[str],
+        targets: Callable[[], Container[str]],
         port: int,
         announce_interval: float,
         max_clock_skew: float,
@@ -115,7 +116,7 @@ class VerdictSync:
         self.node = node
         self.sealer = sealer
         self.stage = stage
-        self.targets = set(targets)
+        self._targets = targets
         self.port = port
         self.announce_interval = announce_interval
         self.max_clock_skew = max_clock_skew
@@ -181,15 +182,20 @@ class VerdictSync:
         else:
             self.counters["published"] += 1
 
-    def reconfigure(self, targets: Iterable[str]) -> None:
-        """A reload changed the targets: drop everything about the removed ones."""
-        self.targets = set(targets)
-        self.vector.forget(self.targets)
-        if self.vector.dirty and self._commit is None:
-            self._commit_now()
+    def forget(self, target: str) -> None:
+        """A reload removed ``target``: withdraw this agent's entry for it (published
+        with the next batch) and drop every peer's."""
+        if self.vector.set(target, 0) and self._commit is None:
+            self._commit = asyncio.get_running_loop().call_later(BATCH_WINDOW, self._commit_now)
         for node, peer in self.peers.items():
-            for target in peer.vector.prune(self.targets):
+            if peer.vector.codes is not None and peer.vector.codes.pop(target, None) is not None:
                 self._drop(node, target)
+
+    def targets_added(self) -> None:
+        """A reload added targets: peers' entries for them were dropped when pulled, so
+        the next notice of every peer pulls its whole vector again."""
+        for peer in self.peers.values():
+            peer.vector.version = 0
 
     # -- notices in --------------------------------------------------------------------
 
@@ -225,8 +231,10 @@ class VerdictSync:
         key = f"rejected_{reason}"
         self.counters[key] += 1
         count = self.counters[key]
-        if count == 1 or count % 100 == 0:
+        if count == 1 or count % 100 == 0:  # loud once, then a reminder per hundred
             log.warning("gossip message rejected (%s), %d so far", reason, count)
+        else:
+            log.debug("gossip message rejected (%s), %d so far", reason, count)
 
     def _heard(self, node: str, peer: _Peer) -> None:
         peer.heard = self._monotonic()
@@ -299,7 +307,7 @@ class VerdictSync:
             return False
         if self.peers.get(node) is not peer or not self._is_live(node):
             return False
-        changed = peer.vector.apply(reply, self.targets)
+        changed = peer.vector.apply(reply, self._targets())
         self._heard(node, peer)
         for target, code in changed.items():
             self._apply(node, target, code)

@@ -250,6 +250,21 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     sent.add_metric(["ok"], cluster.counters.get("published", 0))
     sent.add_metric(["failed"], cluster.counters.get("publish_failed", 0))
     yield sent
+    pulls = CounterMetricFamily(
+        "goavail_gossip_pulls",
+        "Pulls of peers' verdict vectors this agent sent, by result (ok, failed).",
+        labels=["result"],
+    )
+    pulls.add_metric(
+        ["ok"], cluster.counters.get("pulls", 0) - cluster.counters.get("pull_failed", 0)
+    )
+    pulls.add_metric(["failed"], cluster.counters.get("pull_failed", 0))
+    yield pulls
+    served = CounterMetricFamily(
+        "goavail_gossip_pulls_served", "Pulls of this agent's verdict vector that peers sent."
+    )
+    served.add_metric([], cluster.counters.get("pulls_served", 0))
+    yield served
     peers = GaugeMetricFamily(
         "goavail_peers", "Peers by Serf member status (this agent excluded).", labels=["status"]
     )

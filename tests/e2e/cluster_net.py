@@ -27,9 +27,9 @@ Run as a module, this file is the helper the replay test starts inside an agent'
 namespace (``ip netns exec NS python -m tests.e2e.cluster_net ...``)::
 
     capture --rpc HOST:PORT --auth-file serf.json --event NAME [--timeout S]
-            [--node N] [--target ADDR] [--state up|down]
-        print the base64 payload of the next user event NAME seen by that Serf agent
-        that opens with the crypto key in $GOAVAIL_E2E_KEY and matches the filters
+            [--node N] [--min-version V]
+        print the base64 payload of the next notice (user event NAME) seen by that Serf
+        agent that opens with the crypto key in $GOAVAIL_E2E_KEY and matches the filters
     send --rpc HOST:PORT --auth-file serf.json --event NAME --payload BASE64
         fire user event NAME with that payload (coalescing off)
 """
@@ -424,25 +424,21 @@ async def _capture(
         await client.close()
 
 
-def _verdict_filter(
-    event: str, node: str | None, target: str | None, state: str | None
-) -> Callable[[bytes], bool]:
-    """Accept payloads that open with the key in ``$GOAVAIL_E2E_KEY`` and match the filters."""
-    from goavail.cluster.wire import Codec, WireError
+def _notice_filter(event: str, node: str | None, min_version: int) -> Callable[[bytes], bool]:
+    """Accept notices that open with the key in ``$GOAVAIL_E2E_KEY``, from ``node`` (any
+    when None), announcing at least ``min_version``."""
+    from goavail.cluster.sync import Notice, Sealer
+    from goavail.cluster.wire import WireError
 
     key = os.environ.get(KEY_ENV)
-    codec = Codec(key.encode() if key else None, event)
+    sealer = Sealer(key.encode() if key else None, event)
 
     def want(payload: bytes) -> bool:
         try:
-            verdict = codec.open(payload)
+            notice = Notice.open(sealer, payload)
         except WireError:
             return False
-        return (
-            (node is None or verdict.node == node)
-            and (target is None or verdict.target == target)
-            and (state is None or verdict.up == (state == "up"))
-        )
+        return (node is None or notice.node == node) and notice.version >= min_version
 
     return want
 
@@ -467,13 +463,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--event", required=True, help="user event name")
     parser.add_argument("--payload", help="base64 payload (send)")
     parser.add_argument("--timeout", type=float, default=20.0, help="seconds (capture)")
-    parser.add_argument("--node", help="capture: only a verdict of this node")
-    parser.add_argument("--target", help="capture: only a verdict for this target")
-    parser.add_argument("--state", choices=("up", "down"), help="capture: only this verdict")
+    parser.add_argument("--node", help="capture: only a notice of this node")
+    parser.add_argument(
+        "--min-version", type=int, default=0, help="capture: only a notice of this version or later"
+    )
     args = parser.parse_args(argv)
     auth = _rpc_auth(args.auth_file)
     if args.action == "capture":
-        want = _verdict_filter(args.event, args.node, args.target, args.state)
+        want = _notice_filter(args.event, args.node, args.min_version)
         payload = asyncio.run(_capture(args.rpc, auth, args.event, args.timeout, want))
         print(base64.b64encode(payload).decode(), flush=True)
     else:

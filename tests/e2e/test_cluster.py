@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from goavail.cluster.wire import Codec, event_name
+from goavail.cluster.sync import Notice, Sealer, sync_event_name
 from tests.cfstub.server import CloudflareStub
 from tests.e2e.cluster_net import (
     ADDRESSES,
@@ -530,16 +530,20 @@ def test_agent_with_wrong_key_is_rejected_and_has_no_effect(cluster: Cluster) ->
 
 
 def test_replayed_verdict_is_rejected(cluster: Cluster) -> None:
+    """A captured notice of a's "T1 down" version, replayed after a recovered, is refused
+    (older than what its peers hold) and changes no vote: votes only come from pulls,
+    whose fresh nonces no capture can answer."""
     cluster.start_all(debug=True)  # --debug: every rejected message is logged
     net = cluster.net
     serf = cluster.serf_of("a")
-    event = event_name(None)
+    event = sync_event_name(None)
     rpc = ["--rpc", serf.rpc, "--auth-file", str(serf.config_file), "--event", event]
 
-    # capture a's sealed "T1 down" verdict from the event stream of a's own Serf
+    # capture a sealed notice of a's, once b holds a's "T1 down"
     net["a"].fw.blackhole(T1)
+    cluster.expect("b", rf"peer a votes {re.escape(T1)} down")
     captured = subprocess.run(
-        helper_argv(net["a"], "capture", *rpc, "--node", "a", "--target", T1, "--state", "down"),
+        helper_argv(net["a"], "capture", *rpc, "--node", "a"),
         cwd=REPO,
         env={**os.environ, KEY_ENV: KEY},
         capture_output=True,
@@ -547,11 +551,10 @@ def test_replayed_verdict_is_rejected(cluster: Cluster) -> None:
         timeout=WAIT + 10,
         check=True,
     ).stdout.strip()
-    verdict = Codec(KEY.encode(), event).open(base64.b64decode(captured))
-    assert (verdict.node, verdict.target, verdict.up) == ("a", T1, False)
-    cluster.expect("b", rf"peer a votes {re.escape(T1)} down")
+    notice = Notice.open(Sealer(KEY.encode(), event), base64.b64decode(captured))
+    assert notice.node == "a" and notice.version >= 1
 
-    # a recovers (newer verdicts say up); b now sees T1 down: one more "down" would decide
+    # a recovers (a newer version says up); b now sees T1 down: one more "down" would decide
     mark = cluster["b"].mark()
     net["a"].fw.heal()
     cluster.expect("b", rf"peer a votes {re.escape(T1)} up", since=mark)

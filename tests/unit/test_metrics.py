@@ -18,12 +18,12 @@ from goavail.agent import Agent, Options, load_checked
 from goavail.checks.base import ProbeResult
 from goavail.checks.http import HttpProbe
 from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
-from goavail.cluster.wire import Codec, Verdict
 from goavail.decision import Override
 from goavail.dns.model import Record
 from goavail.health import State
 from goavail.web.metrics import AgentMetrics
 from goavail.web.server import WebServer
+from tests.syncfake import Peers, address, deliver, notice_event
 
 A, B = "192.0.2.1", "192.0.2.2"
 KEY = "0123456789abcdef"
@@ -170,13 +170,6 @@ def test_build_info_and_dry_run(tmp_path: Path) -> None:
     assert value(metrics, "goavail_dns_changes_total", result="planned", **labels) == 0.0
 
 
-def verdict_event(node: str, target: str, up: bool, seq: int, key: str = KEY) -> UserEvent:
-    payload = Codec(key.encode(), "goavail-verdict").seal(
-        Verdict(node, target, up, seq, time.time())
-    )
-    return UserEvent("goavail-verdict", payload, seq, False)
-
-
 async def test_gossip_peers_and_quorum(tmp_path: Path) -> None:
     agent = make_agent(
         tmp_path,
@@ -203,14 +196,23 @@ async def test_gossip_peers_and_quorum(tmp_path: Path) -> None:
     assert value(metrics, "goavail_peers", status="alive") == 1.0
     assert value(metrics, "goavail_peers", status="failed") == 1.0
     assert value(metrics, "goavail_quorum_unmet") == 0.0
-    cluster._on_user_event(verdict_event("b", A, True, 1))
-    cluster._on_user_event(verdict_event("b", A, True, 1))  # replayed
-    cluster._on_user_event(verdict_event("b", A, True, 2, key="fedcba9876543210"))  # wrong key
+    peers = Peers(KEY.encode(), cluster.event)
+    cluster.sync.client = peers
+    cluster.member_addr["b"] = address("b")
+    old = peers.vote("b", A, "down", at=time.time())
+    new = peers.vote("b", A, "up", at=time.time())
+    await deliver(cluster, notice_event(new, KEY.encode(), cluster.event))
+    await deliver(cluster, notice_event(old, KEY.encode(), cluster.event))  # replayed
+    wrong_key = notice_event(new, b"fedcba9876543210", cluster.event)
+    await deliver(cluster, wrong_key)
+    await deliver(cluster, UserEvent("goavail-verdict", b"\x01" + b"v" * 60, 1, False))
     received = "goavail_gossip_messages_total"
     assert value(metrics, received, result="accepted", reason="") == 1.0
     assert value(metrics, received, result="rejected", reason="replay") == 1.0
     assert value(metrics, received, result="rejected", reason="tag") == 1.0
     assert value(metrics, received, result="rejected", reason="skew") == 0.0
+    assert value(metrics, received, result="rejected", reason="legacy") == 1.0
+    assert value(metrics, "goavail_gossip_pulls_total", result="ok") == 1.0
     assert value(metrics, "goavail_gossip_published_total", result="ok") == 0.0
     # this agent sees A down; its only live peer says up: A's verdict lacks quorum
     for _ in range(2):

@@ -18,6 +18,7 @@ from tests.e2e.harness import free_port
 
 KEY = b"k" * 16
 TARGETS = [f"127.30.0.{i}" for i in range(1, 201)]
+TARGET_SET = frozenset(TARGETS)
 
 
 @dataclass
@@ -60,7 +61,7 @@ async def cluster() -> AsyncIterator[Callable[..., Agent]]:
             node=node,
             sealer=Sealer(KEY, sync_event_name(None)),
             stage=stage,
-            targets=TARGETS,
+            targets=lambda: TARGET_SET,
             port=port,
             announce_interval=interval,
             max_clock_skew=30.0,

@@ -9,14 +9,15 @@ import pytest
 
 from goavail.agent import Agent, Options, load_checked
 from goavail.checks.base import ProbeResult
-from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
-from goavail.cluster.wire import Codec, Verdict
+from goavail.cluster.serf_rpc import Member, MemberEvent
 from goavail.decision import Override
 from goavail.logs import REDACTOR
 from goavail.web import page
 from goavail.web.selfcheck import ROUNDS, ProbeCheck, RoundWatch, philae
 from goavail.web.snapshot import take_snapshot
 from goavail.web.status import status_document
+from tests import syncfake
+from tests.syncfake import Peers, deliver, notice_event
 
 A, B, C = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 KEY = "0123456789abcdef"
@@ -96,12 +97,12 @@ async def test_cluster_view_with_votes_and_quorum(tmp_path: Path) -> None:
     cluster._on_member_event(
         MemberEvent("member-join", [Member("b", "198.51.100.2", 7946, {}, "alive")])
     )
-    codec = Codec(KEY.encode(), cluster.event)
-    for seq, (target, up, override) in enumerate(
-        [(A, True, "auto"), (B, True, "auto"), (C, True, "down")], start=1
-    ):
-        payload = codec.seal(Verdict("b", target, up, seq, time.time(), override))  # type: ignore[arg-type]
-        cluster._on_user_event(UserEvent(cluster.event, payload, seq, False))
+    peers = Peers(KEY.encode(), cluster.event)
+    cluster.sync.client = peers
+    cluster.member_addr["b"] = syncfake.address("b")
+    for target, override in [(A, "auto"), (B, "auto"), (C, "down")]:
+        notice = peers.vote("b", target, "up", override, at=time.time())
+        await deliver(cluster, notice_event(notice, KEY.encode(), cluster.event))
     agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
     agent.on_result(B, ProbeResult(ok=False, error="timeout"))  # only we see B down
     doc = status_document(take_snapshot(agent))
@@ -112,8 +113,8 @@ async def test_cluster_view_with_votes_and_quorum(tmp_path: Path) -> None:
     assert targets[B]["decision"] == "unknown"  # not decided alone
     assert targets[C]["override"] == {"mode": "down", "local": None, "peers": {"b": "down"}}
     assert targets[C]["effective"] == "down"
-    assert doc["cluster"]["live_peers"] == ["b"] and doc["cluster"]["quorum_unmet"] is False
-    assert doc["cluster"]["gossip"] == {"accepted": 3}
+    gossip = doc["cluster"]["gossip"]
+    assert gossip["accepted"] == 3 and gossip["pulls"] == 3 and "pull_failed" not in gossip
     kinds = [w["kind"] for w in doc["warnings"]]
     assert "quorum" in kinds and "override" in kinds and "gossip" in kinds  # not connected
     html = page.render_page(doc)
