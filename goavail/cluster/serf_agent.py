@@ -102,6 +102,12 @@ class SerfAgentError(Exception):
     """The serf binary is missing, or the child could not be started or did not answer."""
 
 
+class SyncPortError(SerfAgentError):
+    """The verdict sync port cannot be bound (in use, no permission): cluster mode cannot
+    start (a subclass of :class:`SerfAgentError` so that every cluster start-up failure is
+    reported the same way)."""
+
+
 def find_serf(binary: str = "serf") -> str:
     """Full path of the serf binary (a name looked up on PATH, or a path).
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Final
 
-from goavail.cluster.serf_agent import NameConflict, SerfAgent
+from goavail.cluster.serf_agent import NameConflict, SerfAgent, SyncPortError
 from goavail.cluster.serf_rpc import MemberEvent, SerfError, SerfRPC, UserEvent
 from goavail.cluster.sync import Sealer, sync_event_name
 from goavail.cluster.syncer import VerdictSync
@@ -241,10 +241,12 @@ class Cluster:
     # -- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start goavail's own Serf agent (unless ``serf_rpc_addr`` is set).
+        """Start goavail's own Serf agent (unless ``serf_rpc_addr`` is set) and the verdict
+        sync endpoint (on the host of ``local_addr``, or every address, at ``sync_port``).
 
         Raises:
             goavail.cluster.serf_agent.SerfAgentError: Serf is missing or does not start.
+            goavail.cluster.serf_agent.SyncPortError: the sync port cannot be bound.
         """
         if self.codec_is_plaintext:
             log.warning(
@@ -495,7 +497,3 @@ class Cluster:
         if rpc is None:
             raise SerfError("not connected to Serf")  # the next periodic notice repeats it
         await rpc.user_event(self.event, payload, coalesce=False)
-
-
-class SyncPortError(OSError):
-    """The sync port cannot be bound (in use, no permission)."""

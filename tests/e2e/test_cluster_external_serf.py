@@ -61,6 +61,9 @@ def serf_agents(tmp_path: Path) -> Iterator[dict[str, str]]:
             proc.wait(timeout=10)
 
 
+SYNC_PORTS = {node: 7950 + i for i, node in enumerate(SERF_ADDRS)}
+
+
 def config(tmp_path: Path, node: str) -> str:
     zone = tmp_path / f"{node}.zone"
     zone.write_text(ZONE)
@@ -70,6 +73,9 @@ def config(tmp_path: Path, node: str) -> str:
         "min_peers_agree = 1\n"
         'crypto_key = "0123456789abcdef"\n'
         f'serf_rpc_addr = "{SERF_ADDRS[node]}:7373"\n'
+        # the sync endpoint binds every address unless local_addr is set: both agents
+        # share this namespace, so each gets its own port
+        f"sync_port = {SYNC_PORTS[node]}\n"
         'announce_interval = "1s"\n'
         'writer_grace = "1s"\n'
     )
