@@ -47,10 +47,15 @@ class MemoryProvider(Provider):
         transient: bool = True,
         message: str = "HTTP 503",
         on: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         """Make the next ``n`` backend calls (only "list", "create" or "delete" calls
-        when ``on`` is given) raise :class:`ProviderError`."""
-        self._failures.extend((on, ProviderError(message, transient=transient)) for _ in range(n))
+        when ``on`` is given) raise :class:`ProviderError` (with ``retry_after``
+        seconds, as a rate-limited HTTP API answers)."""
+        self._failures.extend(
+            (on, ProviderError(message, transient=transient, retry_after=retry_after))
+            for _ in range(n)
+        )
 
     def _maybe_fail(self, kind: str) -> None:
         for i, (on, error) in enumerate(self._failures):
