@@ -37,7 +37,7 @@ def backoff_delay(attempt: int, jitter: float, *, base: float = 0.5, cap: float 
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from an HTTP ``Retry-After`` header value, or None when it says nothing usable.
+    """Seconds to wait from an HTTP ``Retry-After`` header value; None if it says nothing usable.
 
     RFC 9110 §10.2.3: ``Retry-After = HTTP-date / delay-seconds``, where
     delay-seconds is ``1*DIGIT`` (a non-negative integer). An HTTP-date is read

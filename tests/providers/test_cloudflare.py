@@ -300,7 +300,7 @@ async def test_wrong_global_key_is_permanent_and_secret_free(make_cf: MakeProvid
 
 
 @pytest.mark.parametrize(
-    ("status", "needle"), [(429, "Retry-After 1s"), (500, "HTTP 500"), (502, "HTTP 502")]
+    ("status", "needle"), [(429, "Retry-After 1 s"), (500, "HTTP 500"), (502, "HTTP 502")]
 )
 async def test_rate_limit_and_server_errors_are_transient(
     stub: CloudflareStub, make_cf: MakeProvider, status: int, needle: str

@@ -218,8 +218,7 @@ class Provider(ABC):
 
     def _not_yet(self, what: str, remaining: float) -> ProviderError:
         return ProviderError(
-            f"{what}: not sent: {self.name} asked to wait (Retry-After), "
-            f"{remaining:.1f} s to go",
+            f"{what}: not sent: {self.name} asked to wait (Retry-After), {remaining:.1f} s to go",
             transient=True,
             retry_after=remaining,
         )
