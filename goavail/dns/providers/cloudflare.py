@@ -300,8 +300,8 @@ class CloudflareProvider(Provider):
                 break
             number += 1
             page = await self._sdk(page.get_next_page, what)
-        ids = [getattr(item, "id", None) for item in items]
-        if len(set(ids)) != len(ids):
+        ids = [i for item in items if (i := getattr(item, "id", None)) is not None]
+        if len(set(ids)) != len(ids):  # items without an id are reported by the caller
             raise _malformed(what, "the same item on two pages (does the server ignore `page`?)")
         return items
 
