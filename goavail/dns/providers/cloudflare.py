@@ -321,9 +321,10 @@ class CloudflareProvider(Provider):
         except cloudflare.APIError as exc:
             raise self._error(exc, what) from None
         except (ValueError, TypeError, AttributeError, LookupError) as exc:
-            raise _malformed(
-                what, f"not Cloudflare's JSON envelope ({type(exc).__name__})"
-            ) from None
+            detail = f"{type(exc).__name__}: {exc}"[:160]
+            for secret in self._credentials.secrets():
+                detail = detail.replace(secret, "[redacted]")
+            raise _malformed(what, f"not Cloudflare's JSON envelope ({detail})") from None
 
     async def _create(self, record: Record) -> None:
         zone_id = await self.zone_id()
