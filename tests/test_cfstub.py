@@ -11,14 +11,16 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import cloudflare
 import httpx
 import pytest
 from cloudflare.types.dns.record_response import AAAARecord, ARecord
 
-from tests.cfstub import CloudflareStub
+from tests.cfstub import CloudflareStub, RequestLogEntry
 
 ZONE = "example.test"
 TOKEN = "stub-token-for-tests"
@@ -369,6 +371,203 @@ def test_request_counter(stub: CloudflareStub, zone_id: str, cf: cloudflare.Clou
     assert stub.count("GET", "/zones/{zone_id}/dns_records") == 1  # faulted ones count
     assert stub.count() == 3
     assert [e.status for e in stub.requests] == [200, 200, 429]
+
+
+# -- per-operation faults and the per-call watcher ----------------------------------------------
+
+RECORDS = "/zones/{zone_id}/dns_records"
+
+
+def test_inject_hits_the_nth_request_of_one_operation(
+    stub: CloudflareStub, zone_id: str, cf: cloudflare.Cloudflare
+) -> None:
+    rule = stub.inject("create", nth=2, times=2, status=400, code=9005, message="bad content")
+    cf.zones.list()  # other operations are not counted
+    statuses: list[tuple[int, list[int | None]]] = []
+    for i in range(5):
+        try:
+            cf.dns.records.create(
+                zone_id=zone_id, name=f"h{i}", type="A", content="192.0.2.1", ttl=1
+            )
+            statuses.append((200, []))
+        except cloudflare.BadRequestError as exc:
+            statuses.append((400, _codes(exc)))
+    assert statuses == [(200, []), (400, [9005]), (400, [9005]), (200, []), (200, [])]
+    assert (rule.seen, rule.hits) == (5, 2)
+    assert len(stub.records(ZONE)) == 3  # a faulted create makes nothing
+    assert stub.state.snapshot()["faults"]["rules"][0]["hits"] == 2
+
+
+def test_inject_for_ever_and_any(stub: CloudflareStub, zone_id: str) -> None:
+    cf = cloudflare.Cloudflare(api_token=TOKEN, base_url=stub.base_url, max_retries=0)
+    stub.inject("any", times=None, status=403, code=10000, message="Authentication error")
+    for _ in range(3):
+        with pytest.raises(cloudflare.PermissionDeniedError):
+            cf.dns.records.list(zone_id=zone_id)
+    with pytest.raises(cloudflare.PermissionDeniedError):
+        cf.zones.list()
+    stub.clear_faults()
+    assert list(cf.zones.list(name=ZONE))
+    cf.close()
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "header"),
+    [
+        (60, "60"),
+        ("soon", "soon"),
+        (datetime(2026, 3, 1, 12, 1, 30, tzinfo=UTC), "Sun, 01 Mar 2026 12:01:30 GMT"),
+        (None, "1"),
+    ],
+)
+def test_inject_429_retry_after_forms(
+    stub: CloudflareStub,
+    zone_id: str,
+    cf: cloudflare.Cloudflare,
+    retry_after: float | str | datetime | None,
+    header: str,
+) -> None:
+    stub.inject("list", status=429, retry_after=retry_after)
+    with pytest.raises(cloudflare.RateLimitError) as info:
+        cf.dns.records.list(zone_id=zone_id)
+    assert info.value.response.headers["Retry-After"] == header
+    assert _codes(info.value) == [971]
+
+
+def test_inject_5xx_with_retry_after(
+    stub: CloudflareStub, zone_id: str, cf: cloudflare.Cloudflare
+) -> None:
+    stub.inject("list", status=503, retry_after=30)
+    with pytest.raises(cloudflare.InternalServerError) as info:
+        cf.dns.records.list(zone_id=zone_id)
+    assert info.value.response.headers["Retry-After"] == "30"
+
+
+def test_malformed_answers_are_served_then_spoiled(
+    stub: CloudflareStub, zone_id: str, cf: cloudflare.Cloudflare
+) -> None:
+    stub.inject("create", malformed="non-json")
+    with pytest.raises(ValueError, match="Expecting"):  # what the SDK raises for it
+        cf.dns.records.create(zone_id=zone_id, name="www", type="A", content="192.0.2.1", ttl=1)
+    assert len(stub.records(ZONE)) == 1  # the create did happen
+    stub.inject("list", malformed="ttl-null")
+    page = cf.dns.records.list(zone_id=zone_id)
+    assert [r.ttl for r in page.result] == [None]
+    stub.inject("list", malformed="success-false")
+    page = cf.dns.records.list(zone_id=zone_id)
+    assert page.result == [] and (page.model_extra or {})["success"] is False
+    stub.inject("list", malformed="no-result")
+    assert cf.dns.records.list(zone_id=zone_id).result is None
+    assert len(cf.dns.records.list(zone_id=zone_id).result) == 1  # rules hit once by default
+
+
+@pytest.mark.parametrize(
+    ("pager", "page", "per_page", "count", "total_count", "total_pages"),
+    [
+        (None, 2, 5, 2, 7, 2),
+        ("ignore-page", 1, 5, 5, 7, 2),
+        ("small-per-page", 2, 5, 2, 7, 2),  # asked 10: 5 per page, says so
+        ("short-page", 2, 5, 1, 7, 2),
+        ("total-count", 2, 5, 2, 8, 2),
+        ("total-pages", 2, 5, 2, 7, 3),
+    ],
+)
+def test_pager_faults(
+    stub: CloudflareStub,
+    zone_id: str,
+    cf: cloudflare.Cloudflare,
+    pager: Any,
+    page: int,
+    per_page: int,
+    count: int,
+    total_count: int,
+    total_pages: int,
+) -> None:
+    for i in range(7):
+        stub.add_record(ZONE, "www", "A", f"192.0.2.{i + 1}")
+    asked = 10 if pager == "small-per-page" else 5
+    if pager is not None:
+        stub.inject("list", pager=pager)
+    got = cf.dns.records.list(zone_id=zone_id, page=2, per_page=asked)
+    assert got.result_info is not None
+    info = got.result_info.model_extra or {}
+    assert (got.result_info.page, got.result_info.per_page) == (page, per_page)
+    assert len(got.result) == count == info["count"]
+    assert (info["total_count"], info["total_pages"]) == (total_count, total_pages)
+
+
+def test_inject_validates(stub: CloudflareStub) -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        stub.inject("list")
+    with pytest.raises(ValueError, match="exactly one"):
+        stub.inject("list", status=500, pager="short-page")
+    with pytest.raises(ValueError, match="unknown operation"):
+        stub.inject("update", status=500)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown malformed"):
+        stub.inject("list", malformed="weird")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="4xx or 5xx"):
+        stub.inject("list", status=200)
+    with pytest.raises(ValueError, match="nth"):
+        stub.inject("list", status=500, nth=0)
+
+
+def test_watch_sees_the_state_after_every_api_call(
+    stub: CloudflareStub, zone_id: str, cf: cloudflare.Cloudflare
+) -> None:
+    seen: list[tuple[str, str, int, list[str]]] = []
+
+    def watcher(entry: RequestLogEntry, zones: dict[str, list[dict[str, Any]]]) -> None:
+        seen.append((entry.method, entry.route, entry.status, [r["content"] for r in zones[ZONE]]))
+
+    stub.watch(watcher)
+    created = cf.dns.records.create(
+        zone_id=zone_id, name="www", type="A", content="192.0.2.1", ttl=1
+    )
+    stub.inject("create", status=429)
+    with pytest.raises(cloudflare.RateLimitError):
+        cf.dns.records.create(zone_id=zone_id, name="www", type="A", content="192.0.2.2", ttl=1)
+    assert created is not None and created.id is not None
+    cf.dns.records.delete(created.id, zone_id=zone_id)
+    httpx.get(stub.base_url.removesuffix("/client/v4") + "/__stub__/state").raise_for_status()
+    assert seen == [
+        ("POST", RECORDS, 200, ["192.0.2.1"]),
+        ("POST", RECORDS, 429, ["192.0.2.1"]),  # faulted calls are shown too
+        ("DELETE", RECORDS + "/{record_id}", 200, []),
+    ]  # control routes are not
+    stub.unwatch(watcher)
+    cf.zones.list()
+    assert len(seen) == 3
+
+
+def test_watch_errors_are_collected(
+    stub: CloudflareStub, zone_id: str, cf: cloudflare.Cloudflare
+) -> None:
+    def never_empty(entry: RequestLogEntry, zones: dict[str, list[dict[str, Any]]]) -> None:
+        assert zones[ZONE], f"zone empty after {entry.method} {entry.route}"
+
+    stub.watch(never_empty)
+    cf.dns.records.list(zone_id=zone_id)  # still answered
+    [error] = stub.watch_errors
+    assert isinstance(error, AssertionError) and "zone empty after GET" in str(error)
+    stub.reset()
+    assert stub.watch_errors == [] and stub.state.watchers == []
+
+
+def test_inject_over_http_control(stub: CloudflareStub, zone_id: str) -> None:
+    control = stub.base_url.removesuffix("/client/v4") + "/__stub__"
+    cf = cloudflare.Cloudflare(api_token=TOKEN, base_url=stub.base_url, max_retries=0)
+    spec = {"op": "list", "status": 429, "retry_after": 60, "times": 2}
+    httpx.post(f"{control}/faults", json={"inject": [spec]}).raise_for_status()
+    for _ in range(2):
+        with pytest.raises(cloudflare.RateLimitError) as info:
+            cf.dns.records.list(zone_id=zone_id)
+        assert info.value.response.headers["Retry-After"] == "60"
+    cf.dns.records.list(zone_id=zone_id)
+    bad = httpx.post(f"{control}/faults", json={"inject": [{"op": "list"}]})
+    assert bad.status_code == 400 and "exactly one" in bad.json()["error"]
+    [rule] = httpx.get(f"{control}/state").json()["faults"]["rules"]
+    assert (rule["op"], rule["hits"], rule["retry_after"]) == ("list", 2, "60")
+    cf.close()
 
 
 # -- as a subprocess ---------------------------------------------------------------------------

@@ -140,13 +140,21 @@ class Reconciler:
     def next_delay(self) -> float:
         """Seconds until the next pass unless triggered: ``resync_interval`` when
         converged, else the backoff of the current retry. Permanent errors (bad
-        token, missing zone) wait at the longest backoff: only an operator fixes them."""
+        token, missing zone) wait at the longest backoff: only an operator fixes them.
+
+        Never less than what the provider asked for (HTTP ``Retry-After``, see
+        :meth:`~goavail.dns.providers.base.Provider.retry_wait`): ``max(backoff,
+        remaining Retry-After)``. A pass triggered earlier makes no call before
+        that instant either (the provider refuses it).
+        """
         if self.retries == 0:
+            delay = self.resync_interval
             if self._hold is not None:
-                return min(self.resync_interval, self._hold)
-            return self.resync_interval
-        attempt = self.retries if self._transient else _LONGEST
-        return backoff_delay(attempt, self._jitter())
+                delay = min(delay, self._hold)
+        else:
+            attempt = self.retries if self._transient else _LONGEST
+            delay = backoff_delay(attempt, self._jitter())
+        return max(delay, self.provider.retry_wait())
 
     async def run(self) -> None:
         """Reconcile until cancelled."""

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import random
 import urllib.parse
@@ -36,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from goavail.dns.backoff import backoff_delay
+from goavail.dns.backoff import backoff_delay, parse_retry_after
 from goavail.notify.events import Event, SinkType, render
 
 if TYPE_CHECKING:
@@ -103,26 +102,6 @@ class SinkSettings:
     def host(self) -> str:
         """The URL's host, safe to log."""
         return urllib.parse.urlsplit(self.url).hostname or "?"
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (RFC 9110 §10.2.3), or None.
-
-    Accepts delay-seconds (``"30"``) or an HTTP-date (relative to ``now``);
-    anything else, or a negative value, gives None.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,13 +45,49 @@ Errors (HTTP status, Cloudflare code):
   speed" with a ``Retry-After`` header; 500 with a JSON envelope (code 10001,
   representative); 502/503/504 with an HTML body, as Cloudflare's edge sends.
 
+Per-operation faults (:meth:`CloudflareStub.inject`): a rule hits the ``nth``
+request of one operation (``"list"`` = ``GET dns_records``, ``"create"``,
+``"delete"``, ``"zones"`` = ``GET /zones``, or ``"any"``) counted from when the
+rule was added, and the ``times - 1`` following ones (``times=None``: for
+ever). A rule does one of:
+
+* ``status=`` an error answer instead of serving the request (nothing changes):
+  e.g. 400 with ``code=9005`` (bad A content), 403 with ``code=10000``
+  (authentication), 429 (code 971) with ``retry_after=`` seconds, an HTTP-date
+  string or a ``datetime`` (sent as an IMF-fixdate), 5xx;
+* ``malformed=`` one of :data:`MALFORMED`: the request is served (a create or
+  delete does happen) and the 200 answer is spoiled: a body that is not JSON
+  (with a JSON content type, or as an HTML page), ``success: false``, no
+  ``result``, ``result: null``, no ``result_info``, or every record in the
+  result with ``ttl`` null or a string, ``name`` null, ``content`` or ``id``
+  missing;
+* ``pager=`` one of :data:`PAGER` (list and zone listings): the server ignores
+  ``page`` (always page 1), uses a smaller ``per_page`` than asked (and says
+  so), returns fewer items than its ``per_page`` says (a short page), or adds
+  one to ``total_count`` or to ``total_pages``.
+
+Watching the zone after every call: :meth:`CloudflareStub.watch` registers
+``callback(entry, zones)``, called after EVERY API request has been answered
+(faulted ones included; control routes excluded) with the request's
+:class:`RequestLogEntry` and the state right after it, ``{zone name: [record
+JSON, ...]}``. It runs in the server thread with the state lock held (keep it
+quick; do not call the stand-in over HTTP from it). An exception it raises is
+collected in :attr:`CloudflareStub.watch_errors` (the request is still
+answered), so a test asserts an invariant after every single call with e.g.::
+
+    low: list[int] = []
+    stub.watch(lambda entry, zones: low.append(min_records(zones)))
+    ...  # drive the provider / reconciler
+    assert stub.watch_errors == [] and min(low) >= 1
+
 Known simplifications: TTLs are stored as sent even for proxied records
 (Cloudflare shows proxied records with TTL 1, "automatic"); names are
 lower-cased and A/AAAA contents put in canonical form; no tags/comment filters,
 no shadow metadata, no import/export/scan routes.
 
 Test control: the Python API of :class:`CloudflareStub` (``add_zone``,
-``add_record``, ``records``, ``set_faults``, ``fail_next``, ``count``, ...) and,
+``add_record``, ``records``, ``set_faults``, ``fail_next``, ``inject``, ``watch``,
+``count``, ...) and,
 for a stub run as a subprocess (``python -m tests.cfstub``), the unauthenticated
 routes ``POST /__stub__/faults``, ``POST /__stub__/zones``, ``POST /__stub__/reset``
 and ``GET /__stub__/state``.
@@ -61,7 +97,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import copy
+import email.utils
 import ipaddress
 import json
 import random
@@ -72,7 +110,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, get_args
 
 from aiohttp import web
 
@@ -214,6 +252,101 @@ class Faults:
     queued: list[int] = field(default_factory=list)
 
 
+Operation = Literal["list", "create", "delete", "zones", "any"]
+"""What a per-operation fault rule applies to (see :meth:`CloudflareStub.inject`)."""
+
+Malformed = Literal[
+    "non-json",
+    "html",
+    "success-false",
+    "no-result",
+    "null-result",
+    "no-result-info",
+    "ttl-null",
+    "ttl-string",
+    "name-null",
+    "content-missing",
+    "id-missing",
+]
+MALFORMED: tuple[str, ...] = get_args(Malformed)
+"""The ways a 200 answer can be spoiled."""
+
+Pager = Literal["ignore-page", "small-per-page", "short-page", "total-count", "total-pages"]
+PAGER: tuple[str, ...] = get_args(Pager)
+"""The ways a paginated answer can be inconsistent."""
+
+Watcher = Callable[["RequestLogEntry", dict[str, list[JSON]]], None]
+"""``callback(entry, zones)``; see :meth:`CloudflareStub.watch`."""
+
+_PAGER: contextvars.ContextVar[Pager | None] = contextvars.ContextVar("cfstub_pager", default=None)
+"""The pager fault of the request being served (set by the middleware, read by listings)."""
+
+_OPERATIONS: dict[tuple[str, str], str] = {
+    ("GET", "/zones/{zone_id}/dns_records"): "list",
+    ("POST", "/zones/{zone_id}/dns_records"): "create",
+    ("DELETE", "/zones/{zone_id}/dns_records/{record_id}"): "delete",
+    ("GET", "/zones"): "zones",
+}
+
+
+@dataclass
+class OpFault:
+    """One per-operation fault rule; see :meth:`CloudflareStub.inject`.
+
+    Attributes:
+        op: the operation it applies to.
+        nth: the first request it hits (1 = the next one), counted among that
+            operation's requests since the rule was added.
+        times: how many requests it hits from there; None: every later one.
+        status, code, message, retry_after: the error answer (``status`` set).
+        malformed: how a served 200 answer is spoiled.
+        pager: how a paginated answer is made inconsistent.
+        seen: requests of ``op`` seen since the rule was added.
+        hits: requests it has hit.
+    """
+
+    op: Operation
+    nth: int = 1
+    times: int | None = 1
+    status: int | None = None
+    code: int | None = None
+    message: str | None = None
+    retry_after: str | None = None
+    malformed: Malformed | None = None
+    pager: Pager | None = None
+    seen: int = 0
+    hits: int = 0
+
+    def applies(self) -> bool:
+        """Count one more request of ``op``; True when this rule hits it."""
+        self.seen += 1
+        if self.seen < self.nth:
+            return False
+        if self.times is not None and self.seen >= self.nth + self.times:
+            return False
+        self.hits += 1
+        return True
+
+    def to_json(self) -> JSON:
+        """The rule as the control route shows it."""
+        return {
+            k: v
+            for k, v in {
+                "op": self.op,
+                "nth": self.nth,
+                "times": self.times,
+                "status": self.status,
+                "code": self.code,
+                "retry_after": self.retry_after,
+                "malformed": self.malformed,
+                "pager": self.pager,
+                "seen": self.seen,
+                "hits": self.hits,
+            }.items()
+            if v is not None
+        }
+
+
 class StubState:
     """Zones, records, fault settings and the request log; guarded by ``lock``.
 
@@ -237,8 +370,11 @@ class StubState:
         self.zones: dict[str, StubZone] = {}
         self.records_by_zone: dict[str, dict[str, StubRecord]] = {}
         self.faults = Faults()
+        self.op_faults: list[OpFault] = []
         self.log: list[RequestLogEntry] = []
         self.counts: Counter[tuple[str, str]] = Counter()
+        self.watchers: list[Watcher] = []
+        self.watch_errors: list[BaseException] = []
 
     # -- seeding / inspection ---------------------------------------------------
 
@@ -275,8 +411,11 @@ class StubState:
             self.zones.clear()
             self.records_by_zone.clear()
             self.faults = Faults()
+            self.op_faults.clear()
             self.log.clear()
             self.counts.clear()
+            self.watchers.clear()
+            self.watch_errors.clear()
 
     # -- fault injection ----------------------------------------------------------
 
@@ -311,6 +450,40 @@ class StubState:
         with self.lock:
             self.faults.queued.extend([status] * n)
 
+    def inject(self, fault: OpFault) -> None:
+        """See :meth:`CloudflareStub.inject`.
+
+        Raises:
+            ValueError: not exactly one of status/malformed/pager, an unknown
+                operation, kind or status, ``nth`` < 1 or ``times`` < 1.
+        """
+        kinds = [k for k in (fault.status, fault.malformed, fault.pager) if k is not None]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of status, malformed, pager")
+        if fault.op not in get_args(Operation):
+            raise ValueError(f"unknown operation {fault.op!r}")
+        if fault.malformed is not None and fault.malformed not in MALFORMED:
+            raise ValueError(f"unknown malformed answer {fault.malformed!r}")
+        if fault.pager is not None and fault.pager not in PAGER:
+            raise ValueError(f"unknown pager fault {fault.pager!r}")
+        if fault.status is not None and not 400 <= fault.status <= 599:
+            raise ValueError(f"status must be 4xx or 5xx, got {fault.status}")
+        if fault.nth < 1 or (fault.times is not None and fault.times < 1):
+            raise ValueError("nth and times must be >= 1")
+        with self.lock:
+            self.op_faults.append(fault)
+
+    def pick_op_fault(self, op: str | None) -> OpFault | None:
+        """The first rule that hits this request of ``op`` (every rule of ``op`` counts it)."""
+        if op is None:
+            return None
+        chosen: OpFault | None = None
+        with self.lock:
+            for rule in self.op_faults:
+                if rule.op in (op, "any") and rule.applies() and chosen is None:
+                    chosen = rule
+        return chosen
+
     def pick_fault(self) -> tuple[int | None, float]:
         """(status to fail with or None, delay in seconds) for the next API request."""
         with self.lock:
@@ -324,10 +497,22 @@ class StubState:
     # -- request log ----------------------------------------------------------------
 
     def note(self, entry: RequestLogEntry) -> None:
-        """Append ``entry`` to the log and count it by (method, route)."""
+        """Append ``entry`` to the log, count it by (method, route) and show it to the
+        watchers (API requests only; see :meth:`CloudflareStub.watch`)."""
         with self.lock:
             self.log.append(entry)
             self.counts[(entry.method, entry.route)] += 1
+            if not self.watchers or entry.path.startswith(STUB_PATH):
+                return
+            zones = {
+                z.name: [r.to_json() for r in self.records_by_zone.get(z.id, {}).values()]
+                for z in self.zones.values()
+            }
+            for watcher in list(self.watchers):
+                try:
+                    watcher(entry, zones)
+                except Exception as exc:  # collected for the test to assert on
+                    self.watch_errors.append(exc)
 
     def snapshot(self) -> JSON:
         """State as JSON: zones with their records, fault settings, request counts."""
@@ -348,6 +533,7 @@ class StubState:
                     "delay": self.faults.delay,
                     "retry_after": self.faults.retry_after,
                     "queued": list(self.faults.queued),
+                    "rules": [rule.to_json() for rule in self.op_faults],
                 },
                 "counts": [
                     {"method": m, "route": r, "count": c} for (m, r), c in self.counts.items()
@@ -674,26 +860,129 @@ def _fault_response(status: int, retry_after: int) -> web.Response:
     )
 
 
-def _page(items: Sequence[Any], query: Mapping[str, str], default: int, maximum: int) -> JSON:
+def _page(
+    items: Sequence[Any],
+    query: Mapping[str, str],
+    default: int,
+    maximum: int,
+    pager: Pager | None = None,
+) -> JSON:
+    """One page of ``items`` in Cloudflare's envelope, or an inconsistent one (``pager``)."""
     try:
         page = max(1, int(float(query.get("page", "1"))))
         per_page = int(float(query.get("per_page", str(default))))
     except ValueError as exc:
         raise CFError(400, (1004, "Invalid page or per_page")) from exc
     per_page = max(5, min(per_page, maximum))
+    if pager == "ignore-page":
+        page = 1
+    elif pager == "small-per-page":
+        per_page = max(5, per_page // 2)
     total = len(items)
     start = (page - 1) * per_page
     chunk = list(items[start : start + per_page])
-    return _envelope(
-        [x.to_json() for x in chunk],
-        {
-            "page": page,
-            "per_page": per_page,
-            "count": len(chunk),
-            "total_count": total,
-            "total_pages": (total + per_page - 1) // per_page,
-        },
+    if pager == "short-page" and chunk:
+        chunk = chunk[: max(1, len(chunk) // 2)] if len(chunk) > 1 else []
+    info = {
+        "page": page,
+        "per_page": per_page,
+        "count": len(chunk),
+        "total_count": total + (pager == "total-count"),
+        "total_pages": (total + per_page - 1) // per_page + (pager == "total-pages"),
+    }
+    return _envelope([x.to_json() for x in chunk], info)
+
+
+def _op_fault(
+    op: Operation,
+    *,
+    nth: int = 1,
+    times: int | None = 1,
+    status: int | None = None,
+    code: int | None = None,
+    message: str | None = None,
+    retry_after: float | str | datetime | None = None,
+    malformed: Malformed | None = None,
+    pager: Pager | None = None,
+) -> OpFault:
+    """An :class:`OpFault` with ``retry_after`` as header text (seconds, or an IMF-fixdate)."""
+    header: str | None
+    if retry_after is None or isinstance(retry_after, str):
+        header = retry_after
+    elif isinstance(retry_after, datetime):
+        header = email.utils.format_datetime(retry_after.astimezone(UTC), usegmt=True)
+    else:
+        header = str(int(retry_after))
+    return OpFault(
+        op=op,
+        nth=nth,
+        times=times,
+        status=status,
+        code=code,
+        message=message,
+        retry_after=header,
+        malformed=malformed,
+        pager=pager,
     )
+
+
+def _rule_response(rule: OpFault) -> web.Response:
+    """The error answer of a per-operation rule with ``status`` set."""
+    assert rule.status is not None
+    if rule.code is None and rule.message is None:
+        resp = _fault_response(rule.status, 1)
+    else:
+        resp = _error_response(
+            CFError(rule.status, (rule.code or 10001, rule.message or "cfstub injected error"))
+        )
+    if rule.retry_after is not None:
+        resp.headers["Retry-After"] = rule.retry_after
+    elif rule.status != 429:
+        resp.headers.popall("Retry-After", None)
+    return resp
+
+
+_RECORD_SPOILERS: dict[str, Callable[[JSON], None]] = {
+    "ttl-null": lambda r: r.__setitem__("ttl", None),
+    "ttl-string": lambda r: r.__setitem__("ttl", "automatic"),
+    "name-null": lambda r: r.__setitem__("name", None),
+    "content-missing": lambda r: r.pop("content", None),
+    "id-missing": lambda r: r.pop("id", None),
+}
+
+
+def _spoil(response: web.Response, how: Malformed) -> web.Response:
+    """A 200 answer spoiled as ``how`` says (an error answer is left alone)."""
+    if response.status != 200:
+        return response
+    if how == "non-json":
+        return web.Response(
+            status=200, text='{"success": true, "result": [', content_type="application/json"
+        )
+    if how == "html":
+        return web.Response(
+            status=200,
+            text="<!DOCTYPE html><html><body>Checking your browser...</body></html>",
+            content_type="text/html",
+        )
+    assert response.text is not None
+    body = json.loads(response.text)
+    if how == "success-false":
+        body["success"] = False
+        body["errors"] = [{"code": 10001, "message": "cfstub: success false with HTTP 200"}]
+        body["result"] = [] if isinstance(body.get("result"), list) else None
+    elif how == "no-result":
+        body.pop("result", None)
+    elif how == "null-result":
+        body["result"] = None
+    elif how == "no-result-info":
+        body.pop("result_info", None)
+    else:
+        result = body.get("result")
+        for rec in result if isinstance(result, list) else [result]:
+            if isinstance(rec, dict):
+                _RECORD_SPOILERS[how](rec)
+    return web.json_response(body)
 
 
 async def _json_body(request: web.Request) -> Any:
@@ -729,6 +1018,12 @@ def build_app(state: StubState) -> web.Application:
             if fault is not None:
                 status = fault
                 return _fault_response(fault, state.faults.retry_after)
+            rule = state.pick_op_fault(_OPERATIONS.get((request.method, route)))
+            if rule is not None and rule.status is not None:
+                response = _rule_response(rule)
+                status = response.status
+                return response
+            _PAGER.set(rule.pager if rule is not None else None)
             try:
                 with state.lock:
                     state.check_auth(request.headers)
@@ -738,6 +1033,9 @@ def build_app(state: StubState) -> web.Application:
                 response = await handler(request)
             except CFError as err:
                 response = _error_response(err)
+            if rule is not None and rule.malformed is not None:
+                assert isinstance(response, web.Response)
+                response = _spoil(response, rule.malformed)
             status = response.status
             return response
         finally:
@@ -757,7 +1055,8 @@ def build_app(state: StubState) -> web.Application:
     async def list_zones(request: web.Request) -> web.Response:
         with state.lock:
             zones = state.list_zones(request.query)
-            return web.json_response(_page(zones, request.query, 20, 50))
+            pager = _PAGER.get()
+            return web.json_response(_page(zones, request.query, 20, 50, pager))
 
     async def get_zone(request: web.Request) -> web.Response:
         with state.lock:
@@ -768,7 +1067,8 @@ def build_app(state: StubState) -> web.Application:
         with state.lock:
             zone = state.get_zone(request.match_info["zone_id"], request.path)
             found = state.list_records(state.records_by_zone[zone.id].values(), request.query)
-            return web.json_response(_page(found, request.query, 100, 5_000_000))
+            pager = _PAGER.get()
+            return web.json_response(_page(found, request.query, 100, 5_000_000, pager))
 
     async def create_record(request: web.Request) -> web.Response:
         body = await _json_body(request)
@@ -838,6 +1138,8 @@ def build_app(state: StubState) -> web.Application:
             if "fail_next" in body:
                 spec = body["fail_next"]
                 state.fail_next(int(spec["n"]), int(spec.get("status", 503)))
+            for spec in body.get("inject", []):
+                state.inject(_op_fault(**spec))
         except (ValueError, KeyError, TypeError) as exc:
             return web.json_response({"ok": False, "error": str(exc)}, status=400)
         return web.json_response({"ok": True})
@@ -1080,10 +1382,92 @@ class CloudflareStub:
         """Answer the next ``n`` API requests with ``status`` (before any random faults)."""
         self.state.fail_next(n, status)
 
+    def inject(
+        self,
+        op: Operation,
+        *,
+        nth: int = 1,
+        times: int | None = 1,
+        status: int | None = None,
+        code: int | None = None,
+        message: str | None = None,
+        retry_after: float | str | datetime | None = None,
+        malformed: Malformed | None = None,
+        pager: Pager | None = None,
+    ) -> OpFault:
+        """Add a per-operation fault rule (see the module docstring); returns it (its
+        ``seen``/``hits`` counters show what it did).
+
+        Args:
+            op: ``"list"``, ``"create"``, ``"delete"``, ``"zones"`` or ``"any"``.
+            nth: the first request of ``op`` hit, 1 = the next one.
+            times: requests hit from there on; None = all of them.
+            status: answer this HTTP status instead of serving the request; with
+                ``code``/``message`` as Cloudflare's error (default: as
+                :meth:`set_faults` answers it: 429/971, HTML 502-504, JSON 5xx).
+            retry_after: ``Retry-After`` header: seconds (number), a string sent
+                as is (e.g. an HTTP-date or garbage), or a ``datetime`` sent as an
+                IMF-fixdate. 429 without it sends ``Retry-After: 1``.
+            malformed: serve the request, then spoil its 200 answer (:data:`MALFORMED`).
+            pager: make a listing inconsistent (:data:`PAGER`).
+
+        Rules are checked after :meth:`fail_next` and before the random faults
+        of :meth:`set_faults`; the first rule that hits a request decides it,
+        and every rule of the operation counts it.
+
+        Raises:
+            ValueError: not exactly one of ``status``/``malformed``/``pager``, or
+                an unknown value.
+        """
+        rule = _op_fault(
+            op,
+            nth=nth,
+            times=times,
+            status=status,
+            code=code,
+            message=message,
+            retry_after=retry_after,
+            malformed=malformed,
+            pager=pager,
+        )
+        self.state.inject(rule)
+        return rule
+
     def clear_faults(self) -> None:
-        """No more faults or delay, and drop queued :meth:`fail_next` failures."""
+        """No more faults or delay: drop queued :meth:`fail_next` failures and
+        :meth:`inject` rules."""
         with self.state.lock:
             self.state.faults = Faults()
+            self.state.op_faults.clear()
+
+    # -- watching the state ---------------------------------------------------------
+
+    def watch(self, callback: Watcher) -> None:
+        """Call ``callback(entry, zones)`` after every API request has been answered.
+
+        ``entry`` is the request's :class:`RequestLogEntry`; ``zones`` maps each
+        zone's name to its records (as :meth:`records` shows them) right after
+        the request. Runs in the server thread with the state lock held. An
+        exception it raises goes to :attr:`watch_errors`. :meth:`reset` drops
+        watchers.
+        """
+        with self.state.lock:
+            self.state.watchers.append(callback)
+
+    def unwatch(self, callback: Watcher) -> None:
+        """Stop calling ``callback``.
+
+        Raises:
+            ValueError: it was not watching.
+        """
+        with self.state.lock:
+            self.state.watchers.remove(callback)
+
+    @property
+    def watch_errors(self) -> list[BaseException]:
+        """A copy of the exceptions raised by watchers, oldest first."""
+        with self.state.lock:
+            return list(self.state.watch_errors)
 
     # -- request log ----------------------------------------------------------------
 

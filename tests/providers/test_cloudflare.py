@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, Record, RecordType
+from goavail.dns.providers import cloudflare as cloudflare_provider
 from goavail.dns.providers.base import CallRetry, ProviderError
 from goavail.dns.providers.cloudflare import (
     CloudflareCredentials,
@@ -21,7 +23,9 @@ from goavail.dns.providers.cloudflare import (
     MissingCredentials,
     credentials_from_env,
 )
-from tests.cfstub import CloudflareStub
+from tests.cfstub import CloudflareStub, RequestLogEntry
+from tests.cfstub.server import MALFORMED
+from tests.fakeclock import WALL_START, FakeTime
 from tests.providers.contract import Backdoor, ProviderContract
 
 ZONE = "example.test"
@@ -300,13 +304,14 @@ async def test_wrong_global_key_is_permanent_and_secret_free(make_cf: MakeProvid
 
 
 @pytest.mark.parametrize(
-    ("status", "needle"), [(429, "Retry-After 1s"), (500, "HTTP 500"), (502, "HTTP 502")]
+    ("status", "needle"), [(429, "Retry-After 1 s"), (500, "HTTP 500"), (502, "HTTP 502")]
 )
 async def test_rate_limit_and_server_errors_are_transient(
     stub: CloudflareStub, make_cf: MakeProvider, status: int, needle: str
 ) -> None:
     p = make_cf()
     p.retry = CallRetry(attempts=1)
+    p.clock = FakeTime().clock  # the 429's Retry-After: 1 is slept in fake time
     await p.zone_id()
     stub.fail_next(1, status)
     with pytest.raises(ProviderError, match=needle) as info:
@@ -441,3 +446,303 @@ def test_credentials_repr_hides_secrets() -> None:
 def test_credentials_need_token_or_key_pair() -> None:
     with pytest.raises(ValueError, match="api_token"):
         CloudflareCredentials(api_key=API_KEY)
+
+
+# -- fault injection: every odd answer is a ProviderError, never a bare exception --------------
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def timed_cf(make_cf: MakeProvider, fake_time: FakeTime) -> CloudflareProvider:
+    """A provider on fake time (no real sleeping), one try per call."""
+    p = make_cf()
+    p.clock = fake_time.clock
+    p.retry = CallRetry(attempts=1)
+    return p
+
+
+def _list_requests(stub: CloudflareStub) -> int:
+    return stub.count("GET", RECORDS_ROUTE)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "hint"),
+    [(400, 9005, "9005"), (403, 10000, "CLOUDFLARE_API_TOKEN")],
+)
+async def test_nth_create_fails_permanently(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, status: int, code: int, hint: str
+) -> None:
+    rule = stub.inject("create", nth=2, status=status, code=code, message="injected")
+    [first] = await timed_cf.apply([Change("create", _rec(f"a.{ZONE}", "192.0.2.1"), "t")])
+    [second] = await timed_cf.apply([Change("create", _rec(f"b.{ZONE}", "192.0.2.2"), "t")])
+    [third] = await timed_cf.apply([Change("create", _rec(f"c.{ZONE}", "192.0.2.3"), "t")])
+    assert first.ok and third.ok
+    assert second.error is not None and second.error.transient is False
+    assert f"HTTP {status}" in str(second.error) and hint in str(second.error)
+    assert (rule.seen, rule.hits) == (3, 1)
+    assert sorted(r["name"] for r in stub.records(ZONE)) == [f"a.{ZONE}", f"c.{ZONE}"]
+
+
+@pytest.mark.parametrize(("status", "code"), [(400, 9005), (403, 10000), (500, None)])
+async def test_delete_fails(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, status: int, code: int | None
+) -> None:
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1")
+    [current] = await timed_cf.records(www)
+    stub.inject("delete", status=status, code=code)
+    [out] = await timed_cf.apply([Change("delete", current, "t")])
+    assert out.error is not None and out.error.transient is (status >= 500)
+    assert len(stub.records(ZONE)) == 1  # an error answer changes nothing
+
+
+async def test_retry_after_seconds_holds_every_call(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, fake_time: FakeTime
+) -> None:
+    www = f"www.{ZONE}"
+    await timed_cf.zone_id()
+    stub.inject("list", status=429, retry_after=60)
+    with pytest.raises(ProviderError, match="Retry-After 60 s") as info:
+        await timed_cf.records(www)
+    assert info.value.transient and info.value.retry_after == 60.0
+    assert timed_cf.retry_wait() == 60.0
+    # no read, no write goes out before the instant, in this pass or the next
+    with pytest.raises(ProviderError, match=r"60\.0 s to go"):
+        await timed_cf.records(www)
+    [out] = await timed_cf.apply([Change("create", _rec(www, "192.0.2.1"), "t")])
+    assert out.error is not None and out.error.transient and out.error.retry_after == 60.0
+    with pytest.raises(ProviderError, match="to go"):
+        await timed_cf.check(www)
+    assert _list_requests(stub) == 1 and stub.count("POST", RECORDS_ROUTE) == 0
+    fake_time.advance(60)
+    assert await timed_cf.records(www) == []
+    assert fake_time.slept == []
+
+
+async def test_retry_after_http_date(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, fake_time: FakeTime
+) -> None:
+    await timed_cf.zone_id()
+    stub.inject("create", status=429, retry_after=WALL_START + timedelta(seconds=90))
+    [out] = await timed_cf.apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    assert out.error is not None and out.error.retry_after == 90.0
+    assert "Retry-After Sun, 01 Mar 2026 12:01:30 GMT (90 s from now)" in str(out.error)
+    assert timed_cf.retry_wait() == 90.0
+
+
+async def test_retry_after_obsolete_date_and_5xx(
+    stub: CloudflareStub, timed_cf: CloudflareProvider
+) -> None:
+    await timed_cf.zone_id()
+    stub.inject("list", status=503, retry_after="Sunday, 01-Mar-26 12:00:30 GMT")
+    with pytest.raises(ProviderError, match="HTTP 503") as info:
+        await timed_cf.records(f"www.{ZONE}")
+    assert info.value.transient and info.value.retry_after == 30.0
+
+
+async def test_retry_after_short_is_slept_within_the_call(
+    stub: CloudflareStub, make_cf: MakeProvider, fake_time: FakeTime
+) -> None:
+    p = make_cf()
+    p.clock = fake_time.clock
+    await p.zone_id()
+    stub.inject("list", status=429, retry_after=7)
+    assert await p.records(f"www.{ZONE}") == []
+    assert fake_time.slept == [7.0]
+    assert _list_requests(stub) == 2
+
+
+async def test_retry_after_garbage_is_ignored(
+    stub: CloudflareStub, timed_cf: CloudflareProvider
+) -> None:
+    await timed_cf.zone_id()
+    stub.inject("list", status=429, retry_after="soon")
+    with pytest.raises(ProviderError, match=r"Retry-After 'soon' \(unreadable, ignored\)") as info:
+        await timed_cf.records(f"www.{ZONE}")
+    assert info.value.transient and info.value.retry_after is None
+    assert timed_cf.retry_wait() == 0.0
+
+
+@pytest.mark.parametrize("malformed", MALFORMED)
+async def test_malformed_list_answer_is_a_failed_read(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, malformed: Any
+) -> None:
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1")
+    await timed_cf.zone_id()
+    stub.inject("list", malformed=malformed)
+    with pytest.raises(ProviderError, match="malformed answer") as info:
+        await timed_cf.records(www)
+    assert info.value.transient is True
+    assert [r.content for r in await timed_cf.records(www)] == ["192.0.2.1"]
+
+
+async def test_ttl_as_numeric_string_is_read_as_the_sdk_parses_it(
+    stub: CloudflareStub, timed_cf: CloudflareProvider
+) -> None:
+    """The SDK turns "300" into 300.0 (lenient parsing); that is a readable TTL."""
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1", ttl=300)
+    await timed_cf.zone_id()
+    stub.inject("list", malformed="ttl-string")  # "automatic": not a number
+    with pytest.raises(ProviderError, match="ttl 'automatic'"):
+        await timed_cf.records(www)
+    [rec] = await timed_cf.records(www)
+    assert rec.ttl == 300
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [m for m in MALFORMED if m not in ("no-result-info", "ttl-string")],
+)
+async def test_malformed_create_answer_is_transient_and_retry_is_safe(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, malformed: Any
+) -> None:
+    www = f"www.{ZONE}"
+    await timed_cf.zone_id()
+    stub.inject("create", malformed=malformed)
+    change = Change("create", _rec(www, "192.0.2.1"), "t")
+    [out] = await timed_cf.apply([change])
+    assert out.error is not None and out.error.transient
+    assert "malformed answer" in str(out.error)
+    # the stand-in did make it: the retry answers "exists", which is success
+    [out] = await timed_cf.apply([change])
+    assert out.ok and timed_cf.audit.recent[-1]["outcome"] == "already-done"
+    assert len(stub.records(ZONE)) == 1
+
+
+@pytest.mark.parametrize(
+    "malformed", ["non-json", "html", "success-false", "no-result", "null-result", "id-missing"]
+)
+async def test_malformed_delete_answer_is_transient_and_retry_is_safe(
+    stub: CloudflareStub, make_cf: MakeProvider, fake_time: FakeTime, malformed: Any
+) -> None:
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1")
+    p = make_cf()
+    p.clock = fake_time.clock  # retried within the call, no real sleeping
+    [current] = await p.records(www)
+    stub.inject("delete", malformed=malformed)
+    [out] = await p.apply([Change("delete", current, "t")])
+    assert out.ok and p.audit.recent[-1]["outcome"] == "already-done"
+    assert stub.records(ZONE) == []
+    assert len(fake_time.slept) == 1  # one malformed answer, one retry
+
+
+@pytest.mark.parametrize("malformed", ["non-json", "html", "success-false", "no-result"])
+async def test_malformed_zone_lookup_is_transient(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, malformed: Any
+) -> None:
+    stub.inject("zones", malformed=malformed)
+    with pytest.raises(ProviderError, match=r"look up zone.*malformed answer") as info:
+        await timed_cf.records(f"www.{ZONE}")
+    assert info.value.transient is True
+    assert await timed_cf.zone_id() == stub.state.zone_id(ZONE)
+
+
+def _seed(stub: CloudflareStub, name: str, n: int) -> None:
+    for i in range(n):
+        stub.add_record(ZONE, name, "A", f"198.51.100.{i}" if i < 100 else f"203.0.113.{i}")
+
+
+@pytest.mark.parametrize(
+    ("pager", "message", "requests"),
+    [
+        ("ignore-page", "asked for page 2, got page 1", 2),
+        ("small-per-page", "asked for 100 per page, got 50", 1),
+        ("short-page", "page 1 holds 50 items", 1),
+        ("total-count", "page 2 holds 30 items", 2),
+        ("total-pages", "130 items cannot make 3 pages", 1),
+    ],
+)
+async def test_inconsistent_pages_are_a_failed_read(
+    stub: CloudflareStub,
+    timed_cf: CloudflareProvider,
+    pager: Any,
+    message: str,
+    requests: int,
+) -> None:
+    name = f"big.{ZONE}"
+    _seed(stub, name, 130)
+    await timed_cf.zone_id()
+    stub.inject("list", pager=pager, times=None)
+    with pytest.raises(ProviderError, match=message) as info:
+        await timed_cf.records(name)
+    assert info.value.transient is True
+    assert _list_requests(stub) == requests  # bounded: never asked for ever
+    stub.clear_faults()
+    assert len(await timed_cf.records(name)) == 130
+
+
+@pytest.mark.parametrize("pager", ["total-count", "total-pages"])
+async def test_an_empty_name_with_inconsistent_totals_is_not_read_as_empty(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, pager: Any
+) -> None:
+    await timed_cf.zone_id()
+    stub.inject("list", pager=pager)
+    with pytest.raises(ProviderError, match="malformed answer"):
+        await timed_cf.records(f"www.{ZONE}")
+
+
+async def test_a_server_ignoring_page_is_fine_for_a_single_page(
+    stub: CloudflareStub, timed_cf: CloudflareProvider
+) -> None:
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1")
+    await timed_cf.zone_id()
+    stub.inject("list", pager="ignore-page", times=None)
+    assert [r.content for r in await timed_cf.records(www)] == ["192.0.2.1"]
+
+
+async def test_pages_are_bounded(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"big.{ZONE}"
+    _seed(stub, name, 130)
+    monkeypatch.setattr(cloudflare_provider, "MAX_PAGES", 1)
+    with pytest.raises(ProviderError, match="2 pages, more than the 1 goavail reads"):
+        await timed_cf.records(name)
+    assert _list_requests(stub) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "rtype", "needle"),
+    [("2001:db8::1", "A", "content '2001:db8::1'"), ("192.0.2.1", "AAAA", "content")],
+)
+async def test_address_of_the_wrong_family_is_malformed(
+    stub: CloudflareStub, timed_cf: CloudflareProvider, content: str, rtype: str, needle: str
+) -> None:
+    www = f"www.{ZONE}"
+    rid = stub.add_record(ZONE, www, "TXT", "placeholder")
+    with stub.state.lock:  # a record the real API would never hold
+        rec = stub.state.records_by_zone[stub.state.zone_id(ZONE)][rid]
+        rec.type, rec.content = rtype, content
+    with pytest.raises(ProviderError, match=needle):
+        await timed_cf.records(www)
+
+
+async def test_watch_sees_the_zone_after_every_call(
+    stub: CloudflareStub, timed_cf: CloudflareProvider
+) -> None:
+    """The stand-in's per-call hook, as the "never empty a name" suite uses it."""
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1")
+    await timed_cf.zone_id()
+    seen: list[tuple[str, int]] = []
+
+    def at_www(entry: RequestLogEntry, zones: dict[str, list[dict[str, Any]]]) -> None:
+        seen.append((entry.method, sum(r["name"] == www for r in zones[ZONE])))
+
+    stub.watch(at_www)
+    [current] = await timed_cf.records(www)
+    out = await timed_cf.apply(
+        [Change("create", _rec(www, "192.0.2.2"), "t"), Change("delete", current, "t")]
+    )
+    assert all(o.ok for o in out)
+    assert seen == [("GET", 1), ("POST", 2), ("DELETE", 1)]
+    assert min(n for _, n in seen) >= 1
+    assert stub.watch_errors == []

@@ -9,6 +9,7 @@ back with a second, plain boto3 client talking to moto directly.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -17,7 +18,7 @@ import pytest
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, Record, RecordType
 from goavail.dns.providers.base import CallRetry, ProviderError
-from goavail.dns.providers.route53 import Route53Provider, decode_name
+from goavail.dns.providers.route53 import Route53Provider, _retry_after, decode_name
 from tests.providers.contract import Backdoor, ProviderContract
 from tests.route53_server import FaultProxy, MotoServer
 
@@ -494,3 +495,19 @@ def test_invalid_arguments(aws_env: None) -> None:
         Route53Provider(**common, zone_id=None, ttl=60, request_timeout=0)
     # no region anywhere: requests are signed for us-east-1 (Route 53 is global)
     assert Route53Provider(**common, zone_id=None, ttl=60).region == "us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({}, None),
+        ({"retry-after": "30"}, 30.0),
+        ({"retry-after": "Sun, 01 Mar 2026 12:00:45 GMT"}, 45.0),
+        ({"x-amz-retry-after": "1500"}, 1.5),  # milliseconds, as botocore reads it
+        ({"retry-after": "2", "x-amz-retry-after": "4000"}, 4.0),  # the longer wins
+        ({"retry-after": "soon", "x-amz-retry-after": "-1"}, None),
+    ],
+)
+def test_retry_after_headers(headers: dict[str, str], seconds: float | None) -> None:
+    now = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    assert _retry_after(headers, now) == seconds

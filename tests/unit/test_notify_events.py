@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from goavail.dns.backoff import parse_retry_after  # shared with the DNS providers
 from goavail.dns.model import FailOpen
 from goavail.notify import events
 from goavail.notify.events import Event, render
-from goavail.notify.sink import parse_retry_after
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 

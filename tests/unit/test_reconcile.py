@@ -10,10 +10,11 @@ import pytest
 
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, Record
-from goavail.dns.providers.base import CallRetry
+from goavail.dns.providers.base import RETRY_AFTER_CAP, CallRetry, ProviderError
 from goavail.dns.providers.memory import MemoryProvider
 from goavail.dns.reconcile import Reconciler, after
 from goavail.health import State
+from tests.fakeclock import FakeTime
 
 WWW = "www.example.test"
 A1, A2, A3 = "192.0.2.1", "192.0.2.2", "192.0.2.3"
@@ -445,3 +446,98 @@ async def test_a_change_is_not_made_once_another_agent_is_the_writer() -> None:
     provider._create = create_then_lose_the_role  # type: ignore[method-assign]
     assert not await rec.reconcile_once()
     assert contents(provider) == {A1, A2, A3}  # the create went out, the delete did not
+
+
+# -- Retry-After: the server's wait is honoured across passes (fake time, nothing sleeps) --
+
+
+def make_timed(
+    decisions: dict[str, State], present: list[str]
+) -> tuple[Reconciler, MemoryProvider, FakeTime]:
+    rec, provider = make(decisions, present)
+    provider.retry = CallRetry(attempts=3, base=0.2, cap=2.0, max_retry_after=10.0)
+    time = FakeTime()
+    provider.clock = time.clock
+    return rec, provider, time
+
+
+async def test_next_pass_waits_what_the_server_asked() -> None:
+    rec, provider, time = make_timed({A1: State.DOWN, A2: State.UP, A3: State.UP}, [A1, A2])
+    provider.fail_next(1, on="list", message="HTTP 429", retry_after=60)
+    assert not await rec.reconcile_once()
+    assert time.slept == []  # 60 s is over max_retry_after: the pass ends, nobody sleeps
+    assert provider.calls == [f"list {WWW}"]
+    # the backoff of a first failed pass is 0.25 s; the server asked for 60
+    assert rec.next_delay() == 60.0
+    time.advance(20)
+    assert rec.next_delay() == 40.0
+    # a pass triggered meanwhile (a decision changed) sends nothing and fails at once
+    assert not await rec.reconcile_once()
+    assert provider.calls == [f"list {WWW}"]
+    assert rec.last_error is not None and "asked to wait (Retry-After), 40.0 s to go" in (
+        rec.last_error
+    )
+    assert rec.next_delay() == 40.0
+    time.advance(40)
+    assert rec.next_delay() == 0.5  # only the reconciler's own backoff is left
+    assert await rec.reconcile_once()
+    assert contents(provider) == {A2, A3}
+    assert time.slept == []
+
+
+async def test_a_short_retry_after_is_waited_within_the_pass() -> None:
+    rec, provider, time = make_timed({A1: State.DOWN, A2: State.UP, A3: State.UP}, [A1, A2])
+    provider.fail_next(1, on="create", message="HTTP 429", retry_after=5)
+    assert await rec.reconcile_once()
+    assert time.slept == [5.0]  # max(backoff <= 0.2 s, Retry-After 5 s), then the retry
+    assert [c.split()[0] for c in provider.calls] == ["list", "create", "create", "delete"]
+    assert contents(provider) == {A2, A3}
+
+
+async def test_a_rate_limited_write_holds_every_call_until_the_instant() -> None:
+    rec, provider, time = make_timed({A1: State.DOWN, A2: State.UP, A3: State.UP}, [A1, A2])
+    provider.fail_next(1, on="create", message="HTTP 429", retry_after=30)
+    assert not await rec.reconcile_once()
+    assert [c.split()[0] for c in provider.calls] == ["list", "create"]
+    assert rec.next_delay() == 30.0
+    for _ in range(3):  # passes triggered before the instant make no call at all
+        time.advance(5)
+        assert not await rec.reconcile_once()
+    assert [c.split()[0] for c in provider.calls] == ["list", "create"]
+    assert rec.next_delay() == 15.0
+    time.advance(12)
+    # 3 s to go is within max_retry_after: the next pass waits them, then goes on
+    assert await rec.reconcile_once()
+    assert time.slept == [pytest.approx(3.0)]
+    assert contents(provider) == {A2, A3}
+
+
+async def test_retry_after_is_capped() -> None:
+    rec, provider, _ = make_timed({A1: State.DOWN, A2: State.UP}, [A1, A2])
+    provider.fail_next(1, on="list", message="HTTP 429", retry_after=math.inf)
+    assert not await rec.reconcile_once()
+    assert provider.retry_wait() == RETRY_AFTER_CAP
+    assert rec.next_delay() == RETRY_AFTER_CAP
+
+
+async def test_resync_interval_is_not_shortened_by_a_spent_wait() -> None:
+    rec, provider, _ = make_timed({A1: State.DOWN, A2: State.UP}, [A1, A2])
+    provider.fail_next(1, on="list", message="HTTP 429", retry_after=2)
+    assert await rec.reconcile_once()  # 2 s waited within the pass
+    assert provider.retry_wait() == 0.0
+    assert rec.next_delay() == 60.0  # converged: the resync interval
+
+
+async def test_health_check_sends_nothing_while_told_to_wait() -> None:
+    _, provider, time = make_timed({A1: State.UP}, [A1])
+    provider.fail_next(1, on="list", message="HTTP 429", retry_after=20)
+    with pytest.raises(ProviderError, match="HTTP 429") as info:
+        await provider.check(WWW)
+    assert info.value.retry_after == 20
+    with pytest.raises(ProviderError, match=r"20\.0 s to go") as info:
+        await provider.check(WWW)
+    assert info.value.transient and info.value.retry_after == 20.0
+    assert provider.calls == [f"list {WWW}"]
+    time.advance(20)
+    await provider.check(WWW)
+    assert len(provider.calls) == 2

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import random
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import ClassVar, TypeVar
 
 from goavail.dns.audit import AuditLog
@@ -40,7 +43,11 @@ class ProviderError(Exception):
             5xx, timeouts, connection errors). Permanent errors (authentication,
             missing zone, invalid request) are retried too by the reconciler, but
             at its longest backoff, since only an operator can fix them.
-        retry_after: seconds the provider asked us to wait (HTTP ``Retry-After``), or None.
+        retry_after: seconds the provider asked us to wait, counted from when the
+            error was raised (HTTP ``Retry-After`` in either form, read with
+            :func:`goavail.dns.backoff.parse_retry_after`), or None. The base class
+            turns it into the provider's "not before" instant (see
+            :meth:`Provider.retry_wait`).
         unexpected: True when this wraps an exception that is not a provider error
             (a bug, or an answer nobody foresaw): what the provider did is unknown.
     """
@@ -75,6 +82,34 @@ class CallRetry:
     base: float = 0.2
     cap: float = 2.0
     max_retry_after: float = 10.0
+
+
+RETRY_AFTER_CAP = 300.0
+"""The longest ``Retry-After`` (seconds) a provider is held back for; a longer one is
+cut to this and logged. Cloudflare's API rate limit is counted over five minutes
+(1,200 requests per 5 minutes per user,
+https://developers.cloudflare.com/fundamentals/api/reference/limits/), so no
+genuine answer asks for more; a bogus header cannot stop failover for hours."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """The time a provider reads and waits on: the one seam tests replace.
+
+    Attributes:
+        monotonic: seconds on a monotonic clock (default :func:`time.monotonic`);
+            "not before" instants are kept on it.
+        wall: the current UTC time, for HTTP-date ``Retry-After`` values.
+        sleep: waits the given seconds (default :func:`asyncio.sleep`).
+    """
+
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], datetime] = field(default=_utc_now)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 class RecordExists(Exception):
@@ -145,6 +180,12 @@ class Provider(ABC):
 
     name: ClassVar[str]
 
+    clock: Clock = Clock()
+    """Time source and sleep (a test seam: assign another :class:`Clock` to the instance)."""
+
+    _not_before: float = -math.inf
+    """``clock.monotonic()`` instant before which no call goes out (see :meth:`retry_wait`)."""
+
     def __init__(self, *, dry_run: bool, audit: AuditLog, retry: CallRetry | None = None) -> None:
         self.dry_run = dry_run
         self.audit = audit
@@ -194,28 +235,74 @@ class Provider(ABC):
         else:
             await self._delete(change.record)
 
+    def retry_wait(self) -> float:
+        """Seconds until this provider may be called again; 0.0 when it may be called now.
+
+        Set when an answer carried a ``Retry-After`` (:class:`ProviderError`
+        ``retry_after``): from then on no call of this provider, read or write,
+        in this pass or a later one, goes out before that instant (at most
+        :data:`RETRY_AFTER_CAP` seconds ahead). The reconciler waits at least
+        this long before its next pass. Reads ``clock.monotonic``.
+        """
+        return max(0.0, self._not_before - self.clock.monotonic())
+
+    def _hold_off(self, exc: ProviderError, what: str) -> None:
+        """Record the wait ``exc`` asks for (if any) as the provider's "not before" instant.
+
+        Never moves the instant earlier; a wait over :data:`RETRY_AFTER_CAP` is cut to it.
+        """
+        if exc.retry_after is None:
+            return
+        wait = exc.retry_after
+        if not wait <= RETRY_AFTER_CAP:  # also catches inf and nan
+            log.warning(
+                "%s: the provider asked to wait %s s; waiting %g s, the cap",
+                what,
+                f"{wait:.0f}" if math.isfinite(wait) else wait,
+                RETRY_AFTER_CAP,
+            )
+            wait = RETRY_AFTER_CAP
+        self._not_before = max(self._not_before, self.clock.monotonic() + max(0.0, wait))
+
+    def _not_yet(self, what: str, remaining: float) -> ProviderError:
+        return ProviderError(
+            f"{what}: not sent: {self.name} asked to wait (Retry-After), {remaining:.1f} s to go",
+            transient=True,
+            retry_after=remaining,
+        )
+
     async def _retrying(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """Run ``call``; retry it on transient :class:`ProviderError` per ``self.retry``.
 
-        Waits ``max(Retry-After, backoff)`` between tries. Idempotency makes a
-        retried write safe: a create that did land the first time answers
-        "exists", a delete "missing", and both count as success.
+        No try goes out before the provider's "not before" instant
+        (:meth:`retry_wait`): a wait up to ``max_retry_after`` is slept, a longer
+        one fails at once without a call. Between tries it waits
+        ``max(backoff, Retry-After)``. Idempotency makes a retried write safe: a
+        create that did land the first time answers "exists", a delete
+        "missing", and both count as success.
 
         Raises:
             ProviderError: the last error, when it is permanent, when the tries
                 are used up, or when the provider asks for a longer wait than
-                ``max_retry_after``.
+                ``max_retry_after`` (then without making the call, if the wait
+                was asked before it; ``retry_after`` gives the seconds left).
         """
         attempt = 1
         while True:
+            remaining = self.retry_wait()
+            if remaining > self.retry.max_retry_after:
+                raise self._not_yet(what, remaining)
+            if remaining > 0:
+                log.info("%s: waiting %.2fs as the provider asked (Retry-After)", what, remaining)
+                await self.clock.sleep(remaining)
             try:
                 return await call()
             except ProviderError as exc:
+                self._hold_off(exc, what)
                 wait = backoff_delay(
                     attempt, random.random(), base=self.retry.base, cap=self.retry.cap
                 )
-                if exc.retry_after is not None:
-                    wait = max(wait, exc.retry_after)
+                wait = max(wait, self.retry_wait())
                 if (
                     not exc.transient
                     or attempt >= self.retry.attempts
@@ -224,7 +311,7 @@ class Provider(ABC):
                     raise
                 log.info("%s: %s; retry %d in %.2fs", what, exc, attempt, wait)
                 attempt += 1
-                await asyncio.sleep(wait)
+                await self.clock.sleep(wait)
 
     # -- public API -------------------------------------------------------------
 
@@ -232,11 +319,20 @@ class Provider(ABC):
         """One read of ``name`` without retries: is the provider reachable and readable?
 
         For health checks (``/_health``); never writes, whatever the dry-run setting.
+        While the provider asked to wait (:meth:`retry_wait`) no call goes out and
+        this fails at once.
 
         Raises:
-            ProviderError: the provider could not be read.
+            ProviderError: the provider could not be read, or asked to wait.
         """
-        await self._list(name)
+        remaining = self.retry_wait()
+        if remaining > 0:
+            raise self._not_yet(f"{self.name}: check {name}", remaining)
+        try:
+            await self._list(name)
+        except ProviderError as exc:
+            self._hold_off(exc, f"{self.name}: check {name}")
+            raise
 
     async def records(self, name: str) -> list[Record]:
         """Current A/AAAA records of ``name`` (in dry-run: as if planned changes were made).

@@ -17,27 +17,40 @@ https://developers.cloudflare.com/fundamentals/api/troubleshooting/):
   (HTTP 400): the cached zone id is no longer valid; it is looked up again on
   the next call.
 
+Listings are read page by page through the SDK's page objects and checked
+against their ``result_info`` (``page``, ``per_page``, ``count``,
+``total_count``, ``total_pages``): at most :data:`MAX_PAGES` pages, and an
+answer that does not add up is a failed read, never "no records". Any answer
+the SDK cannot parse, or that lacks a field goavail relies on, is a transient
+:class:`~goavail.dns.providers.base.ProviderError` (see :func:`_malformed`).
+A ``Retry-After`` (seconds or HTTP-date) on a 429 or 5xx answer is read with
+:func:`goavail.dns.backoff.parse_retry_after`; the base class then lets no call
+out before it.
+
 Secrets (API token, global API key) never appear in error messages or reprs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import ipaddress
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import cloudflare
 from cloudflare import AsyncCloudflare
-from cloudflare.types.dns.record_response import AAAARecord, ARecord
+from cloudflare.pagination import AsyncV4PagePaginationArray
 
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Record, normalize_address, normalize_name
+from goavail.dns.backoff import parse_retry_after
+from goavail.dns.model import Record, RecordType, normalize_name
 from goavail.dns.providers.base import Provider, ProviderError, RecordExists, RecordMissing
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TOKEN_ENV = "CLOUDFLARE_API_TOKEN"
 KEY_ENV = "CF_API_KEY"
@@ -123,6 +136,19 @@ def credentials_from_env(environ: Mapping[str, str]) -> CloudflareCredentials:
 _PER_PAGE = 100
 """Records asked for per page when listing DNS records (the API default is 100)."""
 
+_ZONES_PER_PAGE = 50
+"""Zones asked for per page when looking the zone up (the API's maximum, 5..50)."""
+
+MAX_PAGES = 64
+"""The most pages one listing may have; a server that announces more is not believed.
+
+The largest name DNS can serve: a DNS message over TCP is at most 65,535 bytes
+and an A record in it at least 16 (2 for a compressed owner name, 2 type, 2
+class, 4 TTL, 2 length, 4 address; RFC 1035 §4.1.3), so no name answers with
+more than 4,096 addresses, 41 pages of :data:`_PER_PAGE`. 64 pages leave a
+margin for other record types at the name and bound a pager that a server
+could otherwise keep asking for ever."""
+
 
 class CloudflareProvider(Provider):
     """A and AAAA records of one Cloudflare zone.
@@ -204,13 +230,19 @@ class CloudflareProvider(Provider):
             return self._zone_id
         async with self._zone_lock:
             if self._zone_id is None:
-                try:
-                    async for zone in self._client.zones.list(name=self.zone_name):
-                        if normalize_name(zone.name) == self.zone_name:
-                            self._zone_id = zone.id
-                            break
-                except cloudflare.APIError as exc:
-                    raise self._error(exc, f"look up zone {self.zone_name}") from None
+                what = f"look up zone {self.zone_name}"
+                zones = await self._read_pages(
+                    lambda: self._client.zones.list(name=self.zone_name, per_page=_ZONES_PER_PAGE),
+                    _ZONES_PER_PAGE,
+                    what,
+                )
+                for zone in zones:
+                    zname, zid = getattr(zone, "name", None), getattr(zone, "id", None)
+                    if not isinstance(zname, str) or not isinstance(zid, str) or not zid:
+                        raise _malformed(what, "a zone without a name or id")
+                    if normalize_name(zname) == self.zone_name:
+                        self._zone_id = zid
+                        break
                 if self._zone_id is None:
                     raise ProviderError(
                         f"cloudflare: zone {self.zone_name!r} not found, or the credentials "
@@ -223,58 +255,105 @@ class CloudflareProvider(Provider):
 
     async def _list(self, name: str) -> list[Record]:
         zone_id = await self.zone_id()
-        found: list[Record] = []
-        try:
-            # Walk the pages by hand: the SDK's auto-pager only stops at an empty
-            # page, which costs one more request per read against the rate limit.
-            # A page shorter than per_page is the last one.
-            page = await self._client.dns.records.list(
+        wanted = normalize_name(name)
+        what = f"list {name}"
+        items = await self._read_pages(
+            lambda: self._client.dns.records.list(
                 zone_id=zone_id, name={"exact": name}, per_page=_PER_PAGE
-            )
-            items = list(page.result or [])
-            while len(page.result or []) >= _PER_PAGE:
-                page = await page.get_next_page()
-                items.extend(page.result or [])
-            for r in items:
-                if not isinstance(r, ARecord | AAAARecord) or r.content is None:
-                    continue
-                try:
-                    content = normalize_address(r.content)
-                except ValueError:
-                    log.warning("cloudflare: ignoring %s %s with bad content", r.type, r.name)
-                    continue
-                found.append(
-                    Record(
-                        name=normalize_name(r.name),
-                        type=r.type,
-                        content=content,
-                        ttl=int(r.ttl),
-                        proxied=r.proxied,
-                        id=r.id,
-                    )
-                )
-        except cloudflare.APIError as exc:
-            raise self._error(exc, f"list {name}") from None
+            ),
+            _PER_PAGE,
+            what,
+        )
         # the API filter is case-insensitive; keep exactly the name asked for
-        return [r for r in found if r.name == normalize_name(name)]
+        return [r for item in items if (r := _record(item, wanted, what)) is not None]
+
+    async def _read_pages(
+        self,
+        first: Callable[[], Awaitable[AsyncV4PagePaginationArray[T]]],
+        per_page: int,
+        what: str,
+    ) -> list[T]:
+        """Every item of a paginated listing, each page checked against its ``result_info``.
+
+        Pages are fetched through the SDK's page object (``get_next_page`` asks
+        for ``page + 1`` with the same filters) while ``result_info.page`` is below
+        ``total_pages``: exactly the pages that hold items, no extra empty page
+        (the SDK's auto-pager only stops at an empty one).
+
+        Args:
+            first: makes the SDK request for page 1 (asking ``per_page`` items).
+            per_page: the page size asked for.
+            what: the operation, for messages.
+
+        Raises:
+            ProviderError: the request failed (see :meth:`_error`), or an answer
+                is inconsistent (transient; see :func:`_check_page`).
+        """
+        page = await self._sdk(first, what)
+        items: list[T] = []
+        totals: tuple[int, int] | None = None
+        number = 1
+        while True:
+            result, totals = _check_page(page, number, per_page, totals, what)
+            items.extend(result)
+            if number >= totals[1]:
+                break
+            number += 1
+            page = await self._sdk(page.get_next_page, what)
+        ids = [i for item in items if (i := getattr(item, "id", None)) is not None]
+        if len(set(ids)) != len(ids):  # items without an id are reported by the caller
+            raise _malformed(what, "the same item on two pages (does the server ignore `page`?)")
+        return items
+
+    async def _sdk(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """``await call()``: an SDK request, with its errors made :class:`ProviderError`.
+
+        :class:`cloudflare.BadRequestError` and :class:`cloudflare.NotFoundError`
+        pass through (callers read their codes). An answer the SDK cannot parse
+        (a 200 whose body is not JSON, an HTML page) surfaces from the SDK as
+        ``ValueError``/``TypeError``/``AttributeError``/``LookupError``; it
+        becomes a transient error (see :func:`_malformed`).
+        """
+        try:
+            return await call()
+        except (cloudflare.BadRequestError, cloudflare.NotFoundError):
+            raise
+        except cloudflare.APIError as exc:
+            raise self._error(exc, what) from None
+        except (ValueError, TypeError, AttributeError, LookupError) as exc:
+            detail = f"{type(exc).__name__}: {exc}"[:160]
+            for secret in self._credentials.secrets():
+                detail = detail.replace(secret, "[redacted]")
+            raise _malformed(what, f"not Cloudflare's JSON envelope ({detail})") from None
 
     async def _create(self, record: Record) -> None:
         zone_id = await self.zone_id()
+        what = f"create {_describe(record)}"
         try:
-            await self._client.dns.records.create(
-                zone_id=zone_id,
-                name=record.name,
-                type=record.type,
-                content=record.content,
-                ttl=self.ttl,
-                proxied=self.proxied,
+            created = await self._sdk(
+                lambda: self._client.dns.records.create(
+                    zone_id=zone_id,
+                    name=record.name,
+                    type=record.type,
+                    content=record.content,
+                    ttl=self.ttl,
+                    proxied=self.proxied,
+                ),
+                what,
             )
         except cloudflare.BadRequestError as exc:
             if _codes(exc) & CODES_RECORD_EXISTS:
                 raise RecordExists(_describe(record)) from None
-            raise self._error(exc, f"create {_describe(record)}") from None
-        except cloudflare.APIError as exc:
-            raise self._error(exc, f"create {_describe(record)}") from None
+            raise self._error(exc, what) from None
+        except cloudflare.NotFoundError as exc:
+            raise self._error(exc, what) from None
+        # The answer must show the record made: a 200 with success false or no
+        # result leaves it unknown whether it was (a retry answers "exists" if so).
+        if created is None:
+            raise _malformed(what, "no record in the answer (success false or no result)")
+        made = _record(created, record.name, what)
+        if made is None or made.key != record.key:
+            raise _malformed(what, "the answer shows another record than the one asked for")
 
     async def _delete(self, record: Record) -> None:
         zone_id = await self.zone_id()
@@ -285,29 +364,41 @@ class CloudflareProvider(Provider):
                 raise RecordMissing(_describe(record))
             record_id = match[0].id
             assert record_id is not None  # set by _list
+        what = f"delete {_describe(record)}"
         try:
-            await self._client.dns.records.delete(record_id, zone_id=zone_id)
+            deleted = await self._sdk(
+                lambda: self._client.dns.records.delete(record_id, zone_id=zone_id), what
+            )
         except cloudflare.NotFoundError as exc:
             if not _codes(exc) or CODE_RECORD_MISSING in _codes(exc):
                 raise RecordMissing(_describe(record)) from None
-            raise self._error(exc, f"delete {_describe(record)}") from None
-        except cloudflare.APIError as exc:
+            raise self._error(exc, what) from None
+        except cloudflare.BadRequestError as exc:
             if CODE_RECORD_MISSING in _codes(exc):
                 raise RecordMissing(_describe(record)) from None
-            raise self._error(exc, f"delete {_describe(record)}") from None
+            raise self._error(exc, what) from None
+        # as for creates: unknown whether it happened; a retry answers "missing" if so
+        if deleted is None or getattr(deleted, "id", None) != record_id:
+            raise _malformed(what, "the answer does not name the deleted record's id")
 
     # -- errors -------------------------------------------------------------------------------
 
     def _error(self, exc: cloudflare.APIError, what: str) -> ProviderError:
         """Translate an SDK exception into a ProviderError with a secret-free message.
 
-        Transient: HTTP 429, 5xx, timeouts and connection errors. Everything else
-        (authentication, permissions, invalid requests, unknown zone) is permanent.
+        Transient: HTTP 429, 5xx, timeouts, connection errors and answers the SDK
+        could not validate. Everything else (authentication, permissions, invalid
+        requests, unknown zone) is permanent. A ``Retry-After`` on a 429 or 5xx
+        (seconds or HTTP-date, RFC 9110 §10.2.3) gives ``retry_after`` in
+        seconds, read against ``clock.wall()``.
         """
         transient = False
         retry_after: float | None = None
         if isinstance(exc, cloudflare.APITimeoutError):
             detail = f"timed out after {self.request_timeout:g}s"
+            transient = True
+        elif isinstance(exc, cloudflare.APIResponseValidationError):
+            detail = "unreadable answer (the SDK could not validate it)"
             transient = True
         elif isinstance(exc, cloudflare.APIConnectionError):
             cause = exc.__cause__
@@ -319,15 +410,12 @@ class CloudflareProvider(Provider):
             errors = "; ".join(f"{e.code}: {e.message}" for e in exc.errors)
             if errors:
                 detail += f" ({errors})"
-            if isinstance(exc, cloudflare.RateLimitError):
+            if isinstance(exc, cloudflare.RateLimitError) or status >= 500:
                 transient = True
                 header = exc.response.headers.get("Retry-After")
-                if header:
-                    detail += f", Retry-After {header}s"
-                    with contextlib.suppress(ValueError):
-                        retry_after = max(0.0, float(header))
-            elif status >= 500:
-                transient = True
+                if header is not None:
+                    retry_after = parse_retry_after(header, self.clock.wall())
+                    detail += ", " + _describe_retry_after(header, retry_after)
             elif isinstance(exc, cloudflare.AuthenticationError | cloudflare.PermissionDeniedError):
                 scheme = (
                     TOKEN_ENV if self._credentials.method == "token" else f"{KEY_ENV}/{EMAIL_ENV}"
@@ -341,6 +429,154 @@ class CloudflareProvider(Provider):
         for secret in self._credentials.secrets():
             message = message.replace(secret, "[redacted]")
         return ProviderError(message, transient=transient, retry_after=retry_after)
+
+
+def _describe_retry_after(header: str, seconds: float | None) -> str:
+    """``Retry-After`` for a message: "Retry-After 60 s", "Retry-After <date> (58 s from
+    now)", or the unreadable value (shortened, quoted) and that it is ignored."""
+    text = header.strip()
+    if seconds is None:
+        return f"Retry-After {text[:64]!r} (unreadable, ignored)"
+    if text.isascii() and text.isdigit():
+        return f"Retry-After {seconds:g} s"
+    return f"Retry-After {text[:64]} ({seconds:.0f} s from now)"
+
+
+def _malformed(what: str, detail: str) -> ProviderError:
+    """A 200 answer goavail cannot use, as a transient :class:`ProviderError`.
+
+    Transient, because the request itself was valid and accepted: such an answer
+    comes from a fault between goavail and the API (an edge or proxy page, a
+    truncated body) or in the API, and the same request later can succeed. The
+    reconciler retries it with its backoff (up to 30 s apart); a write it
+    concerns may or may not have been made, which is safe to retry since
+    creating an existing record and deleting a missing one count as success.
+    Never read as "no records".
+    """
+    return ProviderError(f"cloudflare: {what} failed: malformed answer: {detail}", transient=True)
+
+
+def _int_field(info: Any, name: str) -> int | None:
+    """``result_info.<name>`` when it is a non-negative integer, else None."""
+    value = getattr(info, name, None)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _check_page(
+    page: AsyncV4PagePaginationArray[T],
+    number: int,
+    per_page: int,
+    totals: tuple[int, int] | None,
+    what: str,
+) -> tuple[Sequence[T], tuple[int, int]]:
+    """The items of page ``number`` of a listing, after checking that the page adds up.
+
+    Checks (any failure is a transient error, see :func:`_malformed`): the
+    envelope says ``success: true`` and has a ``result`` list and a
+    ``result_info``; ``result_info.page`` is ``number`` (a server that ignores
+    ``page`` answers page 1 again) and ``per_page`` what was asked (a smaller
+    one would make a short read); ``total_pages`` is ``ceil(total_count /
+    per_page)``, at most :data:`MAX_PAGES`, and the same on every page
+    (``totals``, from page 1); the page holds exactly the items these
+    numbers imply (and ``count`` says so, when present).
+
+    Pure: reads the page object only.
+
+    Returns:
+        (the items, (total_count, total_pages)).
+
+    Raises:
+        ProviderError: transient, naming what does not add up.
+    """
+    extra = page.model_extra or {}
+    if extra.get("success") is not True:
+        codes = [e.get("code") for e in extra.get("errors") or [] if isinstance(e, dict)]
+        detail = f"success is {extra.get('success')!r}"
+        raise _malformed(what, detail + (f" (codes {codes})" if codes else ""))
+    result = getattr(page, "result", None)
+    if not isinstance(result, list):
+        raise _malformed(what, "no result list")
+    info = page.result_info
+    if info is None:
+        raise _malformed(what, "no result_info")
+    got_page, got_per_page = _int_field(info, "page"), _int_field(info, "per_page")
+    total_count, total_pages = _int_field(info, "total_count"), _int_field(info, "total_pages")
+    if got_page is None or not got_per_page or total_count is None or total_pages is None:
+        raise _malformed(what, f"result_info incomplete: {info!r}"[:200])
+    if got_page != number:
+        raise _malformed(what, f"asked for page {number}, got page {got_page}")
+    if got_per_page != per_page:
+        raise _malformed(what, f"asked for {per_page} per page, got {got_per_page}")
+    if total_pages != -(-total_count // per_page):
+        raise _malformed(what, f"{total_count} items cannot make {total_pages} pages of {per_page}")
+    if total_pages > MAX_PAGES:
+        raise _malformed(what, f"{total_pages} pages, more than the {MAX_PAGES} goavail reads")
+    if totals is not None and totals != (total_count, total_pages):
+        raise _malformed(what, "the listing changed between pages")
+    expected = min(per_page, max(0, total_count - (number - 1) * per_page))
+    count = getattr(info, "count", None)
+    if len(result) != expected or (count is not None and count != len(result)):
+        raise _malformed(
+            what,
+            f"page {number} holds {len(result)} items (count {count!r}), "
+            f"{expected} expected from total_count {total_count}",
+        )
+    return result, (total_count, total_pages)
+
+
+_FAMILY: dict[str, int] = {"A": 4, "AAAA": 6}
+
+
+def _record(item: object, wanted: str, what: str) -> Record | None:
+    """The :class:`Record` an SDK record object stands for, if it is an A/AAAA at ``wanted``.
+
+    Records at other names (the API's name filter ignores case; goavail keeps
+    the exact name) and of other types are None. A record whose name or type
+    cannot be read, or an A/AAAA at ``wanted`` without a string id, a valid
+    address of its family, an integer TTL >= 1 (integral floats accepted: the
+    SDK parses numbers as floats) or a boolean/absent ``proxied``, is a
+    malformed answer: skipping it could read a name as having fewer (or no)
+    records than it has.
+
+    Raises:
+        ProviderError: transient (see :func:`_malformed`).
+    """
+    name, rtype = getattr(item, "name", None), getattr(item, "type", None)
+    if not isinstance(name, str) or not isinstance(rtype, str):
+        raise _malformed(what, f"a record with name {name!r} and type {rtype!r}")
+    if normalize_name(name) != wanted or rtype not in _FAMILY:
+        return None
+    rid, content = getattr(item, "id", None), getattr(item, "content", None)
+    ttl, proxied = getattr(item, "ttl", None), getattr(item, "proxied", None)
+    label = f"{rtype} {name}"
+    if not isinstance(rid, str) or not rid:
+        raise _malformed(what, f"{label} without an id")
+    try:
+        address = ipaddress.ip_address(content) if isinstance(content, str) else None
+    except ValueError:
+        address = None
+    if address is None or address.version != _FAMILY[rtype]:
+        raise _malformed(what, f"{label} with content {content!r}"[:200])
+    if (
+        isinstance(ttl, bool)
+        or not isinstance(ttl, int | float)
+        or ttl != int(ttl)  # also catches nan; inf fails int() below
+        or not 1 <= ttl <= 2**31 - 1
+    ):
+        raise _malformed(what, f"{label} with ttl {ttl!r}"[:200])
+    if proxied is not None and not isinstance(proxied, bool):
+        raise _malformed(what, f"{label} with proxied {proxied!r}"[:200])
+    record_type: RecordType = "A" if rtype == "A" else "AAAA"
+    return Record(
+        name=wanted,
+        type=record_type,
+        content=str(address),
+        ttl=int(ttl),
+        proxied=proxied,
+        id=rid,
+    )
 
 
 def _codes(exc: cloudflare.APIError) -> set[int]:

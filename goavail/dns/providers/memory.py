@@ -55,6 +55,7 @@ class MemoryProvider(Provider):
         on: str | None = None,
         landed: bool = False,
         error: Exception | None = None,
+        retry_after: float | None = None,
     ) -> None:
         """Make the next ``n`` backend calls (only "list", "create" or "delete" calls
         when ``on`` is given) fail.
@@ -62,6 +63,7 @@ class MemoryProvider(Provider):
         Args:
             n: how many calls fail.
             transient, message: the :class:`ProviderError` raised.
+            retry_after: its ``retry_after`` (seconds, as a rate-limited HTTP API asks).
             on: the kind of call that fails, or None for any.
             landed: the write takes effect before the error is raised (a timeout
                 after the server acted: the caller cannot know it landed).
@@ -69,7 +71,7 @@ class MemoryProvider(Provider):
                 (an answer nobody foresaw).
         """
         for _ in range(n):
-            exc = error if error is not None else ProviderError(message, transient=transient)
+            exc = error or ProviderError(message, transient=transient, retry_after=retry_after)
             self._failures.append((on, exc, landed))
 
     def _fault(self, kind: str) -> tuple[Exception, bool] | None:

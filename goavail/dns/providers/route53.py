@@ -49,7 +49,8 @@ import contextlib
 import copy
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -58,6 +59,7 @@ import botocore.exceptions
 
 from goavail import __version__
 from goavail.dns.audit import AuditLog
+from goavail.dns.backoff import parse_retry_after
 from goavail.dns.model import Record, RecordType, normalize_address, normalize_name
 from goavail.dns.providers.base import Provider, ProviderError, RecordExists, RecordMissing
 
@@ -472,14 +474,29 @@ class Route53Provider(Provider):
         elif code == "NoSuchHostedZone":
             detail += f"; check aws_zoneid / aws_domain ({self.zone_name})"
             self._zone_id = None
-        retry_after: float | None = None
-        header = meta.get("HTTPHeaders", {}).get("retry-after")
-        if header:
-            with contextlib.suppress(ValueError):
-                retry_after = max(0.0, float(header))
+        retry_after = _retry_after(meta.get("HTTPHeaders", {}), self.clock.wall())
+        if retry_after is not None:
+            detail += f", asked to wait {retry_after:g} s"
         return ProviderError(
             f"route53: {what} failed: {detail}", transient=transient, retry_after=retry_after
         )
+
+
+def _retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Seconds an AWS answer asks to wait, or None (pure).
+
+    ``Retry-After`` (RFC 9110 §10.2.3, seconds or HTTP-date; Route 53 does not
+    document sending it, but a proxy in front may) and ``x-amz-retry-after``
+    (milliseconds, the header botocore's "standard" retry mode honours, see
+    ``botocore/retries/standard.py``; goavail turns botocore's retries off, so
+    it reads the header itself). The longer of the two wins. ``headers`` has
+    lower-case keys, as botocore gives them.
+    """
+    waits = [parse_retry_after(headers.get("retry-after"), now)]
+    millis = headers.get("x-amz-retry-after", "").strip()
+    if millis.isascii() and millis.isdigit():
+        waits.append(int(millis) / 1000.0)
+    return max((w for w in waits if w is not None), default=None)
 
 
 def _canonical_or_none(value: str) -> str | None:
