@@ -16,15 +16,17 @@ import pytest
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, Record, RecordType
 from goavail.dns.providers import cloudflare as cloudflare_provider
-from goavail.dns.providers.base import CallRetry, ProviderError
+from goavail.dns.providers.base import CallRetry, Clock, ProviderError
 from goavail.dns.providers.cloudflare import (
     CloudflareCredentials,
     CloudflareProvider,
     MissingCredentials,
     credentials_from_env,
 )
+from goavail.dns.reconcile import Reconciler
+from goavail.health import State
 from tests.cfstub import CloudflareStub, RequestLogEntry
-from tests.cfstub.server import MALFORMED
+from tests.cfstub.server import MALFORMED, PAGER
 from tests.fakeclock import WALL_START, FakeTime
 from tests.providers.contract import Backdoor, ProviderContract
 
@@ -746,3 +748,77 @@ async def test_watch_sees_the_zone_after_every_call(
     assert seen == [("GET", 1), ("POST", 2), ("DELETE", 1)]
     assert min(n for _, n in seen) >= 1
     assert stub.watch_errors == []
+
+
+# -- the invariant after every single API call, under the stand-in's own faults ------------
+
+NEVER_EMPTY_FAULTS: dict[str, list[dict[str, Any]]] = {
+    "1st-create-9005": [{"op": "create", "status": 400, "code": 9005}],
+    "2nd-create-10000": [{"op": "create", "nth": 2, "status": 403, "code": 10000}],
+    "create-9005-then-429": [
+        {"op": "create", "status": 400, "code": 9005},
+        {"op": "create", "nth": 2, "status": 429, "retry_after": 1},
+    ],
+    "create-429-http-date": [
+        {"op": "create", "status": 429, "retry_after": "Wed, 21 Oct 2015 07:28:00 GMT"}
+    ],
+    "delete-503": [{"op": "delete", "status": 503}],
+    **{f"create-{kind}": [{"op": "create", "malformed": kind}] for kind in MALFORMED},
+    **{f"list-{kind}": [{"op": "list", "malformed": kind}] for kind in MALFORMED},
+    **{f"list-{kind}": [{"op": "list", "pager": kind}] for kind in PAGER},
+}
+
+
+@pytest.mark.parametrize("fault", NEVER_EMPTY_FAULTS)
+async def test_no_name_is_left_empty_after_any_request(
+    stub: CloudflareStub, make_cf: MakeProvider, fault: str
+) -> None:
+    """www holds A1 and A4, api holds A1; A1 and A4 go down, A2 is up. Under each fault
+    the stand-in served over HTTP (through the SDK), the zone is read after every single
+    request: no name ever has zero A records, and DNS converges once the fault is spent."""
+    www, api = f"www.{ZONE}", f"api.{ZONE}"
+    a1, a2, a4 = "192.0.2.1", "192.0.2.2", "192.0.2.4"
+    for name, address in ((www, a1), (www, a4), (api, a1)):
+        stub.add_record(ZONE, name, "A", address)
+    counts: list[dict[str, int]] = []
+
+    def watch(entry: Any, zones: dict[str, list[dict[str, Any]]]) -> None:
+        records = zones.get(ZONE, [])
+        counts.append(
+            {n: sum(1 for r in records if r["name"] == n and r["type"] == "A") for n in (www, api)}
+        )
+
+    stub.watch(watch)
+    rules = [stub.inject(**rule) for rule in NEVER_EMPTY_FAULTS[fault]]
+    p = make_cf()
+    p.retry = CallRetry(attempts=2, base=0.01, cap=0.02, max_retry_after=0.0)
+    now = [1000.0]  # a provider clock that the test moves: no real waiting for Retry-After
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    p.clock = Clock(monotonic=lambda: now[0], sleep=sleep)
+    rec = Reconciler(
+        p,
+        names=[www, api],
+        addresses=[a1, a2, a4],
+        decisions={a1: State.DOWN, a2: State.UP, a4: State.DOWN},
+        ttl=300,
+        proxied=False,
+        resync_interval=60.0,
+        jitter=lambda: 0.0,
+    )
+    results = []
+    for _ in range(6):
+        now[0] += 400.0  # past any Retry-After (capped at 300 s)
+        results.append(await rec.reconcile_once())
+        if results[-1] and rec.converged:
+            break
+    assert stub.watch_errors == []
+    assert counts, "the watch saw no request"
+    assert min(min(c.values()) for c in counts) >= 1, counts
+    assert results[-1] and rec.converged, (results, rec.last_error)
+    assert all(rule.hits >= 1 for rule in rules)  # every fault was served
+    final = stub.records(ZONE)
+    assert {r["content"] for r in final if r["name"] == www} == {a2}
+    assert {r["content"] for r in final if r["name"] == api} == {a2}
