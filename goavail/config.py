@@ -540,8 +540,8 @@ class Members(BaseModel):
             0,
             1000,
             below="0 is single-node mode, a count is not negative",
-            above="a quorum that large is never met (every agent gossips every verdict), "
-            "so DNS would never change",
+            above="a quorum that large is never met in practice (every agent probes every "
+            "target), so DNS would never change",
             duration=False,
         ),
     ] = 0
@@ -556,9 +556,9 @@ class Members(BaseModel):
         Within(
             1.0,
             3600.0,
-            below="shorter floods Serf's gossip (every agent re-announces every verdict "
-            "each interval)",
-            above="longer leaves a lost verdict unrepaired, and a dead peer's votes kept "
+            below="shorter makes every agent send a notice (and its peers check it) more "
+            "than once a second for nothing",
+            above="longer leaves a lost notice unrepaired, and a silent peer's votes kept "
             "(3 intervals), for hours",
         ),
     ] = 10.0
@@ -567,8 +567,9 @@ class Members(BaseModel):
         Within(
             1.0,
             600.0,
-            below="shorter rejects verdicts over ordinary clock drift and gossip delay",
-            above="longer lets a captured verdict be replayed that long to an agent that restarted",
+            below="shorter rejects notices over ordinary clock drift and gossip delay",
+            above="longer accepts notices and pulls sealed that long ago, which only a "
+            "broken clock needs",
         ),
     ] = 30.0
     writer_grace: Annotated[

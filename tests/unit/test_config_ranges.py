@@ -76,8 +76,8 @@ RANGES: list[tuple[str, float, float, bool, str, str, str]] = [
     ("quorum_alert_after", 0.1, 86400, True, "blip of Serf membership", "unreported", ""),
     ("hook_timeout", 0.1, 3600, True, "even started", "one at a time", ""),
     ("Members.min_peers_agree", 0, 1000, False, "not negative", "never met", ""),
-    ("Members.announce_interval", 1, 3600, True, "floods Serf's gossip", "lost verdict", ""),
-    ("Members.max_clock_skew", 1, 600, True, "clock drift", "replayed", ""),
+    ("Members.announce_interval", 1, 3600, True, "for nothing", "lost notice", ""),
+    ("Members.max_clock_skew", 1, 600, True, "clock drift", "broken clock", ""),
     ("Members.writer_grace", 0.5, 600, True, "designated writer", "writer is dead", ""),
     ("notifications[0].timeout", 0.1, 300, True, "TLS handshake", "stuck request", ""),
     ("notifications[0].retries", 0, 10, False, "not negative", "dead destination", ""),
@@ -230,11 +230,11 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
         "hook_timeout: must be between 100ms and 1h, not 2h: longer lets one hung hook hold "
         "up every later hook (they run one at a time) for hours",
         "Members.min_peers_agree: must be between 0 and 1000, not 1001: a quorum that large "
-        "is never met (every agent gossips every verdict), so DNS would never change",
-        "Members.announce_interval: must be between 1s and 1h, not 1ns: shorter floods "
-        "Serf's gossip (every agent re-announces every verdict each interval)",
-        "Members.max_clock_skew: must be between 1s and 10m, not 2.5e+06h: longer lets a "
-        "captured verdict be replayed that long to an agent that restarted",
+        "is never met in practice (every agent probes every target), so DNS would never change",
+        "Members.announce_interval: must be between 1s and 1h, not 1ns: shorter makes every "
+        "agent send a notice (and its peers check it) more than once a second for nothing",
+        "Members.max_clock_skew: must be between 1s and 10m, not 2.5e+06h: longer accepts "
+        "notices and pulls sealed that long ago, which only a broken clock needs",
     ]
 
 
