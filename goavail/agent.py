@@ -617,9 +617,10 @@ class Agent:
             )
         if c.members is not None and self.cluster is not None:
             log.info(
-                "cluster mode: node %s, event %s, min_peers_agree %d, serf %s",
+                "cluster mode: node %s, notices %s, sync port %d, min_peers_agree %d, serf %s",
                 self.node,
                 self.cluster.event,
+                c.members.sync_port_number,
                 c.members.min_peers_agree,
                 c.members.serf_rpc_addr or "started by goavail",
             )

@@ -348,6 +348,15 @@ _TTL = Within(
 
 # --------------------------------------------------------------------------- names
 
+NOTICE_NODE_NAME_BYTES = 387
+"""Longest node name (UTF-8 bytes) whose verdict notice fits Serf's user-event limit under the
+default event name ``goavail-sync``; a ``cluster_name`` costs its length + 1 more. Derived in
+:mod:`goavail.cluster.sync` terms: 472 bytes for event name + payload
+(:data:`goavail.cluster.wire.USER_EVENT_BUDGET`) - 12 (``goavail-sync``) - 29 (version byte,
+nonce, GCM tag) - 44 (msgpack array header, a str16 header, epoch and version as uint64, an
+8-byte digest as bin8, the port as uint16, issued_at as uint64). ``tests/unit/test_sync.py``
+seals a notice at exactly this limit."""
+
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
@@ -1410,6 +1419,27 @@ class Config(BaseModel):
     @classmethod
     def _paths(cls, value: object, info: ValidationInfo) -> object:
         return _resolve_path(value, info)
+
+    @model_validator(mode="after")
+    def _node_name_fits(self) -> Config:
+        members = self.members
+        if self.node_name is None or members is None:
+            return self
+        limit = NOTICE_NODE_NAME_BYTES - (
+            len(members.cluster_name.encode()) + 1 if members.cluster_name else 0
+        )
+        size = len(self.node_name.encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise _Problems(
+                [
+                    (
+                        ("node_name",),
+                        f"{size} bytes is too long: at most {limit} bytes (UTF-8) fit in a "
+                        "verdict notice under Serf's 512-byte user-event limit",
+                    )
+                ]
+            )
+        return self
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Config:

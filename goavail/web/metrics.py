@@ -235,7 +235,8 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
         return
     received = CounterMetricFamily(
         "goavail_gossip_messages",
-        "Verdicts received from peers, by result (accepted, rejected) and reject reason.",
+        "Cluster messages received (notices, pulls and their replies), by result (accepted, "
+        "rejected) and reject reason.",
         labels=["result", "reason"],
     )
     received.add_metric(["accepted", ""], cluster.counters.get("accepted", 0))
@@ -244,7 +245,7 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     yield received
     sent = CounterMetricFamily(
         "goavail_gossip_published",
-        "Verdicts this agent published, by result (ok, failed).",
+        "Verdict notices this agent sent as Serf user events, by result (ok, failed).",
         labels=["result"],
     )
     sent.add_metric(["ok"], cluster.counters.get("published", 0))

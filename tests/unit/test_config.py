@@ -1003,3 +1003,15 @@ def test_cluster_mode_rule(members: dict[str, object] | None, expected: bool) ->
 def test_quorum_without_peers_is_refused(agree: int) -> None:
     with pytest.raises(pydantic.ValidationError, match=f"{agree} needs peers"):
         Members.model_validate({"min_peers_agree": agree, "local_addr": "127.0.0.1:8081"})
+
+
+@pytest.mark.parametrize(("cluster", "limit"), [("", 387), ('cluster_name = "edge"\n', 382)])
+def test_a_node_name_must_fit_a_notice(tmp_path: Path, cluster: str, limit: int) -> None:
+    members = f'[Members]\npeers = ["192.0.2.9:7946"]\n{cluster}'
+    ok = f'node_name = "{"n" * limit}"\n' + CLOUDFLARE + members
+    assert load(tmp_path, ok).node_name == "n" * limit
+    long = f'node_name = "{"n" * (limit + 1)}"\n' + CLOUDFLARE + members
+    assert problems_of(tmp_path, long) == [
+        f"node_name: {limit + 1} bytes is too long: at most {limit} bytes (UTF-8) fit in a "
+        "verdict notice under Serf's 512-byte user-event limit"
+    ]

@@ -27,6 +27,7 @@ from goavail.cluster.sync import (
     vector_digest,
 )
 from goavail.cluster.wire import USER_EVENT_BUDGET, WireError
+from goavail.config import NOTICE_NODE_NAME_BYTES
 
 KEY = b"k" * 32
 EVENT = sync_event_name(None)
@@ -107,6 +108,18 @@ def test_decode_errors_are_wire_errors() -> None:
             Notice.open(s, s.seal("notice", row))
     with pytest.raises(WireError, match="decode"):
         Notice.open(s, s.seal("notice", ["a", 1, 2, b"d" * 8, 0, 1]))  # port 0
+
+
+@pytest.mark.parametrize("cluster", [None, "production"])
+def test_the_node_name_limit_is_exact(cluster: str | None) -> None:
+    event = sync_event_name(cluster)
+    s = sealer(event=event)
+    limit = NOTICE_NODE_NAME_BYTES - (len(cluster) + 1 if cluster else 0)
+    worst = {"version": 2**64 - 1, "epoch": 2**64 - 1, "port": 65535, "issued_at": 2**63 / 1000}
+    payload = notice(node="n" * limit, **worst).seal(s)
+    assert len(event) + len(payload) == USER_EVENT_BUDGET
+    with pytest.raises(ValueError, match="too long"):
+        notice(node="n" * (limit + 1), **worst).seal(s)
 
 
 def test_a_notice_fits_a_serf_user_event_and_a_long_name_is_refused() -> None:
