@@ -91,11 +91,24 @@ def decide(
 def backed(
     decision: State, local: State, peer_votes: Iterable[State], min_peers_agree: int
 ) -> bool:
-    """True when ``decision`` is known and this agent's verdict ``local`` and at least
-    ``min_peers_agree`` of the live peers' votes equal it (see :meth:`DecisionStage.agreed`)."""
+    """True when ``decision`` may be written now: it is known, this agent's verdict
+    ``local`` and at least ``min_peers_agree`` of the live peers' votes equal it, and
+    more agents (this one included) vote for it than for the opposite state.
+
+    The last condition settles conflicting quorums: with four agents and
+    ``min_peers_agree = 1``, two may see a target down and two up, and both pairs
+    would have a quorum. Each agent sees every live peer's vote, so all of them
+    compute the same answer: the larger side writes, and on a tie nobody does (the
+    records stay as they are), so agents whose views differ never take turns
+    deleting and re-creating a record (see :meth:`DecisionStage.agreed`).
+    """
     if decision is State.UNKNOWN or local is not decision:
         return False
-    return sum(1 for vote in peer_votes if vote is decision) >= min_peers_agree
+    votes = list(peer_votes)
+    opposite = State.UP if decision is State.DOWN else State.DOWN
+    support = 1 + sum(1 for vote in votes if vote is decision)
+    against = sum(1 for vote in votes if vote is opposite)
+    return support - 1 >= min_peers_agree and support > against
 
 
 def designated_writer(self_node: str, decision: State, votes: Mapping[str, State]) -> str:

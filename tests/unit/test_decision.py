@@ -368,6 +368,13 @@ def test_forgotten_target_keeps_its_override() -> None:
         (D, U, [D, D], 1, False),
         (K, K, [], 0, False),
         (U, U, [], 0, True),
+        # conflicting quorums: the larger side writes, a tie writes nothing
+        (D, D, [D, U, U], 1, False),  # 2|2 of four agents
+        (U, U, [U, D, D], 1, False),
+        (D, D, [D, D, U, U], 1, True),  # 3|2 of five
+        (U, U, [U, D, D, D], 1, False),  # the smaller side of 3|2 does not write
+        (D, D, [D, U, K, K], 1, True),  # unknown votes count for neither side: 2 to 1
+        (D, D, [D, D, U, U], 2, True),
     ],
 )
 def test_backed(
