@@ -29,7 +29,13 @@ def make(
         records=[Record(WWW, "A", a, ttl=60) for a in present],
     )
     provider.retry = CallRetry(attempts=1)  # these tests look at pass-level retries
-    rec = Reconciler(
+    rec = reconciler(provider, decisions)
+    return rec, provider
+
+
+def reconciler(provider: MemoryProvider, decisions: dict[str, State]) -> Reconciler:
+    """A reconciler of www over A1-A3 on ``provider``."""
+    return Reconciler(
         provider,
         names=[WWW],
         addresses=[A1, A2, A3],
@@ -39,7 +45,6 @@ def make(
         resync_interval=60.0,
         jitter=lambda: 0.0,
     )
-    return rec, provider
 
 
 def is_converged(rec: Reconciler) -> bool:
@@ -292,16 +297,7 @@ async def test_a_decision_that_flips_back_during_the_read_is_not_acted_on() -> N
     the pass must plan from the current decision and delete nothing."""
     decisions = {A1: State.UP, A2: State.DOWN, A3: State.UP}
     provider = SlowReadProvider([Record(WWW, "A", a, ttl=60) for a in (A1, A2, A3)])
-    rec = Reconciler(
-        provider,
-        names=[WWW],
-        addresses=[A1, A2, A3],
-        decisions=decisions,
-        ttl=60,
-        proxied=None,
-        resync_interval=60.0,
-        jitter=lambda: 0.0,
-    )
+    rec = reconciler(provider, decisions)
     task = asyncio.create_task(rec.reconcile_once())
     await provider.reading.wait()
     decisions[A2] = State.UP  # back before the read returned
@@ -415,16 +411,7 @@ async def test_a_change_whose_decision_moved_during_the_pass_is_not_made() -> No
     decisions = {A1: State.UP, A2: State.DOWN, A3: State.UP}
     provider = FlipDuringWrite([Record(WWW, "A", a, ttl=60) for a in (A1, A2)], decisions)
     provider.retry = CallRetry(attempts=1)
-    rec = Reconciler(
-        provider,
-        names=[WWW],
-        addresses=[A1, A2, A3],
-        decisions=decisions,
-        ttl=60,
-        proxied=None,
-        resync_interval=60.0,
-        jitter=lambda: 0.0,
-    )
+    rec = reconciler(provider, decisions)
     provider.flip = (A2, State.UP)
     assert not await rec.reconcile_once()
     assert contents(provider) == {A1, A2, A3}
