@@ -390,11 +390,20 @@ class VerdictSync:
         if peer is not None and peer.task is not None:
             peer.task.cancel()
 
+    def silent(self) -> list[tuple[str, int | None]]:
+        """Live peers whose votes were dropped because they were not heard from (no
+        accepted notice, no successful pull for VOTE_LIFETIME intervals): (node, sync port)."""
+        return sorted(
+            (node, peer.port)
+            for node, peer in self.peers.items()
+            if peer.expired and self._is_live(node)
+        )
+
     def expire(self) -> None:
         """Drop the votes of live peers not heard from for VOTE_LIFETIME intervals."""
         horizon = self._monotonic() - VOTE_LIFETIME * self.announce_interval
         for node, peer in self.peers.items():
-            if peer.expired or peer.heard >= horizon or not peer.vector.codes:
+            if peer.expired or peer.heard >= horizon:
                 continue
             peer.expired = True
             log.warning(
@@ -404,7 +413,7 @@ class VerdictSync:
                 VOTE_LIFETIME,
                 peer.port,
             )
-            for target in list(peer.vector.codes):
+            for target in list(peer.vector.codes or ()):
                 self._drop(node, target)
             peer.vector = PeerVector()  # the next notice pulls everything
 

@@ -259,4 +259,14 @@ def serf_check(agent: Agent) -> ProbeCheck | None:
             "error",
             f"quorum unmet: {live} live peer(s), min_peers_agree = {needed}",
         )
+    silent = cluster.sync.silent()
+    if silent:
+        return ProbeCheck(
+            "serf",
+            False,
+            "error",
+            "votes of live peer(s) "
+            + ", ".join(f"{node} (sync port {port})" for node, port in silent)
+            + " cannot be pulled: their votes do not count; is TCP to their sync port open?",
+        )
     return ProbeCheck("serf", True, f"connected; {live} live peer(s), {needed} needed")

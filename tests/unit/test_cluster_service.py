@@ -209,8 +209,10 @@ async def test_a_peer_not_heard_from_loses_its_votes() -> None:
     cluster.sync.expire()
     assert cluster.stage.votes_for(T1) == {}
     assert cluster.stage.votes_for(T2) == {"c": State.UP}
+    assert cluster.sync.silent() == [("b", 7947)]  # /_health names it
     await deliver(cluster, peers.vote("b", T1, "down"))  # heard again: everything pulled
     assert cluster.stage.votes_for(T1) == {"b": State.DOWN}
+    assert cluster.sync.silent() == []
 
 
 def test_serf_settings_from_the_original_keys() -> None:
