@@ -941,7 +941,7 @@ class NotificationSection(BaseModel):
     Attributes:
         type: ``"slack"`` or ``"mattermost"`` (incoming-webhook JSON with ``text``,
             optional ``channel`` and ``username``), or ``"webhook"`` (goavail's own
-            JSON body, documented in the README).
+            JSON body, documented in docs/notifications.md).
         url: the webhook URL, http(s) (secret: it carries the hook's token).
         channel: channel override (slack and mattermost only), or None.
         username: sender name override (slack and mattermost only), or None.

@@ -116,7 +116,7 @@ def hook_argv(program: Path, event: HookEvent) -> list[str]:
 
 
 def hook_env(event: HookEvent, node: str) -> dict[str, str]:
-    """The ``GOAVAIL_*`` variables of a hook (documented in the README's "Hooks")."""
+    """The ``GOAVAIL_*`` variables of a hook (documented in docs/notifications.md, "Hooks")."""
     return {
         "GOAVAIL_ACTION": event.action,
         "GOAVAIL_TARGET": event.target,

@@ -55,7 +55,7 @@ class Event:
     Attributes:
         kind: what happened (see :data:`EventKind`).
         time: when, RFC 3339 text in UTC (``"2026-01-02T03:04:05.678+00:00"``).
-        fields: kind-specific JSON values (see the README's "Notifications").
+        fields: kind-specific JSON values (see docs/notifications.md).
     """
 
     kind: EventKind

@@ -8,7 +8,7 @@ touches a metric object or a lock. Each agent has its own
 global default one, so tests get a fresh registry with every agent.
 
 Names follow the Prometheus conventions (``goavail_`` prefix, ``_total`` counters,
-``_seconds`` units); the README's "Metrics" table lists every one.
+``_seconds`` units); docs/operating.md lists every one.
 """
 
 from __future__ import annotations
