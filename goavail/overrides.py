@@ -44,7 +44,7 @@ MAX_REASON = 200
 """Longest reason accepted, in characters."""
 
 _HEADER = """\
-# goavail maintenance overrides (see docs/operating.md, "Overrides"). Written by goavail when an override
+# goavail maintenance overrides (see docs/operating.md). Written by goavail when an override
 # is set through POST /api/overrides; edit it by hand and send SIGHUP to apply.
 #   "<address>" = "up" | "down" | "auto"
 #   "<address>" = { mode = "down", reason = "why", since = "RFC 3339 time" }
