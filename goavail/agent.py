@@ -94,6 +94,16 @@ def load_checked(options: Options) -> Config:
         ConfigError: listing every problem found.
     """
     config = load_config(options.config_path)
+    check_loaded(config, options)
+    return config
+
+
+def check_loaded(config: Config, options: Options) -> None:
+    """Check a loaded config against the command-line options (provider, probe type).
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
     problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
     problems += check_problems(config.checks)
     hooks_problem = hooks_dir_problem(config.hooks_dir)
@@ -101,7 +111,6 @@ def load_checked(options: Options) -> Config:
         problems.append(hooks_problem)
     if problems:
         raise ConfigError(problems, options.config_path)
-    return config
 
 
 def build_probe(config: Config, options: Options) -> Probe:
@@ -602,9 +611,11 @@ class Agent:
             self._log_start_checks()
         else:
             log.info(
-                "goavail %s starting: %d targets, names %s, provider %s%s, probe %s every %gs "
-                "(timeout %gs), down after %d failures, up after %d successes",
+                "goavail %s (pid %d, SIGHUP to reload) starting: %d targets, names %s, "
+                "provider %s%s, probe %s every %gs (timeout %gs), down after %d failures, "
+                "up after %d successes",
                 __version__,
+                os.getpid(),
                 len(self.targets),
                 ", ".join(self.section.names()),
                 self.options.provider,
@@ -614,6 +625,7 @@ class Agent:
                 c.timeout,
                 c.failure_threshold,
                 c.rise_threshold,
+                extra={"pid": os.getpid()},
             )
         if c.members is not None and self.cluster is not None:
             log.info(
@@ -633,9 +645,11 @@ class Agent:
     def _log_start_checks(self) -> None:
         c = self.config
         log.info(
-            "goavail %s starting: %d targets, names %s, provider %s%s, %d checks per target "
+            "goavail %s (pid %d, SIGHUP to reload) starting: %d targets, names %s, "
+            "provider %s%s, %d checks per target "
             "(a target is up when all are up, down when any is down)%s",
             __version__,
+            os.getpid(),
             len(self.targets),
             ", ".join(self.section.names()),
             self.options.provider,
@@ -644,6 +658,7 @@ class Agent:
             f"; --type {self.options.probe_type} is not used with [[checks]]"
             if self.options.probe_type != "ip"
             else "",
+            extra={"pid": os.getpid()},
         )
         for check in c.checks:
             log.info(

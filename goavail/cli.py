@@ -2,11 +2,17 @@
 
     goavail monitor  [-f goavail.toml] [--dry-run/--no-dry-run] [-b] [-t ip|tcp] [-p PROVIDER]
     goavail validate [-f goavail.toml] [-p PROVIDER] [-t ip|tcp]
-    goavail plan     [-f goavail.toml] [-p PROVIDER] [-t ip|tcp] [--json]
+    goavail plan     [-f goavail.toml] [-p PROVIDER] [-t ip|tcp] [--json] [--detailed-exitcode]
     goavail --version
+
+Without ``-p``, the provider is the one of the file's only provider section
+(``[Cloudflare]``, ``[Route53]``, ``[RFC2136]``, ``[Zonefile]``); with none or
+several, ``cloudflare`` (the Go original's default).
 
 Exit codes: 0 success; 1 runtime failure (cannot open probe sockets, provider
 unreachable in ``plan``); 2 invalid configuration or usage.
+``plan --detailed-exitcode`` (terraform's ``plan -detailed-exitcode``): 0 no
+changes, 1 any error (invalid configuration and usage included), 2 changes pending.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from goavail import __version__
 from goavail.agent import (
@@ -30,13 +37,20 @@ from goavail.agent import (
     SetupError,
     build_probe,
     build_provider,
-    load_checked,
+    check_loaded,
     record_attributes,
 )
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
-from goavail.config import Config, ConfigError
+from goavail.config import (
+    PROVIDERS,
+    Config,
+    ConfigError,
+    choose_provider,
+    load_config,
+    provider_sections,
+)
 from goavail.decision import Override, apply_override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Plan, Record
@@ -83,11 +97,13 @@ ProbeOpt = Annotated[
     typer.Option("--type", "-t", help="Probe type: ip (ICMP echo) or tcp (connect to `port`)."),
 ]
 ProviderOpt = Annotated[
-    ProviderKind,
+    ProviderKind | None,
     typer.Option(
         "--dns-provider",
         "-p",
-        help="DNS provider: cloudflare, route53, rfc2136 or zonefile.",
+        help="DNS provider: cloudflare, route53, rfc2136 or zonefile. Default: the provider "
+        "of the file's only provider section, else cloudflare (as the Go original).",
+        show_default=False,
     ),
 ]
 
@@ -97,18 +113,46 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(options: Options) -> Config:
-    """Load and check the config; on failure print every problem and exit 2."""
-    if options.provider not in SUPPORTED_PROVIDERS:
-        raise _fail(
-            f"--dns-provider {options.provider} is not supported yet "
-            f"(supported: {', '.join(SUPPORTED_PROVIDERS)})",
-            2,
-        )
+def _load(
+    config_file: Path,
+    dns_provider: ProviderKind | None,
+    *,
+    dry_run: bool = True,
+    probe_type: ProbeKind = ProbeKind.ip,
+    invalid: int = 2,
+) -> tuple[Config, Options]:
+    """Load the config, choose the provider and check both.
+
+    Args:
+        config_file: the ``-f`` path.
+        dns_provider: the ``-p`` value, or None when not given (the provider is then
+            chosen by :func:`goavail.config.choose_provider`).
+        dry_run, probe_type: the other command-line choices.
+        invalid: the exit code for an invalid configuration (2; 1 under
+            ``plan --detailed-exitcode``).
+
+    Raises:
+        typer.Exit: with code ``invalid`` after printing every problem.
+    """
     try:
-        return load_checked(options)
+        config = load_config(config_file)
     except ConfigError as exc:
-        raise _fail(str(exc), 2) from None
+        raise _fail(str(exc), invalid) from None
+    provider = ProviderKind(
+        choose_provider(config, None if dns_provider is None else dns_provider.value)
+    )
+    if provider not in SUPPORTED_PROVIDERS:
+        raise _fail(
+            f"--dns-provider {provider} is not supported yet "
+            f"(supported: {', '.join(SUPPORTED_PROVIDERS)})",
+            invalid,
+        )
+    options = Options(config_file, dry_run, probe_type.value, provider.value)
+    try:
+        check_loaded(config, options)
+    except ConfigError as exc:
+        raise _fail(str(exc), invalid) from None
+    return config, options
 
 
 def _version(value: bool) -> None:
@@ -139,15 +183,14 @@ def monitor(
     ] = True,
     debug: Annotated[bool, typer.Option("--debug", "-b", help="Log every probe.")] = False,
     probe_type: ProbeOpt = ProbeKind.ip,
-    dns_provider: ProviderOpt = ProviderKind.cloudflare,
+    dns_provider: ProviderOpt = None,
     log_format: Annotated[
         LogFormat, typer.Option("--log-format", help="Log lines as text or JSON.")
     ] = LogFormat.text,
 ) -> None:
     """Probe the targets and keep DNS in step with their health, until SIGTERM."""
     setup_logging(log_format.value, debug)
-    options = Options(config_file, dry_run, probe_type.value, dns_provider.value)
-    config = _load(options)
+    config, options = _load(config_file, dns_provider, dry_run=dry_run, probe_type=probe_type)
     try:
         agent = Agent(config, options)
     except (SetupError, ConfigError) as exc:
@@ -163,12 +206,11 @@ def monitor(
 @app.command()
 def validate(
     config_file: ConfigOpt = Path("goavail.toml"),
-    dns_provider: ProviderOpt = ProviderKind.cloudflare,
+    dns_provider: ProviderOpt = None,
     probe_type: ProbeOpt = ProbeKind.ip,
 ) -> None:
     """Check the configuration file: exit 0, or exit 2 listing every problem."""
-    options = Options(config_file, True, probe_type.value, dns_provider.value)
-    config = _load(options)
+    config, options = _load(config_file, dns_provider, probe_type=probe_type)
     try:
         overrides = load_overrides(config.overrides_file)
     except ConfigError as exc:
@@ -179,8 +221,20 @@ def validate(
     checks = f", checks {', '.join(c.id for c in config.checks)}" if config.checks else ""
     typer.echo(
         f"{config_file}: OK — {len(section.ip_addresses)} target(s), "
-        f"names {', '.join(section.names())}, provider {options.provider}{checks}"
+        f"names {', '.join(section.names())}, provider {options.provider}"
+        f"{_provider_origin(config, dns_provider)}{checks}"
     )
+
+
+def _provider_origin(config: Config, dns_provider: ProviderKind | None) -> str:
+    """Why this provider, when ``-p`` did not say: `` (from [Zonefile], ...)`` or ``""``."""
+    if dns_provider is not None:
+        return ""
+    present = provider_sections(config)
+    if len(present) == 1:
+        return f" (from [{PROVIDERS[present[0]][1]}], the file's only provider section)"
+    sections = ", ".join(f"[{PROVIDERS[name][1]}]" for name in present)
+    return f" (the default; the file has {sections}: choose with --dns-provider)"
 
 
 @dataclass(slots=True)
@@ -258,28 +312,61 @@ async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Pla
     )
 
 
-@app.command("plan")
+DETAILED_EXITCODE = "--detailed-exitcode"
+CHANGES_PENDING = 2
+"""``plan --detailed-exitcode``: the plan has changes (terraform's ``-detailed-exitcode``)."""
+
+
+class _PlanCommand(TyperCommand):
+    """``plan``'s command: a usage error exits 1, not click's 2, under ``--detailed-exitcode``.
+
+    With ``--detailed-exitcode`` every error exits 1 so that 2 only ever means "changes
+    pending", as terraform's ``plan`` does (it returns 1 for flag errors too).
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        # ctx and the error are click's, which typer ≥ 0.2x vendors privately: duck-typed here.
+        detailed = DETAILED_EXITCODE in args
+        try:
+            return super().parse_args(ctx, args)
+        except Exception as exc:
+            if detailed and getattr(exc, "exit_code", None) == 2:  # click's UsageError
+                setattr(exc, "exit_code", 1)  # noqa: B010 - click types it as a ClassVar
+            raise
+
+
+@app.command("plan", cls=_PlanCommand)
 def plan_command(
     config_file: ConfigOpt = Path("goavail.toml"),
-    dns_provider: ProviderOpt = ProviderKind.cloudflare,
+    dns_provider: ProviderOpt = None,
     probe_type: ProbeOpt = ProbeKind.ip,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            DETAILED_EXITCODE,
+            help="Exit 0 when there are no changes, 2 when changes are pending, 1 on any "
+            "error (invalid configuration included), as terraform plan -detailed-exitcode.",
+        ),
+    ] = False,
 ) -> None:
     """One-shot dry-run audit: probe, read DNS, print the changes goavail would make."""
     setup_logging("text", False)
     logging.getLogger().setLevel(logging.WARNING)
-    options = Options(config_file, True, probe_type.value, dns_provider.value)
-    config = _load(options)
+    invalid = 1 if detailed_exitcode else 2
+    config, options = _load(config_file, dns_provider, probe_type=probe_type, invalid=invalid)
     try:
         audits, result = asyncio.run(_run_plan(config, options))
     except (SetupError, ConfigError) as exc:
-        raise _fail(str(exc), 2) from None
+        raise _fail(str(exc), invalid) from None
     except (ProbeSetupError, ProviderError) as exc:
         raise _fail(str(exc), 1) from None
     if as_json:
         typer.echo(json.dumps(_plan_json(audits, result), indent=2))
     else:
         typer.echo(_plan_table(audits, result))
+    if detailed_exitcode and result.changes:
+        raise typer.Exit(CHANGES_PENDING)
 
 
 def _plan_json(audits: list[_Audit], result: Plan) -> dict[str, Any]:

@@ -73,6 +73,7 @@ else:  # pragma: no cover - Python < 3.11 only
 
 __all__ = [
     "CHECK_TYPES",
+    "DEFAULT_PROVIDER",
     "PROVIDERS",
     "CheckSection",
     "CloudflareSection",
@@ -89,10 +90,12 @@ __all__ = [
     "Within",
     "ZonefileSection",
     "check_runtime",
+    "choose_provider",
     "cluster_mode",
     "format_duration",
     "load_config",
     "parse_duration",
+    "provider_sections",
     "qualify",
     "split_host_port",
 ]
@@ -1269,6 +1272,12 @@ PROVIDERS: dict[str, tuple[str, str]] = {
 }
 """DNS provider name -> (Config attribute, TOML section name)."""
 
+DEFAULT_PROVIDER = "cloudflare"
+"""The provider used when neither ``--dns-provider`` nor the file settles it: the Go
+original's ``--dns-provider`` default (kingpin ``Default("cloudflare")`` in its
+``cli_options.go``), so its files, which may hold both ``[Cloudflare]`` and
+``[Route53]``, behave as they did."""
+
 
 class Config(BaseModel):
     """The whole configuration file; immutable once validated.
@@ -1544,14 +1553,50 @@ class Config(BaseModel):
         return section
 
 
+def provider_sections(config: Config) -> list[str]:
+    """The providers whose section the file has, e.g. ``["cloudflare", "route53"]``.
+
+    In :data:`PROVIDERS` order (alphabetical); empty when the file has none.
+    """
+    return [
+        name for name, (attribute, _) in PROVIDERS.items() if getattr(config, attribute) is not None
+    ]
+
+
+def choose_provider(config: Config, requested: str | None) -> str:
+    """The provider a run uses: ``--dns-provider`` when given, else the file's only one.
+
+    Args:
+        config: a validated configuration.
+        requested: the ``--dns-provider`` value, or None when the option was not given.
+
+    Returns:
+        ``requested`` when not None (even when the file lacks its section: the check
+        that follows reports that); else the provider of the file's only provider
+        section; else (no section, or several) :data:`DEFAULT_PROVIDER`, as the Go
+        original.
+    """
+    if requested is not None:
+        return requested
+    present = provider_sections(config)
+    return present[0] if len(present) == 1 else DEFAULT_PROVIDER
+
+
 def _section_problem(config: Config, provider: str) -> str | None:
     if provider not in PROVIDERS:
         names = ", ".join(sorted(PROVIDERS))
         return f"unknown DNS provider {provider!r} (expected one of: {names})"
     attribute, toml_name = PROVIDERS[provider]
-    if getattr(config, attribute) is None:
-        return f"{toml_name}: section missing (required by --dns-provider {provider})"
-    return None
+    if getattr(config, attribute) is not None:
+        return None
+    problem = f"{toml_name}: section missing (required by --dns-provider {provider})"
+    present = provider_sections(config)
+    if not present:
+        every = ", ".join(f"[{toml}]" for _, toml in PROVIDERS.values())
+        return f"{problem}; the file has no provider section (one of {every})"
+    sections = ", ".join(f"[{PROVIDERS[name][1]}]" for name in present)
+    options = " or ".join(f"--dns-provider {name}" for name in present)
+    return f"{problem}; the file has {sections}: use {options}"
 
 
 def check_runtime(config: Config, *, provider: str, probe_type: str) -> list[str]:

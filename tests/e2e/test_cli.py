@@ -1,12 +1,15 @@
 """The ``goavail`` command line, run as a real process: version, help, validate, plan, errors.
 
 Exit codes (goavail/cli.py): 0 success, 1 runtime failure, 2 invalid configuration
-or usage. A configuration or usage error never shows a Python traceback.
+or usage; ``plan --detailed-exitcode``: 0 no changes, 2 changes pending, 1 any error.
+A configuration or usage error never shows a Python traceback.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -16,10 +19,12 @@ from goavail import __version__
 from tests.cfstub.server import CloudflareStub
 from tests.e2e.harness import (
     REPO,
+    GoavailProcess,
     cloudflare_toml,
     run_goavail,
     stub_env,
     write_requests,
+    zonefile_toml,
 )
 from tests.netns import Nft
 
@@ -95,7 +100,10 @@ def test_version(flag: str) -> None:
             ],
         ),
         (("validate",), ["--config-file", "--dns-provider", "--type"]),
-        (("plan",), ["--config-file", "--dns-provider", "--type", "--json"]),
+        (
+            ("plan",),
+            ["--config-file", "--dns-provider", "--type", "--json", "--detailed-exitcode"],
+        ),
     ],
 )
 def test_help(command: tuple[str, ...], expected: list[str]) -> None:
@@ -122,6 +130,7 @@ def test_no_arguments_shows_help() -> None:
     [
         ["-f", "goavail.toml"],
         ["-f", "examples/local.toml", "-p", "zonefile"],
+        ["-f", "examples/local.toml"],  # the provider comes from its only section, [Zonefile]
         ["-f", "tests/data/goavail-original.toml"],
         ["-f", "tests/data/goavail-original.toml", "-t", "tcp"],  # its `port` key
     ],
@@ -322,13 +331,14 @@ def test_plan_shows_fail_open(tmp_path: Path, stub: CloudflareStub, nft: Nft) ->
     assert write_requests(stub) == 0
 
 
-def test_plan_with_unreachable_api_exits_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", [(), ("--detailed-exitcode",)])
+def test_plan_with_unreachable_api_exits_1(tmp_path: Path, flags: tuple[str, ...]) -> None:
     config = write(tmp_path, cloudflare_toml(["127.20.33.1"]))
     env = {
         "CLOUDFLARE_BASE_URL": "http://127.0.0.1:9/client/v4",  # nothing listens (discard)
         "CLOUDFLARE_API_TOKEN": "unreachable-token-1234",
     }
-    result = run_goavail("plan", "-f", config, env=env)
+    result = run_goavail("plan", "-f", config, *flags, env=env)
     assert result.returncode == 1
     assert "connection error" in result.stderr
     assert "unreachable-token-1234" not in result.stderr + result.stdout
@@ -400,3 +410,112 @@ ip_addresses = ["127.20.35.1", "127.20.35.2"]
         assert result.returncode == 2
         assert "overrides.toml" in result.stderr and "'sideways' is not one of" in result.stderr
         no_traceback(result)
+
+
+# -- the provider when -p is not given -----------------------------------------------------------
+
+
+def test_validate_infers_the_provider_of_the_only_section() -> None:
+    result = run_goavail("validate", "-f", "examples/local.toml")
+    assert result.returncode == 0, result.stderr
+    assert "provider zonefile (from [Zonefile], the file's only provider section)" in result.stdout
+
+
+def test_validate_keeps_the_original_default_for_several_sections() -> None:
+    # The Go original's own example has [Cloudflare] and [Route53]: cloudflare, as there.
+    result = run_goavail("validate", "-f", "tests/data/goavail-original.toml")
+    assert result.returncode == 0, result.stderr
+    assert "provider cloudflare (the default; the file has [Cloudflare], [Route53]" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "monitor"])
+def test_an_explicit_provider_still_wins_and_a_mismatch_says_what_the_file_has(
+    command: str,
+) -> None:
+    result = run_goavail(command, "-f", "examples/local.toml", "-p", "route53", timeout=15)
+    assert result.returncode == 2
+    assert (
+        "Route53: section missing (required by --dns-provider route53); "
+        "the file has [Zonefile]: use --dns-provider zonefile"
+    ) in result.stderr
+    no_traceback(result)
+
+
+def test_no_provider_section_and_no_option_names_the_sections(tmp_path: Path) -> None:
+    result = run_goavail("validate", "-f", write(tmp_path, "interval = 2\n"))
+    assert result.returncode == 2
+    assert "Cloudflare: section missing (required by --dns-provider cloudflare)" in result.stderr
+    assert "no provider section (one of [Cloudflare], [RFC2136], [Route53], [Zonefile])" in (
+        result.stderr
+    )
+
+
+def test_monitor_infers_the_provider_and_logs_its_pid_for_sighup(tmp_path: Path) -> None:
+    zone = tmp_path / "example.test.zone"
+    zone.write_text((REPO / "examples" / "example.test.zone").read_text())
+    config = zonefile_toml(["127.20.37.1"], zone)
+    with GoavailProcess(tmp_path, config) as proc:  # no -p: [Zonefile] is the only section
+        line = proc.wait_for(
+            r"\(pid \d+, SIGHUP to reload\) starting: 1 targets, .*provider zonefile"
+        )
+        match = re.search(r"\(pid (\d+), SIGHUP to reload\)", line)
+        assert match is not None and int(match.group(1)) == proc.pid
+        since = proc.mark()
+        proc.signal(signal.SIGHUP)  # to the pid the line gives
+        proc.wait_for(r"SIGHUP: reloading", since=since)
+        assert proc.stop() == 0
+
+
+# -- plan --detailed-exitcode ----------------------------------------------------------------------
+
+
+PLAN_ZONE = (
+    "$ORIGIN example.test.\n@ 3600 IN SOA ns1 hostmaster 1 3600 600 604800 300\n"
+    "@ 3600 IN NS ns1\nns1 3600 IN A 127.0.0.1\nwww 60 IN A 127.20.38.1\n"
+)
+
+
+def plan_config(tmp_path: Path, addresses: list[str]) -> str:
+    """A [Zonefile] config (no -p needed) whose zone holds www A 127.20.38.1 only."""
+    (tmp_path / "example.test.zone").write_text(PLAN_ZONE)
+    return write(tmp_path, zonefile_toml(addresses, tmp_path / "example.test.zone"))
+
+
+def test_plan_detailed_exitcode_no_changes_is_0(tmp_path: Path) -> None:
+    config = plan_config(tmp_path, ["127.20.38.1"])  # up and in DNS: nothing to do
+    result = run_goavail("plan", "-f", config, "--detailed-exitcode")
+    assert result.returncode == 0, result.stderr
+    assert "No changes" in result.stdout
+
+
+@pytest.mark.parametrize(("flags", "code"), [((), 0), (("--detailed-exitcode",), 2)])
+def test_plan_changes_pending_is_2_only_with_detailed_exitcode(
+    tmp_path: Path, flags: tuple[str, ...], code: int
+) -> None:
+    config = plan_config(tmp_path, ["127.20.38.1", "127.20.38.2"])  # .2 is up, not in DNS
+    result = run_goavail("plan", "-f", config, "--json", *flags)
+    assert result.returncode == code, result.stderr
+    changes = [(c["action"], c["address"]) for c in json.loads(result.stdout)["changes"]]
+    assert changes == [("create", "127.20.38.2")]
+    assert (tmp_path / "example.test.zone").read_text() == PLAN_ZONE  # plan writes nothing
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("-f", "BROKEN"), "invalid configuration"),
+        (("-f", "BROKEN", "--dns-provider", "bogus"), "'bogus' is not one of"),
+        (("-f", "BROKEN", "--no-such-option"), "No such option"),
+        (("-f", "NOPE"), "cannot read"),
+    ],
+)
+@pytest.mark.parametrize(("flags", "code"), [((), 2), (("--detailed-exitcode",), 1)])
+def test_plan_errors_are_1_with_detailed_exitcode(
+    tmp_path: Path, args: tuple[str, ...], message: str, flags: tuple[str, ...], code: int
+) -> None:
+    files = {"BROKEN": write(tmp_path, BROKEN), "NOPE": str(tmp_path / "nope.toml")}
+    argv = [files.get(a, a) for a in args]
+    result = run_goavail("plan", *flags, *argv, env=WIDE)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    no_traceback(result)

@@ -361,8 +361,9 @@ def test_json_log_lines_parse(tmp_path: Path, stub: CloudflareStub, nft: Nft) ->
     assert len(lines) >= 5
     for line in lines:
         assert {"time", "level", "logger", "message"} <= line.keys(), line
-    messages = [line["message"] for line in lines]
-    assert any(m.startswith("goavail ") and "starting" in m for m in messages)
+    starts = [line for line in lines if line["message"].startswith("goavail ")]
+    assert starts and "starting" in starts[0]["message"]
+    assert starts[0]["pid"] == proc.pid  # the process to send SIGHUP to
     down = [line for line in lines if "up -> down" in line["message"]]
     assert down and down[0]["target"] == b and down[0]["state"] == "down"
     audits = [line["audit"] for line in lines if "audit" in line]

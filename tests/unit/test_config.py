@@ -20,9 +20,11 @@ from goavail.config import (
     ServerSection,
     ZonefileSection,
     check_runtime,
+    choose_provider,
     cluster_mode,
     load_config,
     parse_duration,
+    provider_sections,
     qualify,
     split_host_port,
 )
@@ -836,6 +838,12 @@ def test_reload_command_as_list() -> None:
 # --------------------------------------------------------------------------- runtime checks
 
 
+ORIGINAL_HINT = (
+    "; the file has [Cloudflare], [Route53]: "
+    "use --dns-provider cloudflare or --dns-provider route53"
+)
+
+
 def test_section_for_returns_the_section() -> None:
     config = load_config(ORIGINAL)
     section = config.section_for("cloudflare")
@@ -846,13 +854,19 @@ def test_section_for_returns_the_section() -> None:
 @pytest.mark.parametrize(
     ("provider", "problem"),
     [
-        ("zonefile", "Zonefile: section missing (required by --dns-provider zonefile)"),
+        (
+            "zonefile",
+            "Zonefile: section missing (required by --dns-provider zonefile)" + ORIGINAL_HINT,
+        ),
         (
             "bogus",
             "unknown DNS provider 'bogus' "
             "(expected one of: cloudflare, rfc2136, route53, zonefile)",
         ),
-        ("rfc2136", "RFC2136: section missing (required by --dns-provider rfc2136)"),
+        (
+            "rfc2136",
+            "RFC2136: section missing (required by --dns-provider rfc2136)" + ORIGINAL_HINT,
+        ),
     ],
 )
 def test_section_for_raises(provider: str, problem: str) -> None:
@@ -879,14 +893,18 @@ def test_section_for_missing_cloudflare_in_code() -> None:
             CLOUDFLARE,
             "route53",
             "icmp",
-            ["Route53: section missing (required by --dns-provider route53)"],
+            [
+                "Route53: section missing (required by --dns-provider route53); "
+                "the file has [Cloudflare]: use --dns-provider cloudflare"
+            ],
         ),
         (
             "",
             "zonefile",
             "tcp",
             [
-                "Zonefile: section missing (required by --dns-provider zonefile)",
+                "Zonefile: section missing (required by --dns-provider zonefile); the file "
+                "has no provider section (one of [Cloudflare], [RFC2136], [Route53], [Zonefile])",
                 "port: required by --type tcp",
             ],
         ),
@@ -1014,4 +1032,66 @@ def test_a_node_name_must_fit_a_notice(tmp_path: Path, cluster: str, limit: int)
     assert problems_of(tmp_path, long) == [
         f"node_name: {limit + 1} bytes is too long: at most {limit} bytes (UTF-8) fit in a "
         "verdict notice under Serf's 512-byte user-event limit"
+    ]
+
+
+# --------------------------------------------------------------------------- provider choice
+
+ZONEFILE = """
+[Zonefile]
+path = "db"
+origin = "example.org"
+hostnames = ["www"]
+ip_addresses = ["192.0.2.1"]
+"""
+ROUTE53 = """
+[Route53]
+aws_domain = "example.org"
+aws_zoneid = "Z1"
+hostnames = ["www"]
+ip_addresses = ["192.0.2.1"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "requested", "present", "chosen"),
+    [
+        # exactly one section, no -p: that section's provider
+        (ZONEFILE, None, ["zonefile"], "zonefile"),
+        (ROUTE53, None, ["route53"], "route53"),
+        (
+            RFC2136_NO_SERVER.replace("[RFC2136]", '[RFC2136]\nserver = "192.0.2.53"'),
+            None,
+            ["rfc2136"],
+            "rfc2136",
+        ),
+        (CLOUDFLARE, None, ["cloudflare"], "cloudflare"),
+        # none or several, no -p: the Go original's default
+        ("interval = 2\n", None, [], "cloudflare"),
+        (ZONEFILE + ROUTE53, None, ["route53", "zonefile"], "cloudflare"),
+        # -p given: it wins, even against the file's only section (the check reports that)
+        (ZONEFILE, "route53", ["zonefile"], "route53"),
+        (ZONEFILE + ROUTE53, "zonefile", ["route53", "zonefile"], "zonefile"),
+    ],
+)
+def test_choose_provider(
+    tmp_path: Path, text: str, requested: str | None, present: list[str], chosen: str
+) -> None:
+    config = load(tmp_path, text)
+    assert provider_sections(config) == present
+    assert choose_provider(config, requested) == chosen
+
+
+def test_the_original_file_keeps_the_original_default() -> None:
+    config = load_config(ORIGINAL)  # [Cloudflare] and [Route53], as the Go original's example
+    assert choose_provider(config, None) == "cloudflare"
+    assert choose_provider(config, "route53") == "route53"
+
+
+def test_several_sections_without_cloudflare_name_the_choices(tmp_path: Path) -> None:
+    config = load(tmp_path, ZONEFILE + ROUTE53)
+    provider = choose_provider(config, None)
+    assert check_runtime(config, provider=provider, probe_type="icmp") == [
+        "Cloudflare: section missing (required by --dns-provider cloudflare); "
+        "the file has [Route53], [Zonefile]: use --dns-provider route53 or --dns-provider zonefile"
     ]
