@@ -201,6 +201,27 @@ def random_outage(
     return frozenset(rng.sample(list(targets), rng.randint(1, len(targets) - 1)))
 
 
+_TRANSITION: Final = re.compile(r"target (\S+) \w+ -> (\w+) after")
+_GUARD_DEFERRED: Final = "deferred: it would leave the name with no"
+
+
+def all_down_episodes(lines: Sequence[str], targets: Sequence[str]) -> int:
+    """How many times goavail's log shows every one of ``targets`` decided down at once
+    (its ``target T old -> new after`` lines; an episode ends when one comes back)."""
+    state: dict[str, str] = {}
+    episodes = 0
+    was_down = False
+    for line in lines:
+        m = _TRANSITION.search(line)
+        if m is None:
+            continue
+        state[m.group(1)] = m.group(2)
+        now_down = all(state.get(t) == "down" for t in targets)
+        episodes += now_down and not was_down
+        was_down = now_down
+    return episodes
+
+
 def expected_addresses(targets: Sequence[str], down: frozenset[str]) -> frozenset[str]:
     """What every managed name must hold once DNS converged with ``down`` blackholed:
     the up targets, or every target when all are down (fail-open)."""
@@ -325,8 +346,10 @@ class SoakResult:
     max_records_per_name: dict[str, int] = field(default_factory=dict)
     min_records: int = 0
     calls_with_an_empty_name: int = 0
+    guard_deferred_deletes: int = 0
     violations: list[dict[str, Any]] = field(default_factory=list)
     watch_errors: list[str] = field(default_factory=list)
+    all_down_decided: int = 0
     fail_open_engaged: int = 0
     fail_open_released: int = 0
     final_outage: list[str] = field(default_factory=list)
@@ -611,6 +634,8 @@ def run_soak(args: argparse.Namespace, log: Callable[[str], None] = print) -> So
         args.log_file.parent.mkdir(parents=True, exist_ok=True)
         args.log_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
         result.log_path = str(args.log_file)
+    result.all_down_decided = all_down_episodes(lines, TARGETS)
+    result.guard_deferred_deletes = sum(_GUARD_DEFERRED in line for line in lines)
     result.fail_open_engaged = sum("FAIL-OPEN engaged" in line for line in lines)
     result.fail_open_released = sum("fail-open released" in line for line in lines)
     result.log_errors = sum(" ERROR " in line for line in lines)
@@ -690,8 +715,10 @@ def report(result: SoakResult) -> str:
             f"{result.outages_none_down} with none)",
             f"minimum records of any name: {result.min_records} (per name "
             f"{result.min_records_per_name})",
-            f"fail-open engaged {result.fail_open_engaged} times (released "
-            f"{result.fail_open_released})",
+            f"every target decided down {result.all_down_decided} times; fail-open engaged "
+            f"{result.fail_open_engaged} times (name by name; released "
+            f"{result.fail_open_released}); deletes deferred by the name guard "
+            f"{result.guard_deferred_deletes}",
             f"end: converged after the last outage {result.converged_after_last_outage} "
             f"({result.converge_s} s), after recovery {result.converged_after_recovery} "
             f"({result.recovery_s} s), goavail_dns_converged {result.dns_converged_metric}",

@@ -21,6 +21,7 @@ from bench.soak import (
     FAULT_KINDS,
     TARGETS,
     FaultSpec,
+    all_down_episodes,
     expected_addresses,
     parse_args,
     random_fault,
@@ -80,3 +81,22 @@ def test_expected_addresses_fail_open() -> None:
     assert expected_addresses(TARGETS, frozenset(TARGETS)) == frozenset(TARGETS)
     assert expected_addresses(TARGETS, frozenset(TARGETS[:2])) == frozenset(TARGETS[2:])
     assert expected_addresses(TARGETS, frozenset()) == frozenset(TARGETS)
+
+
+def test_all_down_episodes_from_the_log() -> None:
+    def line(target: str, old: str, new: str) -> str:
+        return f"INFO    goavail.agent: target {target} {old} -> {new} after 2 probes"
+
+    a, b = "127.77.0.1", "127.77.0.2"
+    lines = [
+        line(a, "unknown", "up"),
+        line(b, "unknown", "up"),
+        line(a, "up", "down"),
+        line(b, "up", "down"),  # episode 1
+        "2026-01-01T00:00:01+0000 WARNING goavail.dns.reconcile: FAIL-OPEN engaged ...",
+        line(a, "down", "up"),
+        line(a, "up", "down"),  # episode 2
+        line(a, "down", "up"),
+    ]
+    assert all_down_episodes(lines, (a, b)) == 2
+    assert all_down_episodes(lines[:3], (a, b)) == 0
