@@ -39,12 +39,14 @@ the harness waits (``--converge-timeout``) until every name holds exactly the up
 targets, then clears the outage and waits until every name holds all five again.
 
 Reported: API calls (by operation and status), faults injected and how many hit,
-outages, the minimum record count per name, fail-open engagements (goavail's
-``FAIL-OPEN engaged`` log lines), convergence at the end, goavail's
+outages, the minimum record count per name, how often goavail decided every target
+down and engaged fail-open (its ``FAIL-OPEN engaged`` log lines, one per name), the
+deletes the name guard deferred, convergence at the end, goavail's
 ``goavail_reconcile_{passes,failed_passes,unexpected_errors}`` from ``/metrics``,
 its CPU and RSS (a sample per minute), tracebacks in its log, and whether it
 exited on its own. Exit status 1 when the invariant broke, goavail died or did not
-converge at the end, 0 otherwise.
+stop cleanly, DNS did not converge at the end, or a record goavail does not manage
+changed; 0 otherwise.
 
 Must run as root; everything (goavail, the stand-in, the nftables table) lives in
 the private namespace and vanishes with it. The schedule is reproducible from the
