@@ -37,6 +37,10 @@ test: venv test-deps
 ## failover latency (about 8 s per trial) and the loss-resilience study (cases a,b,c of
 ## BENCH_LOSS seconds each, about 25 minutes at 300); BENCH_SIZES=0 skips the scale part:
 ##   make bench BENCH_SIZES=0 BENCH_CLUSTER_LATENCY=20 BENCH_LOSS=300
+## Opt-in soak (bench/soak.py, bench/results/soak.json + soak.log): the real goavail for
+## BENCH_SOAK seconds under random outages and random Cloudflare faults; fails if a name ever
+## had no record, goavail died or DNS did not converge at the end (BENCH_SOAK_SEED: replay):
+##   make bench BENCH_SIZES=0 BENCH_SOAK=1800
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
 BENCH_LATENCY ?= 0
@@ -47,6 +51,10 @@ BENCH_LOSS ?= 0
 BENCH_LOSS_CASES ?= a,b,c
 BENCH_CLUSTER_ARGS ?= --cluster-latency $(BENCH_CLUSTER_LATENCY) --loss $(BENCH_LOSS) \
 	--loss-cases $(BENCH_LOSS_CASES) --json bench/results/cluster.json
+BENCH_SOAK ?= 0
+BENCH_SOAK_SEED ?=
+BENCH_SOAK_ARGS ?= --duration $(BENCH_SOAK) $(if $(BENCH_SOAK_SEED),--seed $(BENCH_SOAK_SEED)) \
+	--json bench/results/soak.json --log-file bench/results/soak.log
 bench: venv test-deps
 	@test "$$(id -u)" = 0 || (echo "make bench needs root (raw ICMP sockets, unshare -n)"; exit 1)
 	@if [ "$(BENCH_SIZES)" != 0 ] || [ "$(BENCH_LATENCY)" != 0 ]; then \
@@ -56,6 +64,10 @@ bench: venv test-deps
 	@if [ "$(BENCH_CLUSTER_LATENCY)" != 0 ] || [ "$(BENCH_LOSS)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.cluster $(BENCH_CLUSTER_ARGS)"; \
 	  $(BIN)/python -m bench.cluster $(BENCH_CLUSTER_ARGS); \
+	fi
+	@if [ "$(BENCH_SOAK)" != 0 ]; then \
+	  echo "$(BIN)/python -m bench.soak $(BENCH_SOAK_ARGS)"; \
+	  $(BIN)/python -m bench.soak $(BENCH_SOAK_ARGS); \
 	fi
 
 test-deps:
