@@ -490,9 +490,14 @@ class Agent:
         """Cluster mode: seconds to wait before making ``change`` ourselves.
 
         Of the agents that agree, the live one with the lowest node name writes at
-        once; the others wait ``writer_grace`` seconds from the decision and then
-        take over if the change still has not appeared (writes are idempotent, so
-        a race costs an API call, never a wrong record).
+        once; the others wait ``writer_grace`` seconds and then take over if the
+        change still has not appeared (writes are idempotent, so a race costs an
+        API call, never a wrong record). The grace runs from the later of the
+        decision and the first pass that planned the change
+        (:meth:`Reconciler.planned_since`): an agent that has held "up" for an
+        hour and finds the record just deleted by agents that now see the target
+        down waits for their votes (one gossip round) instead of re-creating it
+        at once.
 
         A decision that is not backed right now (this agent's verdict and
         ``min_peers_agree`` live peers', see :meth:`DecisionStage.agreed`) is never
@@ -509,8 +514,11 @@ class Agent:
         writer = self.decision.writer(self.node, target)
         if writer == self.node:
             return 0.0
-        decided_at = self._decided_at.setdefault(target, time.monotonic())
-        return members.writer_grace - (time.monotonic() - decided_at)
+        now = time.monotonic()
+        since = self._decided_at.setdefault(target, now)
+        planned = self.reconciler.planned_since(change)
+        since = max(since, now if planned is None else planned)
+        return members.writer_grace - (now - since)
 
     # -- lifecycle ----------------------------------------------------------------
 
