@@ -35,12 +35,16 @@ def make(
         records=[Record(WWW, "A", a, ttl=60) for a in present],
     )
     provider.retry = CallRetry(attempts=1)  # these tests look at pass-level retries
-    rec = reconciler(provider, decisions)
+    rec = reconciler(provider, decisions, monotonic)
     return rec, provider
 
 
-def reconciler(provider: MemoryProvider, decisions: dict[str, State]) -> Reconciler:
-    """A reconciler of www over A1-A3 on ``provider``."""
+def reconciler(
+    provider: MemoryProvider,
+    decisions: dict[str, State],
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Reconciler:
+    """A reconciler of www over A1-A3 on ``provider`` (``monotonic``: its clock)."""
     return Reconciler(
         provider,
         names=[WWW],
