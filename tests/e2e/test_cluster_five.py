@@ -309,7 +309,12 @@ def test_writer_killed_mid_failover_the_change_lands_once(cluster: Cluster, gate
     a = cluster["a"]
     gate.hold(ADDRESSES["a"])
     marks = cluster.marks()
-    for node in ("a", "b", "c", "d"):  # four see T1 down: three remain once a is gone
+    # a sees T1 down first (so it agrees, as the lowest name, when the others do), then
+    # three more: three remain to agree once a is gone
+    net["a"].fw.blackhole(T1)
+    for node in ("b", "c", "d"):
+        cluster.expect(node, rf"peer a votes {re.escape(T1)} down", since=marks[node])
+    for node in ("b", "c", "d"):
         net[node].fw.blackhole(T1)
     cluster.expect("a", rf"decision for {re.escape(T1)}: down", since=marks["a"])
     assert cluster.dns() == set(TARGETS) and not cluster.writes_from("a")
