@@ -490,9 +490,16 @@ class Agent:
         """Cluster mode: seconds to wait before making ``change`` ourselves.
 
         Of the agents that agree, the live one with the lowest node name writes at
-        once; the others wait ``writer_grace`` seconds from the decision and then
-        take over if the change still has not appeared (writes are idempotent, so
-        a race costs an API call, never a wrong record).
+        once; the others take over if the change still has not appeared, in name
+        order: the agent of rank ``k`` (:meth:`DecisionStage.writer_rank`) waits
+        ``k`` times ``writer_grace``, so a dead writer is replaced by one agent, not
+        by every agreeing one at once (writes are idempotent, so a race costs an
+        API call, never a wrong record). The grace runs from the later of the
+        decision and the first pass that planned the change
+        (:meth:`Reconciler.planned_since`): an agent that has held "up" for an
+        hour and finds the record just deleted by agents that now see the target
+        down waits for their votes (one gossip round) instead of re-creating it
+        at once.
 
         A decision that is not backed right now (this agent's verdict and
         ``min_peers_agree`` live peers', see :meth:`DecisionStage.agreed`) is never
@@ -506,11 +513,14 @@ class Agent:
         if not self.decision.agreed(target):
             self._decided_at.pop(target, None)
             return math.inf
-        writer = self.decision.writer(self.node, target)
-        if writer == self.node:
+        rank = self.decision.writer_rank(self.node, target)
+        if rank == 0:
             return 0.0
-        decided_at = self._decided_at.setdefault(target, time.monotonic())
-        return members.writer_grace - (time.monotonic() - decided_at)
+        now = time.monotonic()
+        since = self._decided_at.setdefault(target, now)
+        planned = self.reconciler.planned_since(change)
+        since = max(since, now if planned is None else planned)
+        return rank * members.writer_grace - (now - since)
 
     # -- lifecycle ----------------------------------------------------------------
 

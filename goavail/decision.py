@@ -123,6 +123,17 @@ def designated_writer(self_node: str, decision: State, votes: Mapping[str, State
     return min([self_node, *(node for node, vote in votes.items() if vote is decision)])
 
 
+def writer_rank(self_node: str, decision: State, votes: Mapping[str, State]) -> int:
+    """This agent's place in the takeover order of a change: 0 for the designated
+    writer (:func:`designated_writer`), 1 for the agreeing agent with the next lowest
+    node name, and so on. Rank ``k`` takes over after ``k`` writer graces, so when the
+    writer is dead one agent writes instead of every agreeing one at once.
+
+    Args: as :func:`designated_writer`.
+    """
+    return sum(1 for node, vote in votes.items() if vote is decision and node < self_node)
+
+
 class DecisionStage:
     """Keeps the local verdicts, the live peers' votes and the decisions, per target.
 
@@ -308,6 +319,14 @@ class DecisionStage:
             return min([self_node, *self.peers])
         decision = self.effective.get(target, State.UNKNOWN)
         return designated_writer(self_node, decision, self.votes_for(target))
+
+    def writer_rank(self, self_node: str, target: str) -> int:
+        """This agent's place in the takeover order of a change of ``target`` (see
+        :func:`writer_rank`; under an override, among this agent and all live peers)."""
+        if self.override_of(target) is not Override.AUTO:
+            return sum(1 for node in self.peers if node < self_node)
+        decision = self.effective.get(target, State.UNKNOWN)
+        return writer_rank(self_node, decision, self.votes_for(target))
 
     def quorum_unmet(self) -> bool:
         """True when fewer live peers exist than ``min_peers_agree``: no decision can change."""

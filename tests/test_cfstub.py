@@ -371,6 +371,7 @@ def test_request_counter(stub: CloudflareStub, zone_id: str, cf: cloudflare.Clou
     assert stub.count("GET", "/zones/{zone_id}/dns_records") == 1  # faulted ones count
     assert stub.count() == 3
     assert [e.status for e in stub.requests] == [200, 200, 429]
+    assert {e.remote for e in stub.requests} == {"127.0.0.1"}  # who sent each request
 
 
 # -- per-operation faults and the per-call watcher ----------------------------------------------

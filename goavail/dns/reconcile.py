@@ -50,6 +50,7 @@ class Reconciler:
             must return at once.
         overridden: targets under a maintenance override; a live collection, read at
             each pass (only the reasons of their changes differ).
+        monotonic: seconds (:func:`time.monotonic`), for :meth:`planned_since`.
 
     Attributes (read by status reporting):
         converged: True after a pass that left nothing to do (held changes
@@ -82,6 +83,7 @@ class Reconciler:
         hold: Callable[[Change], float] | None = None,
         on_fail_open: Callable[[FailOpen, bool], None] | None = None,
         overridden: Collection[str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.provider = provider
         self.names = list(names)
@@ -113,10 +115,24 @@ class Reconciler:
         self.read_failed = False
         self.lock = asyncio.Lock()
         """Held during a pass; take it to swap the provider between passes."""
+        self._monotonic = monotonic
+        self._planned_at: dict[tuple[str, tuple[str, str, str]], float] = {}
 
     def trigger(self) -> None:
         """Ask for a pass now (a decision changed). Never blocks."""
         self._wake.set()
+
+    def planned_since(self, change: Change) -> float | None:
+        """When the passes began to plan ``change`` (``monotonic`` seconds): the plan of
+        the first of the passes in a row whose plans all held it (the current pass's
+        included, once it has planned); None when the last plan did not hold it.
+
+        A change that leaves the plan (made by this agent or another, or no longer
+        wanted) starts again when it comes back: ``hold`` measures a writer's grace
+        from here, so that a change first found missing just now is not taken over
+        at once because its decision is old.
+        """
+        return self._planned_at.get(_identity(change))
 
     def reconfigure(
         self,
@@ -213,6 +229,10 @@ class Reconciler:
             overridden=set(self.overridden),
         )
         self._report_fail_open(result.fail_open)
+        now = self._monotonic()
+        self._planned_at = {
+            key: self._planned_at.get(key, now) for key in map(_identity, result.changes)
+        }
         ready, held = self._gate(result.changes, current)
         self.pending = result.changes
         if not ready:
@@ -335,6 +355,11 @@ class Reconciler:
             if self.on_fail_open is not None:
                 self.on_fail_open(old[key], False)
         self.fail_open = cases
+
+
+def _identity(change: Change) -> tuple[str, tuple[str, str, str]]:
+    """A change's identity across passes: its action and its record's (name, type, content)."""
+    return change.action, change.record.key
 
 
 def after(

@@ -230,6 +230,8 @@ class RequestLogEntry:
         query: the query string as a list of (key, value) pairs.
         body: the decoded JSON body, or None.
         status: the HTTP status answered.
+        remote: the client's IP address (aiohttp's ``request.remote``), or None
+            when unknown: tells apart the agents of a cluster test.
     """
 
     method: str
@@ -238,6 +240,7 @@ class RequestLogEntry:
     query: list[tuple[str, str]]
     body: Any
     status: int
+    remote: str | None = None
 
 
 @dataclass
@@ -1047,6 +1050,7 @@ def build_app(state: StubState) -> web.Application:
                     query=list(request.query.items()),
                     body=body,
                     status=status,
+                    remote=request.remote,
                 )
             )
 

@@ -1,4 +1,4 @@
-"""A three-agent test network for the cluster end-to-end tests, and a Serf RPC helper.
+"""An N-agent test network for the cluster end-to-end tests, and a Serf RPC helper.
 
 Layout (everything below lives inside the private network namespace ``P`` of the
 test session, see ``tests/conftest.py``; nothing is ever linked to the machine's
@@ -8,15 +8,22 @@ own namespace)::
           |             |            |
         gav<pid>a     gav<pid>b    gav<pid>c     (veth host ends, enslaved to gabr0)
           |             |            |
-    goavail-e2e-<pid>-a  -b          -c          (named namespaces from ``ip netns add``)
+    goavail-e2e-<pid>-a  -b          -c    ...   (named namespaces from ``ip netns add``)
         eth0 192.0.2.1  192.0.2.2   192.0.2.3    default route via 192.0.2.254
+
+Three agents (``a``, ``b``, ``c``) by default; a topology of up to eight takes the
+next names and addresses in order (``d`` = 192.0.2.4 ... ``h`` = 192.0.2.8).
 
 The targets are addresses of ``P`` itself (on ``lo``: these kernels have no
 dummy links), so packets for them are delivered
 locally there (no forwarding needed); the Cloudflare stand-in listens on
 192.0.2.254. Outages and partitions are nftables rules in an agent's own
 namespace (:class:`Firewall`), so they only change what that agent sees; a
-partition is such rules in the namespaces on both sides.
+partition is such rules in the namespaces on both sides. A rule drops *every*
+packet from a peer's address, whatever the protocol and port, so a partition
+cuts Serf's gossip (``members_port``, UDP and TCP) and the verdict pulls
+(``sync_port``, TCP) alike. :class:`ApiGate` holds one agent's requests to the
+Cloudflare stand-in (rules in ``P``, where the stand-in listens).
 
 Named namespaces are bind mounts under ``/run/netns`` (shared with the machine):
 :meth:`Topology.close` kills every process left in them (orphaned serf children
@@ -61,14 +68,30 @@ BRIDGE = "gabr0"
 GATEWAY = "192.0.2.254"
 """Address of the bridge in ``P``: default route of the agents, the stand-in listens here."""
 
-NODES = ("a", "b", "c")
-ADDRESSES = {"a": "192.0.2.1", "b": "192.0.2.2", "c": "192.0.2.3"}
+ALL_NODES = ("a", "b", "c", "d", "e", "f", "g", "h")
+"""Every node name a topology may hold, in order."""
+ADDRESSES = {node: f"192.0.2.{i}" for i, node in enumerate(ALL_NODES, start=1)}
+"""Bridge address of each node's namespace."""
+NODES = ALL_NODES[:3]
+"""The default three agents."""
 TARGETS = ("198.51.100.1", "198.51.100.2")
 SERF_PORT = 7946
 KEY_ENV = "GOAVAIL_E2E_KEY"
 """Environment variable giving the helper the cluster's crypto_key (to pick a verdict)."""
 TABLE = "goavail_e2e"
-"""Name of the nftables table each agent namespace gets (one per namespace)."""
+"""Name of the nftables table each agent namespace gets (one per namespace), and of the
+table :class:`ApiGate` adds to ``P``."""
+
+
+def node_names(count: int) -> tuple[str, ...]:
+    """The first ``count`` node names (``a``, ``b``, ...).
+
+    Raises:
+        ValueError: ``count`` outside 1..8.
+    """
+    if not 1 <= count <= len(ALL_NODES):
+        raise ValueError(f"a topology holds 1 to {len(ALL_NODES)} agents, not {count}")
+    return ALL_NODES[:count]
 
 
 class NetError(RuntimeError):
@@ -195,7 +218,8 @@ class Firewall:
       agent; its probes time out, the other agents still see the targets up.
       :meth:`heal` lifts every blackhole (and nothing else).
     * :meth:`ignore` ``(addr, ...)``: nothing from those agent addresses reaches
-      this agent (one half of a partition, see :meth:`Topology.partition`).
+      this agent, on any protocol or port: Serf's gossip and the verdict pulls
+      alike (one half of a partition, see :meth:`Topology.split`).
     * :meth:`clear`: no more rules.
     """
 
@@ -227,6 +251,10 @@ class Firewall:
         for peer in peers:
             self._nft(f"add rule inet {TABLE} peers ip saddr {peer} drop")
 
+    def mend(self) -> None:
+        """Lift every :meth:`ignore` (blackholes stay)."""
+        self._nft(f"flush chain inet {TABLE} peers")
+
     def clear(self) -> None:
         """Remove every rule of the table."""
         self._nft(f"flush chain inet {TABLE} targets")
@@ -238,12 +266,74 @@ class Firewall:
         return run(*cmd).stdout
 
 
+class ApiGate:
+    """An nftables table in ``P`` (the test session's namespace, where the stand-in
+    listens on :data:`GATEWAY`) that holds chosen agents' requests to the stand-in.
+
+    :meth:`hold` ``(addr, ...)`` drops every packet from those agent addresses to
+    TCP ``port`` on arrival in ``P``: a new connection never opens and a request on
+    an open (keep-alive) one is never delivered, so nothing of theirs reaches the
+    stand-in and their API calls hang unanswered, as on a cut path to the DNS API.
+    :meth:`release` lifts it; :meth:`close` deletes the table. Use as a context
+    manager.
+
+    Args:
+        port: the stand-in's TCP port.
+
+    Raises:
+        NetError: outside the private test namespace, or ``nft`` failed.
+    """
+
+    NAME = f"{TABLE}_api"
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._nft(f"add table inet {self.NAME}")
+        self._nft(
+            f"add chain inet {self.NAME} held "
+            "{ type filter hook input priority 0; policy accept; }"
+        )
+
+    @staticmethod
+    def _nft(command: str) -> None:
+        if not in_private_netns():  # pragma: no cover - the e2e marker skips first
+            raise NetError("refusing to change nftables outside the private test namespace")
+        run("nft", command)
+
+    def hold(self, *addresses: str) -> None:
+        """Hold every request from the agent ``addresses`` to the stand-in."""
+        for address in addresses:
+            self._nft(
+                f"add rule inet {self.NAME} held ip saddr {address} "
+                f"ip daddr {GATEWAY} tcp dport {self.port} drop"
+            )
+
+    def release(self) -> None:
+        """Let every agent reach the stand-in again."""
+        self._nft(f"flush chain inet {self.NAME} held")
+
+    def close(self) -> None:
+        """Delete the table."""
+        self._nft(f"delete table inet {self.NAME}")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
 @dataclass(slots=True)
 class AgentNamespace:
     """One agent's network namespace.
 
     Attributes:
-        node: the agent's node name (``a``, ``b`` or ``c``).
+        node: the agent's node name (``a``, ``b``, ...).
         name: the namespace name (``goavail-e2e-<pid>-<node>``).
         address: its address on the bridge.
         veth: the host (``P``) end of its veth pair.
@@ -286,13 +376,19 @@ class AgentNamespace:
 
 
 class Topology:
-    """The bridge, the targets and three agent namespaces (see the module docstring).
+    """The bridge, the targets and one namespace per agent (see the module docstring).
+
+    Args:
+        nodes: the agents' node names, each one of :data:`ALL_NODES` (default: three).
 
     Use as a context manager: :meth:`build` on entry, :meth:`close` on exit (also
     when building failed half-way).
     """
 
     def __init__(self, nodes: Sequence[str] = NODES) -> None:
+        unknown = [node for node in nodes if node not in ADDRESSES]
+        if unknown:
+            raise ValueError(f"unknown node names {unknown}: use {ALL_NODES}")
         pid = os.getpid()
         self.namespaces = {
             node: AgentNamespace(node, f"{PREFIX}{pid}-{node}", ADDRESSES[node], f"gav{pid}{node}")
@@ -342,14 +438,37 @@ class Topology:
             run(*inside, "ip", "route", "add", "default", "via", GATEWAY)
             ns.firewall = Firewall(ns.name)
 
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The node names, in order."""
+        return tuple(self.namespaces)
+
     def partition(self, node: str) -> None:
         """Cut ``node`` off from the other agents, both ways (the stand-in and the
         targets stay reachable): it ignores them and they ignore it."""
-        isolated = self[node]
-        others = [ns for ns in self if ns.node != node]
-        isolated.fw.ignore(*(ns.address for ns in others))
-        for ns in others:
-            ns.fw.ignore(isolated.address)
+        self.split([node], [ns.node for ns in self if ns.node != node])
+
+    def split(self, *groups: Sequence[str]) -> None:
+        """Partition the agents into ``groups``: every agent ignores every agent of the
+        other groups (all traffic: Serf and verdict pulls), and still reaches its own
+        group, the stand-in and the targets. :meth:`heal_split` (or each firewall's
+        :meth:`Firewall.clear`) undoes it.
+
+        Raises:
+            ValueError: a node is in no group or in two.
+        """
+        members = [node for group in groups for node in group]
+        if sorted(members) != sorted(self.nodes):
+            raise ValueError(f"groups {groups} must hold each of {self.nodes} exactly once")
+        for group in groups:
+            outside = [ADDRESSES[node] for node in self.nodes if node not in group]
+            for node in group:
+                self[node].fw.ignore(*outside)
+
+    def heal_split(self) -> None:
+        """Lift every partition (blackholes of targets stay)."""
+        for ns in self:
+            ns.fw.mend()
 
     def close(self) -> None:
         """Kill every process in the namespaces, delete them, the veths, targets and bridge.

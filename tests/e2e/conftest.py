@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -23,3 +23,18 @@ def nft() -> Iterator[Nft]:
     """An nftables table of the test's own, deleted afterwards (``blackhole``/``clear``)."""
     with Nft() as table:
         yield table
+
+
+PHASE_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+"""Each test's reports by phase (``setup``, ``call``, ``teardown``), for fixtures that
+look at how the test went (a shared cluster is restarted after a failed test)."""
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report in ``item.stash[PHASE_REPORTS]``."""
+    report = yield
+    item.stash.setdefault(PHASE_REPORTS, {})[report.when] = report
+    return report

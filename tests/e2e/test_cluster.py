@@ -19,11 +19,7 @@ import contextlib
 import json
 import os
 import re
-import shutil
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +27,20 @@ import pytest
 
 from goavail.cluster.sync import Notice, Sealer, sync_event_name
 from tests.cfstub.server import CloudflareStub
+from tests.e2e.cluster_agents import (
+    FAIL_WAIT,
+    GRACE_PAST,
+    HOLD,
+    KEY,
+    WAIT,
+    WWW,
+    ZONE,
+    Cluster,
+    applied,
+    decided,
+    successful,
+    undecided,
+)
 from tests.e2e.cluster_net import (
     ADDRESSES,
     GATEWAY,
@@ -38,287 +48,18 @@ from tests.e2e.cluster_net import (
     NODES,
     SERF_PORT,
     TARGETS,
-    SerfChild,
     Topology,
     helper_argv,
-    kill_namespace_processes,
 )
-from tests.e2e.harness import (
-    REPO,
-    STOP_BOUND,
-    GoavailProcess,
-    addresses_of,
-    cloudflare_toml,
-    hold,
-    metric,
-    stub_env,
-    wait_until,
-    write_requests,
-)
+from tests.e2e.harness import REPO, metric, wait_until, write_requests
 
 pytestmark = pytest.mark.e2e
 
-ZONE = "example.com"
-WWW = "www.example.com"
 T1, T2 = TARGETS
-KEY = "goavail-e2e-key-0123456789abcdef"  # 32 bytes: AES-256, raw text as in the original
 WRONG_KEY = "not-the-cluster-key-0123456789ab"
-WAIT = 20.0
-"""Seconds allowed for anything that has to cross the cluster (gossip, failure detection)."""
-FAIL_WAIT = 40.0
-"""Seconds allowed for Serf to declare a silent member failed."""
-HOLD = 4.0
-"""Seconds a "nothing changes" condition must hold."""
 REPLAY = r"gossip message rejected \(replay\)"
 REPLAY_WAIT = 8.0
 """Seconds one replayed event is given to be rejected by every receiver."""
-GRACE_PAST = 3.0
-"""Seconds past a change after which a (wrong) takeover by another writer would have shown."""
-LISTEN = "127.0.0.1:8080"
-"""Where an agent's HTTP server listens, inside the agent's own namespace."""
-TOKEN = "cluster-e2e-admin-token"
-_FETCH = """
-import sys, urllib.error, urllib.request
-method, url, body, token = sys.argv[1:5]
-request = urllib.request.Request(url, data=body.encode() or None, method=method)
-request.add_header("Authorization", "Bearer " + token)
-request.add_header("Content-Type", "application/json")
-try:
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        status, text = answer.status, answer.read().decode()
-except urllib.error.HTTPError as error:
-    status, text = error.code, error.read().decode()
-print(status)
-print(text, end="")
-"""
-"""Run inside an agent's namespace: one HTTP request, prints the status line then the body."""
-
-
-def agent_config(
-    node: str, key: str = KEY, listen: str | None = None, name: str | None = None
-) -> str:
-    """goavail.toml of agent ``node``: fast probes, both targets, its serf on the bridge,
-    its HTTP server on ``listen`` inside its own namespace (None: no server), its node
-    name ``name`` (default: ``node``)."""
-    peers = ", ".join(f'"{ADDRESSES[n]}:{SERF_PORT}"' for n in NODES if n != node)
-    top = f'node_name = "{name or node}"\n'
-    return cloudflare_toml(list(TARGETS), top=top, listen=listen) + (
-        "\n[Members]\n"
-        f'local_addr = "{ADDRESSES[node]}:{SERF_PORT}"\n'
-        f"peers = [{peers}]\n"
-        f"members_port = {SERF_PORT}\n"
-        "min_peers_agree = 1\n"
-        f'crypto_key = "{key}"\n'
-        'serf_profile = "local"\n'
-        'announce_interval = "1s"\n'
-        'writer_grace = "2s"\n'
-    )
-
-
-def votes(node: str, local: str, **peers: str) -> str:
-    """Regex of the exact vote list of a log line: ``(votes: a(self)=down b=down c=up)``."""
-    words = [f"{node}(self)={local}", *(f"{p}={v}" for p, v in sorted(peers.items()))]
-    return re.escape(f"(votes: {' '.join(words)})")
-
-
-def decided(target: str, state: str, node: str, local: str, **peers: str) -> str:
-    """Regex of ``node``'s log line deciding ``target`` ``state`` with exactly these votes."""
-    return rf"decision for {re.escape(target)}: {state} " + votes(node, local, **peers)
-
-
-def undecided(target: str, node: str, local: str, **peers: str) -> str:
-    """Regex of ``node``'s log line refusing to decide ``target`` alone, with these votes."""
-    return rf"no decision yet for {re.escape(target)}: needs 1 agreeing peer\(s\) " + votes(
-        node, local, **peers
-    )
-
-
-def applied(proc: GoavailProcess, action: str, target: str, since: int = 0) -> list[str]:
-    """The agent's audit lines of a change it made itself (``outcome=applied``)."""
-    return proc.matching(
-        rf"DNS {action} {re.escape(WWW)} A {re.escape(target)} .*outcome=applied", since=since
-    )
-
-
-def successful(cf: CloudflareStub, method: str) -> int:
-    """How many ``method`` requests the stand-in answered with success (2xx).
-
-    A duplicate create (81058) or a delete of a missing record is an error
-    answer here: goavail treats it as already done, and the race the design
-    accepts (two writers: one wasted API call) never counts twice.
-    """
-    return sum(1 for r in cf.requests if r.method == method and 200 <= r.status < 300)
-
-
-_NOISE = re.compile(r" goavail\.serf: | goavail\.agent: probe ")
-"""Lines left out of failure messages: Serf's own output and --debug probe lines."""
-
-
-class Cluster:
-    """The agents of one test (started on demand, all killed by :meth:`close`).
-
-    Attributes:
-        net: the module's topology.
-        cf: the Cloudflare stand-in.
-        procs: the running agent of each node started so far.
-    """
-
-    def __init__(self, net: Topology, cf: CloudflareStub, workdir: Path) -> None:
-        self.net = net
-        self.cf = cf
-        self.workdir = workdir
-        self.procs: dict[str, GoavailProcess] = {}
-        self.state_dirs: list[Path] = []
-        """Serf state directories seen (removed by :meth:`close` if still there)."""
-        self._all: list[GoavailProcess] = []
-
-    def __getitem__(self, node: str) -> GoavailProcess:
-        return self.procs[node]
-
-    def start(
-        self,
-        node: str,
-        key: str = KEY,
-        *,
-        debug: bool = False,
-        server: bool = False,
-        name: str | None = None,
-    ) -> GoavailProcess:
-        """Start agent ``node`` (``goavail monitor --no-dry-run`` inside its namespace);
-        ``debug`` adds ``--debug`` (a line per probe and per rejected message); ``server``
-        starts its HTTP server on :data:`LISTEN` of its namespace, with :data:`TOKEN`;
-        ``name`` sets its node_name (default: ``node``)."""
-        workdir = self.workdir / f"{node}{len(self._all)}"
-        workdir.mkdir()
-        proc = GoavailProcess(
-            workdir,
-            agent_config(node, key, LISTEN if server else None, name),
-            args=["--no-dry-run", *(["--debug"] if debug else [])],
-            env={**stub_env(self.cf), **({"GOAVAIL_ADMIN_TOKEN": TOKEN} if server else {})},
-            prefix=self.net[node].exec_prefix,
-        )
-        self._all.append(proc)
-        self.procs[node] = proc.start()
-        return proc
-
-    def start_all(self, *, debug: bool = False) -> None:
-        """Start the three agents and wait until each has decided both targets up
-        (which needs a peer's vote, so gossip works) and sees both peers."""
-        for node in NODES:
-            self.start(node, debug=debug)
-        for node in NODES:
-            self.wait_ready(node)
-
-    def wait_ready(
-        self, node: str, peers: tuple[str, ...] = NODES, voters: tuple[str, ...] = NODES
-    ) -> None:
-        """Wait until ``node`` sees ``peers`` joined, holds every one of ``voters``' "up"
-        vote for every target, and has decided every target up (so vote lists in
-        later log lines are complete)."""
-        for peer in peers:
-            if peer != node:
-                self.expect(node, rf"peer {peer} joined")
-        for target in TARGETS:
-            for voter in voters:
-                if voter != node:
-                    self.expect(node, rf"peer {voter} votes {re.escape(target)} up")
-            self.expect(node, rf"decision for {re.escape(target)}: up")
-
-    def api(self, node: str, method: str, path: str, body: object = None) -> tuple[int, str]:
-        """An HTTP request to ``node``'s server, made from inside its namespace (where
-        it listens on loopback); returns (status, body text)."""
-        argv = [
-            *self.net[node].exec_prefix,
-            sys.executable,
-            "-c",
-            _FETCH,
-            method,
-            f"http://{LISTEN}{path}",
-            json.dumps(body) if body is not None else "",
-            TOKEN,
-        ]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
-        status, _, text = result.stdout.partition("\n")
-        return int(status), text
-
-    def dns(self) -> set[str]:
-        """The addresses www has in the stand-in."""
-        return addresses_of(self.cf, ZONE, WWW)
-
-    def wait_dns(self, expected: set[str], timeout: float = WAIT) -> None:
-        """Wait until www holds exactly ``expected``."""
-        wait_until(
-            lambda: self.dns() == expected,
-            timeout,
-            message=lambda: (
-                f"www has {sorted(self.dns())}, want {sorted(expected)}\n" + self.tails()
-            ),
-        )
-
-    def hold_dns(self, expected: set[str], duration: float, *, writes: int | None = None) -> None:
-        """Assert that www holds exactly ``expected`` for ``duration`` seconds and, given
-        ``writes``, that the stand-in's count of write requests stays at it."""
-
-        def unchanged() -> bool:
-            same = writes is None or write_requests(self.cf) == writes
-            return same and self.dns() == expected
-
-        hold(
-            unchanged,
-            duration,
-            message=lambda: (
-                f"www has {sorted(self.dns())}, want {sorted(expected)}; "
-                f"writes {write_requests(self.cf)}, want {writes}\n" + self.tails()
-            ),
-        )
-
-    def expect(self, node: str, pattern: str, timeout: float = WAIT, *, since: int = 0) -> str:
-        """Wait for a line of ``node``'s output (from line ``since`` on) matching ``pattern``.
-
-        Raises:
-            AssertionError: none within ``timeout`` s; shows every agent's recent lines.
-        """
-        try:
-            return self.procs[node].wait_for(pattern, timeout, since=since)
-        except AssertionError as exc:
-            first = str(exc).splitlines()[0]
-            raise AssertionError(f"{node}: {first}\n{self.tails()}") from None
-
-    def tails(self, n: int = 30) -> str:
-        """The last lines of every agent (Serf's own chatter left out), for failure messages."""
-        parts = []
-        for node, proc in self.procs.items():
-            lines = [line for line in proc.lines if not _NOISE.search(line)]
-            parts.append(f"--- {node}:\n" + "\n".join(lines[-n:]))
-        return "\n".join(parts)
-
-    def serf_of(self, node: str) -> SerfChild:
-        """The serf child running in ``node``'s namespace (exactly one)."""
-        children = wait_until(lambda: self.net[node].serf_children(), WAIT)
-        assert len(children) == 1, children
-        self.state_dirs.append(children[0].config_file.parent)
-        return children[0]
-
-    def close(self) -> None:
-        """Stop every agent (SIGTERM, all at once; SIGKILL after STOP_BOUND), then kill
-        whatever is left in the namespaces (an orphaned serf) and remove the state
-        directories goavail could not remove itself (it was killed)."""
-        state_dirs = [
-            child.config_file.parent for ns in self.net for child in ns.serf_children()
-        ] + self.state_dirs
-        for proc in self._all:
-            if proc.alive:
-                proc.signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_BOUND
-        for proc in self._all:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait_exit(max(0.1, deadline - time.monotonic()))
-            proc.kill()
-        for ns in self.net:
-            kill_namespace_processes(ns.name)
-            ns.fw.clear()
-        for path in state_dirs:
-            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from goavail.decision import (
     combine_overrides,
     decide,
     designated_writer,
+    writer_rank,
 )
 from goavail.health import State
 
@@ -162,6 +163,34 @@ def test_quorum_unmet() -> None:
 )
 def test_designated_writer(decision: State, votes: dict[str, State], expected: str) -> None:
     assert designated_writer("m", decision, votes) == expected
+
+
+@pytest.mark.parametrize(
+    ("decision", "votes", "expected"),
+    [
+        (D, {}, 0),
+        (D, {"a": D, "z": D}, 1),  # a writes first, then m, then z
+        (D, {"a": U, "b": D, "z": D}, 1),  # a disagrees: not in the order
+        (U, {"a": U, "b": U, "c": K}, 2),
+        (U, {"x": U, "y": U}, 0),
+    ],
+)
+def test_writer_rank(decision: State, votes: dict[str, State], expected: int) -> None:
+    """The takeover order (regression: with the writer killed, every agreeing agent
+    took over at the same instant, one writer_grace after its decision: three DELETEs
+    of one record, two of them 404s)."""
+    assert writer_rank("m", decision, votes) == expected
+    assert (expected == 0) == (designated_writer("m", decision, votes) == "m")
+
+
+def test_writer_rank_of_the_stage_under_an_override() -> None:
+    stage = DecisionStage(min_peers_agree=1)
+    stage.update("192.0.2.1", U)
+    for peer, vote in (("a", D), ("b", U), ("z", U)):
+        stage.peer_vote(peer, "192.0.2.1", vote)
+    assert stage.writer_rank("m", "192.0.2.1") == 1  # b agrees with "up" and comes first
+    stage.peer_override("z", "192.0.2.1", Override.DOWN)  # everyone honours it
+    assert stage.writer_rank("m", "192.0.2.1") == 2  # a, b, then m
 
 
 def test_drop_vote() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -21,7 +23,11 @@ A1, A2, A3 = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 
 
 def make(
-    decisions: dict[str, State], present: list[str], *, dry_run: bool = False
+    decisions: dict[str, State],
+    present: list[str],
+    *,
+    dry_run: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> tuple[Reconciler, MemoryProvider]:
     provider = MemoryProvider(
         dry_run=dry_run,
@@ -29,12 +35,16 @@ def make(
         records=[Record(WWW, "A", a, ttl=60) for a in present],
     )
     provider.retry = CallRetry(attempts=1)  # these tests look at pass-level retries
-    rec = reconciler(provider, decisions)
+    rec = reconciler(provider, decisions, monotonic)
     return rec, provider
 
 
-def reconciler(provider: MemoryProvider, decisions: dict[str, State]) -> Reconciler:
-    """A reconciler of www over A1-A3 on ``provider``."""
+def reconciler(
+    provider: MemoryProvider,
+    decisions: dict[str, State],
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Reconciler:
+    """A reconciler of www over A1-A3 on ``provider`` (``monotonic``: its clock)."""
     return Reconciler(
         provider,
         names=[WWW],
@@ -44,6 +54,7 @@ def reconciler(provider: MemoryProvider, decisions: dict[str, State]) -> Reconci
         proxied=None,
         resync_interval=60.0,
         jitter=lambda: 0.0,
+        monotonic=monotonic,
     )
 
 
@@ -240,6 +251,39 @@ async def test_hold_expired_takes_over() -> None:
     hold[0] = 0.0  # grace over and the change has not appeared: this agent writes
     await rec.reconcile_once()
     assert contents(provider) == {A2}
+
+
+async def test_planned_since_is_the_first_pass_that_planned_the_change() -> None:
+    """The writers' grace runs from here (regression: a non-writer that had decided "up"
+    long ago re-created a record the moment the agreeing agents deleted it, before their
+    "down" votes reached it, and they deleted it again: a flap)."""
+    now = [100.0]
+    rec, provider = make(
+        {A1: State.UP, A2: State.UP, A3: State.UP}, [A1, A2], monotonic=lambda: now[0]
+    )
+    create_a3 = Change("create", Record(WWW, "A", A3), "target up")
+    seen: list[float | None] = []
+
+    def hold(change: Change) -> float:
+        seen.append(rec.planned_since(change))
+        return math.inf  # another agent's to write
+
+    rec.hold = hold
+    assert rec.planned_since(create_a3) is None
+    await rec.reconcile_once()
+    assert seen == [100.0]  # the hold sees the pass that is planning it
+    now[0] = 105.0
+    await rec.reconcile_once()
+    assert rec.planned_since(create_a3) == 100.0  # planned in every pass since
+    provider.store[(WWW, "A", A3)] = Record(WWW, "A", A3, ttl=60)  # the writer made it
+    now[0] = 106.0
+    await rec.reconcile_once()
+    assert rec.planned_since(create_a3) is None
+    del provider.store[(WWW, "A", A3)]  # gone again: needed from now, not from 100
+    now[0] = 200.0
+    await rec.reconcile_once()
+    assert rec.planned_since(create_a3) == 200.0
+    assert seen[-1] == 200.0
 
 
 async def test_current_records_are_kept_for_the_status_page() -> None:
