@@ -37,6 +37,9 @@ test: venv test-deps
 ## failover latency (about 8 s per trial) and the loss-resilience study (cases a,b,c of
 ## BENCH_LOSS seconds each, about 25 minutes at 300); BENCH_SIZES=0 skips the scale part:
 ##   make bench BENCH_SIZES=0 BENCH_CLUSTER_LATENCY=20 BENCH_LOSS=300
+## Cluster scale (bench/cluster_scale.py): 10,000 targets x 3 and x 5 agents, no loss, warm-up
+## and a 60 s steady-state window each (about 4 minutes each):
+##   make bench BENCH_SIZES=0 BENCH_CLUSTER_SCALE=3,5
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
 BENCH_LATENCY ?= 0
@@ -45,15 +48,18 @@ BENCH_ARGS ?= --targets $(BENCH_SIZES) --duration $(BENCH_DURATION) \
 BENCH_CLUSTER_LATENCY ?= 0
 BENCH_LOSS ?= 0
 BENCH_LOSS_CASES ?= a,b,c
+BENCH_CLUSTER_SCALE ?= 0
 BENCH_CLUSTER_ARGS ?= --cluster-latency $(BENCH_CLUSTER_LATENCY) --loss $(BENCH_LOSS) \
-	--loss-cases $(BENCH_LOSS_CASES) --json bench/results/cluster.json
+	--loss-cases $(BENCH_LOSS_CASES) --cluster-scale $(BENCH_CLUSTER_SCALE) \
+	--json bench/results/cluster.json
 bench: venv test-deps
 	@test "$$(id -u)" = 0 || (echo "make bench needs root (raw ICMP sockets, unshare -n)"; exit 1)
 	@if [ "$(BENCH_SIZES)" != 0 ] || [ "$(BENCH_LATENCY)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.run $(BENCH_ARGS)"; \
 	  $(BIN)/python -m bench.run $(BENCH_ARGS); \
 	fi
-	@if [ "$(BENCH_CLUSTER_LATENCY)" != 0 ] || [ "$(BENCH_LOSS)" != 0 ]; then \
+	@if [ "$(BENCH_CLUSTER_LATENCY)" != 0 ] || [ "$(BENCH_LOSS)" != 0 ] \
+	    || [ "$(BENCH_CLUSTER_SCALE)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.cluster $(BENCH_CLUSTER_ARGS)"; \
 	  $(BIN)/python -m bench.cluster $(BENCH_CLUSTER_ARGS); \
 	fi

@@ -61,8 +61,12 @@ BRIDGE = "gabr0"
 GATEWAY = "192.0.2.254"
 """Address of the bridge in ``P``: default route of the agents, the stand-in listens here."""
 
-NODES = ("a", "b", "c")
-ADDRESSES = {"a": "192.0.2.1", "b": "192.0.2.2", "c": "192.0.2.3"}
+ALL_NODES = ("a", "b", "c", "d", "e", "f", "g", "h")
+"""Every node name a topology may hold, in order."""
+ADDRESSES = {node: f"192.0.2.{i}" for i, node in enumerate(ALL_NODES, start=1)}
+"""Bridge address of each node's namespace."""
+NODES = ALL_NODES[:3]
+"""The default three agents."""
 TARGETS = ("198.51.100.1", "198.51.100.2")
 SERF_PORT = 7946
 KEY_ENV = "GOAVAIL_E2E_KEY"
