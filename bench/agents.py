@@ -61,6 +61,9 @@ ZONE: Final = "bench.test"
 WWW: Final = f"www.{ZONE}"
 CRYPTO_KEY: Final = "goavail-bench-key-0123456789abcd"  # 32 bytes: AES-256 (a test key)
 BENCH_TABLE: Final = "goavail_bench"
+CLOUDFLARE_NO_DRY_RUN: Final = ("--dns-provider", "cloudflare", "--no-dry-run")
+ZONEFILE_DRY_RUN: Final = ("--dns-provider", "zonefile", "--dry-run")
+"""``goavail monitor`` options: the Cloudflare stand-in for real, or a zone file read only."""
 TRAFFIC_TABLE: Final = "goavail_bench_traffic"
 SYNC_PORT: Final = SERF_PORT + 1
 """The agents' sync port (goavail's default: ``members_port + 1``)."""
@@ -250,6 +253,8 @@ class AgentProcess:
             of the agent (Serf's state directory) is a subdirectory of it.
         debug: pass ``--debug`` (a line per probe).
         keep_events: keep every parsed line (see :class:`AgentLog`).
+        provider_args: how the agent reaches DNS (default: the Cloudflare stand-in,
+            ``--no-dry-run``; :data:`ZONEFILE_DRY_RUN` for a zone file, dry run).
     """
 
     def __init__(
@@ -263,6 +268,7 @@ class AgentProcess:
         *,
         debug: bool = False,
         keep_events: bool = True,
+        provider_args: Sequence[str] = CLOUDFLARE_NO_DRY_RUN,
     ) -> None:
         self.node = node
         self.namespace = prefix[-1]
@@ -279,7 +285,7 @@ class AgentProcess:
         argv = [
             *prefix,
             *(sys.executable, "-m", "goavail", "monitor", "--config-file", str(config)),
-            *("--dns-provider", "cloudflare", "--no-dry-run"),
+            *provider_args,
             *(["--debug"] if debug else []),
         ]
         self.proc = subprocess.Popen(
@@ -364,17 +370,24 @@ def agent_config(
     timeout: str,
     min_peers_agree: int | None,
     announce_interval: str | None = None,
+    zone_file: Path | None = None,
 ) -> str:
-    """goavail.toml of one agent: Cloudflare provider on the stand-in, ``www`` with every
-    target; ``[Members]`` (Serf on the bridge, every other node of ``nodes`` a peer, the
-    other cluster settings at their defaults, ``announce_interval`` if given) unless
-    ``min_peers_agree`` is None."""
+    """goavail.toml of one agent: Cloudflare provider on the stand-in (or, with
+    ``zone_file``, the zone file provider on that file, which :func:`write_zone` wrote),
+    ``www`` with every target; ``[Members]`` (Serf on the bridge, every other node of
+    ``nodes`` a peer, the other cluster settings at their defaults, ``announce_interval``
+    if given) unless ``min_peers_agree`` is None."""
     addresses = ",\n".join(f'  "{t}"' for t in targets)
+    if zone_file is None:
+        provider = f'[Cloudflare]\ndns_domain = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
+    else:
+        provider = (
+            f'[Zonefile]\npath = "{zone_file}"\norigin = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
+        )
     text = (
         f'node_name = "{node}"\nfailure_threshold = {failure_threshold}\n'
         f'interval = {interval:g}\ntimeout = "{timeout}"\n\n'
-        f'[Cloudflare]\ndns_domain = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
-        f"ip_addresses = [\n{addresses}\n]\n"
+        f"{provider}ip_addresses = [\n{addresses}\n]\n"
     )
     if min_peers_agree is not None:
         peers = ", ".join(f'"{ADDRESSES[n]}:{SERF_PORT}"' for n in nodes if n != node)
@@ -386,6 +399,19 @@ def agent_config(
         if announce_interval is not None:
             text += f'announce_interval = "{announce_interval}"\n'
     return text
+
+
+def write_zone(path: Path, targets: Sequence[str]) -> None:
+    """Write a zone file for :data:`ZONE` with a ``www`` A record (TTL 120) per target."""
+    lines = [
+        f"$ORIGIN {ZONE}.",
+        "$TTL 3600",
+        "@ IN SOA ns1 hostmaster 2024010100 3600 600 604800 300",
+        "  IN NS ns1",
+        "ns1 IN A 192.0.2.254",
+        *(f"www 120 IN A {t}" for t in targets),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
 
 
 # -- the stand-in --------------------------------------------------------------------------
@@ -692,6 +718,7 @@ class BenchNet:
         debug: bool,
         *,
         keep_events: bool = True,
+        provider_args: Sequence[str] = CLOUDFLARE_NO_DRY_RUN,
     ) -> AgentProcess:
         """Write ``node``'s config and start its agent in its namespace."""
         config = workdir / f"goavail-{node}.toml"
@@ -705,6 +732,7 @@ class BenchNet:
             workdir,
             debug=debug,
             keep_events=keep_events,
+            provider_args=provider_args,
         )
         self.agents.append(agent)
         return agent
@@ -797,4 +825,5 @@ __all__ = [
     "loss_targets",
     "scrape_gossip",
     "wait_for",
+    "write_zone",
 ]

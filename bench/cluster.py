@@ -111,6 +111,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=300.0,
         help="give up when the warm-up takes longer, seconds (300)",
     )
+    p.add_argument(
+        "--scale-profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="scale run: py-spy the first agent from its start (needs .venv/bin/py-spy)",
+    )
+    p.add_argument(
+        "--scale-profile-seconds",
+        type=float,
+        default=30.0,
+        help="scale run: seconds of py-spy sampling from the agents' start (30)",
+    )
     p.add_argument("--timeout", default="500ms", help='probe timeout ("500ms")')
     p.add_argument(
         "--announce-interval",
