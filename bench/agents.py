@@ -79,6 +79,7 @@ _DECISION: Final = re.compile(r"decision for (\S+): (\w+)(?: \(votes: (.*)\))?$"
 _AUDIT: Final = re.compile(r"DNS (create|delete) (\S+) (A|AAAA) (\S+) .*outcome=(\S+)")
 _JOINED: Final = re.compile(r"peer (\S+) joined")
 _DECISION_PREFIX: Final = "decision for "
+_OLD_EVENT: Final = re.compile(r"received old event \S+ from time (\d+) \(current: (\d+)\)")
 
 
 def loss_targets(n: int) -> list[str]:
@@ -146,6 +147,10 @@ class AgentLog:
         warning_count: all of them.
         serf_old_events: Serf's "received old event" warnings (a user event that
             arrived after its Lamport time left Serf's event buffer: dropped).
+        serf_old_event_ages: of each of those, Serf's event clock minus the event's
+            Lamport time ("from time T (current: C)": C - T). Serf keeps the last 512
+            event times; an age just above 512 is an event at the edge of a peer's buffer,
+            which Serf's push/pull state exchange sends again (a duplicate, not a loss).
         first_decision: target -> arrival time of its first "decision for T: up" line
             (kept even when ``keep_events`` is False).
         other_decisions: "decision for" lines of any other state.
@@ -163,6 +168,7 @@ class AgentLog:
     warnings: list[str] = field(default_factory=list)
     warning_count: int = 0
     serf_old_events: int = 0
+    serf_old_event_ages: list[int] = field(default_factory=list)
     first_decision: dict[str, float] = field(default_factory=dict)
     other_decisions: int = 0
     keep_events: bool = True
@@ -205,6 +211,9 @@ class AgentLog:
                 self.warning_count += 1
                 if "received old event" in text:
                     self.serf_old_events += 1
+                    old = _OLD_EVENT.search(text)
+                    if old is not None:
+                        self.serf_old_event_ages.append(int(old.group(2)) - int(old.group(1)))
                 if len(self.warnings) < 200:
                     self.warnings.append(text)
         return text
@@ -637,9 +646,10 @@ class TrafficTable:
 
 
 def scrape_gossip(namespace: str) -> dict[str, float]:
-    """The ``goavail_gossip_*`` samples of the agent's ``/metrics`` in ``namespace`` (the
-    default ``[Server] listen``, 127.0.0.1:8080), summed over labels: ``{metric name +
-    "{" + labels + "}": value}`` as exposed, ``{}`` when the page cannot be read."""
+    """The ``goavail_gossip_*`` and ``goavail_probes_total`` samples of the agent's
+    ``/metrics`` in ``namespace`` (the default ``[Server] listen``, 127.0.0.1:8080):
+    ``{metric name + "{" + labels + "}": value}`` as exposed, ``{}`` when the page cannot
+    be read."""
     done = run(
         "ip", "netns", "exec", namespace, "curl", "-sf", "--max-time", "5",
         "http://127.0.0.1:8080/metrics", check=False,
@@ -648,7 +658,7 @@ def scrape_gossip(namespace: str) -> dict[str, float]:
     if done.returncode != 0:
         return out
     for line in done.stdout.splitlines():
-        if line.startswith("goavail_gossip_") and not line.startswith("#"):
+        if line.startswith(("goavail_gossip_", "goavail_probes_total")):
             name, _, value = line.rpartition(" ")
             with contextlib.suppress(ValueError):
                 out[name] = float(value)

@@ -19,7 +19,8 @@ model of :mod:`bench.model`.
 
 ``--cluster-scale 3,5``: 10,000 targets (``--scale-targets``) watched by 3, then 5
 agents, no loss: warm-up time, then Serf's and the sync port's traffic, CPU and RSS
-per agent in the steady state, see :mod:`bench.cluster_scale`.
+per agent in the steady state, see :mod:`bench.cluster_scale`. ``--cluster-scale 1``
+runs one agent without ``[Members]`` (single-node mode) the same way, as a control.
 
 Every namespace, nftables table, route and process is removed at the end, also
 after Ctrl-C or SIGTERM.
@@ -154,8 +155,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     except ValueError:
         p.error("--cluster-scale takes agent counts, e.g. 3,5")
     args.scale_agents = [k for k in args.scale_agents if k != 0]
-    if any(not 2 <= k <= 8 for k in args.scale_agents):
-        p.error("--cluster-scale: 2 to 8 agents per run")
+    if any(not 1 <= k <= 8 for k in args.scale_agents):
+        p.error("--cluster-scale: 1 to 8 agents per run (1: one node, no [Members])")
     return args
 
 

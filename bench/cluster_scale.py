@@ -186,7 +186,7 @@ def run_cluster_scale(agent_count: int, args: argparse.Namespace) -> dict[str, A
         "timeout": args.timeout,
         "failure_threshold": threshold,
         "rise_threshold": threshold,
-        "min_peers_agree": args.scale_quorum,
+        "min_peers_agree": args.scale_quorum if agent_count > 1 else None,
         "announce_interval": args.announce_interval or "10s (default)",
         "serf_profile": "lan (default)",
         "gossip_port": SERF_PORT,
@@ -214,7 +214,7 @@ def run_cluster_scale(agent_count: int, args: argparse.Namespace) -> dict[str, A
                 failure_threshold=threshold,
                 interval=interval,
                 timeout=args.timeout,
-                min_peers_agree=args.scale_quorum,
+                min_peers_agree=args.scale_quorum if agent_count > 1 else None,
                 announce_interval=args.announce_interval,
                 zone_file=zones[node],
             )
@@ -265,10 +265,11 @@ def run_cluster_scale(agent_count: int, args: argparse.Namespace) -> dict[str, A
             )
             time.sleep(args.scale_settle)
             check_alive(list(agents.values()))
+            # /metrics first: rendering it (every target's series) is not part of the window
+            m0 = {node: scrape_gossip(a.namespace) for node, a in agents.items()}
             t0 = time.monotonic()
             c0 = {node: t.counters() for node, t in traffic.items()}
             u0 = {node: a.usage() for node, a in agents.items()}
-            m0 = {node: scrape_gossip(a.namespace) for node, a in agents.items()}
             old0 = {node: a.log.serf_old_events for node, a in agents.items()}
             h0 = _self_cpu()
             end = t0 + args.scale_window
@@ -299,6 +300,12 @@ def run_cluster_scale(agent_count: int, args: argparse.Namespace) -> dict[str, A
                     for key, metric in _GOSSIP_COUNTERS.items()
                 }
                 entry["goavail"]["metrics_read"] = bool(m0[node]) and bool(m1[node])
+                entry["probes_at_window_end"] = {
+                    k: v for k, v in m1[node].items() if k.startswith("goavail_probes_total")
+                }
+                entry["probes_at_warmup_end"] = {
+                    k: v for k, v in m0[node].items() if k.startswith("goavail_probes_total")
+                }
                 entry["rejected_total"] = sum(
                     v for k, v in m1[node].items() if 'result="rejected"' in k
                 )
@@ -309,6 +316,7 @@ def run_cluster_scale(agent_count: int, args: argparse.Namespace) -> dict[str, A
                     entry[f"{kind}_rss_mb"] = round(u1[node][kind][1], 1)
                 entry["serf_old_events_in_window"] = agent.log.serf_old_events - old0[node]
                 entry["serf_old_events_since_start"] = agent.log.serf_old_events
+                entry["serf_old_event_ages"] = sorted(set(agent.log.serf_old_event_ages))
                 entry["other_decisions"] = agent.log.other_decisions
                 entry["warnings"] = agent.log.warning_count
                 entry["first_warnings"] = agent.log.warnings[:5]

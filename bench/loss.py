@@ -558,6 +558,7 @@ def run_loss(case: str, spec: dict[str, int], args: argparse.Namespace) -> dict[
                     "engine": engine_account(agent, t0, t1, timeout, totals[node]),
                     "serf_old_events_dropped": old1[node] - old0[node],
                     "serf_old_events_dropped_since_start": agent.log.serf_old_events,
+                    "serf_old_event_ages": sorted(set(agent.log.serf_old_event_ages)),
                     "gossip_counters_at_end": gossip.get(node, {}),
                     "warnings": agent.log.warning_count,
                     "first_warnings": agent.log.warnings[:5],
