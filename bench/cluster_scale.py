@@ -14,7 +14,11 @@ in one name), and goavail puts every target in every configured name.
 1. **Warm-up.** Every agent is started (in one go, without waiting); the clock starts
    when the last one has been started. Warm-up ends when every agent has logged
    ``decision for T: up`` for every target (its own verdict and ``min_peers_agree``
-   peers' votes). The goal of the issue: ``rise_threshold * interval + 5 s``.
+   peers' votes). The goal of the issue: ``rise_threshold * interval + 5 s``. Also
+   recorded: the CPU seconds every agent and its Serf used from their start to the end
+   of the warm-up (``warmup_cpu_s``), next to what the machine's CPUs could give in that
+   time (``warmup_cpu_capacity_s``: CPUs times seconds since the first start), and where
+   each agent's warm-up went (:func:`warmup_breakdown`).
 2. **Steady state.** After ``settle`` seconds a window of ``window`` seconds opens.
    Read at both ends in each agent namespace: the nftables counters of
    :class:`bench.agents.TrafficTable` (Serf's gossip port, UDP and TCP, and the sync
@@ -175,6 +179,7 @@ def run_cluster_scale(agent_count: int, args: argparse.Namespace) -> dict[str, A
             ``args.scale_warmup_limit`` seconds.
     """
     nodes = ALL_NODES[:agent_count]
+    nproc = os.cpu_count() or 1
     targets = bench_targets(args.scale_targets)
     n = len(targets)
     interval = float(args.interval)
@@ -242,12 +247,20 @@ def run_cluster_scale(agent_count: int, args: argparse.Namespace) -> dict[str, A
                 return all(len(a.log.first_decision) >= n for a in agents.values())
 
             wait_for(warm, args.scale_warmup_limit, f"every agent deciding all {n} targets up", 0.5)
+            warm_usage = {node: a.usage() for node, a in agents.items()}
+            result["warmup_cpu_s"] = round(
+                sum(u["goavail"][0] + u["serf"][0] for u in warm_usage.values()), 2
+            )
+            result["warmup_cpu_capacity_s"] = round((time.monotonic() - t_first) * nproc, 2)
             if spy is not None:
                 spy.wait()
             per_agent: dict[str, Any] = {}
             for node, agent in agents.items():
                 first = agent.log.first_decision.values()
                 per_agent[node] = {
+                    "warmup_cpu_s": round(
+                        warm_usage[node]["goavail"][0] + warm_usage[node]["serf"][0], 2
+                    ),
                     "warmup_s": round(max(first) - t_last, 2),
                     "first_decision_s": round(min(first) - t_last, 2),
                 }
