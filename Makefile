@@ -41,6 +41,9 @@ test: venv test-deps
 ## BENCH_SOAK seconds under random outages and random Cloudflare faults; fails if a name ever
 ## had no record, goavail died or DNS did not converge at the end (BENCH_SOAK_SEED: replay):
 ##   make bench BENCH_SIZES=0 BENCH_SOAK=1800
+## Cluster scale (bench/cluster_scale.py): 10,000 targets x 3 and x 5 agents, no loss, warm-up
+## and a 60 s steady-state window each (about 4 minutes each):
+##   make bench BENCH_SIZES=0 BENCH_CLUSTER_SCALE=3,5
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
 BENCH_LATENCY ?= 0
@@ -49,8 +52,10 @@ BENCH_ARGS ?= --targets $(BENCH_SIZES) --duration $(BENCH_DURATION) \
 BENCH_CLUSTER_LATENCY ?= 0
 BENCH_LOSS ?= 0
 BENCH_LOSS_CASES ?= a,b,c
+BENCH_CLUSTER_SCALE ?= 0
 BENCH_CLUSTER_ARGS ?= --cluster-latency $(BENCH_CLUSTER_LATENCY) --loss $(BENCH_LOSS) \
-	--loss-cases $(BENCH_LOSS_CASES) --json bench/results/cluster.json
+	--loss-cases $(BENCH_LOSS_CASES) --cluster-scale $(BENCH_CLUSTER_SCALE) \
+	--json bench/results/cluster.json
 BENCH_SOAK ?= 0
 BENCH_SOAK_SEED ?=
 BENCH_SOAK_ARGS ?= --duration $(BENCH_SOAK) $(if $(BENCH_SOAK_SEED),--seed $(BENCH_SOAK_SEED)) \
@@ -61,7 +66,8 @@ bench: venv test-deps
 	  echo "$(BIN)/python -m bench.run $(BENCH_ARGS)"; \
 	  $(BIN)/python -m bench.run $(BENCH_ARGS); \
 	fi
-	@if [ "$(BENCH_CLUSTER_LATENCY)" != 0 ] || [ "$(BENCH_LOSS)" != 0 ]; then \
+	@if [ "$(BENCH_CLUSTER_LATENCY)" != 0 ] || [ "$(BENCH_LOSS)" != 0 ] \
+	    || [ "$(BENCH_CLUSTER_SCALE)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.cluster $(BENCH_CLUSTER_ARGS)"; \
 	  $(BIN)/python -m bench.cluster $(BENCH_CLUSTER_ARGS); \
 	fi

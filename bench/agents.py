@@ -43,6 +43,7 @@ from tests.cfstub.server import CloudflareStub, RequestLogEntry
 from tests.e2e.cluster_net import (
     ADDRESSES,
     GATEWAY,
+    NODES,
     SERF_PORT,
     NetError,
     Topology,
@@ -53,10 +54,19 @@ from tests.netns import in_private_netns
 
 LOSS_NET: Final = "198.18.0.0/22"
 """Targets of the loss study: RFC 2544 benchmarking addresses, local to the private namespace."""
+TARGET_NET: Final = "198.18.0.0/15"
+"""Every RFC 2544 benchmarking address (the loss study's and the scale run's targets): one
+``local`` route on ``lo`` makes them addresses of the private namespace."""
 ZONE: Final = "bench.test"
 WWW: Final = f"www.{ZONE}"
 CRYPTO_KEY: Final = "goavail-bench-key-0123456789abcd"  # 32 bytes: AES-256 (a test key)
 BENCH_TABLE: Final = "goavail_bench"
+CLOUDFLARE_NO_DRY_RUN: Final = ("--dns-provider", "cloudflare", "--no-dry-run")
+ZONEFILE_DRY_RUN: Final = ("--dns-provider", "zonefile", "--dry-run")
+"""``goavail monitor`` options: the Cloudflare stand-in for real, or a zone file read only."""
+TRAFFIC_TABLE: Final = "goavail_bench_traffic"
+SYNC_PORT: Final = SERF_PORT + 1
+"""The agents' sync port (goavail's default: ``members_port + 1``)."""
 
 _PROBE: Final = re.compile(rb"goavail\.agent: probe (\S+) (ok|failed) (.*)$")
 TIMEOUT: Final = 0
@@ -68,6 +78,8 @@ _VOTE: Final = re.compile(r"peer (\S+) votes (\S+) (up|down)")
 _DECISION: Final = re.compile(r"decision for (\S+): (\w+)(?: \(votes: (.*)\))?$")
 _AUDIT: Final = re.compile(r"DNS (create|delete) (\S+) (A|AAAA) (\S+) .*outcome=(\S+)")
 _JOINED: Final = re.compile(r"peer (\S+) joined")
+_DECISION_PREFIX: Final = "decision for "
+_OLD_EVENT: Final = re.compile(r"received old event \S+ from time (\d+) \(current: (\d+)\)")
 
 
 def loss_targets(n: int) -> list[str]:
@@ -76,10 +88,27 @@ def loss_targets(n: int) -> list[str]:
     Raises:
         ValueError: more than 1,016 asked for.
     """
-    out = [f"198.18.{x}.{y}" for x in range(4) for y in range(1, 255)]
-    if n > len(out):
-        raise ValueError(f"at most {len(out)} loss-study targets")
-    return out[:n]
+    if n > 4 * 254:
+        raise ValueError(f"at most {4 * 254} loss-study targets")
+    return bench_targets(n)
+
+
+def bench_targets(n: int) -> list[str]:
+    """``n`` addresses of :data:`TARGET_NET` in order (198.18.0.1, ..., 198.18.0.254,
+    198.18.1.1, ...: host bytes 0 and 255 skipped); the first 1,016 are :func:`loss_targets`.
+
+    Raises:
+        ValueError: more than 512 * 254 = 130,048 asked for.
+    """
+    if n > 512 * 254:
+        raise ValueError(f"at most {512 * 254} benchmark targets")
+    out: list[str] = []
+    for block in range(512):
+        for host in range(1, 255):
+            if len(out) == n:
+                return out
+            out.append(f"198.{18 + block // 256}.{block % 256}.{host}")
+    return out
 
 
 # -- parsed agent output ---------------------------------------------------------------------
@@ -118,6 +147,15 @@ class AgentLog:
         warning_count: all of them.
         serf_old_events: Serf's "received old event" warnings (a user event that
             arrived after its Lamport time left Serf's event buffer: dropped).
+        serf_old_event_ages: of each of those, Serf's event clock minus the event's
+            Lamport time ("from time T (current: C)": C - T). Serf keeps the last 512
+            event times; an age just above 512 is an event at the edge of a peer's buffer,
+            which Serf's push/pull state exchange sends again (a duplicate, not a loss).
+        first_decision: target -> arrival time of its first "decision for T: up" line
+            (kept even when ``keep_events`` is False).
+        other_decisions: "decision for" lines of any other state.
+        keep_events: keep every parsed line in ``events`` (False: only decisions are
+            noted, in ``first_decision``; for the 10,000-target scale run).
     """
 
     node: str
@@ -130,6 +168,10 @@ class AgentLog:
     warnings: list[str] = field(default_factory=list)
     warning_count: int = 0
     serf_old_events: int = 0
+    serf_old_event_ages: list[int] = field(default_factory=list)
+    first_decision: dict[str, float] = field(default_factory=dict)
+    other_decisions: int = 0
+    keep_events: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def feed(self, at: float, raw: bytes) -> str | None:
@@ -154,14 +196,24 @@ class AgentLog:
                         self.probe_errors[text] = self.probe_errors.get(text, 0) + 1
             return None
         text = raw.decode(errors="replace").rstrip("\n")
-        event = _parse(at, text)
+        event = _parse(at, text) if self.keep_events else None
         with self.lock:
             if event is not None:
                 self.events.append(event)
+            start = text.find(_DECISION_PREFIX)
+            if start >= 0:
+                target, _, rest = text[start + len(_DECISION_PREFIX) :].partition(": ")
+                if rest.startswith("up"):
+                    self.first_decision.setdefault(target, at)
+                else:
+                    self.other_decisions += 1
             if " WARNING " in text or " ERROR " in text or "Traceback" in text:
                 self.warning_count += 1
                 if "received old event" in text:
                     self.serf_old_events += 1
+                    old = _OLD_EVENT.search(text)
+                    if old is not None:
+                        self.serf_old_event_ages.append(int(old.group(2)) - int(old.group(1)))
                 if len(self.warnings) < 200:
                     self.warnings.append(text)
         return text
@@ -209,6 +261,9 @@ class AgentProcess:
         workdir: where the log file (every line but the probe lines) goes; ``TMPDIR``
             of the agent (Serf's state directory) is a subdirectory of it.
         debug: pass ``--debug`` (a line per probe).
+        keep_events: keep every parsed line (see :class:`AgentLog`).
+        provider_args: how the agent reaches DNS (default: the Cloudflare stand-in,
+            ``--no-dry-run``; :data:`ZONEFILE_DRY_RUN` for a zone file, dry run).
     """
 
     def __init__(
@@ -221,10 +276,14 @@ class AgentProcess:
         workdir: Path,
         *,
         debug: bool = False,
+        keep_events: bool = True,
+        provider_args: Sequence[str] = CLOUDFLARE_NO_DRY_RUN,
     ) -> None:
         self.node = node
         self.namespace = prefix[-1]
-        self.log = AgentLog(node, {t: i for i, t in enumerate(targets)})
+        self.log = AgentLog(
+            node, {t: i for i, t in enumerate(targets)} if debug else {}, keep_events=keep_events
+        )
         self.log_path = workdir / f"goavail-{node}.log"
         tmp = workdir / f"tmp-{node}"
         tmp.mkdir(exist_ok=True)
@@ -235,7 +294,7 @@ class AgentProcess:
         argv = [
             *prefix,
             *(sys.executable, "-m", "goavail", "monitor", "--config-file", str(config)),
-            *("--dns-provider", "cloudflare", "--no-dry-run"),
+            *provider_args,
             *(["--debug"] if debug else []),
         ]
         self.proc = subprocess.Popen(
@@ -268,6 +327,18 @@ class AgentProcess:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 total += sample(pid).cpu
         return total
+
+    def usage(self) -> dict[str, tuple[float, float]]:
+        """``{"goavail": (cpu s, RSS MB), "serf": (cpu s, RSS MB)}`` now: the agent's
+        process and the sum over every other process of its namespace (its Serf child)."""
+        out = {"goavail": (0.0, 0.0), "serf": (0.0, 0.0)}
+        for pid in namespace_pids(self.namespace):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                s = sample(pid)
+                kind = "goavail" if pid == self.pid else "serf"
+                cpu, rss = out[kind]
+                out[kind] = (cpu + s.cpu, rss + s.rss_mb)
+        return out
 
     @property
     def pid(self) -> int:
@@ -308,17 +379,24 @@ def agent_config(
     timeout: str,
     min_peers_agree: int | None,
     announce_interval: str | None = None,
+    zone_file: Path | None = None,
 ) -> str:
-    """goavail.toml of one agent: Cloudflare provider on the stand-in, ``www`` with every
-    target; ``[Members]`` (Serf on the bridge, every other node of ``nodes`` a peer, the
-    other cluster settings at their defaults, ``announce_interval`` if given) unless
-    ``min_peers_agree`` is None."""
+    """goavail.toml of one agent: Cloudflare provider on the stand-in (or, with
+    ``zone_file``, the zone file provider on that file, which :func:`write_zone` wrote),
+    ``www`` with every target; ``[Members]`` (Serf on the bridge, every other node of
+    ``nodes`` a peer, the other cluster settings at their defaults, ``announce_interval``
+    if given) unless ``min_peers_agree`` is None."""
     addresses = ",\n".join(f'  "{t}"' for t in targets)
+    if zone_file is None:
+        provider = f'[Cloudflare]\ndns_domain = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
+    else:
+        provider = (
+            f'[Zonefile]\npath = "{zone_file}"\norigin = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
+        )
     text = (
         f'node_name = "{node}"\nfailure_threshold = {failure_threshold}\n'
         f'interval = {interval:g}\ntimeout = "{timeout}"\n\n'
-        f'[Cloudflare]\ndns_domain = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
-        f"ip_addresses = [\n{addresses}\n]\n"
+        f"{provider}ip_addresses = [\n{addresses}\n]\n"
     )
     if min_peers_agree is not None:
         peers = ", ".join(f'"{ADDRESSES[n]}:{SERF_PORT}"' for n in nodes if n != node)
@@ -330,6 +408,19 @@ def agent_config(
         if announce_interval is not None:
             text += f'announce_interval = "{announce_interval}"\n'
     return text
+
+
+def write_zone(path: Path, targets: Sequence[str]) -> None:
+    """Write a zone file for :data:`ZONE` with a ``www`` A record (TTL 120) per target."""
+    lines = [
+        f"$ORIGIN {ZONE}.",
+        "$TTL 3600",
+        "@ IN SOA ns1 hostmaster 2024010100 3600 600 604800 300",
+        "  IN NS ns1",
+        "ns1 IN A 192.0.2.254",
+        *(f"www 120 IN A {t}" for t in targets),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
 
 
 # -- the stand-in --------------------------------------------------------------------------
@@ -482,6 +573,98 @@ class BenchTable:
             self._nft("delete", "table", "inet", BENCH_TABLE)
 
 
+class TrafficTable:
+    """Counters of the cluster's traffic in one agent namespace (nftables, both directions).
+
+    Rules (comment = counter name, ``_out`` leaving the namespace, ``_in`` arriving):
+
+    * ``gossip_udp``: UDP to or from :data:`SERF_PORT` (Serf's gossip and failure
+      detection; one datagram carries one Serf message or a compound of several);
+    * ``gossip_tcp``: TCP to or from :data:`SERF_PORT` (Serf's push/pull state sync and
+      its TCP fall-back probes), client and server side;
+    * ``sync``: TCP to or from :data:`SYNC_PORT` (goavail's verdict pulls), client and
+      server side.
+
+    Packets and bytes are counted at the IP layer (headers included). Loopback traffic
+    (Serf's RPC between goavail and its Serf child) is on other ports and not counted.
+    """
+
+    RULES: Final = (
+        ("out", f"udp dport {SERF_PORT}", "gossip_udp_out"),
+        ("in", f"udp dport {SERF_PORT}", "gossip_udp_in"),
+        ("out", f"tcp dport {SERF_PORT}", "gossip_tcp_out.c"),
+        ("out", f"tcp sport {SERF_PORT}", "gossip_tcp_out.s"),
+        ("in", f"tcp dport {SERF_PORT}", "gossip_tcp_in.s"),
+        ("in", f"tcp sport {SERF_PORT}", "gossip_tcp_in.c"),
+        ("out", f"tcp dport {SYNC_PORT}", "sync_out.c"),
+        ("out", f"tcp sport {SYNC_PORT}", "sync_out.s"),
+        ("in", f"tcp dport {SYNC_PORT}", "sync_in.s"),
+        ("in", f"tcp sport {SYNC_PORT}", "sync_in.c"),
+    )
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+        self._nft(f"add table inet {TRAFFIC_TABLE}")
+        for hook in ("in", "out"):
+            self._nft(
+                f"add chain inet {TRAFFIC_TABLE} {hook} "
+                f"{{ type filter hook {'input' if hook == 'in' else 'output'} priority -20; "
+                "policy accept; }"
+            )
+        for hook, match, name in self.RULES:
+            self._nft(f'add rule inet {TRAFFIC_TABLE} {hook} {match} counter comment "{name}"')
+
+    def _nft(self, *args: str) -> str:
+        if not in_private_netns():
+            raise NetError("refusing to change nftables outside the private bench namespace")
+        return run("ip", "netns", "exec", self.namespace, "nft", *args).stdout
+
+    def counters(self) -> dict[str, tuple[int, int]]:
+        """``{name: (packets, bytes)}`` so far, client and server sides summed
+        (``gossip_udp_out``, ``gossip_udp_in``, ``gossip_tcp_out``, ``gossip_tcp_in``,
+        ``sync_out``, ``sync_in``)."""
+        doc = json.loads(self._nft("-j", "list", "table", "inet", TRAFFIC_TABLE))
+        out: dict[str, tuple[int, int]] = {}
+        for item in doc.get("nftables", []):
+            rule = item.get("rule")
+            if not rule or "comment" not in rule:
+                continue
+            name = str(rule["comment"]).partition(".")[0]
+            for expr in rule.get("expr", []):
+                if "counter" in expr:
+                    packets, size = out.get(name, (0, 0))
+                    out[name] = (
+                        packets + int(expr["counter"]["packets"]),
+                        size + int(expr["counter"]["bytes"]),
+                    )
+        return out
+
+    def delete(self) -> None:
+        """Delete the table (best effort)."""
+        with contextlib.suppress(NetError):
+            self._nft("delete", "table", "inet", TRAFFIC_TABLE)
+
+
+def scrape_gossip(namespace: str) -> dict[str, float]:
+    """The ``goavail_gossip_*`` and ``goavail_probes_total`` samples of the agent's
+    ``/metrics`` in ``namespace`` (the default ``[Server] listen``, 127.0.0.1:8080):
+    ``{metric name + "{" + labels + "}": value}`` as exposed, ``{}`` when the page cannot
+    be read."""
+    done = run(
+        "ip", "netns", "exec", namespace, "curl", "-sf", "--max-time", "5",
+        "http://127.0.0.1:8080/metrics", check=False,
+    )  # fmt: skip
+    out: dict[str, float] = {}
+    if done.returncode != 0:
+        return out
+    for line in done.stdout.splitlines():
+        if line.startswith(("goavail_gossip_", "goavail_probes_total")):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
+
+
 # -- the whole network -----------------------------------------------------------------------
 
 
@@ -489,18 +672,20 @@ class BenchNet:
     """Topology + targets + stand-in, as a context manager that always cleans up.
 
     Args:
-        loss_targets: also make :data:`LOSS_NET` local to the private namespace.
+        loss_targets: also make :data:`TARGET_NET` (which holds :data:`LOSS_NET`) local
+            to the private namespace.
+        nodes: the agents' node names (``a``, ``b``, ... up to ``h``; default three).
 
     Attributes:
-        topo: the three-agent topology.
+        topo: the agents' topology.
         stand_in: the timed Cloudflare stand-in (started with :meth:`start_stub`).
         agents: every agent process started through :meth:`start_agent`.
     """
 
-    def __init__(self, *, loss_targets: bool = False) -> None:
+    def __init__(self, *, loss_targets: bool = False, nodes: Sequence[str] = NODES) -> None:
         if not in_private_netns():
             raise NetError("refusing to build the bench network outside the private namespace")
-        self.topo = Topology()
+        self.topo = Topology(nodes)
         self._loss = loss_targets
         self.stand_in = TimedStub()
         self._stub_started = False  # a fresh stand-in per experiment: start_stub
@@ -511,7 +696,7 @@ class BenchNet:
         try:
             self.topo.build()
             if self._loss:
-                run("ip", "route", "add", "local", LOSS_NET, "dev", "lo", "table", "local")
+                run("ip", "route", "add", "local", TARGET_NET, "dev", "lo", "table", "local")
         except BaseException:
             self.close()
             raise
@@ -535,7 +720,15 @@ class BenchNet:
         return self.tables[node]
 
     def start_agent(
-        self, node: str, config_text: str, targets: Sequence[str], workdir: Path, debug: bool
+        self,
+        node: str,
+        config_text: str,
+        targets: Sequence[str],
+        workdir: Path,
+        debug: bool,
+        *,
+        keep_events: bool = True,
+        provider_args: Sequence[str] = CLOUDFLARE_NO_DRY_RUN,
     ) -> AgentProcess:
         """Write ``node``'s config and start its agent in its namespace."""
         config = workdir / f"goavail-{node}.toml"
@@ -548,6 +741,8 @@ class BenchNet:
             self.stand_in.env(),
             workdir,
             debug=debug,
+            keep_events=keep_events,
+            provider_args=provider_args,
         )
         self.agents.append(agent)
         return agent
@@ -577,7 +772,7 @@ class BenchNet:
                 self.stand_in.stop()
                 self._stub_started = False
             if self._loss:
-                run("ip", "route", "delete", "local", LOSS_NET, "dev", "lo", "table", "local",
+                run("ip", "route", "delete", "local", TARGET_NET, "dev", "lo", "table", "local",
                     check=False)  # fmt: skip
             self.topo.close()
 
@@ -624,6 +819,7 @@ def check_alive(agents: Sequence[AgentProcess]) -> None:
 
 __all__ = [
     "LOSS_NET",
+    "TARGET_NET",
     "WWW",
     "ZONE",
     "AgentLog",
@@ -632,8 +828,12 @@ __all__ = [
     "BenchTable",
     "Event",
     "TimedStub",
+    "TrafficTable",
     "agent_config",
+    "bench_targets",
     "check_alive",
     "loss_targets",
+    "scrape_gossip",
     "wait_for",
+    "write_zone",
 ]

@@ -1,4 +1,4 @@
-"""Cluster benchmarks: 3-agent failover latency and loss resilience (issue 4).
+"""Cluster benchmarks: failover latency, loss resilience (issue 4) and scale (issue 13).
 
 Usage (root; the harness re-executes itself in a private network namespace and
 refuses to run unless ``lo`` is its only interface)::
@@ -6,6 +6,7 @@ refuses to run unless ``lo`` is its only interface)::
     .venv/bin/python -m bench.cluster --cluster-latency 20 --json bench/results/cluster.json
     .venv/bin/python -m bench.cluster --loss 300 --loss-cases a,b,c \\
         --json bench/results/loss.json
+    .venv/bin/python -m bench.cluster --cluster-scale 3,5 --json bench/results/scale.json
 
 ``--cluster-latency N``: N outages of one target seen by three agents
 (``min_peers_agree = 1``), see :mod:`bench.cluster_latency`.
@@ -15,6 +16,11 @@ refuses to run unless ``lo`` is its only interface)::
 (a) one agent, threshold 3; (b) three agents, threshold 3, ``min_peers_agree`` 1;
 (c) three agents, threshold 5, ``min_peers_agree`` 1; next to the independent-loss
 model of :mod:`bench.model`.
+
+``--cluster-scale 3,5``: 10,000 targets (``--scale-targets``) watched by 3, then 5
+agents, no loss: warm-up time, then Serf's and the sync port's traffic, CPU and RSS
+per agent in the steady state, see :mod:`bench.cluster_scale`. ``--cluster-scale 1``
+runs one agent without ``[Members]`` (single-node mode) the same way, as a control.
 
 Every namespace, nftables table, route and process is removed at the end, also
 after Ctrl-C or SIGTERM.
@@ -80,6 +86,45 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=20,
         help="Monte Carlo replicates of each loss case under the model (0: skip)",
     )
+    p.add_argument(
+        "--cluster-scale",
+        default="0",
+        metavar="AGENTS[,AGENTS...]",
+        help="scale run: agent counts, e.g. 3,5 (0: skip)",
+    )
+    p.add_argument("--scale-targets", type=int, default=10000, help="targets (default 10000)")
+    p.add_argument(
+        "--scale-window", type=float, default=60.0, help="steady-state window, seconds (60)"
+    )
+    p.add_argument(
+        "--scale-settle",
+        type=float,
+        default=30.0,
+        help="seconds after the warm-up before the window opens (30)",
+    )
+    p.add_argument(
+        "--scale-threshold", type=int, default=3, help="failure_threshold = rise_threshold (3)"
+    )
+    p.add_argument("--scale-quorum", type=int, default=1, help="min_peers_agree (1)")
+    p.add_argument(
+        "--scale-warmup-limit",
+        type=float,
+        default=300.0,
+        help="give up when the warm-up takes longer, seconds (300)",
+    )
+    p.add_argument(
+        "--scale-profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="scale run: py-spy the first agent from its start (needs .venv/bin/py-spy)",
+    )
+    p.add_argument(
+        "--scale-profile-seconds",
+        type=float,
+        default=30.0,
+        help="scale run: seconds of py-spy sampling from the agents' start (30)",
+    )
     p.add_argument("--timeout", default="500ms", help='probe timeout ("500ms")')
     p.add_argument(
         "--announce-interval",
@@ -105,6 +150,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         p.error("--cluster-restart-every must be >= 1")
     if not 0 < args.loss_pct < 100:
         p.error("--loss-pct must be between 1 and 99")
+    try:
+        args.scale_agents = [int(x) for x in str(args.cluster_scale).split(",") if x.strip()]
+    except ValueError:
+        p.error("--cluster-scale takes agent counts, e.g. 3,5")
+    args.scale_agents = [k for k in args.scale_agents if k != 0]
+    if any(not 1 <= k <= 8 for k in args.scale_agents):
+        p.error("--cluster-scale: 1 to 8 agents per run (1: one node, no [Members])")
     return args
 
 
@@ -112,8 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: re-exec in a private namespace, run what was asked, print and save."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-    if args.cluster_latency <= 0 and args.loss <= 0:
-        print("bench.cluster: nothing to do (give --cluster-latency and/or --loss)")
+    if args.cluster_latency <= 0 and args.loss <= 0 and not args.scale_agents:
+        print("bench.cluster: nothing to do (give --cluster-latency, --loss or --cluster-scale)")
         return 0
     ensure_private_netns(argv, module="bench.cluster")
     os.environ["GOAVAIL_TEST_PRIVATE_NETNS"] = "1"  # checked above: only `lo` exists
@@ -124,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": " ".join(["python -m bench.cluster", *argv]),
         "machine": info,
     }
+    doc["machine"]["loadavg_at_start"] = os.getloadavg()
     if args.cluster_latency > 0:
         from bench.cluster_latency import run_cluster_latency
 
@@ -150,6 +203,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             _save(args, doc)
         print()
         print(loss_table(doc["loss"]))
+    if args.scale_agents:
+        from bench.cluster_scale import run_cluster_scale, scale_table
+
+        doc["scale"] = []
+        for count in args.scale_agents:
+            print(f"\nbench: scale, {args.scale_targets} targets x {count} agents ...", flush=True)
+            doc["scale"].append(run_cluster_scale(count, args))
+            print(scale_table(doc["scale"][-1:]), flush=True)
+            _save(args, doc)
     doc["machine"]["loadavg_at_end"] = os.getloadavg()
     _save(args, doc)
     return 0

@@ -57,6 +57,7 @@ from bench.agents import (
     check_alive,
     keep_logs,
     loss_targets,
+    scrape_gossip,
     wait_for,
 )
 from bench.model import AgentModel, expected_removals, poisson_zero, simulate
@@ -222,6 +223,7 @@ def vote_delays(logs: Mapping[str, AgentLog], since: float, t1: float) -> dict[s
         "changes": total,
         "seen": len(delays),
         "missed": missed,
+        "delivered_share": round(len(delays) / total, 5) if total else None,
         "p50_s": round(statistics.median(delays), 3) if delays else None,
         "p99_s": round(_pct(delays, 0.99), 3) if delays else None,
         "max_s": round(max(delays), 3) if delays else None,
@@ -529,6 +531,11 @@ def run_loss(case: str, spec: dict[str, int], args: argparse.Namespace) -> dict[
             ns_cpu1 = {node: a.namespace_cpu() for node, a in agents.items()}
             harness1 = _self_cpu()
             old1 = {node: a.log.serf_old_events for node, a in agents.items()}
+            gossip = (
+                {node: scrape_gossip(a.namespace) for node, a in agents.items()}
+                if n_agents > 1
+                else {}
+            )
             time.sleep(timeout + 1.0)  # every probe sent before the freeze has its result
             totals = {node: t.counters() for node, t in tables.items()}
             removals = len(stand_in.deletes_since(t0, t1))
@@ -551,6 +558,8 @@ def run_loss(case: str, spec: dict[str, int], args: argparse.Namespace) -> dict[
                     "engine": engine_account(agent, t0, t1, timeout, totals[node]),
                     "serf_old_events_dropped": old1[node] - old0[node],
                     "serf_old_events_dropped_since_start": agent.log.serf_old_events,
+                    "serf_old_event_ages": sorted(set(agent.log.serf_old_event_ages)),
+                    "gossip_counters_at_end": gossip.get(node, {}),
                     "warnings": agent.log.warning_count,
                     "first_warnings": agent.log.warnings[:5],
                 }

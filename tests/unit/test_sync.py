@@ -175,6 +175,43 @@ def test_digest_ignores_history_and_order() -> None:
     assert vector_digest(a) != vector_digest({"192.0.2.1": UP, "192.0.2.2": UP})
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1"]),
+                st.sampled_from([0, UP, DOWN, entry_code("up", "down")]),
+            ),
+            max_size=6,
+        ),
+        max_size=8,
+    )
+)
+def test_the_kept_digest_is_the_digest_of_the_vector(
+    batches: list[list[tuple[str, int]]],
+) -> None:
+    # commit() keeps the digest up to date per change (O(changes), not O(targets) per
+    # version: at 10,000 targets recomputing it cost ~25 ms per batch of transitions)
+    local = LocalVector(epoch=1)
+    for batch in batches:
+        for target, code in batch:
+            local.set(target, code)
+        local.commit()
+        assert local.digest() == vector_digest(local.codes)
+        assert len(local.digest()) == DIGEST_BYTES
+
+
+def test_the_digest_is_not_recomputed_per_version() -> None:
+    local = LocalVector(epoch=1)
+    for i in range(1, 201):
+        local.set(f"198.18.0.{i}", UP)
+    local.commit()
+    before = local.digest()
+    local.codes["198.18.0.1"] = DOWN  # behind commit()'s back: the kept sum does not see it
+    assert local.digest() == before != vector_digest(local.codes)
+
+
 def test_incremental_and_full_replies() -> None:
     local = LocalVector(epoch=1)
     peer = PeerVector()
