@@ -217,7 +217,9 @@ class VerdictSync:
         peer = self.peers.setdefault(notice.node, _Peer())
         held = peer.vector
         if held.codes is not None and (notice.epoch, notice.version) < (held.epoch, held.version):
-            self._reject("replay")  # older than what we hold: a replay, or overtaken
+            # older than what we hold: a captured notice replayed, or (far more often) one
+            # overtaken by a newer notice or a pull; harmless either way, so counted quietly
+            self._reject("replay", quiet=True)
             return
         peer.port = notice.port
         self.counters["accepted"] += 1
@@ -227,11 +229,11 @@ class VerdictSync:
         peer.wanted = notice
         self._start_pull(notice.node, peer)
 
-    def _reject(self, reason: str) -> None:
+    def _reject(self, reason: str, *, quiet: bool = False) -> None:
         key = f"rejected_{reason}"
         self.counters[key] += 1
         count = self.counters[key]
-        if count == 1 or count % 100 == 0:  # loud once, then a reminder per hundred
+        if not quiet and (count == 1 or count % 100 == 0):  # loud once, then every hundred
             log.warning("gossip message rejected (%s), %d so far", reason, count)
         else:
             log.debug("gossip message rejected (%s), %d so far", reason, count)
@@ -285,7 +287,9 @@ class VerdictSync:
             reply = StateReply.open(self.sealer, data)
         except SyncError as exc:
             self.counters["pull_failed"] += 1
-            level = logging.WARNING if peer.failures in (0, 3) else logging.DEBUG
+            # the first failure is often a start-up race (the peer does not list us as a
+            # live member yet: 403); it is retried in 0.5 s, so only the fourth is a warning
+            level = {0: logging.INFO, 3: logging.WARNING}.get(peer.failures, logging.DEBUG)
             log.log(level, "cannot pull verdicts from %s: %s", node, exc)
             return False
         except WireError as exc:
