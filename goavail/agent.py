@@ -345,6 +345,9 @@ class Agent:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
+        self._running = False
+        """True once start-up is over (the reload a SIGHUP asks for waits until then)."""
+        self._reload_pending = False
 
     # -- probe results ----------------------------------------------------------
 
@@ -529,7 +532,12 @@ class Agent:
         self._stop.set()
 
     def request_reload(self) -> None:
-        """Re-read the config file in the background (SIGHUP calls this)."""
+        """Re-read the config file in the background (SIGHUP calls this). During start-up
+        (Serf, notifications, hooks starting) the reload waits until start-up is over."""
+        if not self._running:
+            self._reload_pending = True
+            log.info("SIGHUP during start-up: the reload runs once goavail has started")
+            return
         task = asyncio.get_running_loop().create_task(self.reload())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -552,12 +560,8 @@ class Agent:
             if self.web is not None:
                 await self.web.stop()
             raise
-        self._log_start()
-        if self.cluster is not None:
-            await self.cluster.start()
-        await self.notifier.start()
-        self.hooks.start()
-        self._notify_lifecycle(started=True)
+        # Signals are handled from the start-up line on, which names the PID to send
+        # SIGHUP to: a signal during the rest of start-up is not fatal.
         loop = asyncio.get_running_loop()
         handlers = {
             signal.SIGHUP: self.request_reload,
@@ -566,6 +570,23 @@ class Agent:
         }
         for sig, handler in handlers.items():
             loop.add_signal_handler(sig, handler)
+        self._log_start()
+        try:
+            if self.cluster is not None:
+                await self.cluster.start()
+            await self.notifier.start()
+            self.hooks.start()
+        except BaseException:
+            for sig in handlers:
+                loop.remove_signal_handler(sig)
+            if self.web is not None:
+                await self.web.stop()
+            raise
+        self._notify_lifecycle(started=True)
+        self._running = True
+        if self._reload_pending:
+            self._reload_pending = False
+            self.request_reload()
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [

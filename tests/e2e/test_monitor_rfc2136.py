@@ -85,6 +85,8 @@ def test_rfc2136_ipv6_failover_fails_open_per_family(
 
     with GoavailProcess(tmp_path, config(knot), args=LIVE, env=env) as proc:
         settle(*everything, proc)
+        # the server shows a change before goavail writes its audit line: wait for all four
+        wait_until(lambda: len(changes()) >= 4, message=proc.tail)
         assert sorted(changes()) == sorted(
             ("create", "AAAA" if ":" in a else "A", a) for a in (A1, A2, V6A, V6B)
         )
@@ -95,6 +97,7 @@ def test_rfc2136_ipv6_failover_fails_open_per_family(
         seen = len(changes())
         nft.blackhole(V6A)
         settle({A1, A2, UNMANAGED}, {V6B}, proc)
+        wait_until(lambda: len(changes(seen)) >= 1, message=proc.tail)
         assert changes(seen) == [("delete", "AAAA", V6A)]
 
         # the last IPv6 target dies too: A records remain, but the AAAA family
@@ -105,6 +108,7 @@ def test_rfc2136_ipv6_failover_fails_open_per_family(
         proc.wait_for(rf"FAIL-OPEN engaged for {WWW} AAAA", since=mark)
         settle(*everything, proc)
         hold(lambda: (knot.rdatas(WWW, "A"), knot.rdatas(WWW, "AAAA")) == everything, 1.0)
+        wait_until(lambda: len(changes(seen)) >= 1, message=proc.tail)
         assert changes(seen) == [("create", "AAAA", V6A)]  # never ("delete", V6B)
 
         # and the other way round: every IPv4 target dead while the IPv6 ones are up
