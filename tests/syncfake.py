@@ -28,6 +28,7 @@ class Peers(SyncClient):
         self.vectors: dict[str, LocalVector] = {}
         self.by_address: dict[str, str] = {}
         self.pulls = 0
+        self.pushed: list[tuple[str, int]] = []
 
     def peer(self, node: str) -> LocalVector:
         """``node``'s verdict vector (made on first use)."""
@@ -45,6 +46,10 @@ class Peers(SyncClient):
         vector.set(target, entry_code(state, override))
         vector.commit()
         return Notice(node, vector.epoch, vector.version, vector.digest(), 7947, at)
+
+    async def push(self, host: str, port: int, body: bytes) -> None:
+        """Record a notice pushed to ``host:port`` (nothing is sent)."""
+        self.pushed.append((host, port))
 
     async def pull(self, host: str, port: int, body: bytes) -> bytes:
         """Answer as the peer at ``host`` would (``SyncError`` for an unknown address)."""

@@ -266,7 +266,9 @@ class Cluster:
             )
             await self._serf.start()
         host = self.settings.bind.rsplit(":", 1)[0].strip("[]")
-        self._server = SyncServer(host, self.members.sync_port_number, self.sync.answer)
+        self._server = SyncServer(
+            host, self.members.sync_port_number, self.sync.answer, notice=self.sync.on_notice
+        )
         try:
             await self._server.start()
         except OSError as exc:

@@ -174,13 +174,35 @@ class VerdictSync:
         )
 
     async def _notify(self) -> None:
+        payload = self.notice().seal(self.sealer)
+        pushes = [
+            self._push(node, address, peer.port, payload)
+            for node, peer in self.peers.items()
+            if peer.port is not None
+            and self._is_live(node)
+            and (address := self._address_of(node)) is not None
+        ]
         try:
-            await self._send(self.notice().seal(self.sealer))
+            await self._send(payload)
         except Exception as exc:  # Serf down, a refused event: the next notice repeats it
             self.counters["publish_failed"] += 1
             log.warning("cannot send a verdict notice: %s", exc)
         else:
             self.counters["published"] += 1
+        if pushes:
+            await asyncio.gather(*pushes)
+
+    async def _push(self, node: str, address: str, port: int, payload: bytes) -> None:
+        """The notice straight to one live peer's sync port too: it does not wait for
+        Serf's gossip to reach it (a hint like the Serf event; votes still come from a
+        pull). A failure is only counted: the Serf event and the next notice remain."""
+        try:
+            await self.client.push(address, port, payload)
+        except SyncError as exc:
+            self.counters["push_failed"] += 1
+            log.debug("cannot push a notice to %s: %s", node, exc)
+        else:
+            self.counters["pushed"] += 1
 
     def forget(self, target: str) -> None:
         """A reload removed ``target``: withdraw this agent's entry for it (published

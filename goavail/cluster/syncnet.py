@@ -23,6 +23,8 @@ from goavail.cluster.sync import MAX_REPLY_BYTES
 log = logging.getLogger("goavail.cluster")
 
 PATH = "/goavail/sync/v2"
+NOTICE_PATH = "/goavail/sync/v2/notice"
+"""Where a peer pushes its notices directly (the same sealed bytes as its Serf user event)."""
 MAX_REQUEST_BYTES = 4096
 """A pull request is under 300 bytes; anything much larger is refused unread."""
 
@@ -43,21 +45,33 @@ class SyncServer:
         port: TCP port (1-65535).
         answer: ``answer(body, peer_ip)`` -> the reply bytes; raises
             :class:`SyncRefused` to refuse. Runs on the event loop; must not block.
+        notice: ``notice(body)``: a notice pushed to :data:`NOTICE_PATH` (answered 204
+            whatever it holds: its checks and counters are the caller's). None: no
+            such route.
 
     Raises (from :meth:`start`):
         OSError: the port cannot be bound (in use, no permission).
     """
 
-    def __init__(self, host: str, port: int, answer: Callable[[bytes, str], bytes]) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        answer: Callable[[bytes, str], bytes],
+        notice: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.host = host or "0.0.0.0"
         self.port = port
         self._answer = answer
+        self._notice = notice
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         """Bind and serve."""
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post(PATH, self._handle)
+        if self._notice is not None:
+            app.router.add_post(NOTICE_PATH, self._handle_notice)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
@@ -73,6 +87,15 @@ class SyncServer:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+
+    async def _handle_notice(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(status=413, text="request too large\n")
+        assert self._notice is not None
+        self._notice(body)
+        return web.Response(status=204)
 
     async def _handle(self, request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
@@ -127,6 +150,28 @@ class SyncClient:
                         raise SyncError(f"{netloc} answered more than {MAX_REPLY_BYTES} bytes")
                     chunks.append(chunk)
                 return b"".join(chunks)
+        except TimeoutError:
+            raise SyncError(f"{netloc}: no answer within {self._timeout.total:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise SyncError(f"{netloc}: {exc}") from None
+
+    async def push(self, host: str, port: int, body: bytes) -> None:
+        """POST a sealed notice to the peer at ``host:port`` (:data:`NOTICE_PATH`).
+
+        Raises:
+            SyncError: refused, timed out, or the connection failed.
+        """
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            async with self._session.post(
+                f"http://{netloc}{NOTICE_PATH}",
+                data=body,
+                headers={"Content-Type": "application/octet-stream"},
+            ) as response:
+                if response.status != 204:
+                    raise SyncError(f"{netloc} answered {response.status} to a notice")
         except TimeoutError:
             raise SyncError(f"{netloc}: no answer within {self._timeout.total:g}s") from None
         except aiohttp.ClientError as exc:

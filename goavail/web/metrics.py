@@ -251,6 +251,14 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     sent.add_metric(["ok"], cluster.counters.get("published", 0))
     sent.add_metric(["failed"], cluster.counters.get("publish_failed", 0))
     yield sent
+    pushes = CounterMetricFamily(
+        "goavail_gossip_pushes",
+        "Notices this agent pushed straight to a live peer's sync port, by result (ok, failed).",
+        labels=["result"],
+    )
+    pushes.add_metric(["ok"], cluster.counters.get("pushed", 0))
+    pushes.add_metric(["failed"], cluster.counters.get("push_failed", 0))
+    yield pushes
     pulls = CounterMetricFamily(
         "goavail_gossip_pulls",
         "Pulls of peers' verdict vectors this agent sent, by result (ok, failed).",

@@ -4,14 +4,14 @@ notices carried by an in-memory stand-in for Serf's user events."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import pytest
 
 from goavail.cluster.sync import Notice, PullRequest, Sealer, StateReply, sync_event_name
 from goavail.cluster.syncer import VOTE_LIFETIME, VerdictSync
-from goavail.cluster.syncnet import SyncClient, SyncRefused, SyncServer
+from goavail.cluster.syncnet import SyncClient, SyncError, SyncRefused, SyncServer
 from goavail.decision import DecisionStage, Override
 from goavail.health import State
 from tests.e2e.harness import free_port
@@ -70,7 +70,7 @@ async def cluster() -> AsyncIterator[Callable[..., Agent]]:
             send=bus.sender(node),
             on_decision=lambda t, s: decisions.append((t, s)),
         )
-        server = SyncServer("127.0.0.1", port, sync.answer)
+        server = SyncServer("127.0.0.1", port, sync.answer, notice=sync.on_notice)
         await server.start()
         for other in bus.agents:
             stage.peer_alive(other)
@@ -96,6 +96,18 @@ async def until(check: Callable[[], bool], limit: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
+def silence(agent: Agent) -> Callable[[str, int, bytes], Awaitable[None]]:
+    """Make ``agent``'s direct notice pushes fail (as a cut network would); returns the
+    real push, to restore it."""
+    real = agent.sync.client.push
+
+    async def refused(host: str, port: int, body: bytes) -> None:
+        raise SyncError(f"{host}:{port}: connection refused")
+
+    agent.sync.client.push = refused  # type: ignore[method-assign]
+    return real
+
+
 def set_local(agent: Agent, target: str, state: State) -> None:
     agent.stage.update(target, state)
     agent.sync.local_changed(target)
@@ -117,12 +129,32 @@ async def test_a_burst_of_changes_is_one_version_and_reaches_every_peer(
     assert a.sync.counters["pulls_served"] >= 2
 
 
+async def test_notices_pushed_to_known_peers_need_no_serf(
+    cluster: Callable[..., asyncio.Future[Agent]],
+) -> None:
+    """Once a peer's sync port is known (from one notice), notices also go straight to it:
+    a change reaches it even when Serf's gossip delivers nothing (a partition's minority,
+    a slow gossip round)."""
+    a, b = [await cluster(n, interval=60.0) for n in ("a", "b")]
+    bus: Bus = cluster.bus  # type: ignore[attr-defined]
+    a.sync.notify()  # as on a member-join: each learns the other's sync port
+    b.sync.notify()
+    await until(lambda: "a" in b.sync.peers and b.sync.peers["a"].port is not None)
+    await until(lambda: "b" in a.sync.peers and a.sync.peers["b"].port is not None)
+    bus.drop = lambda sender, receiver: True  # Serf delivers nothing from now on
+    set_local(a, TARGETS[0], State.DOWN)
+    await until(lambda: b.stage.votes_for(TARGETS[0]).get("a") is State.DOWN, limit=2.0)
+    assert a.sync.counters["pushed"] >= 1
+    assert b.sync.counters["accepted"] >= 2
+
+
 async def test_a_lost_notice_is_repaired_by_the_next_periodic_one(
     cluster: Callable[..., asyncio.Future[Agent]],
 ) -> None:
     a, b = [await cluster(n, interval=0.3) for n in ("a", "b")]
     bus: Bus = cluster.bus  # type: ignore[attr-defined]
     bus.drop = lambda sender, receiver: True
+    silence(a)
     set_local(a, TARGETS[0], State.UP)
     await asyncio.sleep(0.2)
     assert b.stage.votes_for(TARGETS[0]) == {}
@@ -152,9 +184,11 @@ async def test_a_peer_not_heard_from_loses_its_votes(
     set_local(a, TARGETS[0], State.UP)
     await until(lambda: b.stage.votes_for(TARGETS[0]).get("a") is State.UP)
     bus.drop = lambda sender, receiver: sender == "a"
+    push = silence(a)
     await asyncio.sleep(0.2 * (VOTE_LIFETIME + 2))
     assert b.stage.votes_for(TARGETS[0]) == {}
     bus.drop = lambda sender, receiver: False
+    a.sync.client.push = push  # type: ignore[method-assign,assignment]
     await until(lambda: b.stage.votes_for(TARGETS[0]).get("a") is State.UP, limit=2.0)
 
 
