@@ -133,8 +133,6 @@ class VerdictSync:
         self.peers: dict[str, _Peer] = {}
         self._commit: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.delivery: list[float] = []
-        """Seconds from a peer's notice to its votes applied here, last 1,000 pulls."""
 
     # -- this agent's verdicts ---------------------------------------------------------
 
@@ -302,7 +300,6 @@ class VerdictSync:
         request = PullRequest(
             self.node, nonce, peer.vector.epoch, peer.vector.version, self._clock()
         )
-        started = self._monotonic()
         self.counters["pulls"] += 1
         try:
             data = await self.client.pull(address, peer.port, request.seal(self.sealer))
@@ -337,8 +334,6 @@ class VerdictSync:
         self._heard(node, peer)
         for target, code in changed.items():
             self._apply(node, target, code)
-        self.delivery.append(self._monotonic() - started)
-        del self.delivery[:-1000]
         return True
 
     def answer(self, body: bytes, peer_ip: str) -> bytes:

@@ -13,7 +13,8 @@ the TCP port beside Serf's ``members_port``; peers learn it from the notices.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -21,6 +22,8 @@ from aiohttp import web
 from goavail.cluster.sync import MAX_REPLY_BYTES
 
 log = logging.getLogger("goavail.cluster")
+
+T = TypeVar("T")
 
 PATH = "/goavail/sync/v2"
 NOTICE_PATH = "/goavail/sync/v2/notice"
@@ -130,30 +133,7 @@ class SyncClient:
             SyncError: refused (with the status), too large, timed out, or the
                 connection failed.
         """
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
-        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        try:
-            async with self._session.post(
-                f"http://{netloc}{PATH}",
-                data=body,
-                headers={"Content-Type": "application/octet-stream"},
-            ) as response:
-                if response.status != 200:
-                    text = (await response.content.read(200)).decode("utf-8", "replace")
-                    raise SyncError(f"{netloc} answered {response.status}: {text.strip()}")
-                chunks: list[bytes] = []
-                size = 0
-                while chunk := await response.content.read(65536):
-                    size += len(chunk)
-                    if size > MAX_REPLY_BYTES:
-                        raise SyncError(f"{netloc} answered more than {MAX_REPLY_BYTES} bytes")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except TimeoutError:
-            raise SyncError(f"{netloc}: no answer within {self._timeout.total:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise SyncError(f"{netloc}: {exc}") from None
+        return await self._post(host, port, PATH, body, _read_reply)
 
     async def push(self, host: str, port: int, body: bytes) -> None:
         """POST a sealed notice to the peer at ``host:port`` (:data:`NOTICE_PATH`).
@@ -161,17 +141,29 @@ class SyncClient:
         Raises:
             SyncError: refused, timed out, or the connection failed.
         """
+        await self._post(host, port, NOTICE_PATH, body, _no_content)
+
+    async def _post(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        body: bytes,
+        read: Callable[[aiohttp.ClientResponse, str], Awaitable[T]],
+    ) -> T:
+        """One POST of ``body``; ``read(response, netloc)`` turns the answer into the
+        result or raises :class:`SyncError`. Timeouts and connection errors become
+        :class:`SyncError` too."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             async with self._session.post(
-                f"http://{netloc}{NOTICE_PATH}",
+                f"http://{netloc}{path}",
                 data=body,
                 headers={"Content-Type": "application/octet-stream"},
             ) as response:
-                if response.status != 204:
-                    raise SyncError(f"{netloc} answered {response.status} to a notice")
+                return await read(response, netloc)
         except TimeoutError:
             raise SyncError(f"{netloc}: no answer within {self._timeout.total:g}s") from None
         except aiohttp.ClientError as exc:
@@ -185,4 +177,25 @@ class SyncClient:
 
 
 class SyncError(Exception):
-    """A pull failed (the message says where and why)."""
+    """A pull or a push failed (the message says where and why)."""
+
+
+async def _read_reply(response: aiohttp.ClientResponse, netloc: str) -> bytes:
+    """A pull's answer: 200 and at most :data:`MAX_REPLY_BYTES` bytes."""
+    if response.status != 200:
+        text = (await response.content.read(200)).decode("utf-8", "replace")
+        raise SyncError(f"{netloc} answered {response.status}: {text.strip()}")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(65536):
+        size += len(chunk)
+        if size > MAX_REPLY_BYTES:
+            raise SyncError(f"{netloc} answered more than {MAX_REPLY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _no_content(response: aiohttp.ClientResponse, netloc: str) -> None:
+    """A push's answer: 204."""
+    if response.status != 204:
+        raise SyncError(f"{netloc} answered {response.status} to a notice")

@@ -229,6 +229,14 @@ def _config(snap: Snapshot) -> Iterator[Metric]:
         yield last
 
 
+def _ok_failed(name: str, documentation: str, ok: int, failed: int) -> Metric:
+    """A counter family with one series per ``result`` label, ``ok`` and ``failed``."""
+    family = CounterMetricFamily(name, documentation, labels=["result"])
+    family.add_metric(["ok"], ok)
+    family.add_metric(["failed"], failed)
+    return family
+
+
 def _cluster(snap: Snapshot) -> Iterator[Metric]:
     cluster = snap.cluster
     if cluster is None:
@@ -243,32 +251,25 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     for reason in (*REJECT_REASONS, *CLUSTER_REJECT_REASONS):
         received.add_metric(["rejected", reason], cluster.counters.get(f"rejected_{reason}", 0))
     yield received
-    sent = CounterMetricFamily(
+    counters = cluster.counters
+    yield _ok_failed(
         "goavail_gossip_published",
         "Verdict notices this agent sent as Serf user events, by result (ok, failed).",
-        labels=["result"],
+        counters.get("published", 0),
+        counters.get("publish_failed", 0),
     )
-    sent.add_metric(["ok"], cluster.counters.get("published", 0))
-    sent.add_metric(["failed"], cluster.counters.get("publish_failed", 0))
-    yield sent
-    pushes = CounterMetricFamily(
+    yield _ok_failed(
         "goavail_gossip_pushes",
         "Notices this agent pushed straight to a live peer's sync port, by result (ok, failed).",
-        labels=["result"],
+        counters.get("pushed", 0),
+        counters.get("push_failed", 0),
     )
-    pushes.add_metric(["ok"], cluster.counters.get("pushed", 0))
-    pushes.add_metric(["failed"], cluster.counters.get("push_failed", 0))
-    yield pushes
-    pulls = CounterMetricFamily(
+    yield _ok_failed(
         "goavail_gossip_pulls",
         "Pulls of peers' verdict vectors this agent sent, by result (ok, failed).",
-        labels=["result"],
+        counters.get("pulls", 0) - counters.get("pull_failed", 0),
+        counters.get("pull_failed", 0),
     )
-    pulls.add_metric(
-        ["ok"], cluster.counters.get("pulls", 0) - cluster.counters.get("pull_failed", 0)
-    )
-    pulls.add_metric(["failed"], cluster.counters.get("pull_failed", 0))
-    yield pulls
     served = CounterMetricFamily(
         "goavail_gossip_pulls_served", "Pulls of this agent's verdict vector that peers sent."
     )

@@ -96,6 +96,9 @@ def test_original_file_loads_unchanged() -> None:
     assert config.members.min_peers_agree == 1
     assert config.members.key_bytes() == RAW_KEY.encode()
 
+    # The original file's addresses (172.16.123.1, 10.20.20.120) are only parsed here and in
+    # `validate`; no test probes them, and every test runs in a private network namespace
+    # with no link out (tests/conftest.py), so no packet could reach them anyway.
     assert config.cloudflare is not None
     assert config.cloudflare.domain == "example.com"
     assert config.cloudflare.names() == ["test.example.com"]

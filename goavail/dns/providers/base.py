@@ -140,21 +140,17 @@ class UnexpectedErrors:
 
     A provider answer nobody foresaw (a library's ``ValueError``, a ``KeyError`` on
     a malformed body) repeats at every retry; its traceback is what a developer
-    needs, once. The kind is the exception's type and message.
-
-    Attributes:
-        count: unexpected exceptions seen since start.
+    needs, once. The kind is the exception's type and message. (The reconciler
+    counts them: ``Reconciler.unexpected_errors``.)
     """
 
-    __slots__ = ("_seen", "count")
+    __slots__ = ("_seen",)
 
     def __init__(self) -> None:
         self._seen: set[tuple[str, str]] = set()
-        self.count = 0
 
     def log(self, logger: logging.Logger, exc: BaseException, what: str) -> None:
         """Log ``exc``, raised while doing ``what``, at ERROR."""
-        self.count += 1
         kind = (type(exc).__qualname__, str(exc))
         if kind in self._seen:
             logger.error("%s: unexpected %s: %s (traceback logged before)", what, *kind)
