@@ -288,6 +288,8 @@ class Agent:
         self.heartbeat = Heartbeat(config.heartbeat)
         self.decision = DecisionStage(members.min_peers_agree if members else 0)
         self._decided_at: dict[str, float] = {}
+        self._stale_hold = False
+        """A delete was held because a peer's latest votes were not pulled yet."""
         self.started_at = time.time()
         self.probe_stats = ProbeStats()
         self.reloads: Counter[str] = Counter()
@@ -305,6 +307,7 @@ class Agent:
                 on_quorum=self.notifier.quorum,
                 on_name_conflict=self._on_name_conflict,
                 on_override=self._on_peer_override,
+                on_caught_up=self._on_caught_up,
             )
         self.hooks = HookRunner(
             config.hooks_dir, timeout=config.hook_timeout, node=self.node, dry_run=options.dry_run
@@ -516,6 +519,19 @@ class Agent:
         if not self.decision.agreed(target):
             self._decided_at.pop(target, None)
             return math.inf
+        if change.action == "delete" and self.cluster is not None:
+            behind = self.cluster.behind()
+            if behind:
+                # a peer announced votes not pulled yet: they may replace the "down"
+                # votes this delete rests on; wait for the pull (it triggers a pass)
+                if not self._stale_hold:
+                    log.info(
+                        "holding deletes until the latest votes of %s are pulled",
+                        ", ".join(behind),
+                    )
+                    self.cluster.counters["stale_holds"] += 1
+                self._stale_hold = True
+                return members.announce_interval
         rank = self.decision.writer_rank(self.node, target)
         if rank == 0:
             return 0.0
@@ -524,6 +540,13 @@ class Agent:
         planned = self.reconciler.planned_since(change)
         since = max(since, now if planned is None else planned)
         return rank * members.writer_grace - (now - since)
+
+    def _on_caught_up(self) -> None:
+        """The view of every live peer's votes is current again: deletes held for it
+        may go now (a pass is triggered only if one was held)."""
+        if self._stale_hold:
+            self._stale_hold = False
+            self.reconciler.trigger()
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -165,6 +165,8 @@ class Cluster:
             Serf child reports another member with this node's name (a
             :class:`~goavail.cluster.serf_agent.NameConflict`), and with None once
             resolved; must return at once (the notifier's hook).
+        on_caught_up: called (no arguments) when this agent's view of every live peer's
+            votes is current again (see :meth:`behind`); must return at once.
 
     Attributes:
         counters: messages by outcome: "published", "publish_failed" (notices),
@@ -196,6 +198,7 @@ class Cluster:
         clock: Callable[[], float] = time.time,
         on_quorum: Callable[[bool, int, int], None] | None = None,
         on_name_conflict: Callable[[NameConflict | None], None] | None = None,
+        on_caught_up: Callable[[], None] | None = None,
     ) -> None:
         self.node = node
         self.members = members
@@ -231,6 +234,7 @@ class Cluster:
             on_override=on_override,
             counters=self.counters,
             clock=clock,
+            on_caught_up=on_caught_up,
         )
         self._quorum_unmet: bool | None = None
         self._on_name_conflict = on_name_conflict
@@ -471,6 +475,12 @@ class Cluster:
     ) -> None:
         if self._on_override is not None:
             self._on_override(node, target, previous, override)
+
+    def behind(self) -> list[str]:
+        """Live peers whose latest announced votes are not pulled yet (sorted node names);
+        empty when this agent's view of the cluster is current (see
+        :meth:`goavail.cluster.syncer.VerdictSync.behind`)."""
+        return self.sync.behind()
 
     def describe_votes(self, target: str) -> str:
         """``"self=down b=down c=up"``: this agent's and every live peer's vote for ``target``."""

@@ -18,6 +18,14 @@ Timing:
   announce interval;
 * a live peer not heard from (no accepted notice, no successful pull) for
   ``VOTE_LIFETIME`` announce intervals loses its votes until it is heard again.
+
+Freshness: while a live peer has announced a vector this agent has not pulled
+yet (or has not been pulled at all since it joined), this agent's view of the
+votes is stale (:meth:`VerdictSync.behind`); the agent holds its deletes until
+the pull lands (``on_caught_up``), so a delete is never made from a peer's
+old "down" vote that the peer has already replaced. The wait is bounded: a peer
+whose pulls keep failing is expired after ``VOTE_LIFETIME`` intervals and no
+longer counts.
 """
 
 from __future__ import annotations
@@ -91,6 +99,8 @@ class VerdictSync:
         clock: Unix seconds (wall clock: notices carry issue times).
         monotonic: seconds for timeouts and liveness.
         client: the pull client (tests pass one that reaches their servers).
+        on_caught_up: called (no arguments) when a pull leaves this agent with no
+            stale peer view (:meth:`behind` empty); must return at once.
     """
 
     def __init__(
@@ -112,8 +122,10 @@ class VerdictSync:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         client: SyncClient | None = None,
+        on_caught_up: Callable[[], None] | None = None,
     ) -> None:
         self.node = node
+        self.on_caught_up = on_caught_up
         self.sealer = sealer
         self.stage = stage
         self._targets = targets
@@ -281,6 +293,7 @@ class VerdictSync:
                 peer.failures = 0
                 if peer.wanted is wanted or peer.vector.current(peer.wanted):
                     peer.wanted = None
+                    self._caught_up()
             else:
                 peer.failures += 1
                 await asyncio.sleep(min(0.5 * 2 ** (peer.failures - 1), self.announce_interval))
@@ -410,6 +423,23 @@ class VerdictSync:
         peer = self.peers.pop(node, None)
         if peer is not None and peer.task is not None:
             peer.task.cancel()
+        if peer is not None:
+            self._caught_up()
+
+    def behind(self) -> list[str]:
+        """Live peers whose votes this agent does not hold up to date: they announced a
+        vector not pulled yet, or none was pulled since they joined (node names, sorted).
+
+        Peers whose votes expired (:meth:`expire`) are left out: their votes do not
+        count, so they cannot be stale; this bounds how long a view stays behind.
+        """
+        return sorted(
+            node
+            for node, peer in self.peers.items()
+            if not peer.expired
+            and self._is_live(node)
+            and (peer.wanted is not None or peer.vector.codes is None)
+        )
 
     def silent(self) -> list[tuple[str, int | None]]:
         """Live peers whose votes were dropped because they were not heard from (no
@@ -423,10 +453,11 @@ class VerdictSync:
     def expire(self) -> None:
         """Drop the votes of live peers not heard from for VOTE_LIFETIME intervals."""
         horizon = self._monotonic() - VOTE_LIFETIME * self.announce_interval
+        expired = False
         for node, peer in self.peers.items():
             if peer.expired or peer.heard >= horizon:
                 continue
-            peer.expired = True
+            peer.expired = expired = True
             log.warning(
                 "peer %s not heard from for %d announce intervals: its votes are dropped "
                 "until it is (is its sync port %s reachable?)",
@@ -437,6 +468,12 @@ class VerdictSync:
             for target in list(peer.vector.codes or ()):
                 self._drop(node, target)
             peer.vector = PeerVector()  # the next notice pulls everything
+        if expired:
+            self._caught_up()
+
+    def _caught_up(self) -> None:
+        if self.on_caught_up is not None and not self.behind():
+            self.on_caught_up()
 
     async def run(self) -> None:
         """Periodic notices and vote expiry, until cancelled."""

@@ -275,6 +275,13 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     )
     served.add_metric([], cluster.counters.get("pulls_served", 0))
     yield served
+    stale = CounterMetricFamily(
+        "goavail_cluster_stale_holds",
+        "Times this agent held its deletes because a live peer had announced votes "
+        "not pulled yet (released when the pull lands).",
+    )
+    stale.add_metric([], cluster.counters.get("stale_holds", 0))
+    yield stale
     peers = GaugeMetricFamily(
         "goavail_peers", "Peers by Serf member status (this agent excluded).", labels=["status"]
     )

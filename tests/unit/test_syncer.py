@@ -266,3 +266,20 @@ async def test_reply_roundtrip_sizes_for_10000_targets() -> None:
     reply = vector.reply("a", PullRequest("b", b"n" * 16, 0, 0, 0)).seal(sealer)
     assert len(reply) < 30_000
     assert len(StateReply.open(sealer, reply).entries) == 10_000
+
+
+async def test_a_view_behind_a_peer_whose_pulls_fail_is_released_by_expiry(
+    cluster: Callable[..., asyncio.Future[Agent]],
+) -> None:
+    """A peer that announces votes nobody can pull keeps the view stale (deletes wait)
+    only until its votes expire: then it no longer counts and the view is current."""
+    a, b = [await cluster(n, interval=0.2) for n in ("a", "b")]
+    caught_up: list[bool] = []
+    a.sync.on_caught_up = lambda: caught_up.append(True)
+    await b.server.stop()  # b's sync port is gone: a's pulls fail from now on
+    set_local(b, TARGETS[0], State.DOWN)
+    await until(lambda: a.sync.behind() == ["b"])
+    assert caught_up == []
+    await until(lambda: a.sync.behind() == [], limit=0.2 * (VOTE_LIFETIME + 3))
+    assert a.sync.peers["b"].expired
+    assert caught_up == [True]
