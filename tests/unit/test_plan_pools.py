@@ -110,7 +110,7 @@ def test_an_address_in_two_pools_is_kept_by_the_active_one() -> None:
     spec = NameSpec(WWW, ((P1, B1), (B1, B2)))
     # P1 down, B1 up: the primary is still active (B1 is in it); B2 is not wanted
     assert summary({P1: D, B1: U, B2: U}, [P1, B1, B2], spec) == (
-        [f"delete {B2}", f"delete {P1}"],
+        [f"delete {P1}", f"delete {B2}"],
         [],
     )
 
