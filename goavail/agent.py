@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from goavail import __version__
+from goavail.brake import BrakeResult, brake
 from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.multi import CheckSet, Prepared, check_problems, describe_check
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
 from goavail.config import (
+    PROVIDERS,
     Config,
     ConfigError,
     DnsSection,
@@ -48,6 +50,8 @@ from goavail.hooks import HookRunner, hooks_dir_problem
 from goavail.logs import REDACTOR
 from goavail.notify import Notifier
 from goavail.overrides import Overrides, load_overrides
+from goavail.pools import Publication, publication
+from goavail.pools import problems as pool_problems
 from goavail.stats import RTT_BUCKETS, ProbeStats
 
 if TYPE_CHECKING:
@@ -105,6 +109,9 @@ def check_loaded(config: Config, options: Options) -> None:
         ConfigError: listing every problem found.
     """
     problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
+    if not problems:  # the provider's section exists
+        section = config.section_for(options.provider)
+        problems += pool_problems(config, section, PROVIDERS[options.provider][1])
     problems += check_problems(config.checks)
     hooks_problem = hooks_dir_problem(config.hooks_dir)
     if hooks_problem is not None:
@@ -279,15 +286,21 @@ class Agent:
         self.config = config
         self.options = options
         self.section = config.section_for(options.provider)
+        self.publication: Publication = _publication(config, options.provider)
+        """The managed names, their pools and the targets (see :mod:`goavail.pools`)."""
         self.targets: dict[str, TargetStatus] = {
-            a: TargetStatus() for a in self.section.ip_addresses
+            a: TargetStatus() for a in self.publication.targets
         }
+        self.brake_state = BrakeResult()
+        """What the mass-withdrawal brake holds now (see :meth:`_held`)."""
         members = config.members if cluster_mode(config.members) else None
         self.node = config.node_name or _default_node_name(members)
         self.notifier = Notifier(config, agent=self.node)
         self.heartbeat = Heartbeat(config.heartbeat)
         self.decision = DecisionStage(members.min_peers_agree if members else 0)
         self._decided_at: dict[str, float] = {}
+        self._down_since: dict[str, float] = {}
+        """Target -> ``time.monotonic()`` of its DOWN decision (the brake's order)."""
         self._stale_hold = False
         """A delete was held because a peer's latest votes were not pulled yet."""
         self.started_at = time.time()
@@ -318,8 +331,8 @@ class Agent:
         ttl, proxied = record_attributes(self.section)
         self.reconciler = Reconciler(
             self.provider,
-            names=self.section.names(),
-            addresses=self.section.ip_addresses,
+            names=self.publication.names,
+            addresses=self.publication.targets,
             decisions=self.decision.effective,
             overridden=self.decision.forced,
             ttl=ttl,
@@ -327,6 +340,8 @@ class Agent:
             resync_interval=config.resync_interval,
             hold=self._hold if self.cluster is not None else None,
             on_fail_open=self._on_fail_open,
+            specs=self.publication.specs,
+            held=self._held,
         )
         self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
         self.checks = CheckSet(config.checks, list(self.targets), self._on_checks_verdict)
@@ -400,7 +415,7 @@ class Agent:
             transition.count,
             "successes" if transition.new is State.UP else "failures",
             "" if result.ok else f", last error: {result.error}",
-            ", ".join(self.section.names()),
+            ", ".join(self.publication.names_of(target)),
             extra={"target": target, "state": str(transition.new)},
         )
         self._verdict(target, transition.new)
@@ -417,7 +432,7 @@ class Agent:
             old,
             new,
             why,
-            ", ".join(self.section.names()),
+            ", ".join(self.publication.names_of(target)),
             extra={"target": target, "state": str(new)},
         )
         self._verdict(target, new)
@@ -458,6 +473,10 @@ class Agent:
     def _on_decision(self, target: str, state: State) -> None:
         """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
         self._decided_at[target] = time.monotonic()
+        if state is State.DOWN:
+            self._down_since[target] = self._decided_at[target]
+        else:
+            self._down_since.pop(target, None)
         votes = f" (votes: {self.cluster.describe_votes(target)})" if self.cluster else ""
         log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
         self.reconciler.trigger()
@@ -540,6 +559,55 @@ class Agent:
         planned = self.reconciler.planned_since(change)
         since = max(since, now if planned is None else planned)
         return rank * members.writer_grace - (now - since)
+
+    def _held(self) -> frozenset[str]:
+        """The mass-withdrawal brake, read by the reconciler at each pass: the down
+        targets whose withdrawal is held now (see :mod:`goavail.brake`).
+
+        Off in cluster mode with ``min_peers_agree`` >= 1 (every decision there has a
+        quorum of vantage points) and when the configuration has no brake
+        (:meth:`Config.brake_settings`). Logs and notifies when it engages, changes
+        or releases.
+        """
+        settings = self.config.brake_settings()
+        if settings is None or self.decision.min_peers_agree > 0:
+            result = BrakeResult()
+        else:
+            effective = self.decision.effective
+            result = brake(
+                self.publication.groups(),
+                effective,
+                self._down_since,
+                max_down_share=settings.max_down_share,
+                min_targets=settings.min_targets,
+                exempt=[t for t, o in self.decision.overrides.items() if o is Override.DOWN],
+                shares=self.publication.shares,
+            )
+        if result != self.brake_state:
+            self._brake_changed(result)
+        return result.held
+
+    def _brake_changed(self, result: BrakeResult) -> None:
+        before = self.brake_state
+        self.brake_state = result
+        for engaged in result.engaged:
+            log.warning(
+                "BRAKE: %d of %d targets of %s are down at once (more than %d): is this "
+                "agent's own network degraded? Withdrawing %d, holding %s in DNS until "
+                "fewer are down%s",
+                engaged.down,
+                engaged.size,
+                engaged.group,
+                engaged.allowed,
+                engaged.allowed,
+                ", ".join(engaged.held),
+                " or peers agree" if self.cluster is not None else "",
+                extra={"brake": engaged.group},
+            )
+        if before and not result:
+            log.warning("BRAKE released: no group has more down targets than its share")
+        if bool(before) != bool(result):
+            self.notifier.brake(result, engaged=bool(result))
 
     def _on_caught_up(self) -> None:
         """The view of every live peer's votes is current again: deletes held for it
@@ -656,7 +724,7 @@ class Agent:
             dry_run=self.options.dry_run,
             provider=self.options.provider,
             targets=len(self.targets),
-            names=self.section.names(),
+            names=self.publication.names,
         )
 
     def _log_start(self) -> None:
@@ -671,7 +739,7 @@ class Agent:
                 __version__,
                 os.getpid(),
                 len(self.targets),
-                ", ".join(self.section.names()),
+                _names_summary(self.publication),
                 self.options.provider,
                 " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
                 self.probe.kind,
@@ -705,7 +773,7 @@ class Agent:
             __version__,
             os.getpid(),
             len(self.targets),
-            ", ".join(self.section.names()),
+            _names_summary(self.publication),
             self.options.provider,
             " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
             len(c.checks),
@@ -771,8 +839,9 @@ class Agent:
     async def _apply(self, new: Config) -> None:
         old = self.config
         section = new.section_for(self.options.provider)
+        published = _publication(new, self.options.provider)
         old_targets = set(self.targets)
-        new_targets = list(section.ip_addresses)
+        new_targets = list(published.targets)
         added = [t for t in new_targets if t not in old_targets]
         removed = [t for t in old_targets if t not in set(new_targets)]
 
@@ -808,13 +877,14 @@ class Agent:
             del self.targets[t]
             self.decision.forget(t)
             self._decided_at.pop(t, None)
+            self._down_since.pop(t, None)
             if self.cluster is not None:
                 self.cluster.forget_target(t)
         for t in added:
             self.targets[t] = TargetStatus()
         if added and self.cluster is not None:
             self.cluster.targets_added()
-        self.config, self.section = new, section
+        self.config, self.section, self.publication = new, section, published
         self.notifier.reconfigure(new)
         self.heartbeat.reconfigure(new.heartbeat)
         self.hooks.reconfigure(new.hooks_dir, new.hook_timeout)
@@ -841,11 +911,12 @@ class Agent:
         async with self.reconciler.lock:
             self.reconciler.reconfigure(
                 provider=provider,
-                names=section.names(),
-                addresses=section.ip_addresses,
+                names=published.names,
+                addresses=published.targets,
                 ttl=ttl,
                 proxied=proxied,
                 resync_interval=new.resync_interval,
+                specs=published.specs,
             )
         if old_probe is not probe:
             await old_probe.close()
@@ -867,6 +938,19 @@ class Agent:
             log.info("target %s added (unknown until probed)", t, extra={"target": t})
         for t in removed:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
+
+
+def _publication(config: Config, provider: str) -> Publication:
+    """What a run with ``--dns-provider provider`` publishes (see :mod:`goavail.pools`)."""
+    return publication(config, config.section_for(provider), PROVIDERS[provider][1])
+
+
+def _names_summary(published: Publication, shown: int = 5) -> str:
+    """The managed names for the start-up line: all of a few, else the first and a count."""
+    names = published.names
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
 def _default_node_name(members: Members | None) -> str:

@@ -74,6 +74,7 @@ def brake(
     max_down_share: float,
     min_targets: int,
     exempt: Collection[str] = (),
+    shares: Mapping[str, float] | None = None,
 ) -> BrakeResult:
     """Which down targets may be withdrawn without quorum, and which are held.
 
@@ -88,6 +89,7 @@ def brake(
         min_targets: groups with fewer targets are never braked (fail-open already
             protects a small pool: its last address is never withdrawn).
         exempt: targets under a ``down`` override (not held, not counted).
+        shares: group name -> its own ``max_down_share`` (a pool's setting), in (0, 1].
 
     Returns:
         A :class:`BrakeResult`; empty when no group holds anything.
@@ -95,8 +97,10 @@ def brake(
     Raises:
         ValueError: ``max_down_share`` outside (0, 1] or ``min_targets`` < 1.
     """
-    if not 0 < max_down_share <= 1:
-        raise ValueError(f"max_down_share must be in (0, 1], got {max_down_share}")
+    shares = dict(shares or {})
+    for share in (max_down_share, *shares.values()):
+        if not 0 < share <= 1:
+            raise ValueError(f"max_down_share must be in (0, 1], got {share}")
     if min_targets < 1:
         raise ValueError(f"min_targets must be >= 1, got {min_targets}")
     exempt_set = set(exempt)
@@ -106,7 +110,8 @@ def brake(
     for group, members in groups.items():
         unique = list(dict.fromkeys(members))
         size = len(unique)
-        if size < min_targets or max_down_share >= 1:
+        share = shares.get(group, max_down_share)
+        if size < min_targets or share >= 1:
             continue
         down = [
             t
@@ -114,7 +119,7 @@ def brake(
             if decisions.get(t, State.UNKNOWN) is State.DOWN and t not in exempt_set
         ]
         # the float product can land a hair under an exact integer (0.3 x 10)
-        allowed = math.floor(max_down_share * size + 1e-9)
+        allowed = math.floor(share * size + 1e-9)
         if len(down) <= allowed:
             continue
         down.sort(key=lambda t: (down_since.get(t, latest), t))

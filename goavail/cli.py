@@ -38,8 +38,8 @@ from goavail.agent import (
     build_probe,
     build_provider,
     check_loaded,
-    record_attributes,
 )
+from goavail.brake import brake
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
@@ -54,11 +54,12 @@ from goavail.config import (
 from goavail.decision import Override, apply_override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Plan, Record
-from goavail.dns.plan import plan as make_plan
+from goavail.dns.plan import plan_names
 from goavail.dns.providers.base import ProviderError
 from goavail.health import Health, observe
 from goavail.logs import setup_logging
 from goavail.overrides import load_overrides
+from goavail.pools import publication
 from goavail.web import ServerError
 
 log = logging.getLogger("goavail")
@@ -215,14 +216,17 @@ def validate(
         overrides = load_overrides(config.overrides_file)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
-    section = config.section_for(options.provider)
+    published = publication(
+        config, config.section_for(options.provider), PROVIDERS[options.provider][1]
+    )
     if overrides:
         typer.echo(f"{config.overrides_file}: OK — {len(overrides)} override(s)")
     checks = f", checks {', '.join(c.id for c in config.checks)}" if config.checks else ""
+    pools = f", {len(config.pools)} pool(s)" if config.pools else ""
     typer.echo(
-        f"{config_file}: OK — {len(section.ip_addresses)} target(s), "
-        f"names {', '.join(section.names())}, provider {options.provider}"
-        f"{_provider_origin(config, dns_provider)}{checks}"
+        f"{config_file}: OK — {len(published.targets)} target(s), "
+        f"names {', '.join(published.names)}, provider {options.provider}"
+        f"{_provider_origin(config, dns_provider)}{pools}{checks}"
     )
 
 
@@ -283,7 +287,8 @@ async def _probe_checks(config: Config, targets: list[str]) -> list[_Audit]:
 
 async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Plan]:
     section = config.section_for(options.provider)
-    targets = list(section.ip_addresses)
+    published = publication(config, section, PROVIDERS[options.provider][1])
+    targets = list(published.targets)
     if config.checks:
         audits = await _probe_checks(config, targets)
     else:
@@ -291,24 +296,34 @@ async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Pla
     provider = build_provider(config, options, AuditLog())
     try:
         current: dict[str, list[Record]] = {}
-        for name in section.names():
+        for name in published.names:
             current[name] = await provider.records(name)
     finally:
         await provider.close()
-    ttl, proxied = record_attributes(section)
     overrides = {t: e.mode for t, e in load_overrides(config.overrides_file).items()}
     decisions = {
         a.target: apply_override(a.health.state, overrides.get(a.target, Override.AUTO))
         for a in audits
     }
-    return audits, make_plan(
-        section.names(),
-        section.ip_addresses,
-        decisions,
-        current,
-        ttl=ttl,
-        proxied=proxied,
-        overridden=set(overrides),
+    settings = config.brake_settings()
+    held: frozenset[str] = frozenset()
+    if settings is not None and not (config.members and config.members.min_peers_agree):
+        held = brake(
+            published.groups(),
+            decisions,
+            {},
+            max_down_share=settings.max_down_share,
+            min_targets=settings.min_targets,
+            exempt=[t for t, mode in overrides.items() if mode is Override.DOWN],
+            shares=published.shares,
+        ).held
+        if held:
+            typer.echo(
+                f"brake: too many targets down at once; {len(held)} held in DNS: "
+                + ", ".join(sorted(held))
+            )
+    return audits, plan_names(
+        published.specs, decisions, current, overridden=set(overrides), held=held
     )
 
 

@@ -705,17 +705,19 @@ class DnsSection(BaseModel):
     """Common shape of the DNS provider sections.
 
     Attributes:
-        hostnames: host names as configured (at least one); relative to
-            :attr:`domain` unless fully qualified; ``"@"`` is the domain itself.
-        ip_addresses: addresses to monitor and publish (at least one, canonical
-            text, no duplicates).
+        hostnames: host names as configured; relative to :attr:`domain` unless
+            fully qualified; ``"@"`` is the domain itself. Empty (with
+            ``ip_addresses``) when the section only publishes ``[[names]]``.
+        ip_addresses: addresses to monitor and publish under every host name
+            (canonical text, no duplicates): the original's one pool. Empty
+            together with ``hostnames``.
         ttl: record TTL in seconds (limits depend on the provider).
     """
 
     model_config = _MODEL_CONFIG
 
-    hostnames: list[_Hostname] = Field(min_length=1)
-    ip_addresses: list[_IpAddress] = Field(min_length=1)
+    hostnames: list[_Hostname] = Field(default_factory=list)
+    ip_addresses: list[_IpAddress] = Field(default_factory=list)
     ttl: int = 60
 
     @property
@@ -747,6 +749,16 @@ class DnsSection(BaseModel):
     def _check_names(self) -> DnsSection:
         seen: dict[str, int] = {}
         problems: list[tuple[tuple[str | int, ...], str]] = []
+        if bool(self.hostnames) != bool(self.ip_addresses):
+            missing = "ip_addresses" if self.hostnames else "hostnames"
+            other = "hostnames" if self.hostnames else "ip_addresses"
+            problems.append(
+                (
+                    (missing,),
+                    f"required with {other} (list both, or neither and publish "
+                    "through [[names]] and [[pools]])",
+                )
+            )
         domain = self.domain
         for i, (hostname, name) in enumerate(zip(self.hostnames, self.names(), strict=True)):
             if name != domain and not name.endswith("." + domain):
@@ -1264,6 +1276,93 @@ class CheckSection(BaseModel):
 
 # --------------------------------------------------------------------------- top level
 
+# --------------------------------------------------------------------------- pools
+
+
+def _check_fqdn(value: str) -> str:
+    name = value.lower().removesuffix(".")
+    if not _is_dns_name(name, wildcard=True) or "." not in name:
+        raise ValueError(f"{value!r} is not a fully qualified name (e.g. 'www.example.com')")
+    return name
+
+
+class PoolSection(BaseModel):
+    """One ``[[pools]]`` entry: addresses (targets) published together.
+
+    Attributes:
+        name: the pool's name, referenced by ``[[names]] pools`` (letters, digits,
+            ``.``, ``_``, ``-``; unique).
+        addresses: the pool's addresses (at least one, canonical text, no
+            duplicates). An address may be in several pools: it is probed once.
+        ttl: TTL in seconds of the records created for this pool's addresses, or None
+            (the provider section's ``ttl``).
+        max_down_share: this pool's mass-withdrawal brake share, or None (the
+            ``[Brake]`` setting); see :mod:`goavail.brake`.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    name: Annotated[str, AfterValidator(_check_label)]
+    addresses: list[_IpAddress] = Field(min_length=1)
+    ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
+    max_down_share: Annotated[float, Field(gt=0, le=1)] | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _no_duplicate_addresses(cls, value: list[str]) -> list[str]:
+        return DnsSection._no_duplicate_addresses(value)
+
+
+class NameSection(BaseModel):
+    """One ``[[names]]`` entry: a name and the pools that serve it.
+
+    Attributes:
+        name: the fully qualified name (``"www.example.com"``; a trailing dot is
+            allowed; stored lower case without it). It must lie in the zone of the
+            provider section that publishes it.
+        pools: pool names in priority order: the primary first, then the backups
+            that take over, in turn, when no address of the pools before is up
+            (see :mod:`goavail.dns.plan`). At least one; each once.
+        ttl: TTL in seconds of this name's records, or None (the pool's, else the
+            provider section's).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    name: Annotated[str, AfterValidator(_check_fqdn)]
+    pools: list[Annotated[str, AfterValidator(_check_label)]] = Field(min_length=1)
+    ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
+
+    @field_validator("pools")
+    @classmethod
+    def _each_pool_once(cls, value: list[str]) -> list[str]:
+        problems: list[tuple[tuple[str | int, ...], str]] = [
+            ((i,), f"{pool!r} is listed twice (also at pools[{value.index(pool)}])")
+            for i, pool in enumerate(value)
+            if value.index(pool) != i
+        ]
+        if problems:
+            raise _Problems(problems)
+        return value
+
+
+class BrakeSection(BaseModel):
+    """``[Brake]``: the mass-withdrawal brake (see :mod:`goavail.brake`).
+
+    Attributes:
+        max_down_share: the largest share of a pool (and of all targets) withdrawn
+            without quorum, in (0, 1]; 1 turns the brake off. Default 0.5 (Envoy's
+            panic threshold).
+        min_targets: pools (and fleets) smaller than this are never braked
+            (default 4: fail-open already keeps a small pool's last address).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    max_down_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    min_targets: Annotated[int, Field(ge=1, le=1_000_000)] = 4
+
+
 PROVIDERS: dict[str, tuple[str, str]] = {
     "cloudflare": ("cloudflare", "Cloudflare"),
     "rfc2136": ("rfc2136", "RFC2136"),
@@ -1369,6 +1468,9 @@ class Config(BaseModel):
     overrides_file: Path | None = None
     server: ServerSection = Field(default_factory=ServerSection, alias="Server")
     rfc2136: RFC2136Section | None = Field(default=None, alias="RFC2136")
+    pools: list[PoolSection] = Field(default_factory=list)
+    names: list[NameSection] = Field(default_factory=list)
+    brake: BrakeSection | None = Field(default=None, alias="Brake")
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -1449,6 +1551,59 @@ class Config(BaseModel):
                 ]
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_pools(self) -> Config:
+        """Pool names unique, ``[[names]]`` referencing known pools, each name once."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        pools: dict[str, int] = {}
+        for i, pool in enumerate(self.pools):
+            first = pools.setdefault(pool.name, i)
+            if first != i:
+                problems.append(
+                    (("pools", i, "name"), f"{pool.name!r} is used twice (also pools[{first}])")
+                )
+        names: dict[str, int] = {}
+        for i, entry in enumerate(self.names):
+            first = names.setdefault(entry.name, i)
+            if first != i:
+                problems.append(
+                    (("names", i, "name"), f"{entry.name!r} is listed twice (also names[{first}])")
+                )
+            for j, wanted in enumerate(entry.pools):
+                if wanted not in pools:
+                    known = ", ".join(repr(p) for p in pools) or "none: add [[pools]]"
+                    problems.append(
+                        (("names", i, "pools", j), f"no pool {wanted!r} (pools: {known})")
+                    )
+        for attribute, toml_name in PROVIDERS.values():
+            section = getattr(self, attribute)
+            if isinstance(section, DnsSection) and not section.hostnames and not self.names:
+                problems.append(
+                    (
+                        (toml_name, "hostnames"),
+                        "field required (list hostnames and ip_addresses, or publish "
+                        "through [[names]] and [[pools]])",
+                    )
+                )
+        if self.pools and not self.names:
+            problems.append((("names",), "required with [[pools]]: which names publish them?"))
+        used = {p for entry in self.names for p in entry.pools}
+        for i, pool in enumerate(self.pools):
+            if pool.name not in used and self.names:
+                problems.append(
+                    (("pools", i, "name"), f"{pool.name!r} is not used by any [[names]] entry")
+                )
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def brake_settings(self) -> BrakeSection | None:
+        """The brake in force: ``[Brake]`` when present; else, for files that use
+        ``[[pools]]``, the defaults (50 %); else None (off, as the Go original)."""
+        if self.brake is not None:
+            return self.brake
+        return BrakeSection() if self.pools else None
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Config:

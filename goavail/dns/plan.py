@@ -35,8 +35,9 @@ Cloudflare Load Balancing and Route 53 failover routing, gdnsd's and PowerDNS's
 * while nothing is known about the primary (every address unknown and absent:
   start-up), the name is left as it is.
 
-An address listed in ``held`` (the mass-withdrawal brake) is left as it is, as if
-its state were not known.
+An address listed in ``held`` (the mass-withdrawal brake) is never withdrawn; the
+rest of the plan is made as without the brake, so the brake only ever keeps
+records, never causes a change.
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def plan_names(
             (a name missing here is treated as having no records).
         overridden: addresses whose decision is a maintenance override (only the
             reasons of their changes differ).
-        held: addresses to leave as they are whatever their state (the brake).
+        held: addresses never to withdraw, whatever their state (the brake); they
+            change nothing else in the plan.
 
     Returns:
         A :class:`Plan`: creates first, then deletes, each group sorted by name and
@@ -146,8 +148,6 @@ def plan_names(
     seen: set[str] = set()
 
     def state(address: str) -> State:
-        if address in held_set:
-            return State.UNKNOWN
         return decisions.get(address, State.UNKNOWN)
 
     for spec in sorted(specs, key=lambda s: s.name):
@@ -168,7 +168,10 @@ def plan_names(
                 fail_open.append(changes)
                 changes = _fail_open_changes(spec, family, changes, pools, records, state)
             for change in changes:
-                (creates if change.action == "create" else deletes).append(change)
+                if change.action == "create":
+                    creates.append(change)
+                elif change.record.content not in held_set:
+                    deletes.append(change)
 
     def order(c: Change) -> tuple[str, str, str]:
         return c.record.key

@@ -23,7 +23,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from goavail.dns.backoff import backoff_delay
 from goavail.dns.guard import NameGuard, admissible
 from goavail.dns.model import Change, FailOpen, Record
-from goavail.dns.plan import plan
+from goavail.dns.plan import NameSpec, plan_names
 from goavail.dns.providers.base import Provider, ProviderError
 from goavail.health import State
 
@@ -38,8 +38,9 @@ class Reconciler:
 
     Args:
         provider: where the records live (dry-run is the provider's business).
-        names: managed fully qualified names.
-        addresses: configured addresses (canonical text).
+        names: managed fully qualified names (each holds one pool of every address;
+            ignored when ``specs`` is given).
+        addresses: configured addresses (canonical text; ignored with ``specs``).
         decisions: target -> decided state; a live mapping, read at each pass.
         ttl, proxied: attributes of created records.
         resync_interval: seconds between passes once converged.
@@ -51,6 +52,10 @@ class Reconciler:
         overridden: targets under a maintenance override; a live collection, read at
             each pass (only the reasons of their changes differ).
         monotonic: seconds (:func:`time.monotonic`), for :meth:`planned_since`.
+        specs: the managed names with their pools (:func:`goavail.dns.plan.plan_names`);
+            None: one pool of ``addresses`` under every name of ``names``.
+        held: returns the addresses never to withdraw now (the mass-withdrawal brake,
+            :mod:`goavail.brake`), read at each pass; None: none.
 
     Attributes (read by status reporting):
         converged: True after a pass that left nothing to do (held changes
@@ -84,14 +89,14 @@ class Reconciler:
         on_fail_open: Callable[[FailOpen, bool], None] | None = None,
         overridden: Collection[str] = (),
         monotonic: Callable[[], float] = time.monotonic,
+        specs: Sequence[NameSpec] | None = None,
+        held: Callable[[], Collection[str]] | None = None,
     ) -> None:
         self.provider = provider
-        self.names = list(names)
-        self.addresses = list(addresses)
+        self._set_names(names, addresses, ttl, proxied, specs)
+        self.held = held
         self.decisions = decisions
         self.overridden = overridden
-        self.ttl = ttl
-        self.proxied = proxied
         self.resync_interval = resync_interval
         self._jitter = jitter
         self.hold = hold
@@ -118,6 +123,21 @@ class Reconciler:
         self._monotonic = monotonic
         self._planned_at: dict[tuple[str, tuple[str, str, str]], float] = {}
 
+    def _set_names(
+        self,
+        names: Sequence[str],
+        addresses: Sequence[str],
+        ttl: int | None,
+        proxied: bool | None,
+        specs: Sequence[NameSpec] | None,
+    ) -> None:
+        if specs is None:
+            pool = (tuple(addresses),)
+            specs = [NameSpec(n, pool, ttl=ttl, proxied=proxied) for n in dict.fromkeys(names)]
+        self.specs: tuple[NameSpec, ...] = tuple(specs)
+        self.names = [spec.name for spec in self.specs]
+        self.addresses = list(dict.fromkeys(a for spec in self.specs for a in spec.addresses))
+
     def trigger(self) -> None:
         """Ask for a pass now (a decision changed). Never blocks."""
         self._wake.set()
@@ -143,13 +163,12 @@ class Reconciler:
         ttl: int | None,
         proxied: bool | None,
         resync_interval: float,
+        specs: Sequence[NameSpec] | None = None,
     ) -> None:
-        """Apply a reloaded configuration and trigger a pass."""
+        """Apply a reloaded configuration and trigger a pass (``specs`` as in the
+        constructor)."""
         self.provider = provider
-        self.names = list(names)
-        self.addresses = list(addresses)
-        self.ttl = ttl
-        self.proxied = proxied
+        self._set_names(names, addresses, ttl, proxied, specs)
         self.resync_interval = resync_interval
         self.trigger()
 
@@ -219,14 +238,12 @@ class Reconciler:
         # planned from a decision that has flipped back meanwhile (a delete of a
         # target that is up again would be a wrong removal).
         decisions = dict(self.decisions)
-        result = plan(
-            self.names,
-            self.addresses,
+        result = plan_names(
+            self.specs,
             decisions,
             current,
-            ttl=self.ttl,
-            proxied=self.proxied,
             overridden=set(self.overridden),
+            held=self.held() if self.held is not None else (),
         )
         self._report_fail_open(result.fail_open)
         now = self._monotonic()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from goavail.brake import BrakeResult
 from goavail.dns.model import FailOpen
 
 EventKind = Literal[
@@ -37,6 +38,8 @@ EventKind = Literal[
     "name_conflict_resolved",
     "agent_started",
     "agent_stopped",
+    "brake_engaged",
+    "brake_released",
 ]
 SinkType = Literal["slack", "mattermost", "webhook"]
 
@@ -106,6 +109,31 @@ def fail_open(case: FailOpen, *, engaged: bool, now: datetime) -> Event:
         "fail_open_engaged" if engaged else "fail_open_released",
         timestamp(now),
         {"name": case.name, "type": case.type, "kept": list(case.kept)},
+    )
+
+
+def brake(result: BrakeResult, *, engaged: bool, now: datetime) -> Event:
+    """The mass-withdrawal brake engaged (too many targets down at once: some held in DNS)
+    or released.
+
+    Fields: ``groups``: one ``{"group", "down", "size", "allowed", "held"}`` per group
+    where it holds (empty when released).
+    """
+    return Event(
+        "brake_engaged" if engaged else "brake_released",
+        timestamp(now),
+        {
+            "groups": [
+                {
+                    "group": e.group,
+                    "down": e.down,
+                    "size": e.size,
+                    "allowed": e.allowed,
+                    "held": list(e.held),
+                }
+                for e in result.engaged
+            ]
+        },
     )
 
 
@@ -202,6 +230,17 @@ def describe(event: Event) -> str:
             f"NODE NAME CONFLICT: node name {f['node']!r} is also used by the node at "
             f"{f['other']} ({fate}); give each agent a unique node_name"
         )
+    if event.kind == "brake_engaged":
+        groups = "; ".join(
+            f"{g['group']}: {g['down']} of {g['size']} down, {len(g['held'])} held"
+            for g in f["groups"]
+        )
+        return (
+            f"BRAKE engaged: too many targets down at once ({groups}); is the agent's own "
+            "network degraded? The held addresses stay in DNS"
+        )
+    if event.kind == "brake_released":
+        return "brake released: withdrawals proceed as decided"
     if event.kind == "name_conflict_resolved":
         return f"node name conflict of {f['node']!r} resolved"
     mode = " in DRY-RUN (no DNS change is made)" if f["dry_run"] else ""

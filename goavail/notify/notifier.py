@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from goavail import __version__
+from goavail.brake import BrakeResult
 from goavail.config import Config
 from goavail.dns.model import FailOpen
 from goavail.logs import REDACTOR
@@ -213,6 +214,10 @@ class Notifier:
     def fail_open(self, case: FailOpen, engaged: bool) -> None:
         """Fail-open was engaged (``engaged``) or released for ``case.name``/``case.type``."""
         self.emit(events.fail_open(case, engaged=engaged, now=self._now()))
+
+    def brake(self, result: BrakeResult, engaged: bool) -> None:
+        """The mass-withdrawal brake engaged (``engaged``, ``result`` says where) or released."""
+        self.emit(events.brake(result, engaged=engaged, now=self._now()))
 
     def agent_event(
         self,

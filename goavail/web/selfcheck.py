@@ -172,7 +172,7 @@ class DnsCheck:
             )
         else:
             if self._inflight is None or self._inflight.done():
-                name = agent.section.names()[0]
+                name = agent.publication.names[0]
                 self._inflight = asyncio.get_running_loop().create_task(
                     self._read(provider, name, agent.options.provider)
                 )

@@ -157,7 +157,7 @@ def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
         provider=agent.options.provider,
         probe_kind=agent.probe.kind,
         dry_run=agent.options.dry_run,
-        names=tuple(agent.section.names()),
+        names=tuple(agent.publication.names),
         raw_targets=[
             (address, status.health, status.last, status.since)
             for address, status in agent.targets.items()

@@ -130,3 +130,15 @@ def test_never_more_withdrawn_than_the_share(
             assert max((since[t], t) for t in withdrawn) < min((since[t], t) for t in result.held)
     else:
         assert not result.held
+
+
+def test_a_pool_may_have_its_own_share() -> None:
+    decisions = down(0, 1, 2, 3)
+    since = order(0, 1, 2, 3)
+    assert (
+        brake({"web": POOL}, decisions, since, max_down_share=0.5, min_targets=4) == BrakeResult()
+    )
+    result = brake(
+        {"web": POOL}, decisions, since, max_down_share=0.5, min_targets=4, shares={"web": 0.3}
+    )
+    assert result.held == {POOL[3]}

@@ -251,11 +251,11 @@ def test_config_is_immutable() -> None:
         ),
         (
             '[Cloudflare]\ndns_domain = "example.com"\nip_addresses = ["192.0.2.1"]',
-            "Cloudflare.hostnames: field required",
+            "Cloudflare.hostnames: required with ip_addresses",
         ),
         (
             '[Cloudflare]\ndns_domain = "example.com"\nhostnames = ["a"]',
-            "Cloudflare.ip_addresses: field required",
+            "Cloudflare.ip_addresses: required with hostnames",
         ),
         (
             '[Cloudflare]\ndns_domain = "-bad-.com"\nhostnames = ["a"]\n'
@@ -265,11 +265,11 @@ def test_config_is_immutable() -> None:
         (
             '[Cloudflare]\ndns_domain = "example.com"\nhostnames = []\n'
             'ip_addresses = ["192.0.2.1"]',
-            "Cloudflare.hostnames: must have at least 1 item",
+            "Cloudflare.hostnames: required with ip_addresses",
         ),
         (
             '[Cloudflare]\ndns_domain = "example.com"\nhostnames = ["a"]\nip_addresses = []',
-            "Cloudflare.ip_addresses: must have at least 1 item",
+            "Cloudflare.ip_addresses: required with hostnames",
         ),
         (
             '[Cloudflare]\ndns_domain = "example.com"\nhostnames = ["a", "b c"]\n'
@@ -417,7 +417,7 @@ def test_each_bad_key_is_reported_at_its_path(tmp_path: Path, text: str, expecte
             'ip_addresses = ["192.0.2.1"]\naws_zone_id = "Z"',
             "Route53.aws_zone_id: unknown key (did you mean 'aws_zoneid'?)",
         ),
-        ("[Route53.Extra]\nx = 1", "Route53.hostnames: field required"),
+        ("[Route53.Extra]\nx = 1", "Route53.Extra: unknown key"),
     ],
 )
 def test_unknown_keys(tmp_path: Path, text: str, expected: str) -> None:
