@@ -1,0 +1,151 @@
+"""Pools end to end: the real ``goavail monitor`` with ``[[pools]]`` and ``[[names]]`` on a
+zone file, real ICMP to loopback targets inside the test's private network namespace.
+
+* a backup pool takes over when every primary address is down, and hands back once the
+  primary is up again;
+* a target in two pools is probed once and serves both names;
+* the mass-withdrawal brake holds withdrawals beyond its share when half a pool fails at
+  once, says so in the log, and releases when the targets recover.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dns.rdatatype
+import dns.zone
+import pytest
+
+from tests.e2e.harness import FAST, GoavailProcess, hold, wait_until
+from tests.netns import Nft
+
+pytestmark = pytest.mark.e2e
+
+ORIGIN = "example.test"
+P1, P2 = "127.21.0.1", "127.21.0.2"  # primary
+B1, B2 = "127.21.1.1", "127.21.1.2"  # backup
+FLEET = [f"127.21.2.{i}" for i in range(1, 9)]  # 8 targets for the brake
+LIVE = ["--dns-provider", "zonefile", "--no-dry-run"]
+ZONE = """\
+$ORIGIN example.test.
+$TTL 3600
+@ IN SOA ns1 hostmaster 2024010100 3600 600 604800 60
+@ IN NS ns1
+ns1 IN A 127.0.0.53
+"""
+
+
+def toml_list(items: list[str]) -> str:
+    return json.dumps(items)
+
+
+def pools_config(
+    zone: Path, pools: dict[str, list[str]], names: dict[str, list[str]], extra: str = ""
+) -> str:
+    text = FAST + 'resync_interval = "1s"\naudit_file = "audit.jsonl"\n' + extra
+    for name, addresses in pools.items():
+        text += f'\n[[pools]]\nname = "{name}"\naddresses = {toml_list(addresses)}\n'
+    for name, members in names.items():
+        text += f'\n[[names]]\nname = "{name}"\npools = {toml_list(members)}\n'
+    text += f'\n[Zonefile]\npath = "{zone}"\norigin = "{ORIGIN}"\nttl = 60\n'
+    return text
+
+
+def addresses(zone: Path, name: str) -> set[str]:
+    """The A record addresses of ``name`` (relative) in the zone file."""
+    parsed = dns.zone.from_text(zone.read_text(), ORIGIN + ".", relativize=True)
+    rdataset = parsed.get_rdataset(name, dns.rdatatype.A)
+    return set() if rdataset is None else {rd.address for rd in rdataset}
+
+
+def settle(zone: Path, name: str, want: set[str], proc: GoavailProcess) -> None:
+    wait_until(
+        lambda: addresses(zone, name) == want,
+        message=lambda: (
+            f"{name} has {sorted(addresses(zone, name))}, want {sorted(want)}:\n" + proc.tail()
+        ),
+    )
+
+
+@pytest.fixture
+def zone(tmp_path: Path) -> Path:
+    path = tmp_path / "example.test.zone"
+    path.write_text(ZONE)
+    return path
+
+
+def test_a_backup_pool_takes_over_and_hands_back(tmp_path: Path, zone: Path, nft: Nft) -> None:
+    text = (
+        pools_config(
+            zone,
+            {"eu": [P1, P2], "us": [B1, B2]},
+            {"www.example.test": ["eu", "us"], "api.example.test": ["us"]},
+        )
+        + "\n[Brake]\nmax_down_share = 1.0\n"
+    )  # off: this test fails most targets at once
+    with GoavailProcess(tmp_path, text, args=LIVE) as proc:
+        settle(zone, "www", {P1, P2}, proc)  # the primary serves
+        settle(zone, "api", {B1, B2}, proc)  # B1, B2 probed once, serving both names
+        assert len(proc.matching(rf"target {B1} unknown -> up")) == 1
+
+        nft.blackhole(P1)
+        settle(zone, "www", {P2}, proc)  # one primary address left: no takeover
+        hold(lambda: addresses(zone, "www") == {P2}, 1.0)
+
+        nft.blackhole(P2)  # the whole primary down: the backup takes over
+        settle(zone, "www", {B1, B2}, proc)
+        proc.wait_for(rf"create www\.example\.test A {B1}.*up in us: no address of eu is up")
+
+        nft.blackhole(B2)  # the backup loses one: it keeps the other
+        settle(zone, "www", {B1}, proc)
+        settle(zone, "api", {B1}, proc)
+
+        nft.clear()
+        nft.blackhole(P2, B2)  # P1 back: the primary serves again, the backup goes
+        settle(zone, "www", {P1}, proc)
+        proc.wait_for(rf"delete www\.example\.test A {B1}.*eu serves www\.example\.test")
+        settle(zone, "api", {B1}, proc)  # api's own pool is untouched by www's handback
+
+        nft.blackhole(P1, B1)  # nothing up anywhere: fail-open keeps the primary
+        proc.wait_for(r"FAIL-OPEN engaged for www\.example\.test A")
+        settle(zone, "www", {P1, P2}, proc)
+        settle(zone, "api", {B1, B2}, proc)  # its own pool fails open too
+        assert proc.stop() == 0
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    www = [(r["action"], r["address"]) for r in audit if r["name"] == "www.example.test"]
+    # make before break at the takeover: both backups created before the primary goes
+    takeover = www.index(("create", B1))
+    assert ("delete", P2) in www[takeover:]
+
+
+def test_the_brake_holds_a_mass_withdrawal(tmp_path: Path, zone: Path, nft: Nft) -> None:
+    text = (
+        pools_config(
+            zone,
+            {"fleet": FLEET},
+            {"www.example.test": ["fleet"]},
+            extra="",
+        )
+        + "\n[Brake]\nmax_down_share = 0.5\nmin_targets = 4\n"
+    )
+    with GoavailProcess(tmp_path, text, args=LIVE) as proc:
+        settle(zone, "www", set(FLEET), proc)
+        nft.blackhole(*FLEET[:2])  # 2 of 8: within the share, withdrawn
+        settle(zone, "www", set(FLEET[2:]), proc)
+
+        nft.blackhole(*FLEET[2:6])  # 6 of 8 at once: only 4 (50 %) may go
+        line = proc.wait_for(r"BRAKE: 6 of 8 targets of fleet are down at once")
+        wait_until(
+            lambda: len(addresses(zone, "www")) == 4,
+            message=lambda: f"www has {sorted(addresses(zone, 'www'))}\n{proc.tail()}",
+        )
+        held = set(addresses(zone, "www")) - set(FLEET[6:])
+        assert len(held) == 2 and held <= set(FLEET[2:6])
+        assert all(address in line for address in held)
+        hold(lambda: len(addresses(zone, "www")) == 4, 1.5)  # resyncs keep holding
+
+        nft.clear()  # all back: restored, the brake released
+        settle(zone, "www", set(FLEET), proc)
+        proc.wait_for(r"BRAKE released")
+        assert proc.stop() == 0
