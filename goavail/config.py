@@ -729,6 +729,29 @@ class DnsSection(BaseModel):
         """Fully qualified names of :attr:`hostnames` (see :func:`qualify`), in order."""
         return [qualify(h, self.domain) for h in self.hostnames]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _in_pairs(cls, data: object) -> object:
+        """``hostnames`` and ``ip_addresses`` go together: the one missing reports it at
+        its own key path, with every other problem of the section."""
+        if isinstance(data, dict) and bool(data.get("hostnames")) != bool(data.get("ip_addresses")):
+            missing, other = (
+                ("ip_addresses", "hostnames")
+                if data.get("hostnames")
+                else ("hostnames", "ip_addresses")
+            )
+            message = (
+                f"required with {other} (list both, or neither and publish through "
+                "[[names]] and [[pools]])"
+            )
+            data = {**data, missing: _Invalid(message)}
+        return data
+
+    @field_validator("hostnames", "ip_addresses", mode="before")
+    @classmethod
+    def _invalid(cls, value: object) -> object:
+        return _reject_invalid(value)
+
     @field_validator("ip_addresses")
     @classmethod
     def _no_duplicate_addresses(cls, value: list[str]) -> list[str]:
@@ -749,16 +772,6 @@ class DnsSection(BaseModel):
     def _check_names(self) -> DnsSection:
         seen: dict[str, int] = {}
         problems: list[tuple[tuple[str | int, ...], str]] = []
-        if bool(self.hostnames) != bool(self.ip_addresses):
-            missing = "ip_addresses" if self.hostnames else "hostnames"
-            other = "hostnames" if self.hostnames else "ip_addresses"
-            problems.append(
-                (
-                    (missing,),
-                    f"required with {other} (list both, or neither and publish "
-                    "through [[names]] and [[pools]])",
-                )
-            )
         domain = self.domain
         for i, (hostname, name) in enumerate(zip(self.hostnames, self.names(), strict=True)):
             if name != domain and not name.endswith("." + domain):
@@ -1286,6 +1299,22 @@ def _check_fqdn(value: str) -> str:
     return name
 
 
+_DOWN_SHARE = Within(
+    0.01,
+    1.0,
+    below="smaller holds every withdrawal but the first in a large pool",
+    above="a share above 1 means nothing: 1 already turns the brake off",
+    duration=False,
+)
+_MIN_TARGETS = Within(
+    1,
+    1_000_000,
+    below="every group has at least one target",
+    above="larger never brakes any real fleet: use max_down_share = 1 to turn it off",
+    duration=False,
+)
+
+
 class PoolSection(BaseModel):
     """One ``[[pools]]`` entry: addresses (targets) published together.
 
@@ -1305,7 +1334,7 @@ class PoolSection(BaseModel):
     name: Annotated[str, AfterValidator(_check_label)]
     addresses: list[_IpAddress] = Field(min_length=1)
     ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
-    max_down_share: Annotated[float, Field(gt=0, le=1)] | None = None
+    max_down_share: Annotated[float, _DOWN_SHARE] | None = None
 
     @field_validator("addresses")
     @classmethod
@@ -1359,8 +1388,8 @@ class BrakeSection(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    max_down_share: Annotated[float, Field(gt=0, le=1)] = 0.5
-    min_targets: Annotated[int, Field(ge=1, le=1_000_000)] = 4
+    max_down_share: Annotated[float, _DOWN_SHARE] = 0.5
+    min_targets: Annotated[int, _MIN_TARGETS] = 4
 
 
 PROVIDERS: dict[str, tuple[str, str]] = {

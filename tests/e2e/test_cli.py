@@ -52,7 +52,7 @@ BROKEN_KEYS = {
     "failure_threshold": "must be between 1 and 100, not 0",
     "intervall": "unknown key (did you mean 'interval'?)",
     "interval": "invalid duration '5 parsecs'",
-    "Cloudflare.hostnames": "field required",
+    "Cloudflare.hostnames": "required with ip_addresses",
     "Cloudflare.ip_addresses[0]": "'300.1.1.1' is not a valid IPv4 or IPv6 address",
     "Cloudflare.ttl": "must be 1 (automatic) or between 30 and 86400 seconds",
     "Cloudflare.dns_domain": "'exa mple' is not a valid DNS domain name",
