@@ -209,6 +209,15 @@ def _dns(snap: Snapshot) -> Iterator[Metric]:
     for case in snap.fail_open:
         fail_open.add_metric([case.name, case.type], 1.0)
     yield fail_open
+    held = GaugeMetricFamily(
+        "goavail_brake_held_targets",
+        "Down targets the mass-withdrawal brake keeps in DNS, by group (a pool, or "
+        "'all targets'); no series while it holds nothing.",
+        labels=["group"],
+    )
+    for engaged in snap.brake.engaged:
+        held.add_metric([engaged.group], float(len(engaged.held)))
+    yield held
 
 
 def _config(snap: Snapshot) -> Iterator[Metric]:

@@ -233,6 +233,26 @@ def config_check(agent: Agent) -> ProbeCheck:
     )
 
 
+def brake_check(agent: Agent) -> ProbeCheck | None:
+    """The ``brake`` probe: unhealthy while the mass-withdrawal brake holds targets in DNS
+    (this agent's vantage is suspect); None when the configuration has no brake."""
+    if agent.config.brake_settings() is None:
+        return None
+    engaged = agent.brake_state.engaged
+    if not engaged:
+        return ProbeCheck("brake", True, "released: withdrawals proceed as decided")
+    return ProbeCheck(
+        "brake",
+        False,
+        "error",
+        "; ".join(
+            f"{e.down} of {e.size} targets of {e.group} down at once, {len(e.held)} held in DNS"
+            for e in engaged
+        )
+        + ": is this agent's own network degraded?",
+    )
+
+
 def serf_check(agent: Agent) -> ProbeCheck | None:
     """The ``serf`` probe (cluster mode), or None in single-node mode."""
     cluster = agent.cluster

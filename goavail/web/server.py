@@ -46,7 +46,15 @@ from goavail.overrides import check_reason, check_target, parse_mode
 from goavail.web import ServerError
 from goavail.web.metrics import CONTENT_TYPE, AgentMetrics
 from goavail.web.page import render_page
-from goavail.web.selfcheck import DnsCheck, ProbeCheck, RoundWatch, config_check, philae, serf_check
+from goavail.web.selfcheck import (
+    DnsCheck,
+    ProbeCheck,
+    RoundWatch,
+    brake_check,
+    config_check,
+    philae,
+    serf_check,
+)
 from goavail.web.snapshot import take_snapshot
 from goavail.web.status import status_document
 
@@ -281,6 +289,9 @@ class WebServer:
                     time.perf_counter_ns() - started,
                 )
             )
+        brake = brake_check(agent)
+        if brake is not None:
+            checks.append(brake)
         checks.append(await self.dns.check(agent))
         answer = philae(checks)
         return _json(answer, 200 if answer["healthy"] else 503)

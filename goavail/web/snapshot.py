@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from goavail import __version__
+from goavail.brake import BrakeResult
 from goavail.checks.base import ProbeResult
 from goavail.config import Config
 from goavail.decision import Override
@@ -78,6 +79,8 @@ class Snapshot:
     peer_overrides: dict[str, dict[str, Override]]
     pending: tuple[Change, ...]
     fail_open: tuple[FailOpen, ...]
+    brake: BrakeResult
+    """What the mass-withdrawal brake holds (see :mod:`goavail.brake`)."""
     current: dict[str, list[Record]]
     read_at: float | None
     converged: bool
@@ -171,6 +174,7 @@ def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
         peer_overrides={node: dict(held) for node, held in stage.peer_overrides.items()},
         pending=reconciler.pending,
         fail_open=reconciler.fail_open,
+        brake=agent.brake_state,
         current=dict(reconciler.current),
         read_at=reconciler.read_at,
         converged=reconciler.converged,

@@ -221,6 +221,15 @@ def _warnings(
                 "the name.",
             }
         )
+    for engaged in snap.brake.engaged:
+        warnings.append(
+            {
+                "kind": "brake",
+                "message": f"BRAKE: {engaged.down} of {engaged.size} targets of {engaged.group} "
+                f"are down at once (more than {engaged.allowed}); is this agent's own network "
+                f"degraded? Held in DNS: {', '.join(engaged.held)}.",
+            }
+        )
     down = [t["address"] for t in targets if t["state"] == "down"]
     if down:
         warnings.append(

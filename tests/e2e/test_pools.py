@@ -17,7 +17,7 @@ import dns.rdatatype
 import dns.zone
 import pytest
 
-from tests.e2e.harness import FAST, GoavailProcess, hold, wait_until
+from tests.e2e.harness import FAST, GoavailProcess, free_port, hold, http, server_toml, wait_until
 from tests.netns import Nft
 
 pytestmark = pytest.mark.e2e
@@ -41,9 +41,14 @@ def toml_list(items: list[str]) -> str:
 
 
 def pools_config(
-    zone: Path, pools: dict[str, list[str]], names: dict[str, list[str]], extra: str = ""
+    zone: Path,
+    pools: dict[str, list[str]],
+    names: dict[str, list[str]],
+    extra: str = "",
+    listen: str | None = None,
 ) -> str:
     text = FAST + 'resync_interval = "1s"\naudit_file = "audit.jsonl"\n' + extra
+    text += server_toml(listen)
     for name, addresses in pools.items():
         text += f'\n[[pools]]\nname = "{name}"\naddresses = {toml_list(addresses)}\n'
     for name, members in names.items():
@@ -120,13 +125,9 @@ def test_a_backup_pool_takes_over_and_hands_back(tmp_path: Path, zone: Path, nft
 
 
 def test_the_brake_holds_a_mass_withdrawal(tmp_path: Path, zone: Path, nft: Nft) -> None:
+    listen = f"127.0.0.1:{free_port()}"
     text = (
-        pools_config(
-            zone,
-            {"fleet": FLEET},
-            {"www.example.test": ["fleet"]},
-            extra="",
-        )
+        pools_config(zone, {"fleet": FLEET}, {"www.example.test": ["fleet"]}, listen=listen)
         + "\n[Brake]\nmax_down_share = 0.5\nmin_targets = 4\n"
     )
     with GoavailProcess(tmp_path, text, args=LIVE) as proc:
@@ -144,8 +145,18 @@ def test_the_brake_holds_a_mass_withdrawal(tmp_path: Path, zone: Path, nft: Nft)
         assert len(held) == 2 and held <= set(FLEET[2:6])
         assert all(address in line for address in held)
         hold(lambda: len(addresses(zone, "www")) == 4, 1.5)  # resyncs keep holding
+        health = http("GET", f"http://{listen}/_health")
+        assert health.status == 503
+        brake = {p["name"]: p for p in health.json()["probes"]}["brake"]
+        assert not brake["healthy"] and "6 of 8 targets of fleet down at once" in brake["error"]
+        metrics = http("GET", f"http://{listen}/metrics").text
+        assert 'goavail_brake_held_targets{group="fleet"} 2.0' in metrics
+        status = http("GET", f"http://{listen}/api/status").json()
+        assert any(w["kind"] == "brake" for w in status["warnings"])
 
         nft.clear()  # all back: restored, the brake released
         settle(zone, "www", set(FLEET), proc)
         proc.wait_for(r"BRAKE released")
+        brake = {p["name"]: p for p in http("GET", f"http://{listen}/_health").json()["probes"]}
+        assert brake["brake"]["healthy"]
         assert proc.stop() == 0
