@@ -470,8 +470,9 @@ class LocalVector:
 
     Args:
         epoch: this agent's start time in microseconds.
-        log_limit: changes kept for incremental replies; a pull from further
-            back gets the whole vector.
+        log_limit: changes kept for incremental replies (whole versions only: a
+            version is dropped from the log entirely, never in part); a pull from
+            further back gets the whole vector.
 
     Attributes:
         version: grows by one for each :meth:`commit` that changed something.
@@ -527,6 +528,10 @@ class LocalVector:
         self._staged.clear()
         excess = len(self._log_versions) - self._log_limit
         if excess > 0:
+            # Never keep part of a version: a reply from the version before it would
+            # miss the trimmed changes (and the peer would take it as complete).
+            cut = self._log_versions[excess - 1]
+            excess = bisect.bisect_right(self._log_versions, cut)
             del self._log_versions[:excess]
             del self._log_targets[:excess]
         return True

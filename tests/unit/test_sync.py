@@ -317,3 +317,26 @@ def test_reply_body_is_msgpack_of_seven() -> None:
     s = sealer(None)
     rep = StateReply("a", NONCE, 1, 1, b"x" * 8, True, {})
     assert len(msgpack.unpackb(rep.seal(s)[1:])) == 7
+
+
+def test_the_log_never_keeps_part_of_a_version() -> None:
+    """Found by the property above: with a log of one change, a version of two changes
+    was cut in half, and a pull from the version before got only one of them (and took
+    the reply as complete). Now that pull gets the whole vector."""
+    local = LocalVector(1, log_limit=1)
+    peer = PeerVector()
+    local.set(TARGETS[0], UP)
+    local.commit()
+
+    def pull() -> None:
+        request = PullRequest("b", NONCE, peer.epoch, peer.version, 0)
+        peer.apply(StateReply.open(sealer(), local.reply("a", request).seal(sealer())), TARGETS)
+
+    pull()
+    local.set(TARGETS[1], UP)
+    local.set(TARGETS[0], 0)
+    local.commit()  # version 2: two changes, more than the log holds
+    request = PullRequest("b", NONCE, peer.epoch, peer.version, 0)
+    assert local.reply("a", request).full
+    pull()
+    assert peer.codes == {TARGETS[1]: UP} == local.codes
