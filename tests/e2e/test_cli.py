@@ -131,6 +131,7 @@ def test_no_arguments_shows_help() -> None:
         ["-f", "goavail.toml"],
         ["-f", "examples/local.toml", "-p", "zonefile"],
         ["-f", "examples/local.toml"],  # the provider comes from its only section, [Zonefile]
+        ["-f", "examples/pools.toml"],  # [[pools]] and [[names]] on the zone file
         ["-f", "tests/data/goavail-original.toml"],
         ["-f", "tests/data/goavail-original.toml", "-t", "tcp"],  # its `port` key
     ],
