@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd
 
-.PHONY: run test venv test-deps demo-down demo-up clean bench
+.PHONY: run test venv test-deps demo-down demo-up clean bench image wheelhouse
 
 $(BIN)/goavail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,26 @@ test: venv test-deps
 	$(BIN)/ruff format --check goavail tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+## make image: the container image (see README.md, "Deploy"). First `make wheelhouse`: goavail
+## and its dependencies as wheels, built here with pip into build/wheelhouse, for the venv's
+## Python (3.11, the image's); then the image, with podman or docker, whichever is on PATH
+## (podman first; CONTAINER_ENGINE=docker to choose). The build installs from the wheelhouse
+## only, never from a package index. BASE_IMAGE: another base than the Dockerfile's
+## python:3.11-slim-bookworm (any Debian bookworm with python3 and python3-venv).
+IMAGE ?= goavail
+BASE_IMAGE ?=
+CONTAINER_ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+WHEELHOUSE := build/wheelhouse
+image: wheelhouse
+	$(CONTAINER_ENGINE) build $(if $(filter podman,$(notdir $(CONTAINER_ENGINE))),--format docker) \
+	  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE) )--tag $(IMAGE) .
+
+wheelhouse: venv
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+	  || (echo "make wheelhouse: the wheels are for the venv's Python, which must be the image's, 3.11"; exit 1)
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/pip wheel --quiet --disable-pip-version-check --wheel-dir $(WHEELHOUSE) .
 
 ## make bench: goavail vs fping on 1,000 / 10,000 / 50,000 loopback targets, 60 s windows
 ## (root: raw sockets, a private network namespace; about 8 minutes on 2 cores). Writes
