@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd
+APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd podman runc mmdebstrap
 
-.PHONY: run test venv test-deps demo-down demo-up clean bench image wheelhouse
+.PHONY: run test venv test-deps demo-down demo-up clean bench image wheelhouse image-test-inputs
 
 $(BIN)/goavail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,7 @@ run: venv
 
 ## make test: install what the tests need (Debian packages too) and run the whole suite
 ## (systemd only for `systemd-analyze`, which checks contrib/goavail.service)
-test: venv test-deps
+test: venv test-deps image-test-inputs
 	$(BIN)/ruff check goavail tests bench
 	$(BIN)/ruff format --check goavail tests bench
 	$(BIN)/mypy
@@ -48,6 +48,19 @@ wheelhouse: venv
 	  || (echo "make wheelhouse: the wheels are for the venv's Python, which must be the image's, 3.11"; exit 1)
 	rm -rf $(WHEELHOUSE)
 	$(BIN)/pip wheel --quiet --disable-pip-version-check --wheel-dir $(WHEELHOUSE) .
+
+## make image-test-inputs: what tests/e2e/test_image.py builds the image from and cannot fetch
+## itself (pytest runs in a network namespace of its own): the wheelhouse, and a Debian base
+## with python3, python3-venv, s6 and serf (mmdebstrap, from this machine's apt sources),
+## cached in $(TEST_CACHE).
+TEST_CACHE ?= /var/cache/goavail-test
+image-test-inputs: wheelhouse $(TEST_CACHE)/base-bookworm.tar
+
+$(TEST_CACHE)/base-bookworm.tar:
+	mkdir -p $(TEST_CACHE)
+	mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,s6,serf bookworm $(basename $@).part.tar \
+	  $(wildcard /etc/apt/sources.list.d/debian.sources)
+	mv $(basename $@).part.tar $@
 
 ## make bench: goavail vs fping on 1,000 / 10,000 / 50,000 loopback targets, 60 s windows
 ## (root: raw sockets, a private network namespace; about 8 minutes on 2 cores). Writes
@@ -99,7 +112,7 @@ bench: venv test-deps
 test-deps:
 	@missing=""; \
 	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2 chromium:chromium knotd:knot \
-	           systemd-analyze:systemd; do \
+	           systemd-analyze:systemd podman:podman runc:runc mmdebstrap:mmdebstrap; do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${cmd%%:*} >/dev/null 2>&1 \
 	    || missing="$$missing $${cmd##*:}"; \
 	done; \
