@@ -74,8 +74,14 @@ BROKEN = CONFIG.replace("failure_threshold = 3", "failure_threshold = -1").repla
 
 # The README's commands ("Deploy", "Container (s6)"), with podman for docker; the test adds
 # --network=none, its own names and paths.
-VALIDATE = "run --rm -v {config}:/etc/goavail/goavail.toml:ro {image} goavail validate --config-file /etc/goavail/goavail.toml"
-RUN = "run -d --name {name} --cap-add NET_RAW -v {config}:/etc/goavail/goavail.toml:ro -v {state}:/var/lib/goavail {image}"
+VALIDATE = (
+    "run --rm -v {config}:/etc/goavail/goavail.toml:ro {image}"
+    " goavail validate --config-file /etc/goavail/goavail.toml"
+)
+RUN = (
+    "run -d --name {name} --cap-add NET_RAW -v {config}:/etc/goavail/goavail.toml:ro"
+    " -v {state}:/var/lib/goavail {image}"
+)
 RELOAD = "exec {name} s6-svc -h /etc/s6/services/goavail"
 STATUS = "exec {name} s6-svstat /etc/s6/services/goavail"
 HEALTH = "healthcheck run {name}"
@@ -113,9 +119,16 @@ def podman(
 def inputs_digest(base_id: str) -> str:
     """sha256 of what the image is built from (the goavail wheel by its sources)."""
     digest = hashlib.sha256(base_id.encode())
-    files = [REPO / "Dockerfile", REPO / ".dockerignore", REPO / "pyproject.toml", REPO / "README.md"]
+    files = [
+        REPO / "Dockerfile",
+        REPO / ".dockerignore",
+        REPO / "pyproject.toml",
+        REPO / "README.md",
+    ]
     files += sorted(p for p in (REPO / "s6").rglob("*") if p.is_file())
-    files += sorted(p for p in (REPO / "goavail").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files += sorted(
+        p for p in (REPO / "goavail").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    )
     for path in files:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
         digest.update(oct(path.stat().st_mode & 0o777).encode())
@@ -123,20 +136,34 @@ def inputs_digest(base_id: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def remove_tags(repo: str) -> None:
+    """Remove every image of ``repo`` (those of earlier inputs) from the test's store."""
+    for old in podman(["images", "--format", "{{.Repository}}:{{.Tag}}", repo]).stdout.split():
+        podman(["rmi", "--force", old], check=False)
+
+
 @pytest.fixture(scope="module")
 def image() -> str:
     """The image built from this tree (cached by :func:`inputs_digest`); its name."""
     if shutil.which("podman") is None or not BASE_TAR.exists() or not WHEELHOUSE.is_dir():
         pytest.skip("needs podman and `make image-test-inputs` (make test runs it)")
-    base = f"{BASE_REPO}:{hashlib.sha256(str(BASE_TAR.stat().st_mtime_ns).encode()).hexdigest()[:12]}"
+    base = (
+        f"{BASE_REPO}:{hashlib.sha256(str(BASE_TAR.stat().st_mtime_ns).encode()).hexdigest()[:12]}"
+    )
     if podman(["image", "exists", base], check=False).returncode != 0:
-        for old in podman(["images", "--format", "{{.Repository}}:{{.Tag}}", BASE_REPO]).stdout.split():
+        for old in podman(
+            ["images", "--format", "{{.Repository}}:{{.Tag}}", BASE_REPO]
+        ).stdout.split():
             podman(["rmi", "--force", old], check=False)
-        podman(["import", "--change", "ENV=PATH=/usr/sbin:/usr/bin:/sbin:/bin", str(BASE_TAR), base])
+        podman(
+            ["import", "--change", "ENV=PATH=/usr/sbin:/usr/bin:/sbin:/bin", str(BASE_TAR), base]
+        )
     base_id = podman(["image", "inspect", "--format", "{{.Id}}", base]).stdout.strip()
     name = f"{IMAGE_REPO}:{inputs_digest(base_id)}"
     if podman(["image", "exists", name], check=False).returncode != 0:
-        for old in podman(["images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO]).stdout.split():
+        for old in podman(
+            ["images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO]
+        ).stdout.split():
             podman(["rmi", "--force", old], check=False)
         # what `make image BASE_IMAGE=... IMAGE=...` runs; BUILDAH_LAYERS=false: one commit,
         # not one per instruction (each a full copy of the tree with vfs)
@@ -218,12 +245,13 @@ def test_readme_gives_the_commands_the_test_runs() -> None:
 
 
 def test_validate_in_the_image(image: str, site: Path) -> None:
-    args = {"image": image, "config": str(site / "goavail.toml")}
-    done = podman(VALIDATE.replace("run --rm", "run --rm --network=none"), check=False, **args)
+    validate = VALIDATE.replace("run --rm", "run --rm --network=none")
+    config = str(site / "goavail.toml")
+    done = podman(validate, check=False, image=image, config=config)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK" in done.stdout
     (site / "goavail.toml").write_text(BROKEN)
-    done = podman(VALIDATE.replace("run --rm", "run --rm --network=none"), check=False, **args)
+    done = podman(validate, check=False, image=image, config=config)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "failure_threshold" in done.stdout + done.stderr
     assert "origin" in done.stdout + done.stderr
