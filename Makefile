@@ -27,7 +27,7 @@ test: venv test-deps image-test-inputs
 	$(BIN)/ruff check goavail tests bench
 	$(BIN)/ruff format --check goavail tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	GOAVAIL_TEST_CACHE=$(TEST_CACHE) $(BIN)/pytest
 
 ## make image: the container image (see README.md, "Deploy"). First `make wheelhouse`: goavail
 ## and its dependencies as wheels, built here with pip into build/wheelhouse, for the venv's
