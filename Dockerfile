@@ -1,11 +1,13 @@
 # goavail in a container: s6-svscan is PID 1 and supervises goavail (and, when
-# SERF_ENABLE=1, a Serf agent). Build from the repository root:
+# SERF_ENABLE=1, a Serf agent). Build from the repository root with
 #
-#   docker build -t goavail .
+#   make image
 #
-# and see README.md, "Deploy" for `docker run`. The test suite has no Docker engine:
-# it lints this file with hadolint and runs the s6 tree it copies under real s6
-# (tests/test_deploy.py, tests/e2e/test_s6.py).
+# which first builds a wheelhouse of goavail and its dependencies on the host
+# (build/wheelhouse, `pip wheel`): the build installs from it with `pip install
+# --no-index`, never from a package index (air-gapped builds work the same way).
+# See README.md, "Deploy" for the commands, docs/deploy.md for what they do; the
+# tests build this image with podman and run it (tests/e2e/test_image.py).
 #
 # Privileges. ICMP probes need raw sockets, i.e. CAP_NET_RAW: Docker grants it by
 # default, other runtimes (Podman, Kubernetes' restricted profile) do not, hence
@@ -22,21 +24,32 @@
 # instead: goavail then uses unprivileged ICMP sockets, which need
 # net.ipv4.ping_group_range to include gid 10001 (Docker 20.10 and later allow all
 # groups by default; else --sysctl net.ipv4.ping_group_range="0 2147483647").
-FROM python:3.11-slim-bookworm
+# BASE_IMAGE: any Debian bookworm image with python3 and its venv module; the tests
+# use one bootstrapped from Debian packages (mmdebstrap), users the official one.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-# s6: the supervision tree (it brings execline); serf: cluster gossip.
+# goavail in a venv of its own, installed from the wheelhouse only, in a stage of its
+# own so that the wheels do not stay in the image.
+FROM ${BASE_IMAGE} AS venv
+COPY build/wheelhouse /wheelhouse
+RUN python3 -m venv /opt/goavail \
+    && /opt/goavail/bin/pip install --no-cache-dir --no-index --disable-pip-version-check \
+        --find-links /wheelhouse /wheelhouse/goavail-*.whl
+
+FROM ${BASE_IMAGE}
+
+# s6: the supervision tree (it brings execline); serf: cluster gossip. Fetched only
+# when the base lacks them (a base built with both makes the build fully offline).
 # Debian stable changes these packages only for security fixes, and a version pin
 # would break the build as soon as one is published, hence no pins (DL3008).
 # hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends s6 serf \
-    && rm -rf /var/lib/apt/lists/*
+RUN if ! command -v s6-svscan >/dev/null || ! command -v serf >/dev/null; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends s6 serf \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi
 
-# goavail from this source tree.
-COPY pyproject.toml README.md /src/
-COPY goavail /src/goavail
-RUN pip install --no-cache-dir /src \
-    && rm -rf /src
+COPY --from=venv /opt/goavail /opt/goavail
 
 # The user goavail runs as; /var/lib/goavail for audit_file, zone files and the like,
 # /var/log/goavail for GOAVAIL_LOG_DIR.
@@ -51,7 +64,8 @@ COPY --chown=goavail:goavail s6/services /etc/s6/services
 
 # The config file is expected at /etc/goavail/goavail.toml (mount it read-only).
 # Dry-run is the default: set GOAVAIL_NO_DRY_RUN=1 to let goavail write DNS.
-ENV GOAVAIL_USER=goavail \
+ENV PATH=/opt/goavail/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    GOAVAIL_USER=goavail \
     GOAVAIL_CONFIG=/etc/goavail/goavail.toml
 
 # Serf gossip (TCP and UDP), and goavail's HTTP server (/_health, /metrics, status

@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd
+APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd podman runc mmdebstrap
 
-.PHONY: run test venv test-deps demo-down demo-up clean bench
+.PHONY: run test venv test-deps demo-down demo-up clean bench image wheelhouse image-test-inputs
 
 $(BIN)/goavail: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,44 @@ run: venv
 
 ## make test: install what the tests need (Debian packages too) and run the whole suite
 ## (systemd only for `systemd-analyze`, which checks contrib/goavail.service)
-test: venv test-deps
+test: venv test-deps image-test-inputs
 	$(BIN)/ruff check goavail tests bench
 	$(BIN)/ruff format --check goavail tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest
+	GOAVAIL_TEST_CACHE=$(TEST_CACHE) $(BIN)/pytest
+
+## make image: the container image (see README.md, "Deploy"). First `make wheelhouse`: goavail
+## and its dependencies as wheels, built here with pip into build/wheelhouse, for the venv's
+## Python (3.11, the image's); then the image, with podman or docker, whichever is on PATH
+## (podman first; CONTAINER_ENGINE=docker to choose). The build installs from the wheelhouse
+## only, never from a package index. BASE_IMAGE: another base than the Dockerfile's
+## python:3.11-slim-bookworm (any Debian bookworm with python3 and python3-venv).
+IMAGE ?= goavail
+BASE_IMAGE ?=
+CONTAINER_ENGINE ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+WHEELHOUSE := build/wheelhouse
+image: wheelhouse
+	$(CONTAINER_ENGINE) build $(if $(filter podman,$(notdir $(CONTAINER_ENGINE))),--format docker) \
+	  $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE) )--tag $(IMAGE) .
+
+wheelhouse: venv
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+	  || (echo "make wheelhouse: the wheels are for the venv's Python, which must be the image's, 3.11"; exit 1)
+	rm -rf $(WHEELHOUSE)
+	$(BIN)/pip wheel --quiet --disable-pip-version-check --wheel-dir $(WHEELHOUSE) .
+
+## make image-test-inputs: what tests/e2e/test_image.py builds the image from and cannot fetch
+## itself (pytest runs in a network namespace of its own): the wheelhouse, and a Debian base
+## with python3, python3-venv, s6 and serf (mmdebstrap, from this machine's apt sources),
+## cached in $(TEST_CACHE).
+TEST_CACHE ?= /var/cache/goavail-test
+image-test-inputs: wheelhouse $(TEST_CACHE)/base-bookworm.tar
+
+$(TEST_CACHE)/base-bookworm.tar:
+	mkdir -p $(TEST_CACHE)
+	mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,s6,serf bookworm $(basename $@).part.tar \
+	  $(wildcard /etc/apt/sources.list.d/debian.sources)
+	mv $(basename $@).part.tar $@
 
 ## make bench: goavail vs fping on 1,000 / 10,000 / 50,000 loopback targets, 60 s windows
 ## (root: raw sockets, a private network namespace; about 8 minutes on 2 cores). Writes
@@ -79,7 +112,7 @@ bench: venv test-deps
 test-deps:
 	@missing=""; \
 	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2 chromium:chromium knotd:knot \
-	           systemd-analyze:systemd; do \
+	           systemd-analyze:systemd podman:podman runc:runc mmdebstrap:mmdebstrap; do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${cmd%%:*} >/dev/null 2>&1 \
 	    || missing="$$missing $${cmd##*:}"; \
 	done; \

@@ -51,8 +51,14 @@ def test_dockerfile_passes_hadolint() -> None:
 
 
 def test_dockerfile_agrees_with_the_s6_tree_and_goavail() -> None:
-    image = only("FROM").args
-    assert re.fullmatch(r"python:3\.1[1-9]-slim-bookworm", image), image
+    # both stages start from the BASE_IMAGE build argument, by default the official image
+    assert [i.args for i in dockerfile() if i.keyword == "FROM"] == [
+        "${BASE_IMAGE} AS venv",
+        "${BASE_IMAGE}",
+    ]
+    name, _, default = only("ARG").args.partition("=")
+    assert name == "BASE_IMAGE"
+    assert re.fullmatch(r"python:3\.1[1-9]-slim-bookworm", default), default
     [install] = [i.args for i in dockerfile() if i.keyword == "RUN" and "apt-get install" in i.args]
     assert {"s6", "serf", "--no-install-recommends"} <= set(install.split())
 
