@@ -417,7 +417,7 @@ async def test_missing_zone_is_a_permanent_error(make_r53: MakeProvider) -> None
         await make_r53(zone_id="ZNOSUCHZONE").records(WWW)
     assert info.value.transient is False
     with pytest.raises(ProviderError, match=r"no hosted zone named 'nowhere\.test'") as info:
-        await make_r53(zone_id=None, zone_name="nowhere.test").records(WWW)
+        await make_r53(zone_id=None, zone_name="nowhere.test").records("www.nowhere.test")
     assert info.value.transient is False
 
 
