@@ -31,6 +31,7 @@ from tests.fakeclock import WALL_START, FakeTime
 from tests.providers.contract import Backdoor, ProviderContract
 
 ZONE = "example.test"
+OTHER_ZONE = "example.org"
 TOKEN = "tok-3f9a6c1e-secret-value"
 API_KEY = "globalkey-77d1c0ffee-secret"
 API_EMAIL = "ops@example.test"
@@ -98,8 +99,13 @@ class TestCloudflareContract(ProviderContract):
         return ZONE
 
     @pytest.fixture
+    def second_zone(self, stub: CloudflareStub) -> str:
+        stub.add_zone(OTHER_ZONE)
+        return OTHER_ZONE
+
+    @pytest.fixture
     def make_provider(self, make_cf: MakeProvider) -> Callable[[bool], CloudflareProvider]:
-        return lambda dry_run: make_cf(dry_run=dry_run)
+        return lambda dry_run: make_cf(dry_run=dry_run, zones=[OTHER_ZONE])
 
     @pytest.fixture
     def inject_transient(self, stub: CloudflareStub) -> Callable[[int], None]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.netns
 
 ZONE = "example.test"
+OTHER_ZONE = "example.org"
 WWW = f"www.{ZONE}"
 
 MakeProvider = Callable[..., Route53Provider]
@@ -170,8 +171,14 @@ class TestRoute53Contract(ProviderContract):
         return ZONE
 
     @pytest.fixture
+    def second_zone(self, direct: Route53Client) -> str:
+        direct.create_hosted_zone(Name=OTHER_ZONE, CallerReference="goavail-test-other")
+        return OTHER_ZONE
+
+    @pytest.fixture
     def make_provider(self, make_r53: MakeProvider) -> Callable[[bool], Route53Provider]:
-        return lambda dry_run: make_r53(dry_run=dry_run)
+        # the second zone is looked up by name, the first one's ID is given
+        return lambda dry_run: make_r53(dry_run=dry_run, zones={OTHER_ZONE: None})
 
     @pytest.fixture
     def inject_transient(self, proxy: FaultProxy) -> Callable[[int], None]:
