@@ -63,6 +63,10 @@ async def _make(make_provider: Callable[..., Any], dry_run: bool = False) -> Pro
     return made
 
 
+A_ONLY: tuple[RecordType, ...] = ("A",)
+"""Read only A records (a configuration with IPv4 addresses only)."""
+
+
 def _rec(name: str, content: str, rtype: RecordType = "A") -> Record:
     return Record(name=name, type=rtype, content=content, ttl=300)
 
@@ -452,7 +456,7 @@ class ProviderContract:
             assert _keys(got[name]) == {(name, "A", f"192.0.2.{i + 1}")}
         for name in names:  # the same as reading each name alone
             assert _keys(got[name]) == _keys(await fresh.records(name))
-        only_a = await fresh.records_for(names, ("A",))
+        only_a = await fresh.records_for(names, A_ONLY)
         assert {r.type for records in only_a.values() for r in records} == {"A"}
         assert _keys(only_a[names[0]]) == {
             (names[0], "A", "192.0.2.1"),
@@ -504,7 +508,7 @@ class ProviderContract:
             (names[1], "AAAA", "2001:db8::2"),
         }
         assert got[names[2]] == []
-        only_a = await dry.records_for(names, ("A",))
+        only_a = await dry.records_for(names, A_ONLY)
         assert _keys(only_a[names[1]]) == {(names[1], "A", "192.0.2.1")}
         # the backend is unchanged
         assert all(

@@ -440,28 +440,27 @@ class CloudflareProvider(Provider):
         """
 
         async def fetch(
-            call: Callable[[], Awaitable[AsyncV4PagePaginationArray[T]]], number: int
-        ) -> AsyncV4PagePaginationArray[T]:
-            if not retry:
-                return await self._listing(call, what)
-            return await self._retrying(
-                functools.partial(self._listing, call, what),
-                f"{self.name}: {what} (page {number})",
-            )
+            call: Callable[[], Awaitable[AsyncV4PagePaginationArray[T]]],
+            number: int,
+            totals: tuple[int, int] | None,
+        ) -> tuple[AsyncV4PagePaginationArray[T], Sequence[T], tuple[int, int]]:
+            async def once() -> tuple[AsyncV4PagePaginationArray[T], Sequence[T], tuple[int, int]]:
+                page = await self._listing(call, what)
+                return (page, *_check_page(page, number, per_page, totals, what))
 
-        page = await fetch(first, 1)
-        items: list[T] = []
-        totals: tuple[int, int] | None = None
+            if not retry:
+                return await once()
+            return await self._retrying(once, f"{self.name}: {what} (page {number})")
+
+        page, result, totals = await fetch(first, 1, None)
+        if max_pages is not None and totals[1] > max_pages:
+            raise _TooManyPages(f"{totals[1]} pages, more than {max_pages}")
+        items: list[T] = list(result)
         number = 1
-        while True:
-            result, totals = _check_page(page, number, per_page, totals, what)
-            if max_pages is not None and totals[1] > max_pages:
-                raise _TooManyPages(f"{totals[1]} pages, more than {max_pages}")
-            items.extend(result)
-            if number >= totals[1]:
-                break
+        while number < totals[1]:
             number += 1
-            page = await fetch(page.get_next_page, number)
+            page, result, totals = await fetch(page.get_next_page, number, totals)
+            items.extend(result)
         ids = [i for item in items if (i := getattr(item, "id", None)) is not None]
         if len(set(ids)) != len(ids):  # items without an id are reported by the caller
             raise _malformed(what, "the same item on two pages (does the server ignore `page`?)")
