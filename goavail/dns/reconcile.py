@@ -1,6 +1,9 @@
 """The reconciler: keeps the provider's records in line with the decisions, forever.
 
-Every pass re-reads the current records of every managed name, plans
+Every pass re-reads the current records of every managed name — at once, with
+:meth:`~goavail.dns.providers.base.Provider.records_for`: a few paged listings
+per zone at Cloudflare and Route 53, one parse of a zone file, a query per
+name elsewhere — plans
 (:func:`goavail.dns.plan.plan`) and applies the changes. A pass that fails
 (read error, or a change not applied) is retried with exponential backoff and
 jitter (:func:`goavail.dns.backoff.backoff_delay`) until DNS matches the plan;
@@ -22,7 +25,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from goavail.dns.backoff import backoff_delay
 from goavail.dns.guard import NameGuard, admissible
-from goavail.dns.model import Change, FailOpen, Record
+from goavail.dns.model import Change, FailOpen, Record, RecordType, record_type_for
 from goavail.dns.plan import NameSpec, plan_names
 from goavail.dns.providers.base import Provider, ProviderError
 from goavail.health import State
@@ -222,10 +225,8 @@ class Reconciler:
                 return self._failed(f"unexpected {type(exc).__qualname__}: {exc}", True)
 
     async def _pass(self) -> bool:
-        current: dict[str, list[Record]] = {}
         try:
-            for name in self.names:
-                current[name] = await self.provider.records(name)
+            current = await self.provider.records_for(self.names, self._families())
         except ProviderError as exc:
             self.read_failed = True
             return self._failed(f"cannot read records: {exc}", exc.transient)
@@ -281,6 +282,12 @@ class Reconciler:
             + "; ".join(str(e) for e in errors),
             transient,
         )
+
+    def _families(self) -> tuple[RecordType, ...]:
+        """The record types of the configured addresses: the only ones the planner
+        touches (a pass reads no AAAA records when every address is IPv4)."""
+        found = {record_type_for(a) for a in self.addresses}
+        return tuple(t for t in ("A", "AAAA") if t in found)
 
     def _still(self, change: Change, planned: Mapping[str, State]) -> bool:
         """True while ``change`` may still go out: its target's decision is the one it

@@ -16,13 +16,18 @@ Optional fixtures (when not overridden, the tests needing them are skipped):
 * ``backdoor``: a :class:`Backdoor` reaching the backend without the provider,
   to seed and inspect records goavail does not manage (a TXT record at a
   managed name).
+* ``second_zone``: another zone the backend serves that the providers made by
+  ``make_provider`` also manage (names in two zones read at once); without it,
+  names outside ``zone`` must read as no records.
 
 The cases follow dns-lexicon's ``tests/providers/integration_tests.py``: list
 (empty, one, a set), create (one, a set built one by one, an existing one),
 delete (one of a set, the last one, a missing one), idempotent repeats of a
 whole batch, records goavail does not manage left alone (other addresses,
 other names, other types), AAAA beside A, dry-run, and transient errors
-reported and retried on reads and writes.
+reported and retried on reads and writes; then the read of many names at once
+(:meth:`~goavail.dns.providers.base.Provider.records_for`): many names, names in
+two zones, unmanaged records ignored, names without records, dry-run, faults.
 """
 
 from __future__ import annotations
@@ -56,6 +61,10 @@ async def _make(make_provider: Callable[..., Any], dry_run: bool = False) -> Pro
         made = await made
     assert isinstance(made, Provider)
     return made
+
+
+A_ONLY: tuple[RecordType, ...] = ("A",)
+"""Read only A records (a configuration with IPv4 addresses only)."""
 
 
 def _rec(name: str, content: str, rtype: RecordType = "A") -> Record:
@@ -142,6 +151,10 @@ class ProviderContract:
 
     @pytest.fixture
     def backdoor(self) -> Backdoor | None:
+        return None
+
+    @pytest.fixture
+    def second_zone(self) -> str | None:
         return None
 
     async def test_list_empty_name(self, make_provider: Any, zone: str) -> None:
@@ -408,6 +421,127 @@ class ProviderContract:
             await p.records(name)
         assert info.value.transient
         assert _keys(await p.records(name)) == {(name, "A", "192.0.2.1")}
+
+    # -- reading many names at once (Provider.records_for, what a reconcile pass reads) --
+
+    async def test_records_for_many_names(
+        self, make_provider: Any, zone: str, backdoor: Backdoor | None
+    ) -> None:
+        """Twelve names read at once: each gets exactly its records, a name without any
+        gets [], records at names not asked for are left out, duplicates are read once."""
+        p = await _make(make_provider)
+        names = [f"n{i:02d}.{zone}" for i in range(12)]
+        other, empty = f"other.{zone}", f"empty.{zone}"
+        changes = [
+            Change("create", _rec(n, f"192.0.2.{i + 1}"), "seed") for i, n in enumerate(names)
+        ]
+        changes += [
+            Change("create", _rec(names[0], "192.0.2.100"), "seed"),
+            Change("create", _rec(names[0], "2001:db8::1", "AAAA"), "seed"),
+            Change("create", _rec(other, "192.0.2.1"), "seed"),
+        ]
+        assert all(o.ok for o in await p.apply(changes))
+        if backdoor is not None:
+            backdoor.add_txt(names[1], "not an address")
+        fresh = await _make(make_provider)
+        got = await fresh.records_for([*names, empty, names[0]])
+        assert list(got) == [*names, empty]
+        assert got[empty] == []
+        assert _keys(got[names[0]]) == {
+            (names[0], "A", "192.0.2.1"),
+            (names[0], "A", "192.0.2.100"),
+            (names[0], "AAAA", "2001:db8::1"),
+        }
+        for i, name in enumerate(names[1:], start=1):
+            assert _keys(got[name]) == {(name, "A", f"192.0.2.{i + 1}")}
+        for name in names:  # the same as reading each name alone
+            assert _keys(got[name]) == _keys(await fresh.records(name))
+        only_a = await fresh.records_for(names, A_ONLY)
+        assert {r.type for records in only_a.values() for r in records} == {"A"}
+        assert _keys(only_a[names[0]]) == {
+            (names[0], "A", "192.0.2.1"),
+            (names[0], "A", "192.0.2.100"),
+        }
+        assert await fresh.records_for(names, ()) == {name: [] for name in names}
+        assert await fresh.records_for([]) == {}
+
+    async def test_records_for_names_in_two_zones(
+        self, make_provider: Any, zone: str, second_zone: str | None
+    ) -> None:
+        """Names in two zones read at once (providers covering one zone: a name outside
+        it reads as no records, it is not an error)."""
+        p = await _make(make_provider)
+        names = [f"w{i}.{zone}" for i in range(4)]
+        outside = [f"w{i}.outside.invalid" for i in range(3)]
+        elsewhere = [f"w{i}.{second_zone}" for i in range(4)] if second_zone else []
+        changes = [Change("create", _rec(n, "192.0.2.1"), "seed") for n in names]
+        changes += [Change("create", _rec(n, "192.0.2.2"), "seed") for n in elsewhere]
+        changes.append(Change("create", _rec(names[0], "192.0.2.3"), "seed"))
+        assert all(o.ok for o in await p.apply(changes))
+        got = await (await _make(make_provider)).records_for([*names, *elsewhere, *outside])
+        assert _keys(got[names[0]]) == {(names[0], "A", "192.0.2.1"), (names[0], "A", "192.0.2.3")}
+        for name in names[1:]:
+            assert _keys(got[name]) == {(name, "A", "192.0.2.1")}
+        for name in elsewhere:
+            assert _keys(got[name]) == {(name, "A", "192.0.2.2")}
+        assert all(got[name] == [] for name in outside)
+
+    async def test_records_for_in_dry_run_shows_the_would_be_state(
+        self, make_provider: Any, zone: str
+    ) -> None:
+        names = [f"d{i}.{zone}" for i in range(5)]
+        real = await _make(make_provider)
+        await real.apply([Change("create", _rec(n, "192.0.2.1"), "seed") for n in names])
+        dry = await _make(make_provider, dry_run=True)
+        out = await dry.apply(
+            [
+                Change("create", _rec(names[0], "192.0.2.2"), "test"),
+                Change("create", _rec(names[1], "2001:db8::2", "AAAA"), "test"),
+                Change("delete", _rec(names[2], "192.0.2.1"), "test"),
+            ]
+        )
+        assert [o.ok for o in out] == [True, True, True]
+        got = await dry.records_for(names)
+        assert _keys(got[names[0]]) == {(names[0], "A", "192.0.2.1"), (names[0], "A", "192.0.2.2")}
+        assert _keys(got[names[1]]) == {
+            (names[1], "A", "192.0.2.1"),
+            (names[1], "AAAA", "2001:db8::2"),
+        }
+        assert got[names[2]] == []
+        only_a = await dry.records_for(names, A_ONLY)
+        assert _keys(only_a[names[1]]) == {(names[1], "A", "192.0.2.1")}
+        # the backend is unchanged
+        assert all(
+            _keys(rs) == {(n, "A", "192.0.2.1")}
+            for n, rs in (await real.records_for(names)).items()
+        )
+
+    async def test_records_for_transient_errors(
+        self,
+        make_provider: Any,
+        zone: str,
+        inject_transient: Callable[[int], None] | None,
+    ) -> None:
+        """A transient fault in a read of many names is retried; when the tries are used
+        up the whole read fails (never a partial answer, never "no records")."""
+        if inject_transient is None:
+            pytest.skip("this backend has no transient errors to inject")
+        names = [f"t{i}.{zone}" for i in range(6)]
+        seed = await _make(make_provider)
+        await seed.apply([Change("create", _rec(n, "192.0.2.1"), "seed") for n in names])
+        expected = {n: {(n, "A", "192.0.2.1")} for n in names}
+        p = await _make(make_provider)
+        p.retry = CallRetry(attempts=3, base=0.01, cap=0.02)
+        inject_transient(2)  # absorbed by the retries
+        got = await p.records_for(names)
+        assert {n: _keys(rs) for n, rs in got.items()} == expected
+        p.retry = CallRetry(attempts=1)
+        inject_transient(1)
+        with pytest.raises(ProviderError) as info:
+            await p.records_for(names)
+        assert info.value.transient
+        got = await p.records_for(names)
+        assert {n: _keys(rs) for n, rs in got.items()} == expected
 
     @pytest.mark.parametrize("fault", [*FAULTS, "backend-transient-1", "backend-transient-3"])
     async def test_never_empties_a_name_under_faults(

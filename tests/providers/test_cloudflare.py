@@ -31,6 +31,7 @@ from tests.fakeclock import WALL_START, FakeTime
 from tests.providers.contract import Backdoor, ProviderContract
 
 ZONE = "example.test"
+OTHER_ZONE = "example.org"
 TOKEN = "tok-3f9a6c1e-secret-value"
 API_KEY = "globalkey-77d1c0ffee-secret"
 API_EMAIL = "ops@example.test"
@@ -40,8 +41,16 @@ RECORDS_ROUTE = "/zones/{zone_id}/dns_records"
 MakeProvider = Callable[..., CloudflareProvider]
 
 
+A_ONLY: tuple[RecordType, ...] = ("A",)
+"""Read only A records (a configuration with IPv4 addresses only)."""
+
+
 def _rec(name: str, content: str, rtype: RecordType = "A") -> Record:
     return Record(name=name, type=rtype, content=content, ttl=300)
+
+
+def _keys(records: list[Record]) -> set[tuple[str, str, str]]:
+    return {r.key for r in records}
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +107,13 @@ class TestCloudflareContract(ProviderContract):
         return ZONE
 
     @pytest.fixture
+    def second_zone(self, stub: CloudflareStub) -> str:
+        stub.add_zone(OTHER_ZONE)
+        return OTHER_ZONE
+
+    @pytest.fixture
     def make_provider(self, make_cf: MakeProvider) -> Callable[[bool], CloudflareProvider]:
-        return lambda dry_run: make_cf(dry_run=dry_run)
+        return lambda dry_run: make_cf(dry_run=dry_run, zones=[OTHER_ZONE])
 
     @pytest.fixture
     def inject_transient(self, stub: CloudflareStub) -> Callable[[int], None]:
@@ -201,6 +215,167 @@ async def test_names_are_normalised(stub: CloudflareStub, make_cf: MakeProvider)
     stub.add_record(ZONE, "WWW.Example.Test", "A", "192.0.2.1")
     got = await make_cf().records(f"www.{ZONE}")
     assert [r.key for r in got] == [(f"www.{ZONE}", "A", "192.0.2.1")]
+
+
+# -- reading every name of a pass at once (records_for) -----------------------------------------
+
+
+def _seed_zone(stub: CloudflareStub, names: list[str], zone: str = ZONE) -> int:
+    """Each of ``names`` gets A 192.0.2.1; 50 A records at names goavail does not manage
+    around them, and TXT records at 20 of ``names``. Returns the number of A records in
+    the zone."""
+    for name in names:
+        stub.add_record(zone, name, "A", "192.0.2.1")
+    for i in range(50):
+        stub.add_record(zone, f"unmanaged{i}.{zone}", "A", f"198.51.100.{i}")
+    for i, name in enumerate(names[:20]):
+        stub.add_record(zone, name, "TXT", f"note {i}")
+    return len(names) + 50
+
+
+def _listings(stub: CloudflareStub) -> list[RequestLogEntry]:
+    return [e for e in stub.requests if e.route == RECORDS_ROUTE and e.method == "GET"]
+
+
+async def test_a_pass_over_200_names_costs_one_request_per_page_of_records(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    names = [f"host{i:03d}.{ZONE}" for i in range(200)]
+    a_records = _seed_zone(stub, names)
+    p = make_cf()
+    await p.zone_id()
+    stub.clear_log()
+    got = await p.records_for(names, A_ONLY)
+    assert {n: _keys(rs) for n, rs in got.items()} == {n: {(n, "A", "192.0.2.1")} for n in names}
+    pages = _listings(stub)
+    assert len(pages) == -(-a_records // 100) == 3  # 250 A records, 100 per page
+    assert all(("type", "A") in e.query and ("per_page", "100") in e.query for e in pages)
+    assert [dict(e.query).get("page", "1") for e in pages] == ["1", "2", "3"]
+    # both families: one more listing (no AAAA record: one empty page)
+    stub.clear_log()
+    await p.records_for(names)
+    assert [dict(e.query)["type"] for e in _listings(stub)] == ["A", "A", "A", "AAAA"]
+    # a reconcile pass over the 200 names (IPv4 addresses only) costs the same 3 requests
+    stub.clear_log()
+    rec = Reconciler(
+        p,
+        names=names,
+        addresses=["192.0.2.1"],
+        decisions={"192.0.2.1": State.UP},
+        ttl=300,
+        proxied=False,
+        resync_interval=60.0,
+    )
+    assert await rec.reconcile_once() and rec.converged
+    assert stub.count() == 3 and len(_listings(stub)) == 3
+    # the per-name path it replaces: one request per name
+    stub.clear_log()
+    for name in names[:10]:
+        await p.records(name)
+    assert stub.count() == 10
+
+
+async def test_names_in_two_zones_cost_one_listing_each(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    stub.add_zone(OTHER_ZONE)
+    here = [f"h{i}.{ZONE}" for i in range(30)]
+    there = [f"h{i}.{OTHER_ZONE}" for i in range(30)]
+    _seed_zone(stub, here)
+    _seed_zone(stub, there, OTHER_ZONE)
+    p = make_cf(zones=[OTHER_ZONE])
+    got = await p.records_for([*here, *there], A_ONLY)
+    assert all(_keys(got[n]) == {(n, "A", "192.0.2.1")} for n in [*here, *there])
+    assert stub.count("GET", "/zones") == 2  # each zone looked up by name once, then cached
+    paths = [e.path for e in _listings(stub)]
+    assert len(paths) == 2 and len(set(paths)) == 2  # one page of A records per zone
+    stub.clear_log()
+    await p.records_for([*here, *there], A_ONLY)
+    assert stub.count() == 2
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"status": 503},
+        {"status": 429, "retry_after": 1},
+        {"malformed": "success-false"},
+        {"malformed": "no-result-info"},
+        {"pager": "total-count"},
+        {"pager": "short-page"},
+    ],
+)
+async def test_a_fault_in_the_middle_of_a_zone_listing_is_a_failed_read(
+    stub: CloudflareStub, make_cf: MakeProvider, fault: dict[str, Any]
+) -> None:
+    names = [f"host{i:03d}.{ZONE}" for i in range(200)]
+    _seed_zone(stub, names)
+    p = make_cf()
+    p.clock = FakeTime().clock  # a Retry-After is slept in fake time
+    await p.zone_id()
+    p.retry = CallRetry(attempts=1)
+    stub.inject("list", nth=2, **fault)  # page 2 of 3
+    with pytest.raises(ProviderError) as info:
+        await p.records_for(names, A_ONLY)
+    assert info.value.transient
+    # with retries the faulty page alone is asked again: pages 1, 2, 2, 3
+    p.retry = CallRetry(attempts=3, base=0.01, cap=0.02)
+    stub.clear_log()
+    stub.inject("list", nth=2, **fault)
+    got = await p.records_for(names, A_ONLY)
+    assert all(_keys(got[n]) == {(n, "A", "192.0.2.1")} for n in names)
+    assert [dict(e.query).get("page", "1") for e in _listings(stub)] == ["1", "2", "2", "3"]
+
+
+async def test_a_malformed_record_of_a_managed_name_fails_the_zone_read(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    names = [f"host{i}.{ZONE}" for i in range(5)]
+    _seed_zone(stub, names)
+    p = make_cf()
+    p.retry = CallRetry(attempts=1)
+    stub.inject("list", malformed="content-missing")
+    with pytest.raises(ProviderError, match="malformed answer") as info:
+        await p.records_for(names)
+    assert info.value.transient
+
+
+async def test_a_large_zone_with_few_names_is_read_name_by_name(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    for i in range(1000):  # ten pages of A records goavail does not manage
+        stub.add_record(ZONE, f"other{i}.{ZONE}", "A", f"198.51.100.{i % 250}")
+    names = [f"www{i}.{ZONE}" for i in range(3)]
+    for name in names:
+        stub.add_record(ZONE, name, "A", "192.0.2.1")
+    p = make_cf()
+    await p.zone_id()
+    stub.clear_log()
+    got = await p.records_for(names, A_ONLY)
+    assert all(_keys(got[n]) == {(n, "A", "192.0.2.1")} for n in names)
+    queries = [dict(e.query) for e in _listings(stub)]
+    # page 1 of the listing says 10 pages: more than 3 names cost one by one
+    assert len(queries) == 1 + len(names)
+    assert [q.get("name.exact") for q in queries[1:]] == names
+    # two names (no more than the types asked): name by name at once, no listing
+    stub.clear_log()
+    await p.records_for(names[:2])
+    assert [dict(e.query).get("name.exact") for e in _listings(stub)] == names[:2]
+
+
+async def test_records_for_outside_the_zones_and_writes_there_fail(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    p = make_cf()
+    assert await p.records_for([f"a.{OTHER_ZONE}", f"b.{OTHER_ZONE}", "c.invalid"]) == {
+        f"a.{OTHER_ZONE}": [],
+        f"b.{OTHER_ZONE}": [],
+        "c.invalid": [],
+    }
+    assert stub.count() == 0
+    [out] = await p.apply([Change("create", _rec(f"a.{OTHER_ZONE}", "192.0.2.1"), "t")])
+    assert out.error is not None and not out.error.transient
+    assert "none of the zones" in str(out.error)
 
 
 # -- writing ------------------------------------------------------------------------------

@@ -31,5 +31,9 @@ class TestMemoryProvider(ProviderContract):
         return make
 
     @pytest.fixture
+    def second_zone(self) -> str:
+        return "example.org"  # the memory backend holds any name
+
+    @pytest.fixture
     def inject_transient(self, backend: MemoryProvider) -> Callable[[int], None]:
         return lambda n: backend.fail_next(n)

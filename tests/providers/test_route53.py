@@ -19,6 +19,8 @@ from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, Record, RecordType
 from goavail.dns.providers.base import CallRetry, ProviderError
 from goavail.dns.providers.route53 import Route53Provider, _retry_after, decode_name
+from goavail.dns.reconcile import Reconciler
+from goavail.health import State
 from tests.providers.contract import Backdoor, ProviderContract
 from tests.route53_server import FaultProxy, MotoServer
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.netns
 
 ZONE = "example.test"
+OTHER_ZONE = "example.org"
 WWW = f"www.{ZONE}"
 
 MakeProvider = Callable[..., Route53Provider]
@@ -170,8 +173,14 @@ class TestRoute53Contract(ProviderContract):
         return ZONE
 
     @pytest.fixture
+    def second_zone(self, direct: Route53Client) -> str:
+        direct.create_hosted_zone(Name=OTHER_ZONE, CallerReference="goavail-test-other")
+        return OTHER_ZONE
+
+    @pytest.fixture
     def make_provider(self, make_r53: MakeProvider) -> Callable[[bool], Route53Provider]:
-        return lambda dry_run: make_r53(dry_run=dry_run)
+        # the second zone is looked up by name, the first one's ID is given
+        return lambda dry_run: make_r53(dry_run=dry_run, zones={OTHER_ZONE: None})
 
     @pytest.fixture
     def inject_transient(self, proxy: FaultProxy) -> Callable[[int], None]:
@@ -417,8 +426,140 @@ async def test_missing_zone_is_a_permanent_error(make_r53: MakeProvider) -> None
         await make_r53(zone_id="ZNOSUCHZONE").records(WWW)
     assert info.value.transient is False
     with pytest.raises(ProviderError, match=r"no hosted zone named 'nowhere\.test'") as info:
-        await make_r53(zone_id=None, zone_name="nowhere.test").records(WWW)
+        await make_r53(zone_id=None, zone_name="nowhere.test").records("www.nowhere.test")
     assert info.value.transient is False
+
+
+# -- reading every name of a pass at once (records_for) -----------------------------------------
+
+
+def _seed_names(client: Route53Client, zone_id: str, names: list[str]) -> int:
+    """An A set 192.0.2.1 at each of ``names``, 30 A sets and a TXT set goavail does not
+    manage; returns the number of record sets in the zone (SOA and NS included)."""
+    sets: list[ResourceRecordSetTypeDef] = [
+        {"Name": n, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "192.0.2.1"}]}
+        for n in names
+    ]
+    sets += [
+        {
+            "Name": f"unmanaged{i}.{ZONE}",
+            "Type": "A",
+            "TTL": 60,
+            "ResourceRecords": [{"Value": f"198.51.100.{i}"}],
+        }
+        for i in range(30)
+    ]
+    sets.append(
+        {"Name": names[0], "Type": "TXT", "TTL": 60, "ResourceRecords": [{"Value": '"note"'}]}
+    )
+    upsert(client, zone_id, *sets)
+    pages = client.get_paginator("list_resource_record_sets").paginate(HostedZoneId=zone_id)
+    return sum(len(page["ResourceRecordSets"]) for page in pages)
+
+
+async def test_a_pass_over_200_names_costs_one_listing_per_page_of_sets(
+    make_r53: MakeProvider, direct: Route53Client, zone_id: str, proxy: FaultProxy
+) -> None:
+    names = [f"host{i:03d}.{ZONE}" for i in range(200)]
+    total = _seed_names(direct, zone_id, names)
+    assert total == 200 + 30 + 1 + 2  # + TXT, SOA, NS
+    p = make_r53()
+    await p.zone_id()
+    proxy.clear()
+    got = await p.records_for(names)
+    assert all({r.key for r in got[n]} == {(n, "A", "192.0.2.1")} for n in names)
+    assert proxy.operations == {"ListResourceRecordSets": 1}  # 233 sets: one page of 300
+    small = make_r53(page_size=50)
+    await small.zone_id()
+    proxy.clear()
+    assert await small.records_for(names) == got
+    assert proxy.operations == {"ListResourceRecordSets": -(-total // 50)}
+    # a reconcile pass over the 200 names: the same single request
+    proxy.clear()
+    rec = Reconciler(
+        p,
+        names=names,
+        addresses=["192.0.2.1"],
+        decisions={"192.0.2.1": State.UP},
+        ttl=60,
+        proxied=None,
+        resync_interval=60.0,
+    )
+    assert await rec.reconcile_once() and rec.converged
+    assert proxy.operations == {"ListResourceRecordSets": 1}
+
+
+async def test_names_in_two_hosted_zones(
+    make_r53: MakeProvider, direct: Route53Client, zone_id: str, proxy: FaultProxy
+) -> None:
+    other = direct.create_hosted_zone(Name="example.org", CallerReference="o")["HostedZone"]
+    other_id = other["Id"].rsplit("/", 1)[-1]
+    here = [f"h{i}.{ZONE}" for i in range(5)]
+    there = [f"h{i}.example.org" for i in range(5)]
+    _seed_names(direct, zone_id, here)
+    sets: list[ResourceRecordSetTypeDef] = [
+        {"Name": n, "Type": "A", "TTL": 60, "ResourceRecords": [{"Value": "192.0.2.2"}]}
+        for n in there
+    ]
+    upsert(direct, other_id, *sets)
+    p = make_r53(zones={"example.org": other_id})
+    got = await p.records_for([*here, *there, "x.example.net"])
+    assert all({r.key for r in got[n]} == {(n, "A", "192.0.2.1")} for n in here)
+    assert all({r.key for r in got[n]} == {(n, "A", "192.0.2.2")} for n in there)
+    assert got["x.example.net"] == []
+    assert proxy.operations["ListResourceRecordSets"] == 2  # one per hosted zone
+    assert proxy.operations["GetHostedZone"] == 2  # each configured ID checked once
+    proxy.clear()
+    await p.records_for([*here, *there])
+    assert proxy.operations == {"ListResourceRecordSets": 2}
+
+
+async def test_a_fault_in_the_middle_of_a_zone_listing_is_a_failed_read(
+    make_r53: MakeProvider, direct: Route53Client, zone_id: str, proxy: FaultProxy
+) -> None:
+    names = [f"host{i:03d}.{ZONE}" for i in range(200)]
+    total = _seed_names(direct, zone_id, names)
+    p = make_r53(page_size=100)
+    await p.zone_id()
+    real = p._client.list_resource_record_sets
+    calls = 0
+
+    def list_then_fail(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        page = real(**kwargs)
+        if calls == 1:
+            proxy.fail_next(1, "unavailable")  # the request for page 2 fails
+        return page
+
+    p._client.list_resource_record_sets = list_then_fail  # type: ignore[method-assign]
+    p.retry = CallRetry(attempts=1)
+    with pytest.raises(ProviderError, match="503") as info:
+        await p.records_for(names)
+    assert info.value.transient
+    calls = 0
+    proxy.clear()
+    p.retry = CallRetry(attempts=3, base=0.01, cap=0.02)
+    got = await p.records_for(names)
+    assert all({r.key for r in got[n]} == {(n, "A", "192.0.2.1")} for n in names)
+    # pages 1, 2 (failed at the proxy, not counted there), 2 again, 3
+    assert calls == -(-total // 100) + 1
+    assert proxy.operations == {"ListResourceRecordSets": -(-total // 100)}
+
+
+async def test_a_large_zone_with_few_names_is_read_name_by_name(
+    make_r53: MakeProvider, direct: Route53Client, zone_id: str, proxy: FaultProxy
+) -> None:
+    names = [f"host{i}.{ZONE}" for i in range(3)]
+    _seed_names(direct, zone_id, names)  # 36 sets
+    p = make_r53(page_size=5)
+    await p.zone_id()
+    proxy.clear()
+    got = await p.records_for(names)
+    assert all({r.key for r in got[n]} == {(n, "A", "192.0.2.1")} for n in names)
+    # 3 pages of the listing, still not over: then 3 reads of one name each (8 sets in
+    # all would have been 8 pages)
+    assert proxy.operations == {"ListResourceRecordSets": 3 + 3}
 
 
 # -- errors ------------------------------------------------------------------------------------

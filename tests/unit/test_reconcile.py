@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -572,3 +573,50 @@ async def test_health_check_sends_nothing_while_told_to_wait() -> None:
     time.advance(20)
     await provider.check(WWW)
     assert len(provider.calls) == 2
+
+
+async def test_a_pass_reads_every_name_at_once_and_only_the_configured_families() -> None:
+    other = "api.example.test"
+    provider = MemoryProvider(
+        dry_run=False,
+        audit=AuditLog(),
+        records=[
+            Record(WWW, "A", A1, ttl=60),
+            Record(WWW, "AAAA", "2001:db8::9", ttl=60),  # not goavail's: no IPv6 configured
+            Record(other, "A", A1, ttl=60),
+        ],
+    )
+    asked: list[tuple[list[str], tuple[str, ...]]] = []
+    real = provider.records_for
+
+    async def records_for(names: Any, types: Any = ("A", "AAAA")) -> dict[str, list[Record]]:
+        asked.append((list(names), tuple(types)))
+        return await real(names, types)
+
+    provider.records_for = records_for  # type: ignore[method-assign]
+    rec = Reconciler(
+        provider,
+        names=[WWW, other],
+        addresses=[A1],
+        decisions={A1: State.UP},
+        ttl=60,
+        proxied=None,
+        resync_interval=60.0,
+    )
+    assert await rec.reconcile_once()
+    assert asked == [([WWW, other], ("A",))]  # one bulk read per pass
+    assert {n: {r.key for r in rs} for n, rs in rec.current.items()} == {
+        WWW: {(WWW, "A", A1)},
+        other: {(other, "A", A1)},
+    }
+    rec.reconfigure(
+        provider=provider,
+        names=[WWW],
+        addresses=[A1, "2001:db8::1"],
+        ttl=60,
+        proxied=None,
+        resync_interval=60.0,
+    )
+    await rec.reconcile_once()
+    assert asked[-1] == ([WWW], ("A", "AAAA"))
+    assert (WWW, "AAAA", "2001:db8::9") in {r.key for r in rec.current[WWW]}

@@ -1,7 +1,10 @@
 """Everything every DNS provider shares: dry-run, audit records, idempotency, error kinds.
 
 A concrete provider (Cloudflare, zone file, ...) implements three small hooks —
-``_list``, ``_create`` and ``_delete`` — and raises the exceptions below. Dry-run
+``_list``, ``_create`` and ``_delete`` — and raises the exceptions below. A
+provider whose API can list a whole zone also overrides ``_list_names`` so that
+the reconciler's read of every managed name (:meth:`Provider.records_for`) costs
+a few paged listings per zone instead of one call per name. Dry-run
 is implemented here and nowhere else: every provider call runs except the
 writes, which are recorded in an in-memory overlay so that the next read shows
 the would-be state (the planner then sees its own dry-run changes as done and
@@ -20,7 +23,7 @@ import math
 import random
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, TypeVar
@@ -171,7 +174,8 @@ class Provider(ABC):
             on top of that, with longer backoff).
 
     Subclasses set ``name`` and implement ``_list``, ``_create``, ``_delete``
-    and, if they hold connections, ``close``.
+    and, if they hold connections, ``close``; those that can read many names at
+    once (a zone listing) override ``_list_names``.
     """
 
     name: ClassVar[str]
@@ -200,6 +204,37 @@ class Provider(ABC):
         Raises:
             ProviderError: the provider could not be read.
         """
+
+    async def _list_names(
+        self, names: Sequence[str], types: frozenset[RecordType]
+    ) -> dict[str, list[Record]]:
+        """The records of ``types`` at each of ``names``, retried (hook of :meth:`records_for`).
+
+        The default reads name by name: one :meth:`_list` per name, each retried
+        as :meth:`records` retries it, so every provider supports
+        :meth:`records_for`. A provider whose API lists a whole zone overrides
+        this to read each zone at once, and then runs each of its requests (or
+        each listing) through :meth:`_retrying` itself, so that retries,
+        ``Retry-After`` and error kinds stay what they are for one name.
+
+        Args:
+            names: distinct names as given to :meth:`records_for` (at least one).
+            types: the record types wanted (not empty); records of other types may
+                be returned too (the caller drops them).
+
+        Returns:
+            A list for EVERY name in ``names`` ([] when it has none); records at
+            names not asked for are left out.
+
+        Raises:
+            ProviderError: any name or zone could not be read (after retries).
+        """
+        out: dict[str, list[Record]] = {}
+        for name in names:
+            out[name] = await self._retrying(
+                functools.partial(self._list, name), f"{self.name}: list {name}"
+            )
+        return out
 
     @abstractmethod
     async def _create(self, record: Record) -> None:
@@ -333,19 +368,67 @@ class Provider(ABC):
     async def records(self, name: str) -> list[Record]:
         """Current A/AAAA records of ``name`` (in dry-run: as if planned changes were made).
 
+        One read of that name alone (see :meth:`records_for` for many names).
+
         Raises:
             ProviderError: the provider could not be read.
         """
         current = await self._retrying(lambda: self._list(name), f"{self.name}: list {name}")
+        return self._as_planned({name: current}, ("A", "AAAA"))[name]
+
+    async def records_for(
+        self, names: Iterable[str], types: Collection[RecordType] = ("A", "AAAA")
+    ) -> dict[str, list[Record]]:
+        """Current records of many names at once (in dry-run: as if planned changes were made).
+
+        What the reconciler reads at every pass. Providers whose API can list a
+        zone read each zone once (paged), whatever the number of names in it
+        (Cloudflare, Route 53; see their ``_list_names``); the others read name
+        by name, as :meth:`records` does. Records at names not in ``names`` are
+        ignored.
+
+        Args:
+            names: fully qualified names (duplicates are read once).
+            types: the record types wanted, among "A" and "AAAA" (fewer types can
+                mean fewer requests); records of other types are left out. With no
+                type at all nothing is read.
+
+        Returns:
+            name -> its records of ``types``, for every name in ``names`` (in the
+            order first given; [] when a name has none).
+
+        Raises:
+            ProviderError: a name or a zone could not be read: the whole read
+                fails (never a partial answer, never "no records" for it).
+        """
+        wanted = list(dict.fromkeys(names))
+        kinds = frozenset(types)
+        if not wanted or not kinds:
+            return {name: [] for name in wanted}
+        read = await self._list_names(wanted, kinds)
+        current = {name: [r for r in read[name] if r.type in kinds] for name in wanted}
+        return self._as_planned(current, kinds)
+
+    def _as_planned(
+        self, current: dict[str, list[Record]], types: Collection[RecordType]
+    ) -> dict[str, list[Record]]:
+        """``current`` with the dry-run overlay applied (unchanged when not in dry-run).
+
+        Linear in records + overlay entries: the would-be creates are grouped by
+        name once.
+        """
         if not self.dry_run or not self._overlay:
             return current
-        seen = {r.key for r in current}
-        result = [r for r in current if self._overlay.get(r.key, r) is not None]
-        result.extend(
-            r
-            for key, r in self._overlay.items()
-            if r is not None and key[0] == name and key not in seen
-        )
+        created: dict[str, list[Record]] = {}
+        for key, r in self._overlay.items():
+            if r is not None and key[0] in current and r.type in types:
+                created.setdefault(key[0], []).append(r)
+        result: dict[str, list[Record]] = {}
+        for name, records in current.items():
+            seen = {r.key for r in records}
+            kept = [r for r in records if self._overlay.get(r.key, r) is not None]
+            kept.extend(r for r in created.get(name, ()) if r.key not in seen)
+            result[name] = kept
         return result
 
     async def apply(

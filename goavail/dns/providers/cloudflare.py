@@ -17,6 +17,15 @@ https://developers.cloudflare.com/fundamentals/api/troubleshooting/):
   (HTTP 400): the cached zone id is no longer valid; it is looked up again on
   the next call.
 
+Reading many names (:meth:`~goavail.dns.providers.base.Provider.records_for`, what
+the reconciler does at every pass) lists each zone's A records, then its AAAA
+records (``GET /zones/{zone_id}/dns_records?type=A``, paged): a pass costs
+``ceil(A records / 100) + ceil(AAAA records / 100)`` requests per zone, whatever
+the number of names, instead of one per name. A zone holding far more records
+than goavail has names in it is read name by name instead (see
+:meth:`CloudflareProvider._read_zone`). Records at names goavail does not
+manage are dropped.
+
 Listings are read page by page through the SDK's page objects and checked
 against their ``result_info`` (``page``, ``per_page``, ``count``,
 ``total_count``, ``total_pages``): at most :data:`MAX_PAGES` pages, and an
@@ -33,9 +42,10 @@ Secrets (API token, global API key) never appear in error messages or reprs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -47,6 +57,8 @@ from goavail.dns.audit import AuditLog
 from goavail.dns.backoff import parse_retry_after
 from goavail.dns.model import Record, RecordType, normalize_name
 from goavail.dns.providers.base import Provider, ProviderError, RecordExists, RecordMissing
+
+_TYPES: tuple[RecordType, ...] = ("A", "AAAA")
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +153,8 @@ _ZONES_PER_PAGE = 50
 
 MAX_PAGES = 1000
 """The most pages one listing may have (100,000 records of :data:`_PER_PAGE`); a server
-that announces more is not believed, and a listing is never walked further.
+that announces more is not believed, and a listing is never walked further (a zone listing
+included: a zone of more than 100,000 A records cannot be read at once).
 
 No name can answer a DNS query with more than about 4,096 addresses (a DNS message over TCP
 is at most 65,535 bytes and an A record in it at least 16; RFC 1035 §4.1.3), but goavail's
@@ -151,13 +164,22 @@ server could otherwise keep asking for ever (a server that repeats a page is cau
 second page; see :meth:`CloudflareProvider._read_pages`)."""
 
 
+class _TooManyPages(Exception):
+    """A listing has more pages than its caller wants to read (see :meth:`_read_pages`)."""
+
+
 class CloudflareProvider(Provider):
-    """A and AAAA records of one Cloudflare zone.
+    """A and AAAA records of one Cloudflare zone (or several, with ``zones``).
 
     Args:
         dry_run, audit: see :class:`~goavail.dns.providers.base.Provider`.
         zone_name: the zone (e.g. ``"example.com"``); its id is looked up by name
             on first use and cached.
+        zones: further zones of the same account whose names this provider also
+            reads and writes, each looked up by name and cached like
+            ``zone_name``. A name belongs to the longest zone it is in
+            (:meth:`zone_of`); a name in none of them reads as no records, and
+            a write to it fails (permanent error).
         proxied: Cloudflare's proxy ("orange cloud") flag for records created.
         ttl: TTL in seconds for records created; 1 means Cloudflare "automatic",
             otherwise 30..86400 (60 minimum outside Enterprise plans).
@@ -180,6 +202,7 @@ class CloudflareProvider(Provider):
         ttl: int,
         credentials: CloudflareCredentials,
         request_timeout: float = 10.0,
+        zones: Sequence[str] = (),
     ) -> None:
         super().__init__(dry_run=dry_run, audit=audit)
         if ttl != 1 and not 30 <= ttl <= 86400:
@@ -187,6 +210,10 @@ class CloudflareProvider(Provider):
         if request_timeout <= 0:
             raise ValueError(f"request_timeout must be > 0 seconds, got {request_timeout}")
         self.zone_name = normalize_name(zone_name)
+        self.zones: tuple[str, ...] = tuple(
+            dict.fromkeys([self.zone_name, *map(normalize_name, zones)])
+        )
+        """Every zone managed, ``zone_name`` first."""
         self.proxied = proxied
         self.ttl = ttl
         self.request_timeout = request_timeout
@@ -205,12 +232,13 @@ class CloudflareProvider(Provider):
         self._client.api_key = None if credentials.api_token else credentials.api_key
         self._client.api_email = None if credentials.api_token else credentials.api_email
         self._client.user_service_key = None
-        self._zone_id: str | None = None
+        self._zone_ids: dict[str, str] = {}
         self._zone_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
+        more = f", zones={list(self.zones[1:])!r}" if len(self.zones) > 1 else ""
         return (
-            f"CloudflareProvider(zone_name={self.zone_name!r}, proxied={self.proxied}, "
+            f"CloudflareProvider(zone_name={self.zone_name!r}{more}, proxied={self.proxied}, "
             f"ttl={self.ttl}, dry_run={self.dry_run}, auth={self._credentials.method})"
         )
 
@@ -220,42 +248,66 @@ class CloudflareProvider(Provider):
 
     # -- zone ---------------------------------------------------------------------------
 
-    async def zone_id(self) -> str:
-        """The id of ``zone_name``, looked up once and cached.
+    def zone_of(self, name: str) -> str | None:
+        """The zone of :attr:`zones` that ``name`` is in (the longest one), or None. Pure."""
+        wanted = normalize_name(name)
+        inside = [z for z in self.zones if wanted == z or wanted.endswith("." + z)]
+        return max(inside, key=len, default=None)
+
+    async def zone_id(self, zone: str | None = None) -> str:
+        """The id of ``zone`` (default ``zone_name``), looked up by name once and cached.
 
         Raises:
             ProviderError: the zone is not visible with these credentials
                 (transient=False), or the lookup failed.
         """
-        if self._zone_id is not None:
-            return self._zone_id
+        zone = self.zone_name if zone is None else normalize_name(zone)
+        if zone in self._zone_ids:
+            return self._zone_ids[zone]
         async with self._zone_lock:
-            if self._zone_id is None:
-                what = f"look up zone {self.zone_name}"
+            if zone not in self._zone_ids:
+                what = f"look up zone {zone}"
                 zones = await self._read_pages(
-                    lambda: self._client.zones.list(name=self.zone_name, per_page=_ZONES_PER_PAGE),
+                    lambda: self._client.zones.list(name=zone, per_page=_ZONES_PER_PAGE),
                     _ZONES_PER_PAGE,
                     what,
                 )
-                for zone in zones:
-                    zname, zid = getattr(zone, "name", None), getattr(zone, "id", None)
+                for item in zones:
+                    zname, zid = getattr(item, "name", None), getattr(item, "id", None)
                     if not isinstance(zname, str) or not isinstance(zid, str) or not zid:
                         raise _malformed(what, "a zone without a name or id")
-                    if normalize_name(zname) == self.zone_name:
-                        self._zone_id = zid
+                    if normalize_name(zname) == zone:
+                        self._zone_ids[zone] = zid
                         break
-                if self._zone_id is None:
+                if zone not in self._zone_ids:
                     raise ProviderError(
-                        f"cloudflare: zone {self.zone_name!r} not found, or the credentials "
-                        "cannot read it",
+                        f"cloudflare: zone {zone!r} not found, or the credentials cannot read it",
                         transient=False,
                     )
-            return self._zone_id
+            return self._zone_ids[zone]
+
+    async def _zone_id_for(self, record: Record) -> str:
+        """The id of the zone ``record`` is written to.
+
+        Raises:
+            ProviderError: the name is in none of :attr:`zones` (permanent), or
+                the zone lookup failed.
+        """
+        zone = self.zone_of(record.name)
+        if zone is None:
+            raise ProviderError(
+                f"cloudflare: {record.name} is in none of the zones {', '.join(self.zones)}",
+                transient=False,
+            )
+        return await self.zone_id(zone)
 
     # -- Provider hooks ---------------------------------------------------------------------
 
     async def _list(self, name: str) -> list[Record]:
-        zone_id = await self.zone_id()
+        zone = self.zone_of(name)
+        if zone is None:
+            return []  # not in a zone of this provider: nothing of goavail's there
+        zone_id = await self.zone_id(zone)
         wanted = normalize_name(name)
         what = f"list {name}"
         items = await self._read_pages(
@@ -268,11 +320,102 @@ class CloudflareProvider(Provider):
         # the API filter is case-insensitive; keep exactly the name asked for
         return [r for item in items if (r := _record(item, wanted, what)) is not None]
 
+    async def _list_names(
+        self, names: Sequence[str], types: frozenset[RecordType]
+    ) -> dict[str, list[Record]]:
+        """Each zone's records read at once (:meth:`_read_zone`), shared out to ``names``.
+
+        Names in none of :attr:`zones` get []; a zone that is cheaper to read
+        name by name is read so (one retried :meth:`_list` per name).
+
+        Raises:
+            ProviderError: a zone or a name could not be read (after retries).
+        """
+        out: dict[str, list[Record]] = {name: [] for name in names}
+        by_zone: dict[str, dict[str, list[str]]] = {}  # zone -> normalised name -> names
+        for name in names:
+            zone = self.zone_of(name)
+            if zone is not None:
+                by_zone.setdefault(zone, {}).setdefault(normalize_name(name), []).append(name)
+        for zone, members in by_zone.items():
+            found = await self._read_zone(zone, members.keys(), types)
+            for wanted, given in members.items():
+                for name in given:
+                    if found is not None:
+                        out[name] = list(found[wanted])
+                    else:
+                        out[name] = await self._retrying(
+                            functools.partial(self._list, name), f"{self.name}: list {name}"
+                        )
+        return out
+
+    async def _read_zone(
+        self, zone: str, names: Collection[str], types: frozenset[RecordType]
+    ) -> dict[str, list[Record]] | None:
+        """The records of ``types`` at ``names`` (normalised) in ``zone``, one listing per type.
+
+        Each listing (``GET /zones/{id}/dns_records?type=A``, :data:`_PER_PAGE` per
+        page) is checked page by page as any listing (:meth:`_read_pages`); each
+        request, the zone lookup included, is retried on its own
+        (:meth:`~goavail.dns.providers.base.Provider._retrying`: backoff,
+        ``Retry-After``), so a fault in the middle of a listing costs that page
+        again, not the pages before it; a page that still fails fails the read.
+
+        None when reading name by name is cheaper: when there are no more names
+        than types (one request per name reads both types), or when a listing
+        turns out to have more pages than there are names (a large zone with few
+        of goavail's names in it; its first page is then wasted, so a pass never
+        costs more than ``2 * len(names) + 1`` requests for the zone).
+
+        Raises:
+            ProviderError: the zone or a page could not be read (after retries),
+                or an answer is malformed (never read as "no records").
+        """
+        if len(names) <= len(types):
+            return None
+        zone_id = await self._retrying(
+            functools.partial(self.zone_id, zone), f"{self.name}: look up zone {zone}"
+        )
+        found: dict[str, list[Record]] = {name: [] for name in names}
+        for rtype in (t for t in _TYPES if t in types):
+            what = f"list the {rtype} records of zone {zone}"
+            try:
+                items = await self._read_pages(
+                    functools.partial(
+                        self._client.dns.records.list,
+                        zone_id=zone_id,
+                        type=rtype,
+                        per_page=_PER_PAGE,
+                    ),
+                    _PER_PAGE,
+                    what,
+                    retry=True,
+                    max_pages=len(names),
+                )
+            except _TooManyPages as exc:
+                log.debug("cloudflare: %s: %s; reading name by name", what, exc)
+                return None
+            for item in items:
+                name, itype = getattr(item, "name", None), getattr(item, "type", None)
+                if not isinstance(name, str) or itype != rtype:
+                    # a record without a name, or of another type than the filter asked
+                    # for: the server ignored the filter, or the answer is garbled
+                    raise _malformed(what, f"a record with name {name!r} and type {itype!r}")
+                wanted = normalize_name(name)
+                if wanted in found:
+                    record = _record(item, wanted, what)
+                    if record is not None:
+                        found[wanted].append(record)
+        return found
+
     async def _read_pages(
         self,
         first: Callable[[], Awaitable[AsyncV4PagePaginationArray[T]]],
         per_page: int,
         what: str,
+        *,
+        retry: bool = False,
+        max_pages: int | None = None,
     ) -> list[T]:
         """Every item of a paginated listing, each page checked against its ``result_info``.
 
@@ -285,26 +428,51 @@ class CloudflareProvider(Provider):
             first: makes the SDK request for page 1 (asking ``per_page`` items).
             per_page: the page size asked for.
             what: the operation, for messages.
+            retry: run each request (each page) through
+                :meth:`~goavail.dns.providers.base.Provider._retrying`; for callers
+                that do not retry the whole listing themselves.
+            max_pages: when page 1 announces more pages than this, stop there.
 
         Raises:
             ProviderError: the request failed (see :meth:`_error`), or an answer
                 is inconsistent (transient; see :func:`_check_page`).
+            _TooManyPages: ``max_pages`` is exceeded (after one request).
         """
-        page = await self._sdk(first, what)
-        items: list[T] = []
-        totals: tuple[int, int] | None = None
+
+        async def fetch(
+            call: Callable[[], Awaitable[AsyncV4PagePaginationArray[T]]],
+            number: int,
+            totals: tuple[int, int] | None,
+        ) -> tuple[AsyncV4PagePaginationArray[T], Sequence[T], tuple[int, int]]:
+            async def once() -> tuple[AsyncV4PagePaginationArray[T], Sequence[T], tuple[int, int]]:
+                page = await self._listing(call, what)
+                return (page, *_check_page(page, number, per_page, totals, what))
+
+            if not retry:
+                return await once()
+            return await self._retrying(once, f"{self.name}: {what} (page {number})")
+
+        page, result, totals = await fetch(first, 1, None)
+        if max_pages is not None and totals[1] > max_pages:
+            raise _TooManyPages(f"{totals[1]} pages, more than {max_pages}")
+        items: list[T] = list(result)
         number = 1
-        while True:
-            result, totals = _check_page(page, number, per_page, totals, what)
-            items.extend(result)
-            if number >= totals[1]:
-                break
+        while number < totals[1]:
             number += 1
-            page = await self._sdk(page.get_next_page, what)
+            page, result, totals = await fetch(page.get_next_page, number, totals)
+            items.extend(result)
         ids = [i for item in items if (i := getattr(item, "id", None)) is not None]
         if len(set(ids)) != len(ids):  # items without an id are reported by the caller
             raise _malformed(what, "the same item on two pages (does the server ignore `page`?)")
         return items
+
+    async def _listing(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """:meth:`_sdk` for a listing: a 400 or 404 is an error like any other (no listing
+        answers with a code a caller acts on; 7003, a stale zone id, clears the cache)."""
+        try:
+            return await self._sdk(call, what)
+        except (cloudflare.BadRequestError, cloudflare.NotFoundError) as exc:
+            raise self._error(exc, what) from None
 
     async def _sdk(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """``await call()``: an SDK request, with its errors made :class:`ProviderError`.
@@ -328,7 +496,7 @@ class CloudflareProvider(Provider):
             raise _malformed(what, f"not Cloudflare's JSON envelope ({detail})") from None
 
     async def _create(self, record: Record) -> None:
-        zone_id = await self.zone_id()
+        zone_id = await self._zone_id_for(record)
         what = f"create {_describe(record)}"
         try:
             created = await self._sdk(
@@ -357,7 +525,7 @@ class CloudflareProvider(Provider):
             raise _malformed(what, "the answer shows another record than the one asked for")
 
     async def _delete(self, record: Record) -> None:
-        zone_id = await self.zone_id()
+        zone_id = await self._zone_id_for(record)
         record_id = record.id
         if record_id is None:
             match = [r for r in await self._list(record.name) if r.key == record.key]
@@ -423,7 +591,7 @@ class CloudflareProvider(Provider):
                 )
                 detail += f"; check {scheme} and its rights on zone {self.zone_name}"
             if CODE_ZONE_ROUTE in _codes(exc):
-                self._zone_id = None  # the zone may have been re-created: look it up again
+                self._zone_ids.clear()  # a zone may have been re-created: look them up again
         else:
             detail = type(exc).__name__
         message = f"cloudflare: {what} failed: {detail}"

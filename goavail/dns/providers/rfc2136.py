@@ -2,9 +2,14 @@
 
 Reading. Per name, one query for A and one for AAAA, over TCP, sent to the
 configured (primary) server and TSIG-signed (RFC 8945) when a key is
-configured. Per-name queries rather than a zone transfer (AXFR): a pass costs
-two small exchanges per managed name instead of the whole zone, and no
-transfer ACL is needed — the update key is enough. TCP because a large record
+configured; a pass of the reconciler (:meth:`~goavail.dns.providers.base.Provider.records_for`)
+asks only for the families of its configured addresses (one query per name when
+they are all IPv4). Per-name queries rather than a zone transfer (AXFR): a pass
+costs small exchanges per managed name instead of the whole zone (goavail's
+names may be a handful among a zone's thousands of records), no transfer ACL is
+needed — the update key is enough, and a name server answers queries with no
+rate limit or per-request price, unlike the HTTP APIs whose calls per pass
+goavail counts. TCP because a large record
 set must not be truncated and a lost UDP datagram must not look like an empty
 name. The answer must be authoritative (AA flag): a resolver or a secondary
 that is not the zone's server is refused with a permanent error.
@@ -32,9 +37,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dns.asyncquery
@@ -217,11 +223,37 @@ class Rfc2136Provider(Provider):
     # -- Provider hooks -----------------------------------------------------------------------
 
     async def _list(self, name: str) -> list[Record]:
+        return await self._query_types(name, _RDTYPES.keys())
+
+    async def _list_names(
+        self, names: Sequence[str], types: frozenset[RecordType]
+    ) -> dict[str, list[Record]]:
+        """Name by name, as :meth:`records` reads one name (each name retried on its own),
+        but only the wanted types: one query per name and type.
+
+        Raises:
+            ProviderError: a name could not be read (after retries).
+        """
+        out: dict[str, list[Record]] = {}
+        for name in names:
+            out[name] = await self._retrying(
+                functools.partial(self._query_types, name, types), f"{self.name}: list {name}"
+            )
+        return out
+
+    async def _query_types(self, name: str, types: Collection[RecordType]) -> list[Record]:
+        """The records of ``types`` at ``name``: one query per type; [] outside the zone.
+
+        Raises:
+            ProviderError: see :meth:`_current`.
+        """
         absolute = self._absolute(name)
         if absolute is None:
             return []
         records: list[Record] = []
         for rtype, rdtype in _RDTYPES.items():
+            if rtype not in types:
+                continue
             current = await self._current(absolute, rdtype)
             if current.rrset is None:
                 continue

@@ -24,6 +24,16 @@ Two agents writing one set at the same moment can overwrite each other's
 UPSERT (Route 53 has no conditional write); the reconciler re-reads on every
 pass and the periodic resync repairs such a lost update.
 
+Reading many names (:meth:`~goavail.dns.providers.base.Provider.records_for`,
+what the reconciler does at every pass) lists each hosted zone once
+(``ListResourceRecordSets`` from the zone's start, ``page_size`` sets per page,
+following ``NextRecordName``/``NextRecordType``/``NextRecordIdentifier``): a pass
+costs ``ceil(record sets in the zone / 300)`` requests per zone, whatever the
+number of names, instead of one per name. Route 53 cannot filter a zone
+listing by type, so every set counts, and a zone with far more sets than
+goavail has names in it is read name by name instead (see
+:meth:`Route53Provider._read_zone`).
+
 Credentials and endpoint come from boto3's standard chain: ``AWS_ACCESS_KEY_ID``
 / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``, ``AWS_PROFILE`` and the shared
 files, web identity, container and instance roles; ``AWS_ENDPOINT_URL_ROUTE_53``
@@ -47,9 +57,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -140,7 +151,7 @@ def _describe_set(rrset: ResourceRecordSetOutputTypeDef) -> str:
 
 
 class Route53Provider(Provider):
-    """A and AAAA record sets of one Route 53 hosted zone.
+    """A and AAAA record sets of one Route 53 hosted zone (or several, with ``zones``).
 
     Args:
         dry_run, audit: see :class:`~goavail.dns.providers.base.Provider`.
@@ -154,6 +165,11 @@ class Route53Provider(Provider):
         request_timeout: seconds allowed to connect and to read each response.
         page_size: record sets asked for per ``ListResourceRecordSets`` page
             (1..300; Route 53's maximum and default is 300).
+        zones: further hosted zones whose names this provider also reads and
+            writes: zone name -> hosted zone ID (checked like ``zone_id``), or
+            None to look it up by name. A name belongs to the longest zone it is
+            in (:meth:`zone_of`); a name in none of them reads as no records, and
+            a write to it fails (permanent error).
 
     Raises:
         ValueError: ``ttl``, ``request_timeout`` or ``page_size`` out of range.
@@ -174,6 +190,7 @@ class Route53Provider(Provider):
         region: str | None = None,
         request_timeout: float = 10.0,
         page_size: int = 300,
+        zones: Mapping[str, str | None] | None = None,
     ) -> None:
         super().__init__(dry_run=dry_run, audit=audit)
         if not 0 <= ttl <= 2**31 - 1:
@@ -184,6 +201,12 @@ class Route53Provider(Provider):
             raise ValueError(f"page_size must be 1..300, got {page_size}")
         self.zone_name = normalize_name(zone_name)
         self.configured_zone_id = normalize_zone_id(zone_id) if zone_id else None
+        self.zones: dict[str, str | None] = {self.zone_name: self.configured_zone_id}
+        """Every hosted zone managed (``zone_name`` first) -> its configured ID or None."""
+        for other, other_id in (zones or {}).items():
+            self.zones.setdefault(
+                normalize_name(other), normalize_zone_id(other_id) if other_id else None
+            )
         self.ttl = ttl
         self.request_timeout = request_timeout
         self.page_size = page_size
@@ -199,7 +222,7 @@ class Route53Provider(Provider):
                 user_agent_extra=f"goavail/{__version__}",
             ),
         )
-        self._zone_id: str | None = None
+        self._zone_ids: dict[str, str] = {}
         self._zone_lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -219,54 +242,72 @@ class Route53Provider(Provider):
 
     # -- zone ---------------------------------------------------------------------------
 
-    async def zone_id(self) -> str:
-        """The hosted zone ID, checked (``aws_zoneid``) or looked up by name, then cached.
+    def zone_of(self, name: str) -> str | None:
+        """The zone of :attr:`zones` that ``name`` is in (the longest one), or None. Pure."""
+        wanted = normalize_name(name)
+        inside = [z for z in self.zones if wanted == z or wanted.endswith("." + z)]
+        return max(inside, key=len, default=None)
+
+    async def zone_id(self, zone: str | None = None) -> str:
+        """The hosted zone ID of ``zone`` (default ``zone_name``): checked (``aws_zoneid``)
+        or looked up by name, then cached.
 
         Raises:
             ProviderError: no such zone, the ID belongs to another zone, several
-                zones have the name (public and private), or the call failed.
+                zones have the name (public and private), ``zone`` is not one of
+                :attr:`zones`, or the call failed.
         """
-        if self._zone_id is not None:
-            return self._zone_id
+        zone = self.zone_name if zone is None else normalize_name(zone)
+        if zone in self._zone_ids:
+            return self._zone_ids[zone]
+        if zone not in self.zones:
+            raise ProviderError(
+                f"route53: {zone!r} is not a zone of this provider", transient=False
+            )
         async with self._zone_lock:
-            if self._zone_id is None:
-                self._zone_id = await self._find_zone()
-            return self._zone_id
+            if zone not in self._zone_ids:
+                self._zone_ids[zone] = await self._find_zone(zone, self.zones[zone])
+            return self._zone_ids[zone]
 
-    async def _find_zone(self) -> str:
-        if self.configured_zone_id is not None:
-            zone_id = self.configured_zone_id
+    async def _zone_id_of(self, name: str) -> str | None:
+        """The hosted zone ID of the zone ``name`` is in; None when it is in none."""
+        zone = self.zone_of(name)
+        return None if zone is None else await self.zone_id(zone)
+
+    async def _find_zone(self, zone: str, configured: str | None) -> str:
+        if configured is not None:
+            zone_id = configured
             got = await self._call(
                 f"get hosted zone {zone_id}", self._client.get_hosted_zone, Id=zone_id
             )
             actual = decode_name(got["HostedZone"]["Name"])
-            if actual != self.zone_name:
+            if actual != zone:
                 raise ProviderError(
                     f"route53: aws_zoneid {zone_id} is the hosted zone of {actual!r}, "
-                    f"not of aws_domain {self.zone_name!r}",
+                    f"not of aws_domain {zone!r}",
                     transient=False,
                 )
             return zone_id
         listed = await self._call(
-            f"look up zone {self.zone_name}",
+            f"look up zone {zone}",
             self._client.list_hosted_zones_by_name,
-            DNSName=self.zone_name + ".",
+            DNSName=zone + ".",
             MaxItems="100",
         )
         ids = [
             normalize_zone_id(z["Id"])
             for z in listed["HostedZones"]
-            if decode_name(z["Name"]) == self.zone_name
+            if decode_name(z["Name"]) == zone
         ]
         if not ids:
             raise ProviderError(
-                f"route53: no hosted zone named {self.zone_name!r} is visible with these "
+                f"route53: no hosted zone named {zone!r} is visible with these "
                 "credentials (set aws_zoneid, or check the credentials' account)",
                 transient=False,
             )
         if len(ids) > 1:
             raise ProviderError(
-                f"route53: {len(ids)} hosted zones are named {self.zone_name!r} "
+                f"route53: {len(ids)} hosted zones are named {zone!r} "
                 f"({', '.join(ids)}; public and private?): set aws_zoneid to the one to manage",
                 transient=False,
             )
@@ -276,46 +317,111 @@ class Route53Provider(Provider):
 
     async def record_sets(self, name: str) -> list[ResourceRecordSetOutputTypeDef]:
         """Every A and AAAA record set at exactly ``name``, alias sets included, as Route 53
-        returns them; follows ``ListResourceRecordSets`` pagination.
+        returns them; follows ``ListResourceRecordSets`` pagination. [] when ``name`` is
+        in none of :attr:`zones`.
 
         Raises:
             ProviderError: the sets could not be read.
         """
-        zone_id = await self.zone_id()
+        zone_id = await self._zone_id_of(name)
+        if zone_id is None:
+            return []
         wanted = normalize_name(name)
         found: list[ResourceRecordSetOutputTypeDef] = []
         # Route 53 lists in (name with labels reversed, type, set identifier) order, from
         # the first set at or after the start: all of `name`'s sets come in one run.
-        start: dict[str, str] = {"StartRecordName": wanted + ".", "StartRecordType": "A"}
-        while True:
-            page = await self._call(
-                f"list {wanted}",
-                self._client.list_resource_record_sets,
-                HostedZoneId=zone_id,
-                MaxItems=str(self.page_size),
-                **start,
-            )
-            for rrset in page["ResourceRecordSets"]:
+        start: dict[str, str] | None = {"StartRecordName": wanted + ".", "StartRecordType": "A"}
+        while start is not None:
+            sets, start = await self._page(zone_id, start, f"list {wanted}")
+            for rrset in sets:
                 if decode_name(rrset["Name"]) != wanted:
                     return found
                 if rrset["Type"] in _FAMILIES:
                     found.append(rrset)
-            if not page["IsTruncated"]:
-                return found
-            following = {
-                "StartRecordName": page["NextRecordName"],
-                "StartRecordType": page["NextRecordType"],
-            }
-            if page.get("NextRecordIdentifier"):
-                following["StartRecordIdentifier"] = page["NextRecordIdentifier"]
-            if following == start:
-                raise ProviderError(
-                    f"route53: list {wanted} failed: the endpoint {self.endpoint_url} "
-                    f"returned the page starting at {start} again (it ignores "
-                    "StartRecordIdentifier?); refusing to loop",
-                    transient=False,
+        return found
+
+    async def _page(
+        self, zone_id: str, start: dict[str, str], what: str
+    ) -> tuple[list[ResourceRecordSetOutputTypeDef], dict[str, str] | None]:
+        """One ``ListResourceRecordSets`` page from ``start`` (empty: the zone's start).
+
+        Returns:
+            (its record sets, the start of the next page or None after the last).
+
+        Raises:
+            ProviderError: the call failed, or the next page would start where this
+                one did (an endpoint ignoring ``StartRecordIdentifier``: permanent,
+                rather than a loop).
+        """
+        page = await self._call(
+            what,
+            self._client.list_resource_record_sets,
+            HostedZoneId=zone_id,
+            MaxItems=str(self.page_size),
+            **start,
+        )
+        sets = page["ResourceRecordSets"]
+        if not page["IsTruncated"]:
+            return sets, None
+        following = {
+            "StartRecordName": page["NextRecordName"],
+            "StartRecordType": page["NextRecordType"],
+        }
+        if page.get("NextRecordIdentifier"):
+            following["StartRecordIdentifier"] = page["NextRecordIdentifier"]
+        if following == start:
+            raise ProviderError(
+                f"route53: {what} failed: the endpoint {self.endpoint_url} "
+                f"returned the page starting at {start} again (it ignores "
+                "StartRecordIdentifier?); refusing to loop",
+                transient=False,
+            )
+        return sets, following
+
+    async def _read_zone(
+        self, zone: str, names: Collection[str]
+    ) -> dict[str, list[ResourceRecordSetOutputTypeDef]] | None:
+        """The A and AAAA sets at ``names`` (normalised) in ``zone``, from one listing of it.
+
+        Walks the zone's ``ListResourceRecordSets`` pages from its start; each page
+        (the zone lookup too) is retried on its own
+        (:meth:`~goavail.dns.providers.base.Provider._retrying`: backoff,
+        ``Retry-After``), so a fault in the middle costs that page again; a page
+        that still fails fails the read.
+
+        None when reading name by name is cheaper: for a single name, or when the
+        listing is still not over after as many pages as there are names (a large
+        zone with few of goavail's names in it: so a pass never costs more than
+        ``2 * len(names)`` requests for the zone).
+
+        Raises:
+            ProviderError: the zone or a page could not be read (after retries).
+        """
+        if len(names) <= 1:
+            return None
+        zone_id = await self._retrying(
+            functools.partial(self.zone_id, zone), f"{self.name}: look up zone {zone}"
+        )
+        found: dict[str, list[ResourceRecordSetOutputTypeDef]] = {name: [] for name in names}
+        start: dict[str, str] | None = {}
+        pages = 0
+        while start is not None:
+            if pages >= len(names):
+                log.debug(
+                    "route53: zone %s has more than %d pages; reading name by name", zone, pages
                 )
-            start = following
+                return None
+            pages += 1
+            what = f"list zone {zone} (page {pages})"
+            sets, start = await self._retrying(
+                functools.partial(self._page, zone_id, start, what), f"{self.name}: {what}"
+            )
+            for rrset in sets:
+                if rrset["Type"] in _FAMILIES:
+                    at = found.get(decode_name(rrset["Name"]))
+                    if at is not None:
+                        at.append(rrset)
+        return found
 
     async def _sets_of(self, record: Record) -> list[ResourceRecordSetOutputTypeDef]:
         return [s for s in await self.record_sets(record.name) if s["Type"] == record.type]
@@ -323,25 +429,40 @@ class Route53Provider(Provider):
     # -- Provider hooks -----------------------------------------------------------------------
 
     async def _list(self, name: str) -> list[Record]:
-        records: list[Record] = []
-        for rrset in await self.record_sets(name):
-            if "ResourceRecords" not in rrset:
-                continue  # alias or traffic-policy set: not goavail's
-            rtype: RecordType = "A" if rrset["Type"] == "A" else "AAAA"
-            for content in sorted(_values(rrset)):
-                records.append(
-                    Record(
-                        name=normalize_name(name),
-                        type=rtype,
-                        content=content,
-                        ttl=rrset.get("TTL"),
-                        id=rrset.get("SetIdentifier"),
-                    )
-                )
-        return records
+        return _records(normalize_name(name), await self.record_sets(name))
+
+    async def _list_names(
+        self, names: Sequence[str], types: frozenset[RecordType]
+    ) -> dict[str, list[Record]]:
+        """Each hosted zone listed once (:meth:`_read_zone`), its sets shared out to ``names``.
+
+        Names in none of :attr:`zones` get []; a zone that is cheaper to read name
+        by name is read so (one retried :meth:`_list` per name). ``types`` is not
+        used: a zone listing has every type.
+
+        Raises:
+            ProviderError: a zone or a name could not be read (after retries).
+        """
+        out: dict[str, list[Record]] = {name: [] for name in names}
+        by_zone: dict[str, dict[str, list[str]]] = {}  # zone -> normalised name -> names
+        for name in names:
+            zone = self.zone_of(name)
+            if zone is not None:
+                by_zone.setdefault(zone, {}).setdefault(normalize_name(name), []).append(name)
+        for zone, members in by_zone.items():
+            found = await self._read_zone(zone, members.keys())
+            for wanted, given in members.items():
+                for name in given:
+                    if found is not None:
+                        out[name] = _records(wanted, found[wanted])
+                    else:
+                        out[name] = await self._retrying(
+                            functools.partial(self._list, name), f"{self.name}: list {name}"
+                        )
+        return out
 
     async def _create(self, record: Record) -> None:
-        zone_id = await self.zone_id()
+        zone_id = await self._zone_id_for(record)
         sets = await self._sets_of(record)
         if any(record.content in _values(s) for s in sets):
             raise RecordExists(_describe(record))
@@ -359,7 +480,7 @@ class Route53Provider(Provider):
         await self._change(zone_id, [{"Action": "UPSERT", "ResourceRecordSet": new}], record)
 
     async def _delete(self, record: Record) -> None:
-        zone_id = await self.zone_id()
+        zone_id = await self._zone_id_for(record)
         changes: list[ChangeTypeDef] = []
         for rrset in await self._sets_of(record):
             if record.content not in _values(rrset):
@@ -380,6 +501,21 @@ class Route53Provider(Provider):
         await self._change(zone_id, changes, record)
 
     # -- internals ------------------------------------------------------------------------------
+
+    async def _zone_id_for(self, record: Record) -> str:
+        """The hosted zone ID ``record`` is written to.
+
+        Raises:
+            ProviderError: the name is in none of :attr:`zones` (permanent), or
+                the zone lookup failed.
+        """
+        zone_id = await self._zone_id_of(record.name)
+        if zone_id is None:
+            raise ProviderError(
+                f"route53: {record.name} is in none of the zones {', '.join(self.zones)}",
+                transient=False,
+            )
+        return zone_id
 
     def _target_set(
         self, sets: Sequence[ResourceRecordSetOutputTypeDef], record: Record
@@ -472,8 +608,8 @@ class Route53Provider(Provider):
         elif code in CREDENTIAL_CODES:
             detail += f"; check the AWS credentials and their Route 53 rights ({CREDENTIALS_HINT})"
         elif code == "NoSuchHostedZone":
-            detail += f"; check aws_zoneid / aws_domain ({self.zone_name})"
-            self._zone_id = None
+            detail += f"; check aws_zoneid / aws_domain ({', '.join(self.zones)})"
+            self._zone_ids.clear()
         retry_after = _retry_after(meta.get("HTTPHeaders", {}), self.clock.wall())
         if retry_after is not None:
             detail += f", asked to wait {retry_after:g} s"
@@ -497,6 +633,27 @@ def _retry_after(headers: Mapping[str, str], now: datetime) -> float | None:
     if millis.isascii() and millis.isdigit():
         waits.append(int(millis) / 1000.0)
     return max((w for w in waits if w is not None), default=None)
+
+
+def _records(name: str, sets: Sequence[ResourceRecordSetOutputTypeDef]) -> list[Record]:
+    """The :class:`Record` of each address of the A/AAAA ``sets`` at ``name`` (normalised);
+    alias and traffic-policy sets (no ``ResourceRecords``) are not goavail's. Pure."""
+    records: list[Record] = []
+    for rrset in sets:
+        if "ResourceRecords" not in rrset:
+            continue
+        rtype: RecordType = "A" if rrset["Type"] == "A" else "AAAA"
+        for content in sorted(_values(rrset)):
+            records.append(
+                Record(
+                    name=name,
+                    type=rtype,
+                    content=content,
+                    ttl=rrset.get("TTL"),
+                    id=rrset.get("SetIdentifier"),
+                )
+            )
+    return records
 
 
 def _canonical_or_none(value: str) -> str | None:

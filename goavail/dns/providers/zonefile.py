@@ -7,8 +7,10 @@ a command that tells the name server to reload it (``knotc zone-reload ...``,
 
 How the file is treated:
 
-* **The file is the source of truth.** Every read parses it again, so an
-  operator may edit it while goavail runs. Only the A and AAAA rdata that
+* **The file is the source of truth.** Every read parses it again when it
+  changed on disk, so an operator may edit it while goavail runs; a pass of
+  the reconciler reads it once for all its names
+  (:meth:`~goavail.dns.providers.base.Provider.records_for`). Only the A and AAAA rdata that
   goavail is asked to create or delete change; every other record (SOA fields
   other than the serial, NS, MX, TXT, CNAME, other names, other addresses of
   the same name) is kept. The file is parsed and written with dnspython, so its
@@ -50,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -203,6 +206,19 @@ class ZonefileProvider(Provider):
         """
         return await asyncio.to_thread(self._list_sync, name)
 
+    async def _list_names(
+        self, names: Sequence[str], types: frozenset[RecordType]
+    ) -> dict[str, list[Record]]:
+        """The records of every name from one read of the file (retried as one read).
+
+        Raises:
+            ProviderError: see :meth:`_list`.
+        """
+        return await self._retrying(
+            functools.partial(asyncio.to_thread, self._list_names_sync, names),
+            f"{self.name}: read {self.path}",
+        )
+
     async def _create(self, record: Record) -> None:
         """Add ``record``'s address to its RRset, bump the serial, write, reload.
 
@@ -241,11 +257,19 @@ class ZonefileProvider(Provider):
         return absolute.relativize(self.origin)
 
     def _list_sync(self, name: str) -> list[Record]:
-        relative = self._relative(name)
-        if relative is None:
+        if self._relative(name) is None:
             return []
-        loaded = self._read_cached()
-        if loaded is None:
+        return self._records_at(name, self._read_cached())
+
+    def _list_names_sync(self, names: Sequence[str]) -> dict[str, list[Record]]:
+        inside = any(self._relative(n) is not None for n in names)
+        loaded = self._read_cached() if inside else None
+        return {name: self._records_at(name, loaded) for name in names}
+
+    def _records_at(self, name: str, loaded: _Loaded | None) -> list[Record]:
+        """The A/AAAA records at ``name`` in ``loaded`` ([] outside the origin or with no file)."""
+        relative = self._relative(name)
+        if relative is None or loaded is None:
             return []
         records: list[Record] = []
         for rtype, rdtype in _RDTYPES.items():
