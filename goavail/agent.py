@@ -18,7 +18,7 @@ import socket
 import time
 from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,6 +49,8 @@ from goavail.logs import REDACTOR
 from goavail.notify import Notifier
 from goavail.overrides import Overrides, load_overrides
 from goavail.stats import RTT_BUCKETS, ProbeStats
+from goavail.web.ports import HealthView, OverrideOutcome
+from goavail.web.snapshot import ClusterView, ReloadOutcome, Snapshot
 
 if TYPE_CHECKING:
     from goavail.cluster.serf_agent import NameConflict
@@ -244,16 +246,6 @@ class TargetStatus:
     since: float = field(default_factory=time.time)
 
 
-@dataclass(frozen=True, slots=True)
-class ReloadOutcome:
-    """The last SIGHUP reload: wall time, result ("applied", "rejected" or "failed") and the
-    problems or error text."""
-
-    time: float
-    result: str
-    problems: tuple[str, ...] = ()
-
-
 class Agent:
     """One goavail agent.
 
@@ -341,7 +333,7 @@ class Agent:
         if config.server.enabled:
             from goavail.web.server import WebServer
 
-            self.web = WebServer(self)
+            self.web = WebServer(config.server, self)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
@@ -524,6 +516,120 @@ class Agent:
         planned = self.reconciler.planned_since(change)
         since = max(since, now if planned is None else planned)
         return rank * members.writer_grace - (now - since)
+
+    # -- the HTTP side's ports (goavail.web.ports) ---------------------------------
+
+    def snapshot(self, *, admin_api: bool = False) -> Snapshot:
+        """Copy the agent's state (call on the agent's event loop; no I/O).
+
+        Args:
+            admin_api: whether write endpoints are enabled (a token is set).
+        """
+        stage = self.decision
+        reconciler = self.reconciler
+        stats = self.probe_stats
+        cluster = self.cluster
+        view = None
+        if cluster is not None:
+            view = ClusterView(
+                event=cluster.event,
+                connected=cluster.connected,
+                live=frozenset(cluster.live),
+                member_status=dict(cluster.member_status),
+                counters=dict(cluster.counters),
+                plaintext=cluster.codec_is_plaintext,
+                name_conflict=None
+                if cluster.name_conflict is None
+                else (cluster.name_conflict.other or "?"),
+                name_conflicts=cluster.name_conflicts,
+            )
+        return Snapshot(
+            wall=time.time(),
+            monotonic=time.monotonic(),
+            node=self.node,
+            version=__version__,
+            started_at=self.started_at,
+            config=self.config,
+            config_path=str(self.options.config_path),
+            provider=self.options.provider,
+            probe_kind=self.probe.kind,
+            dry_run=self.options.dry_run,
+            names=tuple(self.section.names()),
+            raw_targets=[
+                (address, status.health, status.last, status.since)
+                for address, status in self.targets.items()
+            ],
+            local=dict(stage.local),
+            decisions=dict(stage.decisions),
+            effective=dict(stage.effective),
+            peers={node: dict(votes) for node, votes in stage.peers.items()},
+            min_peers_agree=stage.min_peers_agree,
+            overrides=dict(self.overrides.entries),
+            peer_overrides={node: dict(held) for node, held in stage.peer_overrides.items()},
+            pending=reconciler.pending,
+            fail_open=reconciler.fail_open,
+            current=dict(reconciler.current),
+            read_at=reconciler.read_at,
+            converged=reconciler.converged,
+            retries=reconciler.retries,
+            passes=reconciler.passes,
+            failed_passes=reconciler.failed_passes,
+            unexpected_errors=reconciler.unexpected_errors,
+            last_error=reconciler.last_error,
+            audit=tuple(self.audit.recent),
+            dns_counts=dict(self.audit.counts),
+            rtt_counts=tuple(stats.rtt_counts),
+            rtt_sum=stats.rtt_sum,
+            failed=stats.failed,
+            transitions=dict(stats.transitions),
+            reloads=dict(self.reloads),
+            last_reload=self.last_reload,
+            cluster=view,
+            admin_api=admin_api,
+            cert_days=self.checks.cert_days_left(),
+            checks=self.checks.copy_state(),
+            hook_stats=asdict(self.hooks.stats),
+            notify_stats={name: asdict(stats) for name, stats in self.notifier.stats.items()},
+            heartbeat=(
+                (self.heartbeat.ok, self.heartbeat.failed)
+                if self.config.heartbeat is not None
+                else None
+            ),
+        )
+
+    def health_view(self) -> HealthView:
+        """The references ``/_health`` reads (no I/O, no copy)."""
+        return HealthView(
+            config_path=str(self.options.config_path),
+            last_reload=self.last_reload,
+            interval=self.config.interval,
+            targets=len(self.targets),
+            results=self.probe_stats.results,
+            cluster=self.cluster,
+            min_peers_agree=self.decision.min_peers_agree,
+            reconciler=self.reconciler,
+            provider=self.provider,
+            provider_name=self.options.provider,
+            first_name=self.section.names()[0],
+        )
+
+    def has_target(self, address: str) -> bool:
+        """Whether ``address`` is a configured target."""
+        return address in self.targets
+
+    def set_override(self, target: str, mode: Override, reason: str) -> OverrideOutcome:
+        """Set this agent's override of ``target`` from the API (see :class:`OverridePort`).
+
+        Raises:
+            OSError: the overrides file cannot be written (nothing changed then).
+        """
+        entry = self.overrides.set(target, mode, reason, source="api")
+        return OverrideOutcome(
+            entry=entry,
+            in_force=self.decision.override_of(target),
+            effective=self.decision.effective.get(target, State.UNKNOWN),
+            persisted=self.overrides.path is not None,
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 

@@ -289,14 +289,14 @@ async def test_a_node_name_conflict_is_a_metric_an_unhealthy_serf_and_a_notifica
     metrics = AgentMetrics(agent)
     assert value(metrics, "goavail_cluster_name_conflict") == 0.0
     assert value(metrics, "goavail_cluster_name_conflicts_total") == 0.0
-    assert serf_check(agent) is not None and serf_check(agent).healthy  # type: ignore[union-attr]
+    assert serf_check(agent.health_view()) is not None and serf_check(agent.health_view()).healthy  # type: ignore[union-attr]
     serf._scan_for_conflict(
         "[ERR] serf: Node name conflicts with another node at 192.0.2.2:7946. Names must be unique!"
     )
     serf._scan_for_conflict("[WARN] serf: minority in name conflict resolution, quitting [0 / 0]")
     assert value(metrics, "goavail_cluster_name_conflict") == 1.0
     assert value(metrics, "goavail_cluster_name_conflicts_total") == 1.0
-    check = serf_check(agent)
+    check = serf_check(agent.health_view())
     assert check is not None and not check.healthy
     assert check.error is not None
     assert "node name 'same' is also used by the Serf member at 192.0.2.2:7946" in check.error

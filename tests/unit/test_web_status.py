@@ -14,7 +14,6 @@ from goavail.decision import Override
 from goavail.logs import REDACTOR
 from goavail.web import page
 from goavail.web.selfcheck import ROUNDS, ProbeCheck, RoundWatch, philae
-from goavail.web.snapshot import take_snapshot
 from goavail.web.status import status_document
 from tests import syncfake
 from tests.syncfake import Peers, deliver, notice_event
@@ -105,7 +104,7 @@ async def test_cluster_view_with_votes_and_quorum(tmp_path: Path) -> None:
         await deliver(cluster, notice_event(notice, KEY.encode(), cluster.event))
     agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
     agent.on_result(B, ProbeResult(ok=False, error="timeout"))  # only we see B down
-    doc = status_document(take_snapshot(agent))
+    doc = status_document(agent.snapshot())
     targets = {t["address"]: t for t in doc["targets"]}
     assert targets[A]["votes"] == {"b": "up"} and targets[A]["quorum_met"] is True
     assert targets[A]["effective"] == "up"
@@ -148,7 +147,7 @@ async def test_with_checks_a_target_shows_the_deciding_checks_error_and_run(
         web.on_result(A, refused)  # web DOWN after 3, a 4th failure since
     web.on_result(B, refused)  # B still up: 1 failure of 3
     ping.on_result(C, ProbeResult(ok=False, error="timeout"))  # C unknown, ping 1 of 2
-    doc = status_document(take_snapshot(agent))
+    doc = status_document(agent.snapshot())
     targets = {t["address"]: t for t in doc["targets"]}
 
     down = targets[A]
@@ -201,7 +200,7 @@ async def test_two_down_checks_the_longer_run_decides(tmp_path: Path) -> None:
         web.on_result(A, ProbeResult(ok=False, error="refused"))
     for _ in range(5):
         ping.on_result(A, ProbeResult(ok=False, error="timeout"))
-    target = status_document(take_snapshot(agent))["targets"][0]
+    target = status_document(agent.snapshot())["targets"][0]
     assert (target["state"], target["check"], target["failures"], target["last_error"]) == (
         "down",
         "ping",
@@ -213,7 +212,7 @@ async def test_two_down_checks_the_longer_run_decides(tmp_path: Path) -> None:
 def test_without_checks_the_single_probe_shows(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     agent.on_result(A, ProbeResult(ok=False, error="timeout"))
-    target = status_document(take_snapshot(agent))["targets"][0]
+    target = status_document(agent.snapshot())["targets"][0]
     assert (target["state"], target["failures"], target["last_error"]) == ("down", 1, "timeout")
     assert (target["check"], target["checks"]) == (None, [])
 
@@ -221,7 +220,7 @@ def test_without_checks_the_single_probe_shows(tmp_path: Path) -> None:
 def test_dry_run_fail_open_and_pending(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     agent.options = Options(agent.options.config_path, True, "tcp", "zonefile")
-    doc = status_document(take_snapshot(agent))
+    doc = status_document(agent.snapshot())
     assert doc["warnings"][0]["kind"] == "dry-run"
     assert doc["summary"]["unknown"] == 3
     html = page.render_page(doc)
@@ -237,7 +236,7 @@ def test_page_lists_problems_first_and_caps_healthy_rows(
         agent.on_result(address, ProbeResult(ok=address != "192.0.2.5", rtt=0.001))
     agent.overrides.set("192.0.2.6", Override.UP)
     monkeypatch.setattr(page, "MAX_UP_ROWS", 3)
-    rows, hidden = page.page_targets(status_document(take_snapshot(agent)))
+    rows, hidden = page.page_targets(status_document(agent.snapshot()))
     assert [r["address"] for r in rows] == [
         "192.0.2.5",
         "192.0.2.6",
@@ -252,7 +251,7 @@ def test_audit_records_are_redacted_and_escaped(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     REDACTOR.add(["another-s3cret-value"])
     agent.overrides.set(A, Override.DOWN, "<i>why</i> another-s3cret-value")
-    doc = status_document(take_snapshot(agent))
+    doc = status_document(agent.snapshot())
     assert doc["audit"][0]["reason"] == "<i>why</i> ***"
     html = page.render_page(doc)
     assert "&lt;i&gt;why&lt;/i&gt; ***" in html and "another-s3cret" not in html
