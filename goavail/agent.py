@@ -42,10 +42,11 @@ from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
+from goavail.dns.registry import build_provider as build_from_registry
+from goavail.errors import SetupError
 from goavail.health import Health, State, observe
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner, hooks_dir_problem
-from goavail.logs import REDACTOR
 from goavail.notify import Notifier
 from goavail.overrides import Overrides, load_overrides
 from goavail.stats import RTT_BUCKETS, ProbeStats
@@ -60,16 +61,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("goavail.agent")
 
 ProbeType = Literal["ip", "tcp"]
-ProviderName = Literal["cloudflare", "zonefile", "route53", "rfc2136"]
-SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile", "route53", "rfc2136")
 STOP_GRACE = 4.0
 """Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
 NOTIFY_FLUSH = 2.0
 """Seconds queued notifications (the "stopping" one included) may take to go out at stop."""
-
-
-class SetupError(Exception):
-    """The agent cannot start; the message says why and how to fix it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +75,13 @@ class Options:
         config_path: the TOML file (re-read on SIGHUP).
         dry_run: when True no DNS write is made (audit records only).
         probe_type: "ip" (ICMP echo) or "tcp" (connect to ``port``).
-        provider: DNS provider name.
+        provider: DNS provider name (a :data:`goavail.dns.registry.REGISTRY` key).
     """
 
     config_path: Path
     dry_run: bool = True
     probe_type: ProbeType = "ip"
-    provider: ProviderName = "cloudflare"
+    provider: str = "cloudflare"
 
 
 def load_checked(options: Options) -> Config:
@@ -125,106 +120,15 @@ def build_probe(config: Config, options: Options) -> Probe:
 
 
 def build_provider(config: Config, options: Options, audit: AuditLog) -> Provider:
-    """The DNS provider chosen by ``--dns-provider``.
+    """The DNS provider chosen by ``--dns-provider`` (see :mod:`goavail.dns.registry`).
 
     Raises:
+        ConfigError: its section is missing.
         SetupError: the provider cannot be set up (credentials missing, AWS
             configuration unusable, ...).
     """
-    config.section_for(options.provider)  # raises ConfigError when the section is missing
-    if options.provider == "route53":
-        return _build_route53(config, options, audit)
-    if options.provider == "rfc2136":
-        return _build_rfc2136(config, options, audit)
-    if options.provider == "zonefile":
-        from goavail.dns.providers.zonefile import ZonefileProvider
-
-        zf = config.zonefile
-        if zf is None:  # pragma: no cover - section_for checked it
-            raise SetupError("[Zonefile] section missing")
-        return ZonefileProvider(
-            dry_run=options.dry_run,
-            audit=audit,
-            path=zf.path,
-            origin=zf.origin,
-            ttl=zf.ttl,
-            reload_command=zf.reload_command,
-        )
-    from goavail.dns.providers.cloudflare import (
-        CloudflareProvider,
-        MissingCredentials,
-        credentials_from_env,
-    )
-
-    cf = config.cloudflare
-    if cf is None:  # pragma: no cover - section_for checked it
-        raise SetupError("[Cloudflare] section missing")
-    try:
-        credentials = credentials_from_env(os.environ)
-    except MissingCredentials as exc:
-        raise SetupError(str(exc)) from None
-    REDACTOR.add(credentials.secrets())
-    return CloudflareProvider(
-        dry_run=options.dry_run,
-        audit=audit,
-        zone_name=cf.dns_domain,
-        proxied=cf.dns_proxied,
-        ttl=cf.ttl,
-        credentials=credentials,
-    )
-
-
-def _build_route53(config: Config, options: Options, audit: AuditLog) -> Provider:
-    """The Route 53 provider; credentials and endpoint come from boto3's standard chain."""
-    import botocore.exceptions
-
-    from goavail.dns.providers.route53 import Route53Provider
-
-    r53 = config.route53
-    if r53 is None:  # pragma: no cover - section_for checked it
-        raise SetupError("[Route53] section missing")
-    REDACTOR.add(os.environ.get(v) for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
-    try:
-        return Route53Provider(
-            dry_run=options.dry_run,
-            audit=audit,
-            zone_name=r53.aws_domain,
-            zone_id=r53.aws_zoneid,
-            ttl=r53.ttl,
-            region=r53.aws_region,
-        )
-    except botocore.exceptions.BotoCoreError as exc:
-        raise SetupError(f"route53: the AWS configuration is unusable: {exc}") from None
-
-
-def _build_rfc2136(config: Config, options: Options, audit: AuditLog) -> Provider:
-    """The RFC 2136 provider; the TSIG secret comes from ``GOAVAIL_TSIG_SECRET``."""
-    from goavail.dns.providers.rfc2136 import MissingTsigSecret, Rfc2136Provider, tsig_from_env
-
-    section = config.rfc2136
-    if section is None:  # pragma: no cover - section_for checked it
-        raise SetupError("[RFC2136] section missing")
-    try:
-        tsig = tsig_from_env(os.environ, section.tsig_key_name, section.tsig_algorithm)
-    except MissingTsigSecret as exc:
-        raise SetupError(str(exc)) from None
-    if tsig is None:
-        log.warning(
-            "[RFC2136] has no tsig_key_name: updates to %s are not signed, so anyone who can "
-            "reach the server from an allowed address can change the zone",
-            section.zone,
-        )
-    else:
-        REDACTOR.add([tsig.secret])
-    return Rfc2136Provider(
-        dry_run=options.dry_run,
-        audit=audit,
-        server=section.server,
-        port=section.port,
-        zone=section.zone,
-        ttl=section.ttl,
-        tsig=tsig,
-    )
+    section = config.section_for(options.provider)
+    return build_from_registry(options.provider, section, dry_run=options.dry_run, audit=audit)
 
 
 def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:

@@ -31,10 +31,8 @@ from typer.core import TyperCommand
 
 from goavail import __version__
 from goavail.agent import (
-    SUPPORTED_PROVIDERS,
     Agent,
     Options,
-    SetupError,
     build_probe,
     build_provider,
     check_loaded,
@@ -44,6 +42,7 @@ from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
 from goavail.config import (
+    DEFAULT_PROVIDER,
     PROVIDERS,
     Config,
     ConfigError,
@@ -56,6 +55,8 @@ from goavail.dns.audit import AuditLog
 from goavail.dns.model import Plan, Record
 from goavail.dns.plan import plan as make_plan
 from goavail.dns.providers.base import ProviderError
+from goavail.dns.registry import REGISTRY
+from goavail.errors import SetupError
 from goavail.health import Health, observe
 from goavail.logs import setup_logging
 from goavail.overrides import load_overrides
@@ -76,13 +77,6 @@ class ProbeKind(enum.StrEnum):
     tcp = "tcp"
 
 
-class ProviderKind(enum.StrEnum):
-    cloudflare = "cloudflare"
-    zonefile = "zonefile"
-    route53 = "route53"
-    rfc2136 = "rfc2136"
-
-
 class LogFormat(enum.StrEnum):
     text = "text"
     json = "json"
@@ -96,13 +90,15 @@ ProbeOpt = Annotated[
     ProbeKind,
     typer.Option("--type", "-t", help="Probe type: ip (ICMP echo) or tcp (connect to `port`)."),
 ]
+ProviderKind = enum.StrEnum("ProviderKind", [(name, name) for name in REGISTRY])  # type: ignore[misc]
+"""``--dns-provider``'s choices: the registry's names, in its order."""
 ProviderOpt = Annotated[
     ProviderKind | None,
     typer.Option(
         "--dns-provider",
         "-p",
-        help="DNS provider: cloudflare, route53, rfc2136 or zonefile. Default: the provider "
-        "of the file's only provider section, else cloudflare (as the Go original).",
+        help=f"DNS provider: {', '.join(REGISTRY)}. Default: the provider "
+        f"of the file's only provider section, else {DEFAULT_PROVIDER} (as the Go original).",
         show_default=False,
     ),
 ]
@@ -138,16 +134,8 @@ def _load(
         config = load_config(config_file)
     except ConfigError as exc:
         raise _fail(str(exc), invalid) from None
-    provider = ProviderKind(
-        choose_provider(config, None if dns_provider is None else dns_provider.value)
-    )
-    if provider not in SUPPORTED_PROVIDERS:
-        raise _fail(
-            f"--dns-provider {provider} is not supported yet "
-            f"(supported: {', '.join(SUPPORTED_PROVIDERS)})",
-            invalid,
-        )
-    options = Options(config_file, dry_run, probe_type.value, provider.value)
+    provider = choose_provider(config, None if dns_provider is None else dns_provider.value)
+    options = Options(config_file, dry_run, probe_type.value, provider)
     try:
         check_loaded(config, options)
     except ConfigError as exc:
@@ -232,8 +220,8 @@ def _provider_origin(config: Config, dns_provider: ProviderKind | None) -> str:
         return ""
     present = provider_sections(config)
     if len(present) == 1:
-        return f" (from [{PROVIDERS[present[0]][1]}], the file's only provider section)"
-    sections = ", ".join(f"[{PROVIDERS[name][1]}]" for name in present)
+        return f" (from [{PROVIDERS[present[0]][0]}], the file's only provider section)"
+    sections = ", ".join(f"[{PROVIDERS[name][0]}]" for name in present)
     return f" (the default; the file has {sections}: choose with --dns-provider)"
 
 

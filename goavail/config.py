@@ -48,7 +48,7 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -1264,14 +1264,6 @@ class CheckSection(BaseModel):
 
 # --------------------------------------------------------------------------- top level
 
-PROVIDERS: dict[str, tuple[str, str]] = {
-    "cloudflare": ("cloudflare", "Cloudflare"),
-    "rfc2136": ("rfc2136", "RFC2136"),
-    "route53": ("route53", "Route53"),
-    "zonefile": ("zonefile", "Zonefile"),
-}
-"""DNS provider name -> (Config attribute, TOML section name)."""
-
 DEFAULT_PROVIDER = "cloudflare"
 """The provider used when neither ``--dns-provider`` nor the file settles it: the Go
 original's ``--dns-provider`` default (kingpin ``Default("cloudflare")`` in its
@@ -1547,10 +1539,22 @@ class Config(BaseModel):
         problem = _section_problem(self, provider)
         if problem is not None:
             raise ConfigError([problem], self._source)
-        attribute, _ = PROVIDERS[provider]
-        section = getattr(self, attribute)
+        section = getattr(self, provider)
         assert isinstance(section, DnsSection)
         return section
+
+
+PROVIDERS: dict[str, tuple[str, type[DnsSection]]] = dict(
+    sorted(
+        (name, (field.alias or name, model))
+        for name, field in Config.model_fields.items()
+        for model in get_args(field.annotation)
+        if isinstance(model, type) and issubclass(model, DnsSection)
+    )
+)
+"""DNS provider name (the ``Config`` attribute) -> (TOML section, section model), read
+from :class:`Config`'s own fields, in name order; the providers themselves are built by
+:mod:`goavail.dns.registry`, which checks that it names the same ones."""
 
 
 def provider_sections(config: Config) -> list[str]:
@@ -1558,9 +1562,7 @@ def provider_sections(config: Config) -> list[str]:
 
     In :data:`PROVIDERS` order (alphabetical); empty when the file has none.
     """
-    return [
-        name for name, (attribute, _) in PROVIDERS.items() if getattr(config, attribute) is not None
-    ]
+    return [name for name in PROVIDERS if getattr(config, name) is not None]
 
 
 def choose_provider(config: Config, requested: str | None) -> str:
@@ -1586,15 +1588,15 @@ def _section_problem(config: Config, provider: str) -> str | None:
     if provider not in PROVIDERS:
         names = ", ".join(sorted(PROVIDERS))
         return f"unknown DNS provider {provider!r} (expected one of: {names})"
-    attribute, toml_name = PROVIDERS[provider]
-    if getattr(config, attribute) is not None:
+    toml_name, _ = PROVIDERS[provider]
+    if getattr(config, provider) is not None:
         return None
     problem = f"{toml_name}: section missing (required by --dns-provider {provider})"
     present = provider_sections(config)
     if not present:
-        every = ", ".join(f"[{toml}]" for _, toml in PROVIDERS.values())
+        every = ", ".join(f"[{toml}]" for toml, _ in PROVIDERS.values())
         return f"{problem}; the file has no provider section (one of {every})"
-    sections = ", ".join(f"[{PROVIDERS[name][1]}]" for name in present)
+    sections = ", ".join(f"[{PROVIDERS[name][0]}]" for name in present)
     options = " or ".join(f"--dns-provider {name}" for name in present)
     return f"{problem}; the file has {sections}: use {options}"
 
