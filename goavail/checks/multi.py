@@ -27,7 +27,7 @@ from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
-from goavail.config import CheckSection
+from goavail.config.checks import CheckSection
 from goavail.health import Health, State, Transition, observe, worst_of
 
 if TYPE_CHECKING:

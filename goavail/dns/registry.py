@@ -27,10 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
-from goavail.config import (
-    PROVIDERS as CONFIG_SECTIONS,
-)
-from goavail.config import (
+from goavail.config.model import PROVIDERS as CONFIG_SECTIONS
+from goavail.config.providers import (
     CloudflareSection,
     DnsSection,
     RFC2136Section,

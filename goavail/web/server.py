@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 
-from goavail.config import ServerSection
+from goavail.config.web import ServerSection
 from goavail.decision import Override
 from goavail.logs import REDACTOR
 from goavail.overrides import check_reason, check_target, parse_mode
