@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from goavail.errors import GoavailError
 
-class ConfigError(Exception):
+
+class ConfigError(GoavailError):
     """The configuration cannot be used.
 
     Attributes:
