@@ -1,9 +1,18 @@
-"""The agent: wires probes -> health -> decision -> reconciler -> provider and runs them.
+"""The agent runtime: runs the parts :mod:`goavail.compose` built, and swaps them on reload.
 
-Lifecycle (after uvicorn's ``server.py``): start (open sockets, build the
-provider) -> run (one asyncio event loop, a TaskGroup holding the probe
-scheduler and the reconciler) -> on SIGHUP reload -> on SIGTERM/SIGINT stop
-within a bounded grace period, restore the signal handlers, flush the audit log.
+Data flows probes -> health -> decision -> reconciler -> provider. The agent holds
+the per-target state, folds probe results into health (the hot path), hands verdicts
+to the decision stage and, in cluster mode, to the cluster; it decides when this
+agent writes a change itself (:meth:`Agent.hold`), fans events out to the notifier
+and the hooks, and serves the HTTP side its ports (:mod:`goavail.web.ports`). It
+builds nothing: :func:`goavail.compose.compose` makes it, and on SIGHUP its
+:class:`Assembler` port builds the complete new set of parts before anything is
+switched (a transactional reload).
+
+Lifecycle (after uvicorn's ``server.py``): start (open sockets) -> run (one asyncio
+event loop, a TaskGroup holding the probe scheduler and the reconciler) -> on SIGHUP
+reload -> on SIGTERM/SIGINT stop within a bounded grace period, restore the signal
+handlers, flush the audit log.
 """
 
 from __future__ import annotations
@@ -14,41 +23,31 @@ import logging
 import math
 import os
 import signal
-import socket
 import time
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from goavail import __version__
 from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
-from goavail.checks.icmp import IcmpProbe
-from goavail.checks.multi import CheckSet, Prepared, check_problems, describe_check
+from goavail.checks.multi import CheckSet, Prepared, describe_check
 from goavail.checks.scheduler import ProbeScheduler
-from goavail.checks.tcp import TcpProbe
-from goavail.config import (
-    Config,
-    ConfigError,
-    DnsSection,
-    Members,
-    check_runtime,
-    cluster_mode,
-    load_config,
-)
+from goavail.config import Config, ConfigError, DnsSection
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
-from goavail.dns.registry import build_provider as build_from_registry
+from goavail.dns.registry import record_attributes
 from goavail.errors import SetupError
 from goavail.health import Health, State, observe
 from goavail.heartbeat import Heartbeat
-from goavail.hooks import HookRunner, hooks_dir_problem
+from goavail.hooks import HookRunner
 from goavail.notify import Notifier
-from goavail.overrides import Overrides, load_overrides
+from goavail.options import Options
+from goavail.overrides import OverrideEntry, Overrides
 from goavail.stats import RTT_BUCKETS, ProbeStats
 from goavail.web.ports import HealthView, OverrideOutcome
 from goavail.web.snapshot import ClusterView, ReloadOutcome, Snapshot
@@ -60,81 +59,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("goavail.agent")
 
-ProbeType = Literal["ip", "tcp"]
 STOP_GRACE = 4.0
 """Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
 NOTIFY_FLUSH = 2.0
 """Seconds queued notifications (the "stopping" one included) may take to go out at stop."""
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """Command-line choices that are not in the config file.
-
-    Attributes:
-        config_path: the TOML file (re-read on SIGHUP).
-        dry_run: when True no DNS write is made (audit records only).
-        probe_type: "ip" (ICMP echo) or "tcp" (connect to ``port``).
-        provider: DNS provider name (a :data:`goavail.dns.registry.REGISTRY` key).
-    """
-
-    config_path: Path
-    dry_run: bool = True
-    probe_type: ProbeType = "ip"
-    provider: str = "cloudflare"
-
-
-def load_checked(options: Options) -> Config:
-    """Load the config file and check it against the command-line options.
-
-    Raises:
-        ConfigError: listing every problem found.
-    """
-    config = load_config(options.config_path)
-    check_loaded(config, options)
-    return config
-
-
-def check_loaded(config: Config, options: Options) -> None:
-    """Check a loaded config against the command-line options (provider, probe type).
-
-    Raises:
-        ConfigError: listing every problem found.
-    """
-    problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
-    problems += check_problems(config.checks)
-    hooks_problem = hooks_dir_problem(config.hooks_dir)
-    if hooks_problem is not None:
-        problems.append(hooks_problem)
-    if problems:
-        raise ConfigError(problems, options.config_path)
-
-
-def build_probe(config: Config, options: Options) -> Probe:
-    """The probe engine chosen by ``--type``, with the config's timeout (seconds)."""
-    if options.probe_type == "tcp":
-        if config.port is None:  # pragma: no cover - check_runtime checked it
-            raise SetupError("port: required by --type tcp")
-        return TcpProbe(config.port, timeout=config.timeout)
-    return IcmpProbe(timeout=config.timeout)
-
-
-def build_provider(config: Config, options: Options, audit: AuditLog) -> Provider:
-    """The DNS provider chosen by ``--dns-provider`` (see :mod:`goavail.dns.registry`).
-
-    Raises:
-        ConfigError: its section is missing.
-        SetupError: the provider cannot be set up (credentials missing, AWS
-            configuration unusable, ...).
-    """
-    section = config.section_for(options.provider)
-    return build_from_registry(options.provider, section, dry_run=options.dry_run, audit=audit)
-
-
-def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:
-    """(ttl, proxied) given to records the provider creates."""
-    proxied = getattr(section, "dns_proxied", None)
-    return section.ttl, proxied
 
 
 @dataclass(slots=True)
@@ -150,14 +78,73 @@ class TargetStatus:
     since: float = field(default_factory=time.time)
 
 
+class Loaded(NamedTuple):
+    """A configuration read again on SIGHUP: the file and its overrides file's entries."""
+
+    config: Config
+    overrides: Mapping[str, OverrideEntry]
+
+
+@dataclass(slots=True)
+class Parts:
+    """The parts a reload may replace, all built from one configuration.
+
+    Attributes:
+        config: the validated configuration.
+        section: its DNS section for the provider in use.
+        audit: the audit log (a new one when ``audit_file`` changed).
+        provider: the DNS provider (a new one when its settings or the audit log changed).
+        probe: the ``--type`` engine (started when it runs, i.e. without ``[[checks]]``).
+        overrides: the overrides file's entries.
+        checks: a reload's prepared ``[[checks]]`` engines (None at start-up).
+    """
+
+    config: Config
+    section: DnsSection
+    audit: AuditLog
+    provider: Provider
+    probe: Probe
+    overrides: Mapping[str, OverrideEntry] = field(default_factory=dict)
+    checks: Prepared | None = None
+
+
+class Assembler(Protocol):
+    """The reload port (implemented by :class:`goavail.compose.Assembler`)."""
+
+    def load(self) -> Loaded:
+        """Read and check the configuration again.
+
+        Raises:
+            ConfigError: every problem found (the reload is rejected).
+        """
+        ...
+
+    async def build(self, loaded: Loaded, running: Parts, checks: CheckSet) -> Parts:
+        """The complete new set of parts; the running ones are reused when unchanged.
+
+        Raises:
+            Exception: a part cannot be built (the reload failed); whatever was built
+                is closed again and ``running`` is untouched.
+        """
+        ...
+
+
 class Agent:
-    """One goavail agent.
+    """One goavail agent: the runtime (see the module's docstring).
+
+    Made by :func:`goavail.compose.compose` in two steps: the constructor takes the
+    parts that call nothing back, :meth:`attach` the parts that call the agent's
+    handlers (``on_result``, ``on_decision``, ``hold``, ...). Call ``await run()``; it
+    returns when a stop signal arrived.
 
     Args:
-        config: a validated configuration (see :func:`load_checked`).
+        config: a validated configuration (see :func:`goavail.compose.load_checked`).
         options: command-line options.
-
-    Call ``await run()``; it returns when a stop signal arrived.
+        section: ``config``'s DNS section for ``options.provider``.
+        node: this agent's node name.
+        decision: the decision stage.
+        notifier, heartbeat, hooks: where events go; reconfigured on reload.
+        assembler: the reload port (:class:`Assembler`).
 
     Attributes (read by logs, status and metrics):
         targets: target -> :class:`TargetStatus` (with ``[[checks]]``, ``health.state``
@@ -167,83 +154,91 @@ class Agent:
         hooks: the ``hooks_dir`` runner; ``hooks.stats`` holds its counters.
 
     Raises (from ``run``):
-        SetupError: the provider cannot be built.
         goavail.checks.ProbeSetupError: probe sockets cannot be opened.
+        goavail.web.ServerError: ``[Server] listen`` cannot be bound.
     """
 
-    def __init__(self, config: Config, options: Options) -> None:
+    audit: AuditLog
+    provider: Provider
+    probe: Probe
+    cluster: Cluster | None
+    reconciler: Reconciler
+    scheduler: ProbeScheduler
+    checks: CheckSet
+    """``[[checks]]`` (empty without them: then the single probe is used)."""
+    overrides: Overrides
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        options: Options,
+        section: DnsSection,
+        node: str,
+        decision: DecisionStage,
+        notifier: Notifier,
+        heartbeat: Heartbeat,
+        hooks: HookRunner,
+        assembler: Assembler,
+    ) -> None:
         self.config = config
         self.options = options
-        self.section = config.section_for(options.provider)
-        self.targets: dict[str, TargetStatus] = {
-            a: TargetStatus() for a in self.section.ip_addresses
-        }
-        members = config.members if cluster_mode(config.members) else None
-        self.node = config.node_name or _default_node_name(members)
-        self.notifier = Notifier(config, agent=self.node)
-        self.heartbeat = Heartbeat(config.heartbeat)
-        self.decision = DecisionStage(members.min_peers_agree if members else 0)
+        self.section = section
+        self.targets: dict[str, TargetStatus] = {a: TargetStatus() for a in section.ip_addresses}
+        self.node = node
+        self.notifier = notifier
+        self.heartbeat = heartbeat
+        self.decision = decision
+        self.hooks = hooks
+        self.assembler = assembler
         self._decided_at: dict[str, float] = {}
         self.started_at = time.time()
         self.probe_stats = ProbeStats()
         self.reloads: Counter[str] = Counter()
         self.last_reload: ReloadOutcome | None = None
-        self.cluster: Cluster | None = None
-        if members is not None:
-            from goavail.cluster.service import Cluster
-
-            self.cluster = Cluster(
-                node=self.node,
-                members=members,
-                stage=self.decision,
-                targets=lambda: self.targets,
-                on_decision=self._on_decision,
-                on_quorum=self.notifier.quorum,
-                on_name_conflict=self._on_name_conflict,
-                on_override=self._on_peer_override,
-            )
-        self.hooks = HookRunner(
-            config.hooks_dir, timeout=config.hook_timeout, node=self.node, dry_run=options.dry_run
-        )
-        self.audit = AuditLog(config.audit_file, on_record=self._on_audit_record)
-        self.provider = build_provider(config, options, self.audit)
-        self.probe: Probe = build_probe(config, options)
-        ttl, proxied = record_attributes(self.section)
-        self.reconciler = Reconciler(
-            self.provider,
-            names=self.section.names(),
-            addresses=self.section.ip_addresses,
-            decisions=self.decision.effective,
-            overridden=self.decision.forced,
-            ttl=ttl,
-            proxied=proxied,
-            resync_interval=config.resync_interval,
-            hold=self._hold if self.cluster is not None else None,
-            on_fail_open=self._on_fail_open,
-        )
-        self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
-        self.checks = CheckSet(config.checks, list(self.targets), self._on_checks_verdict)
-        """``[[checks]]`` (empty without them: then the single probe above is used)."""
-        self.scheduler.set_targets([] if config.checks else list(self.targets))
         self._debug = log.isEnabledFor(logging.DEBUG)  # per-probe lines (read once)
-        self.overrides = Overrides(
-            self.decision,
-            config.overrides_file,
-            audit=lambda: self.audit,
-            on_change=self._on_override,
-        )
-        self.overrides.replace(load_overrides(config.overrides_file), source="file")
         self.web: WebServer | None = None
-        if config.server.enabled:
-            from goavail.web.server import WebServer
-
-            self.web = WebServer(config.server, self)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
         self._running = False
         """True once start-up is over (the reload a SIGHUP asks for waits until then)."""
         self._reload_pending = False
+
+    def attach(
+        self,
+        *,
+        audit: AuditLog,
+        provider: Provider,
+        probe: Probe,
+        cluster: Cluster | None,
+        reconciler: Reconciler,
+        scheduler: ProbeScheduler,
+        checks: CheckSet,
+        overrides: Overrides,
+        file_overrides: Mapping[str, OverrideEntry],
+    ) -> None:
+        """Take the parts that call this agent's handlers; then apply the overrides
+        file's entries (which may announce and re-plan at once)."""
+        self.audit, self.provider, self.probe = audit, provider, probe
+        self.cluster = cluster
+        self.reconciler = reconciler
+        self.scheduler = scheduler
+        self.checks = checks
+        self.overrides = overrides
+        overrides.replace(file_overrides, source="file")
+
+    @property
+    def parts(self) -> Parts:
+        """The running parts a reload may replace."""
+        return Parts(
+            config=self.config,
+            section=self.section,
+            audit=self.audit,
+            provider=self.provider,
+            probe=self.probe,
+            overrides=dict(self.overrides.entries),
+        )
 
     # -- probe results ----------------------------------------------------------
 
@@ -298,7 +293,7 @@ class Agent:
         )
         self._verdict(target, transition.new)
 
-    def _on_checks_verdict(self, target: str, old: State, new: State, why: str) -> None:
+    def on_checks_verdict(self, target: str, old: State, new: State, why: str) -> None:
         """``[[checks]]``: the worst-of state of ``target`` changed (see CheckSet)."""
         status = self.targets.get(target)
         if status is None:
@@ -321,7 +316,7 @@ class Agent:
         if self.cluster is not None:
             self.cluster.publish(target, state)
         if decided is not None:
-            self._on_decision(target, decided)
+            self.on_decision(target, decided)
         elif self.cluster is not None and state is not State.UNKNOWN:
             log.info(
                 "no decision yet for %s: needs %d agreeing peer(s) (votes: %s)",
@@ -331,37 +326,37 @@ class Agent:
                 extra={"target": target},
             )
 
-    def _on_name_conflict(self, conflict: NameConflict | None) -> None:
+    def on_name_conflict(self, conflict: NameConflict | None) -> None:
         """Another Serf member uses this agent's node name (None: resolved): notify."""
         if conflict is None:
             self.notifier.name_conflict(None, serf_quit=False)
         else:
             self.notifier.name_conflict(conflict.other or "?", serf_quit=conflict.serf_quit)
 
-    def _on_audit_record(self, entry: dict[str, Any]) -> None:
+    def on_audit_record(self, entry: dict[str, Any]) -> None:
         """Every audit record: to the notifier and the hooks (both return at once)."""
         self.notifier.audit_record(entry)
         self.hooks.audit_record(entry)
 
-    def _on_fail_open(self, case: FailOpen, engaged: bool) -> None:
+    def on_fail_open(self, case: FailOpen, engaged: bool) -> None:
         """Fail-open engaged or released: to the notifier and the hooks."""
         self.notifier.fail_open(case, engaged)
         self.hooks.fail_open(case, engaged)
 
-    def _on_decision(self, target: str, state: State) -> None:
+    def on_decision(self, target: str, state: State) -> None:
         """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
         self._decided_at[target] = time.monotonic()
         votes = f" (votes: {self.cluster.describe_votes(target)})" if self.cluster else ""
         log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
         self.reconciler.trigger()
 
-    def _on_override(self, target: str) -> None:
+    def on_override(self, target: str) -> None:
         """This agent's own override of ``target`` changed: announce it and re-plan."""
         if self.cluster is not None:
             self.cluster.publish(target, self.decision.local.get(target, State.UNKNOWN))
         self._override_in_force(target)
 
-    def _on_peer_override(
+    def on_peer_override(
         self, node: str, target: str, previous: Override, override: Override
     ) -> None:
         """A live peer announced (or lost) an override of ``target``."""
@@ -385,7 +380,7 @@ class Agent:
         )
         self.reconciler.trigger()
 
-    def _hold(self, change: Change) -> float:
+    def hold(self, change: Change) -> float:
         """Cluster mode: seconds to wait before making ``change`` ourselves.
 
         Of the agents that agree, the live one with the lowest node name writes at
@@ -717,15 +712,20 @@ class Agent:
     # -- reload -------------------------------------------------------------------
 
     async def reload(self) -> bool:
-        """Re-read the config file; apply it if valid, else keep the running one.
+        """Re-read the config file; apply it if valid and buildable, else keep the running one.
+
+        Transactional: the :class:`Assembler` loads the file, then builds the complete new
+        set of parts (reusing the unchanged ones); only when both succeeded is the set
+        swapped in (:meth:`_swap`, which cannot fail). A rejected file or a part that
+        cannot be built leaves everything running as it was; the outcome is logged and
+        kept for ``/_health`` and the metrics (:attr:`last_reload`, :attr:`reloads`).
 
         Returns True when the new configuration was applied.
         """
         async with self._reload_lock:
             log.info("SIGHUP: reloading %s", self.options.config_path)
             try:
-                new = load_checked(self.options)
-                overrides = load_overrides(new.overrides_file)
+                loaded = self.assembler.load()
             except ConfigError as exc:
                 log.error(
                     "reload rejected, still running the previous configuration: %d problem(s)",
@@ -737,7 +737,8 @@ class Agent:
                 self._reloaded("rejected", [where + problem for problem in exc.problems])
                 return False
             try:
-                await self._apply(new)
+                parts = await self.assembler.build(loaded, self.parts, self.checks)
+                await self._swap(parts)
             except (SetupError, ProbeSetupError, OSError) as exc:
                 log.error("reload failed, still running the previous configuration: %s", exc)
                 self._reloaded("failed", [str(exc)])
@@ -746,8 +747,6 @@ class Agent:
                 log.exception("reload failed, still running the previous configuration: %s", exc)
                 self._reloaded("failed", [str(exc)])
                 return False
-            self.overrides.path = new.overrides_file
-            self.overrides.replace(overrides, source="file")
             self._reloaded("applied", [])
             return True
 
@@ -755,42 +754,16 @@ class Agent:
         self.reloads[result] += 1
         self.last_reload = ReloadOutcome(time.time(), result, tuple(problems))
 
-    async def _apply(self, new: Config) -> None:
-        old = self.config
-        section = new.section_for(self.options.provider)
+    async def _swap(self, parts: Parts) -> None:
+        """Switch to ``parts`` (built by the assembler) at once, then close the parts they
+        replace. Nothing here can fail before the switch is complete."""
+        old, new, section = self.config, parts.config, parts.section
         old_targets = set(self.targets)
         new_targets = list(section.ip_addresses)
         added = [t for t in new_targets if t not in old_targets]
         removed = [t for t in old_targets if t not in set(new_targets)]
-
-        # Build what must change first; on any failure undo it and keep the old set.
-        provider, audit, probe = self.provider, self.audit, self.probe
-        # The single probe (--type) runs only without [[checks]]; with them it stays unstarted.
-        single_before, single_after = not old.checks, not new.checks
-        try:
-            if new.audit_file != old.audit_file:
-                audit = AuditLog(new.audit_file, on_record=self._on_audit_record)
-            provider_changed = _provider_settings(section) != _provider_settings(self.section)
-            if provider_changed or audit is not self.audit:
-                provider = build_provider(new, self.options, audit)
-            if single_before and not single_after:
-                probe = build_probe(new, self.options)  # not started: [[checks]] take over
-            elif single_after and (
-                not single_before or (new.timeout, new.port) != (old.timeout, old.port)
-            ):
-                probe = build_probe(new, self.options)
-                await probe.start()
-            prepared: Prepared = await self.checks.prepare(new.checks)
-        except BaseException:
-            if probe is not self.probe:
-                await probe.close()
-            if provider is not self.provider:
-                await provider.close()
-            if audit is not self.audit:
-                audit.close()
-            raise
-
-        # From here on nothing can fail: switch everything at once.
+        prepared = parts.checks if parts.checks is not None else Prepared(list(new.checks))
+        single_after = not new.checks
         for t in removed:
             del self.targets[t]
             self.decision.forget(t)
@@ -815,66 +788,47 @@ class Agent:
         if new.server != old.server:
             log.warning("[Server] changed: restart goavail to apply it")
         old_probe = self.probe
-        self.probe = probe
+        self.probe = parts.probe
         self.scheduler.reconfigure(
-            probe=probe, interval=new.interval, targets=new_targets if single_after else []
+            probe=parts.probe, interval=new.interval, targets=new_targets if single_after else []
         )
         retired = self.checks.commit(prepared, new_targets)
         ttl, proxied = record_attributes(section)
         old_provider, old_audit = self.provider, self.audit
-        if audit is not old_audit:
-            audit.inherit(old_audit)
-        self.provider, self.audit = provider, audit
+        if parts.audit is not old_audit:
+            parts.audit.inherit(old_audit)
+        self.provider, self.audit = parts.provider, parts.audit
         async with self.reconciler.lock:
             self.reconciler.reconfigure(
-                provider=provider,
+                provider=parts.provider,
                 names=section.names(),
                 addresses=section.ip_addresses,
                 ttl=ttl,
                 proxied=proxied,
                 resync_interval=new.resync_interval,
             )
-        if old_probe is not probe:
+        self.overrides.path = new.overrides_file
+        self.overrides.replace(parts.overrides, source="file")
+        if old_probe is not parts.probe:
             await old_probe.close()
         await self.checks.close_checks(retired)
-        if old_provider is not provider:
+        if old_provider is not parts.provider:
             await old_provider.close()
-        if old_audit is not audit:
+        if old_audit is not parts.audit:
             old_audit.close()
         log.info(
             "configuration reloaded: %d targets (+%d -%d)%s%s%s",
             len(self.targets),
             len(added),
             len(removed),
-            "; provider rebuilt" if old_provider is not provider else "",
-            "; probe engine rebuilt" if old_probe is not probe and single_after else "",
+            "; provider rebuilt" if old_provider is not parts.provider else "",
+            "; probe engine rebuilt" if old_probe is not parts.probe and single_after else "",
             _checks_change(old, new, prepared),
         )
         for t in added:
             log.info("target %s added (unknown until probed)", t, extra={"target": t})
         for t in removed:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
-
-
-def _default_node_name(members: Members | None) -> str:
-    """This agent's node name when the config sets none (see
-    :func:`goavail.cluster.service.default_node_name`)."""
-    hostname = socket.gethostname()
-    if members is None:
-        return hostname
-    from goavail.cluster.service import default_node_name, route_source
-
-    source = None
-    if members.local_addr is None and members.serf_rpc_addr is None:
-        source = route_source(members)
-    name = default_node_name(hostname, members, source)
-    if name == hostname and members.serf_rpc_addr is None:
-        log.warning(
-            "node name %r: no local_addr and no route to any peer to tell this agent from "
-            "another on a host of the same name; set node_name or local_addr",
-            name,
-        )
-    return name
 
 
 def _checks_change(old: Config, new: Config, prepared: Prepared) -> str:
@@ -894,8 +848,3 @@ def _members_settings(config: Config) -> dict[str, object] | None:
     if config.members is None:
         return None
     return config.members.model_dump(exclude={"min_peers_agree"})
-
-
-def _provider_settings(section: DnsSection) -> dict[str, object]:
-    """The settings of a DNS section that need a new provider object when they change."""
-    return section.model_dump(exclude={"hostnames", "ip_addresses"})

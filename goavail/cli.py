@@ -30,17 +30,10 @@ import typer
 from typer.core import TyperCommand
 
 from goavail import __version__
-from goavail.agent import (
-    Agent,
-    Options,
-    build_probe,
-    build_provider,
-    check_loaded,
-    record_attributes,
-)
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
+from goavail.compose import build_probe, build_provider, check_loaded, compose
 from goavail.config import (
     DEFAULT_PROVIDER,
     PROVIDERS,
@@ -55,10 +48,11 @@ from goavail.dns.audit import AuditLog
 from goavail.dns.model import Plan, Record
 from goavail.dns.plan import plan as make_plan
 from goavail.dns.providers.base import ProviderError
-from goavail.dns.registry import REGISTRY
+from goavail.dns.registry import REGISTRY, record_attributes
 from goavail.errors import SetupError
 from goavail.health import Health, observe
 from goavail.logs import setup_logging
+from goavail.options import Options
 from goavail.overrides import load_overrides
 from goavail.web import ServerError
 
@@ -180,7 +174,7 @@ def monitor(
     setup_logging(log_format.value, debug)
     config, options = _load(config_file, dns_provider, dry_run=dry_run, probe_type=probe_type)
     try:
-        agent = Agent(config, options)
+        agent = compose(config, options)
     except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), 2) from None
     except OSError as exc:

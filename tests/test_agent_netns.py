@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.base import ProbeResult
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.tcp import TcpProbe
+from goavail.compose import compose, load_checked
 from goavail.dns.providers.zonefile import ZonefileProvider
 from goavail.health import State
+from goavail.options import Options
 
 pytestmark = pytest.mark.netns
 
@@ -68,7 +70,7 @@ async def agent(tmp_path: Path, listeners: list[socket.socket]) -> AsyncIterator
     zone = tmp_path / "example.test.zone"
     config.write_text(config_text(zone, [A, B], port=PORT, timeout="150ms", interval="200ms"))
     options = Options(config, dry_run=False, probe_type="tcp", provider="zonefile")
-    agent = Agent(load_checked(options), options)
+    agent = compose(load_checked(options), options)
     task = asyncio.create_task(agent.run())
     yield agent
     agent.request_stop()
@@ -160,7 +162,7 @@ def test_icmp_is_the_default_engine(tmp_path: Path) -> None:
         config_text(tmp_path / "z.zone", [A], port=PORT, timeout="150ms", interval="200ms")
     )
     options = Options(config, dry_run=True, probe_type="ip", provider="zonefile")
-    agent = Agent(load_checked(options), options)
+    agent = compose(load_checked(options), options)
     assert isinstance(agent.probe, IcmpProbe)
     assert agent.provider.dry_run
 

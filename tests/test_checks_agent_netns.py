@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.http import HttpProbe
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.multi import CheckSet
 from goavail.checks.script import ScriptProbe
+from goavail.compose import compose, load_checked
 from goavail.config import CheckSection, load_config
 from goavail.health import State
+from goavail.options import Options
 from tests.appserver import AppServer, Behaviour
 
 pytestmark = pytest.mark.netns
@@ -218,7 +220,7 @@ async def test_agent_with_checks_reloads_between_modes(tmp_path: Path, app: AppS
     config = tmp_path / "goavail.toml"
     config.write_text(agent_toml(zone, hooks, with_checks=True))
     options = Options(config, dry_run=False, probe_type="ip", provider="zonefile")
-    agent = Agent(load_checked(options), options)
+    agent = compose(load_checked(options), options)
     single_probe = agent.probe
     assert agent.scheduler.targets == []  # the --type probe is not used with [[checks]]
     task = asyncio.create_task(agent.run())

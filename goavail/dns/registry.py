@@ -229,4 +229,10 @@ def build_provider(name: str, section: DnsSection, *, dry_run: bool, audit: Audi
     return spec.build(section, dry_run, audit)
 
 
-__all__ = ["REGISTRY", "Builder", "ProviderSpec", "build_provider"]
+def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:
+    """``(ttl, proxied)`` given to the records a provider creates (``proxied``: Cloudflare's
+    ``dns_proxied``, None for the others)."""
+    return section.ttl, getattr(section, "dns_proxied", None)
+
+
+__all__ = ["REGISTRY", "Builder", "ProviderSpec", "build_provider", "record_attributes"]

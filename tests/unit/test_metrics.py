@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 
 from goavail import __version__
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.base import ProbeResult
 from goavail.checks.http import HttpProbe
 from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
+from goavail.compose import compose, load_checked
 from goavail.decision import Override
 from goavail.dns.model import Record
 from goavail.health import State
+from goavail.options import Options
 from goavail.web.metrics import AgentMetrics
 from goavail.web.server import WebServer
 from tests.syncfake import Peers, address, deliver, notice_event
@@ -49,7 +51,7 @@ ip_addresses = ["{A}", "{B}"]
 
 def make_agent(tmp_path: Path, extra: str = "") -> Agent:
     options = Options(write_config(tmp_path, extra), False, "tcp", "zonefile")
-    return Agent(load_checked(options), options)
+    return compose(load_checked(options), options)
 
 
 def value(metrics: AgentMetrics, metric: str, **labels: str) -> float | None:
@@ -156,7 +158,7 @@ async def test_reloads_by_result(tmp_path: Path) -> None:
 
 def test_build_info_and_dry_run(tmp_path: Path) -> None:
     options = Options(write_config(tmp_path), True, "tcp", "zonefile")
-    metrics = AgentMetrics(Agent(load_checked(options), options))
+    metrics = AgentMetrics(compose(load_checked(options), options))
 
     samples = [
         s

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.base import ProbeResult
 from goavail.cluster.serf_rpc import Member, MemberEvent
+from goavail.compose import compose, load_checked
 from goavail.decision import Override
 from goavail.logs import REDACTOR
+from goavail.options import Options
 from goavail.web import page
 from goavail.web.selfcheck import ROUNDS, ProbeCheck, RoundWatch, philae
 from goavail.web.status import status_document
@@ -39,7 +41,7 @@ ip_addresses = [{quoted}]
 """
     )
     options = Options(config, False, "tcp", "zonefile")
-    return Agent(load_checked(options), options)
+    return compose(load_checked(options), options)
 
 
 # --------------------------------------------------------------------------- Philae

@@ -1,0 +1,300 @@
+"""The composition root: every part of a running agent is built here, from a validated config.
+
+After octodns's ``Manager`` and external-dns's controller set-up: this module knows
+which classes make goavail (probe engines, the provider from
+:mod:`goavail.dns.registry`, the reconciler, the cluster service, the notifier, the
+hooks, the HTTP server) and how they are tied to each other; the
+:class:`~goavail.agent.Agent` only runs what it is given.
+
+* :func:`compose` builds a whole agent once, at start-up;
+* :class:`Assembler` is the agent's reload port: it loads the file again
+  (:meth:`Assembler.load`) and builds the complete new set of the parts a reload may
+  replace (:meth:`Assembler.build`), reusing the running ones that did not change; on
+  any failure it closes what it built, so the running set is untouched.
+
+The heavy libraries (the provider SDKs, aiohttp) are imported only for the parts a
+configuration uses (see ``tests/unit/test_imports.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from goavail.agent import Agent, Loaded, Parts
+from goavail.checks.base import Probe
+from goavail.checks.icmp import IcmpProbe
+from goavail.checks.multi import CheckSet, check_problems
+from goavail.checks.scheduler import ProbeScheduler
+from goavail.checks.tcp import TcpProbe
+from goavail.config import (
+    Config,
+    ConfigError,
+    DnsSection,
+    Members,
+    check_runtime,
+    cluster_mode,
+    load_config,
+)
+from goavail.decision import DecisionStage
+from goavail.dns.audit import AuditLog
+from goavail.dns.providers.base import Provider
+from goavail.dns.reconcile import Reconciler
+from goavail.dns.registry import build_provider as build_from_registry
+from goavail.dns.registry import record_attributes
+from goavail.errors import SetupError
+from goavail.heartbeat import Heartbeat
+from goavail.hooks import HookRunner, hooks_dir_problem
+from goavail.notify import Notifier
+from goavail.options import Options
+from goavail.overrides import Overrides, load_overrides
+
+log = logging.getLogger("goavail.agent")
+
+
+def load_checked(options: Options) -> Config:
+    """Load the config file and check it against the command-line options.
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    config = load_config(options.config_path)
+    check_loaded(config, options)
+    return config
+
+
+def check_loaded(config: Config, options: Options) -> None:
+    """Check a loaded config against the command-line options (provider, probe type).
+
+    Raises:
+        ConfigError: listing every problem found.
+    """
+    problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
+    problems += check_problems(config.checks)
+    hooks_problem = hooks_dir_problem(config.hooks_dir)
+    if hooks_problem is not None:
+        problems.append(hooks_problem)
+    if problems:
+        raise ConfigError(problems, options.config_path)
+
+
+def build_probe(config: Config, options: Options) -> Probe:
+    """The probe engine chosen by ``--type``, with the config's timeout (seconds); not
+    started.
+
+    Raises:
+        SetupError: ``--type tcp`` without ``port`` (the config check reports it first).
+    """
+    if options.probe_type == "tcp":
+        if config.port is None:  # pragma: no cover - check_runtime checked it
+            raise SetupError("port: required by --type tcp")
+        return TcpProbe(config.port, timeout=config.timeout)
+    return IcmpProbe(timeout=config.timeout)
+
+
+def build_provider(config: Config, options: Options, audit: AuditLog) -> Provider:
+    """The DNS provider chosen by ``--dns-provider`` (see :mod:`goavail.dns.registry`).
+
+    Raises:
+        ConfigError: its section is missing.
+        SetupError: the provider cannot be set up (credentials missing, AWS
+            configuration unusable, ...).
+    """
+    section = config.section_for(options.provider)
+    return build_from_registry(options.provider, section, dry_run=options.dry_run, audit=audit)
+
+
+def default_node_name(members: Members | None) -> str:
+    """This agent's node name when the config sets none (see
+    :func:`goavail.cluster.service.default_node_name`); may log a warning."""
+    hostname = socket.gethostname()
+    if members is None:
+        return hostname
+    from goavail.cluster.service import default_node_name as cluster_default
+    from goavail.cluster.service import route_source
+
+    source = None
+    if members.local_addr is None and members.serf_rpc_addr is None:
+        source = route_source(members)
+    name = cluster_default(hostname, members, source)
+    if name == hostname and members.serf_rpc_addr is None:
+        log.warning(
+            "node name %r: no local_addr and no route to any peer to tell this agent from "
+            "another on a host of the same name; set node_name or local_addr",
+            name,
+        )
+    return name
+
+
+def _provider_settings(section: DnsSection) -> dict[str, object]:
+    """The settings of a DNS section that need a new provider object when they change."""
+    return section.model_dump(exclude={"hostnames", "ip_addresses"})
+
+
+class Assembler:
+    """The agent's reload port (:class:`goavail.agent.Assembler`): the config file read
+    again, and the parts a reload replaces built from it.
+
+    Args:
+        options: the command-line choices (the file's path, provider, probe type, dry-run).
+    """
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+
+    def load(self) -> Loaded:
+        """Read and check the file and its overrides file (no part is built).
+
+        Raises:
+            ConfigError: every problem of the file, or of the overrides file.
+        """
+        config = load_checked(self.options)
+        return Loaded(config, load_overrides(config.overrides_file))
+
+    async def build(self, loaded: Loaded, running: Parts, checks: CheckSet) -> Parts:
+        """The complete new set of parts for ``loaded``; a part whose settings did not
+        change is the running one. New probe engines are started; nothing is switched.
+
+        Args:
+            loaded: from :meth:`load`.
+            running: the parts in use.
+            checks: the running ``[[checks]]``; their new engines are prepared
+                (:meth:`CheckSet.prepare`), not committed.
+
+        Raises:
+            SetupError, ProbeSetupError, OSError, ...: a part cannot be built; every new
+                part built so far is closed first, the running ones are untouched.
+        """
+        new, old = loaded.config, running.config
+        section = new.section_for(self.options.provider)
+        provider, audit, probe = running.provider, running.audit, running.probe
+        # The single probe (--type) runs only without [[checks]]; with them it stays unstarted.
+        single_before, single_after = not old.checks, not new.checks
+        try:
+            if new.audit_file != old.audit_file:
+                audit = AuditLog(new.audit_file, on_record=running.audit.on_record)
+            provider_changed = _provider_settings(section) != _provider_settings(running.section)
+            if provider_changed or audit is not running.audit:
+                provider = build_provider(new, self.options, audit)
+            if single_before and not single_after:
+                probe = build_probe(new, self.options)  # not started: [[checks]] take over
+            elif single_after and (
+                not single_before or (new.timeout, new.port) != (old.timeout, old.port)
+            ):
+                probe = build_probe(new, self.options)
+                await probe.start()
+            prepared = await checks.prepare(new.checks)
+        except BaseException:
+            if probe is not running.probe:
+                await probe.close()
+            if provider is not running.provider:
+                await provider.close()
+            if audit is not running.audit:
+                audit.close()
+            raise
+        return Parts(
+            config=new,
+            section=section,
+            audit=audit,
+            provider=provider,
+            probe=probe,
+            overrides=loaded.overrides,
+            checks=prepared,
+        )
+
+
+def compose(config: Config, options: Options) -> Agent:
+    """Build a whole agent from a validated config (see :func:`load_checked`).
+
+    Args:
+        config: the validated configuration.
+        options: the command-line choices.
+
+    Returns:
+        The agent, its parts built and tied together, nothing started: ``await
+        agent.run()``.
+
+    Raises:
+        ConfigError: the provider's section is missing, or the overrides file is invalid.
+        SetupError: the provider cannot be set up (credentials missing, ...).
+    """
+    section = config.section_for(options.provider)
+    members = config.members if cluster_mode(config.members) else None
+    node = config.node_name or default_node_name(members)
+    decision = DecisionStage(members.min_peers_agree if members else 0)
+    agent = Agent(
+        config=config,
+        options=options,
+        section=section,
+        node=node,
+        decision=decision,
+        notifier=Notifier(config, agent=node),
+        heartbeat=Heartbeat(config.heartbeat),
+        hooks=HookRunner(
+            config.hooks_dir, timeout=config.hook_timeout, node=node, dry_run=options.dry_run
+        ),
+        assembler=Assembler(options),
+    )
+    cluster = None
+    if members is not None:
+        from goavail.cluster.service import Cluster
+
+        cluster = Cluster(
+            node=node,
+            members=members,
+            stage=decision,
+            targets=lambda: agent.targets,
+            on_decision=agent.on_decision,
+            on_quorum=agent.notifier.quorum,
+            on_name_conflict=agent.on_name_conflict,
+            on_override=agent.on_peer_override,
+        )
+    audit = AuditLog(config.audit_file, on_record=agent.on_audit_record)
+    provider = build_provider(config, options, audit)
+    probe = build_probe(config, options)
+    ttl, proxied = record_attributes(section)
+    reconciler = Reconciler(
+        provider,
+        names=section.names(),
+        addresses=section.ip_addresses,
+        decisions=decision.effective,
+        overridden=decision.forced,
+        ttl=ttl,
+        proxied=proxied,
+        resync_interval=config.resync_interval,
+        hold=agent.hold if cluster is not None else None,
+        on_fail_open=agent.on_fail_open,
+    )
+    scheduler = ProbeScheduler(probe, config.interval, agent.on_result)
+    checks = CheckSet(config.checks, list(agent.targets), agent.on_checks_verdict)
+    scheduler.set_targets([] if config.checks else list(agent.targets))
+    table = Overrides(
+        decision, config.overrides_file, audit=lambda: agent.audit, on_change=agent.on_override
+    )
+    agent.attach(
+        audit=audit,
+        provider=provider,
+        probe=probe,
+        cluster=cluster,
+        reconciler=reconciler,
+        scheduler=scheduler,
+        checks=checks,
+        overrides=table,
+        file_overrides=load_overrides(config.overrides_file),
+    )
+    if config.server.enabled:
+        from goavail.web.server import WebServer
+
+        agent.web = WebServer(config.server, agent)
+    return agent
+
+
+__all__ = [
+    "Assembler",
+    "build_probe",
+    "build_provider",
+    "check_loaded",
+    "compose",
+    "default_node_name",
+    "load_checked",
+]
