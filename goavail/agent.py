@@ -24,16 +24,14 @@ import math
 import os
 import signal
 import time
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from goavail import __version__
-from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
+from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import CheckSet, Prepared, describe_check
-from goavail.checks.scheduler import ProbeScheduler
 from goavail.config import Config, ConfigError, DnsSection
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
@@ -42,13 +40,13 @@ from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
 from goavail.dns.registry import record_attributes
 from goavail.errors import SetupError
-from goavail.health import Health, State, observe
+from goavail.health import Health, State
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner
 from goavail.notify import Notifier
-from goavail.options import Options
+from goavail.options import PROBE_KINDS, Options
 from goavail.overrides import OverrideEntry, Overrides
-from goavail.stats import RTT_BUCKETS, ProbeStats
+from goavail.stats import ProbeStats
 from goavail.web.ports import HealthView, OverrideOutcome
 from goavail.web.snapshot import ClusterView, ReloadOutcome, Snapshot
 
@@ -94,16 +92,15 @@ class Parts:
         section: its DNS section for the provider in use.
         audit: the audit log (a new one when ``audit_file`` changed).
         provider: the DNS provider (a new one when its settings or the audit log changed).
-        probe: the ``--type`` engine (started when it runs, i.e. without ``[[checks]]``).
         overrides: the overrides file's entries.
-        checks: a reload's prepared ``[[checks]]`` engines (None at start-up).
+        checks: a reload's prepared checks (``[[checks]]``, or the one ``--type``
+            stands for), their new engines started (None at start-up).
     """
 
     config: Config
     section: DnsSection
     audit: AuditLog
     provider: Provider
-    probe: Probe
     overrides: Mapping[str, OverrideEntry] = field(default_factory=dict)
     checks: Prepared | None = None
 
@@ -160,12 +157,10 @@ class Agent:
 
     audit: AuditLog
     provider: Provider
-    probe: Probe
     cluster: Cluster | None
     reconciler: Reconciler
-    scheduler: ProbeScheduler
     checks: CheckSet
-    """``[[checks]]`` (empty without them: then the single probe is used)."""
+    """The checks: ``[[checks]]``, or the one synthesized from ``--type``."""
     overrides: Overrides
 
     def __init__(
@@ -210,20 +205,17 @@ class Agent:
         *,
         audit: AuditLog,
         provider: Provider,
-        probe: Probe,
         cluster: Cluster | None,
         reconciler: Reconciler,
-        scheduler: ProbeScheduler,
         checks: CheckSet,
         overrides: Overrides,
         file_overrides: Mapping[str, OverrideEntry],
     ) -> None:
         """Take the parts that call this agent's handlers; then apply the overrides
         file's entries (which may announce and re-plan at once)."""
-        self.audit, self.provider, self.probe = audit, provider, probe
+        self.audit, self.provider = audit, provider
         self.cluster = cluster
         self.reconciler = reconciler
-        self.scheduler = scheduler
         self.checks = checks
         self.overrides = overrides
         overrides.replace(file_overrides, source="file")
@@ -236,78 +228,28 @@ class Agent:
             section=self.section,
             audit=self.audit,
             provider=self.provider,
-            probe=self.probe,
-            overrides=dict(self.overrides.entries),
         )
 
-    # -- probe results ----------------------------------------------------------
-
-    def on_result(self, target: str, result: ProbeResult) -> None:
-        """Fold one probe result into the target's health; act on transitions."""
-        status = self.targets.get(target)
-        if status is None:
-            return  # target dropped by a reload
-        stats = self.probe_stats  # O(1) counters, read at scrape time (goavail/web/metrics.py)
-        if result.ok:
-            rtt = result.rtt or 0.0
-            stats.rtt_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
-            stats.rtt_sum += rtt
-            health = status.health
-            if health.state is State.UP and not self._debug:
-                # The steady state, 10,000s of times per second: observe()'s UP + ok case.
-                status.last = result
-                status.health = Health(State.UP, health.successes + 1, 0)
-                return
-        elif result.error == CLOSED.error:
-            return  # the engine was swapped or closed: not a verdict on the target
-        else:
-            stats.failed += 1
-        status.last = result
-        if self._debug:
-            log.debug(
-                "probe %s %s %s",
-                target,
-                "ok" if result.ok else "failed",
-                f"rtt={result.rtt * 1000:.2f}ms" if result.rtt is not None else result.error,
-            )
-        status.health, transition = observe(
-            status.health,
-            result.ok,
-            fall=self.config.failure_threshold,
-            rise=self.config.rise_threshold,
-        )
-        if transition is None:
-            return
-        status.since = time.time()
-        stats.transitions[(target, transition.new.value)] += 1
-        log.info(
-            "target %s %s -> %s after %d consecutive %s%s (names: %s)",
-            target,
-            transition.old,
-            transition.new,
-            transition.count,
-            "successes" if transition.new is State.UP else "failures",
-            "" if result.ok else f", last error: {result.error}",
-            ", ".join(self.section.names()),
-            extra={"target": target, "state": str(transition.new)},
-        )
-        self._verdict(target, transition.new)
+    # -- verdicts -----------------------------------------------------------------
 
     def on_checks_verdict(self, target: str, old: State, new: State, why: str) -> None:
-        """``[[checks]]``: the worst-of state of ``target`` changed (see CheckSet)."""
+        """The state of ``target`` changed (the worst of its checks; with ``--type``, its
+        one synthesized check, see :class:`goavail.checks.multi.CheckSet`): log it and
+        hand the verdict on."""
         status = self.targets.get(target)
         if status is None:
             return
         status.health = Health(new)
-        log.info(
-            "target %s %s -> %s: %s (names: %s)",
-            target,
-            old,
-            new,
-            why,
-            ", ".join(self.section.names()),
-            extra={"target": target, "state": str(new)},
-        )
+        names = ", ".join(self.section.names())
+        extra = {"target": target, "state": str(new)}
+        if self.checks.single:
+            status.since = time.time()
+            self.probe_stats.transitions[(target, new.value)] += 1
+            log.info("target %s %s -> %s %s (names: %s)", target, old, new, why, names, extra=extra)
+        else:
+            log.info(
+                "target %s %s -> %s: %s (names: %s)", target, old, new, why, names, extra=extra
+            )
         self._verdict(target, new)
 
     def _verdict(self, target: str, state: State) -> None:
@@ -451,13 +393,10 @@ class Agent:
             config=self.config,
             config_path=str(self.options.config_path),
             provider=self.options.provider,
-            probe_kind=self.probe.kind,
+            probe_kind=self.probe_kind,
             dry_run=self.options.dry_run,
             names=tuple(self.section.names()),
-            raw_targets=[
-                (address, status.health, status.last, status.since)
-                for address, status in self.targets.items()
-            ],
+            raw_targets=self._rows(),
             local=dict(stage.local),
             decisions=dict(stage.decisions),
             effective=dict(stage.effective),
@@ -486,7 +425,7 @@ class Agent:
             cluster=view,
             admin_api=admin_api,
             cert_days=self.checks.cert_days_left(),
-            checks=self.checks.copy_state(),
+            checks=() if self.checks.single else self.checks.copy_state(),
             hook_stats=asdict(self.hooks.stats),
             notify_stats={name: asdict(stats) for name, stats in self.notifier.stats.items()},
             heartbeat=(
@@ -495,6 +434,20 @@ class Agent:
                 else None
             ),
         )
+
+    def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
+        """``(address, health, last result, since)`` per target, in configuration order:
+        with ``--type``, its check's health and result stand for the target's."""
+        single = self.checks.single_check
+        if single is None:
+            return [(a, s.health, s.last, s.since) for a, s in self.targets.items()]
+        health, last = single.health, single.last
+        return [(a, health.get(a, Health()), last.get(a), s.since) for a, s in self.targets.items()]
+
+    @property
+    def probe_kind(self) -> str:
+        """The engine ``--type`` chose (``icmp`` or ``tcp``), as metrics label it."""
+        return PROBE_KINDS[self.options.probe_type]
 
     def health_view(self) -> HealthView:
         """The references ``/_health`` reads (no I/O, no copy)."""
@@ -557,10 +510,7 @@ class Agent:
         if self.web is not None:
             await self.web.start()
         try:
-            if self.checks:
-                await self.checks.start()
-            else:
-                await self.probe.start()
+            await self.checks.start()
         except BaseException:
             if self.web is not None:
                 await self.web.stop()
@@ -595,7 +545,6 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
-                    tg.create_task(self.scheduler.run(), name="probe-scheduler"),
                     tg.create_task(self.checks.run(), name="checks"),
                     tg.create_task(self.reconciler.run(), name="reconciler"),
                     tg.create_task(self.heartbeat.run(), name="heartbeat"),
@@ -622,7 +571,6 @@ class Agent:
                         await self.web.stop()
                     if self.cluster is not None:
                         await self.cluster.stop()
-                    await self.probe.close()
                     await self.checks.close()
                     await self.provider.close()
                     await flush
@@ -656,7 +604,7 @@ class Agent:
                 ", ".join(self.section.names()),
                 self.options.provider,
                 " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
-                self.probe.kind,
+                self.probe_kind,
                 c.interval,
                 c.timeout,
                 c.failure_threshold,
@@ -762,8 +710,9 @@ class Agent:
         new_targets = list(section.ip_addresses)
         added = [t for t in new_targets if t not in old_targets]
         removed = [t for t in old_targets if t not in set(new_targets)]
-        prepared = parts.checks if parts.checks is not None else Prepared(list(new.checks))
-        single_after = not new.checks
+        prepared = parts.checks
+        if prepared is None:  # nothing switched yet: the reload fails cleanly
+            raise ValueError("the new parts hold no prepared checks")
         for t in removed:
             del self.targets[t]
             self.decision.forget(t)
@@ -787,11 +736,7 @@ class Agent:
             )
         if new.server != old.server:
             log.warning("[Server] changed: restart goavail to apply it")
-        old_probe = self.probe
-        self.probe = parts.probe
-        self.scheduler.reconfigure(
-            probe=parts.probe, interval=new.interval, targets=new_targets if single_after else []
-        )
+        engines_rebuilt = prepared.single and bool(prepared.fresh)
         retired = self.checks.commit(prepared, new_targets)
         ttl, proxied = record_attributes(section)
         old_provider, old_audit = self.provider, self.audit
@@ -809,8 +754,6 @@ class Agent:
             )
         self.overrides.path = new.overrides_file
         self.overrides.replace(parts.overrides, source="file")
-        if old_probe is not parts.probe:
-            await old_probe.close()
         await self.checks.close_checks(retired)
         if old_provider is not parts.provider:
             await old_provider.close()
@@ -822,7 +765,7 @@ class Agent:
             len(added),
             len(removed),
             "; provider rebuilt" if old_provider is not parts.provider else "",
-            "; probe engine rebuilt" if old_probe is not parts.probe and single_after else "",
+            "; probe engine rebuilt" if engines_rebuilt else "",
             _checks_change(old, new, prepared),
         )
         for t in added:

@@ -33,7 +33,7 @@ from goavail import __version__
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
-from goavail.compose import build_probe, build_provider, check_loaded, compose
+from goavail.compose import build_provider, check_loaded, check_sections, compose
 from goavail.config import (
     DEFAULT_PROVIDER,
     PROVIDERS,
@@ -50,7 +50,7 @@ from goavail.dns.plan import plan as make_plan
 from goavail.dns.providers.base import ProviderError
 from goavail.dns.registry import REGISTRY, record_attributes
 from goavail.errors import SetupError
-from goavail.health import Health, observe
+from goavail.health import Health
 from goavail.logs import setup_logging
 from goavail.options import Options
 from goavail.overrides import load_overrides
@@ -226,38 +226,19 @@ class _Audit:
     results: list[ProbeResult]
 
 
-async def _probe_single(config: Config, options: Options, targets: list[str]) -> list[_Audit]:
-    """The single probe of ``--type``: ``max(fall, rise)`` rounds, ``interval`` apart."""
-    probe = build_probe(config, options)
-    audits = [_Audit(t, Health(), []) for t in targets]
-    rounds = max(config.failure_threshold, config.rise_threshold)
-    await probe.start()
-    try:
-        for n in range(rounds):
-            if n:
-                await asyncio.sleep(config.interval)
-            results = await asyncio.gather(*(probe.probe(a.target) for a in audits))
-            for audit, result in zip(audits, results, strict=True):
-                audit.results.append(result)
-                audit.health, _ = observe(
-                    audit.health,
-                    result.ok,
-                    fall=config.failure_threshold,
-                    rise=config.rise_threshold,
-                )
-    finally:
-        await probe.close()
-    return audits
-
-
-async def _probe_checks(config: Config, targets: list[str]) -> list[_Audit]:
-    """``[[checks]]``: each check as many times as its rise/fall needs; worst of them."""
-    assessed = await assess(config.checks, targets)
+async def _probe(config: Config, options: Options, targets: list[str]) -> list[_Audit]:
+    """Each check (``[[checks]]``, or the one ``--type`` stands for) as many times as its
+    rise/fall needs, ``interval`` apart; a target is the worst of its checks."""
+    sections, single = check_sections(config, options)
+    assessed = await assess(sections, targets)
     return [
         _Audit(
             target,
             Health(state),
-            [r._replace(error=f"{cid}: {r.error}") if r.error else r for cid, r in results],
+            [
+                r._replace(error=f"{cid}: {r.error}") if r.error and not single else r
+                for cid, r in results
+            ],
         )
         for target, (state, results) in assessed.items()
     ]
@@ -266,10 +247,7 @@ async def _probe_checks(config: Config, targets: list[str]) -> list[_Audit]:
 async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Plan]:
     section = config.section_for(options.provider)
     targets = list(section.ip_addresses)
-    if config.checks:
-        audits = await _probe_checks(config, targets)
-    else:
-        audits = await _probe_single(config, options, targets)
+    audits = await _probe(config, options, targets)
     provider = build_provider(config, options, AuditLog())
     try:
         current: dict[str, list[Record]] = {}

@@ -1,7 +1,7 @@
 """The composition root: every part of a running agent is built here, from a validated config.
 
 After octodns's ``Manager`` and external-dns's controller set-up: this module knows
-which classes make goavail (probe engines, the provider from
+which classes make goavail (the checks, ``--type``'s included, the provider from
 :mod:`goavail.dns.registry`, the reconciler, the cluster service, the notifier, the
 hooks, the HTTP server) and how they are tied to each other; the
 :class:`~goavail.agent.Agent` only runs what it is given.
@@ -22,12 +22,9 @@ import logging
 import socket
 
 from goavail.agent import Agent, Loaded, Parts
-from goavail.checks.base import Probe
-from goavail.checks.icmp import IcmpProbe
 from goavail.checks.multi import CheckSet, check_problems
-from goavail.checks.scheduler import ProbeScheduler
-from goavail.checks.tcp import TcpProbe
 from goavail.config import (
+    CheckSection,
     Config,
     ConfigError,
     DnsSection,
@@ -46,7 +43,7 @@ from goavail.errors import SetupError
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner, hooks_dir_problem
 from goavail.notify import Notifier
-from goavail.options import Options
+from goavail.options import PROBE_KINDS, Options
 from goavail.overrides import Overrides, load_overrides
 
 log = logging.getLogger("goavail.agent")
@@ -78,18 +75,40 @@ def check_loaded(config: Config, options: Options) -> None:
         raise ConfigError(problems, options.config_path)
 
 
-def build_probe(config: Config, options: Options) -> Probe:
-    """The probe engine chosen by ``--type``, with the config's timeout (seconds); not
-    started.
+def single_check(config: Config, options: Options) -> CheckSection:
+    """The check ``--type`` stands for: ICMP echo (``ip``) or a TCP connect to ``port``
+    (``tcp``), every ``interval`` with ``timeout`` (seconds), down after
+    ``failure_threshold`` failures, up after ``rise_threshold`` successes.
 
     Raises:
         SetupError: ``--type tcp`` without ``port`` (the config check reports it first).
     """
-    if options.probe_type == "tcp":
-        if config.port is None:  # pragma: no cover - check_runtime checked it
-            raise SetupError("port: required by --type tcp")
-        return TcpProbe(config.port, timeout=config.timeout)
-    return IcmpProbe(timeout=config.timeout)
+    kind = PROBE_KINDS[options.probe_type]
+    if kind == "tcp" and config.port is None:  # pragma: no cover - check_runtime checked it
+        raise SetupError("port: required by --type tcp")
+    # Built from values the top level validated already (its ranges are the checks'):
+    # model_construct, so a valid file never fails here.
+    return CheckSection.model_construct(
+        id=kind,
+        type=kind,
+        interval=config.interval,
+        timeout=config.timeout,
+        fall=config.failure_threshold,
+        rise=config.rise_threshold,
+        port=config.port if kind == "tcp" else None,
+    )
+
+
+def check_sections(config: Config, options: Options) -> tuple[list[CheckSection], bool]:
+    """The checks a run uses: ``[[checks]]``, or else the one synthesized from ``--type``.
+
+    Returns:
+        ``(sections, single)``: ``single`` is True for the synthesized check (see
+        :class:`goavail.checks.multi.CheckSet`).
+    """
+    if config.checks:
+        return list(config.checks), False
+    return [single_check(config, options)], True
 
 
 def build_provider(config: Config, options: Options, audit: AuditLog) -> Provider:
@@ -153,12 +172,12 @@ class Assembler:
 
     async def build(self, loaded: Loaded, running: Parts, checks: CheckSet) -> Parts:
         """The complete new set of parts for ``loaded``; a part whose settings did not
-        change is the running one. New probe engines are started; nothing is switched.
+        change is the running one. New check engines are started; nothing is switched.
 
         Args:
             loaded: from :meth:`load`.
             running: the parts in use.
-            checks: the running ``[[checks]]``; their new engines are prepared
+            checks: the running checks; the new ones' engines are built and started
                 (:meth:`CheckSet.prepare`), not committed.
 
         Raises:
@@ -167,26 +186,16 @@ class Assembler:
         """
         new, old = loaded.config, running.config
         section = new.section_for(self.options.provider)
-        provider, audit, probe = running.provider, running.audit, running.probe
-        # The single probe (--type) runs only without [[checks]]; with them it stays unstarted.
-        single_before, single_after = not old.checks, not new.checks
+        provider, audit = running.provider, running.audit
         try:
             if new.audit_file != old.audit_file:
                 audit = AuditLog(new.audit_file, on_record=running.audit.on_record)
             provider_changed = _provider_settings(section) != _provider_settings(running.section)
             if provider_changed or audit is not running.audit:
                 provider = build_provider(new, self.options, audit)
-            if single_before and not single_after:
-                probe = build_probe(new, self.options)  # not started: [[checks]] take over
-            elif single_after and (
-                not single_before or (new.timeout, new.port) != (old.timeout, old.port)
-            ):
-                probe = build_probe(new, self.options)
-                await probe.start()
-            prepared = await checks.prepare(new.checks)
+            sections, single = check_sections(new, self.options)
+            prepared = await checks.prepare(sections, single=single)
         except BaseException:
-            if probe is not running.probe:
-                await probe.close()
             if provider is not running.provider:
                 await provider.close()
             if audit is not running.audit:
@@ -197,7 +206,6 @@ class Assembler:
             section=section,
             audit=audit,
             provider=provider,
-            probe=probe,
             overrides=loaded.overrides,
             checks=prepared,
         )
@@ -251,7 +259,7 @@ def compose(config: Config, options: Options) -> Agent:
         )
     audit = AuditLog(config.audit_file, on_record=agent.on_audit_record)
     provider = build_provider(config, options, audit)
-    probe = build_probe(config, options)
+    sections, single = check_sections(config, options)
     ttl, proxied = record_attributes(section)
     reconciler = Reconciler(
         provider,
@@ -265,19 +273,21 @@ def compose(config: Config, options: Options) -> Agent:
         hold=agent.hold if cluster is not None else None,
         on_fail_open=agent.on_fail_open,
     )
-    scheduler = ProbeScheduler(probe, config.interval, agent.on_result)
-    checks = CheckSet(config.checks, list(agent.targets), agent.on_checks_verdict)
-    scheduler.set_targets([] if config.checks else list(agent.targets))
+    checks = CheckSet(
+        sections,
+        list(agent.targets),
+        agent.on_checks_verdict,
+        single=single,
+        stats=agent.probe_stats,
+    )
     table = Overrides(
         decision, config.overrides_file, audit=lambda: agent.audit, on_change=agent.on_override
     )
     agent.attach(
         audit=audit,
         provider=provider,
-        probe=probe,
         cluster=cluster,
         reconciler=reconciler,
-        scheduler=scheduler,
         checks=checks,
         overrides=table,
         file_overrides=load_overrides(config.overrides_file),
@@ -291,10 +301,11 @@ def compose(config: Config, options: Options) -> Agent:
 
 __all__ = [
     "Assembler",
-    "build_probe",
     "build_provider",
     "check_loaded",
+    "check_sections",
     "compose",
     "default_node_name",
     "load_checked",
+    "single_check",
 ]

@@ -8,6 +8,10 @@ from pathlib import Path
 from typing import Literal
 
 ProbeType = Literal["ip", "tcp"]
+ProbeKind = Literal["icmp", "tcp"]
+
+PROBE_KINDS: dict[str, ProbeKind] = {"ip": "icmp", "tcp": "tcp"}
+"""``--type`` -> the engine (and the type and id of the check synthesized from it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,4 +31,4 @@ class Options:
     provider: str = "cloudflare"
 
 
-__all__ = ["Options", "ProbeType"]
+__all__ = ["PROBE_KINDS", "Options", "ProbeKind", "ProbeType"]

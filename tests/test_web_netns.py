@@ -230,7 +230,9 @@ async def test_own_dns_read_is_cached(served: Served) -> None:
 
 async def test_health_503_when_probing_stopped(served: Served) -> None:
     await all_up(served)
-    served.agent.scheduler.stop()
+    single = served.agent.checks.single_check
+    assert single is not None
+    single.scheduler.stop()
     web = served.agent.web
     assert web is not None
     await until(lambda: not web.rounds.check(asyncio.get_running_loop().time(), 0.2, 2).healthy)

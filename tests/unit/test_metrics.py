@@ -31,6 +31,13 @@ A, B = "192.0.2.1", "192.0.2.2"
 KEY = "0123456789abcdef"
 
 
+def feed(agent: Agent, target: str, result: ProbeResult) -> None:
+    """One result of the --type probe (the check it stands for)."""
+    check = agent.checks.single_check
+    assert check is not None
+    check.on_result(target, result)
+
+
 def write_config(tmp_path: Path, extra: str = "") -> Path:
     config = tmp_path / "goavail.toml"
     config.write_text(
@@ -72,9 +79,9 @@ def test_probe_results_transitions_and_rtt_histogram(tmp_path: Path) -> None:
     assert value(metrics, "goavail_target_up", target=A) == 0.0
     assert value(metrics, "goavail_target_state", target=A, state="unknown") == 1.0
     for rtt in (0.003, 0.0004):
-        agent.on_result(A, ProbeResult(ok=True, rtt=rtt))
+        feed(agent, A, ProbeResult(ok=True, rtt=rtt))
     for _ in range(2):
-        agent.on_result(B, ProbeResult(ok=False, error="timeout"))
+        feed(agent, B, ProbeResult(ok=False, error="timeout"))
     assert value(metrics, "goavail_target_up", target=A) == 1.0
     assert value(metrics, "goavail_target_up", target=B) == 0.0
     assert value(metrics, "goavail_target_state", target=B, state="down") == 1.0
@@ -102,8 +109,8 @@ async def test_dns_changes_pending_and_passes(tmp_path: Path) -> None:
     labels = {"provider": "zonefile", "action": "create", "dry_run": "false"}
     assert value(metrics, "goavail_dns_changes_total", result="applied", **labels) == 0.0
     for _ in range(2):
-        agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
-        agent.on_result(B, ProbeResult(ok=True, rtt=0.001))
+        feed(agent, A, ProbeResult(ok=True, rtt=0.001))
+        feed(agent, B, ProbeResult(ok=True, rtt=0.001))
     assert await agent.reconciler.reconcile_once()
     assert value(metrics, "goavail_dns_changes_total", result="applied", **labels) == 2.0
     assert value(metrics, "goavail_dns_pending_changes") == 0.0
@@ -132,8 +139,8 @@ async def test_fail_open_and_overrides(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     metrics = AgentMetrics(agent)
     for _ in range(2):
-        agent.on_result(A, ProbeResult(ok=False, error="timeout"))
-        agent.on_result(B, ProbeResult(ok=True, rtt=0.001))
+        feed(agent, A, ProbeResult(ok=False, error="timeout"))
+        feed(agent, B, ProbeResult(ok=True, rtt=0.001))
     agent.overrides.set(B, Override.DOWN, "maintenance")
     assert value(metrics, "goavail_target_override", target=B, mode="down") == 1.0
     assert value(metrics, "goavail_target_override", target=A, mode="down") is None
@@ -218,7 +225,7 @@ async def test_gossip_peers_and_quorum(tmp_path: Path) -> None:
     assert value(metrics, "goavail_gossip_published_total", result="ok") == 0.0
     # this agent sees A down; its only live peer says up: A's verdict lacks quorum
     for _ in range(2):
-        agent.on_result(A, ProbeResult(ok=False, error="timeout"))
+        feed(agent, A, ProbeResult(ok=False, error="timeout"))
     assert agent.decision.local[A] is State.DOWN
     assert value(metrics, "goavail_targets_quorum_unmet") == 1.0
 

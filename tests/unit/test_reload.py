@@ -47,12 +47,18 @@ async def test_a_part_that_cannot_be_built_leaves_the_running_set_untouched(
     agent = agent_for(tmp_path)
     failing = FailingAssembler(agent.options)
     agent.assembler = failing
-    before = (agent.config, agent.provider, agent.audit, agent.probe, list(agent.targets))
+    before = (agent.config, agent.provider, agent.audit, agent.checks.checks, [*agent.targets])
     write(agent.options.config_path, [A, C], origin="other.test")
 
     assert not await agent.reload()
 
-    assert (agent.config, agent.provider, agent.audit, agent.probe, list(agent.targets)) == before
+    assert (
+        agent.config,
+        agent.provider,
+        agent.audit,
+        agent.checks.checks,
+        list(agent.targets),
+    ) == before
     assert agent.reconciler.provider is before[1]
     assert agent.last_reload is not None and agent.last_reload.result == "failed"
     assert agent.last_reload.problems == ("no credentials for the new provider",)

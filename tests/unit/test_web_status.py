@@ -24,6 +24,13 @@ A, B, C = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 KEY = "0123456789abcdef"
 
 
+def feed(agent: Agent, target: str, result: ProbeResult) -> None:
+    """One result of the --type probe (the check it stands for)."""
+    check = agent.checks.single_check
+    assert check is not None
+    check.on_result(target, result)
+
+
 def make_agent(tmp_path: Path, top: str = "", addresses: tuple[str, ...] = (A, B, C)) -> Agent:
     config = tmp_path / "goavail.toml"
     quoted = ", ".join(f'"{a}"' for a in addresses)
@@ -104,8 +111,8 @@ async def test_cluster_view_with_votes_and_quorum(tmp_path: Path) -> None:
     for target, override in [(A, "auto"), (B, "auto"), (C, "down")]:
         notice = peers.vote("b", target, "up", override, at=time.time())
         await deliver(cluster, notice_event(notice, KEY.encode(), cluster.event))
-    agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
-    agent.on_result(B, ProbeResult(ok=False, error="timeout"))  # only we see B down
+    feed(agent, A, ProbeResult(ok=True, rtt=0.001))
+    feed(agent, B, ProbeResult(ok=False, error="timeout"))  # only we see B down
     doc = status_document(agent.snapshot())
     targets = {t["address"]: t for t in doc["targets"]}
     assert targets[A]["votes"] == {"b": "up"} and targets[A]["quorum_met"] is True
@@ -213,7 +220,7 @@ async def test_two_down_checks_the_longer_run_decides(tmp_path: Path) -> None:
 
 def test_without_checks_the_single_probe_shows(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
-    agent.on_result(A, ProbeResult(ok=False, error="timeout"))
+    feed(agent, A, ProbeResult(ok=False, error="timeout"))
     target = status_document(agent.snapshot())["targets"][0]
     assert (target["state"], target["failures"], target["last_error"]) == ("down", 1, "timeout")
     assert (target["check"], target["checks"]) == (None, [])
@@ -235,7 +242,7 @@ def test_page_lists_problems_first_and_caps_healthy_rows(
     addresses = tuple(f"192.0.2.{i}" for i in range(1, 8))
     agent = make_agent(tmp_path, addresses=addresses)
     for address in addresses:
-        agent.on_result(address, ProbeResult(ok=address != "192.0.2.5", rtt=0.001))
+        feed(agent, address, ProbeResult(ok=address != "192.0.2.5", rtt=0.001))
     agent.overrides.set("192.0.2.6", Override.UP)
     monkeypatch.setattr(page, "MAX_UP_ROWS", 3)
     rows, hidden = page.page_targets(status_document(agent.snapshot()))
