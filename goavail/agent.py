@@ -40,6 +40,14 @@ from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
 from goavail.dns.registry import record_attributes
 from goavail.errors import SetupError
+from goavail.events import (
+    AuditRecorded,
+    Bus,
+    FailOpenChanged,
+    Lifecycle,
+    NameConflictChanged,
+    QuorumChanged,
+)
 from goavail.health import Health, State
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner
@@ -140,7 +148,9 @@ class Agent:
         section: ``config``'s DNS section for ``options.provider``.
         node: this agent's node name.
         decision: the decision stage.
-        notifier, heartbeat, hooks: where events go; reconfigured on reload.
+        notifier, heartbeat, hooks: started, reconfigured on reload and stopped here.
+        bus: where the agent's events go (:mod:`goavail.events`; the notifier and the
+            hooks subscribe to it).
         assembler: the reload port (:class:`Assembler`).
 
     Attributes (read by logs, status and metrics):
@@ -174,6 +184,7 @@ class Agent:
         notifier: Notifier,
         heartbeat: Heartbeat,
         hooks: HookRunner,
+        bus: Bus,
         assembler: Assembler,
     ) -> None:
         self.config = config
@@ -185,6 +196,7 @@ class Agent:
         self.heartbeat = heartbeat
         self.decision = decision
         self.hooks = hooks
+        self.bus = bus
         self.assembler = assembler
         self._decided_at: dict[str, float] = {}
         self.started_at = time.time()
@@ -271,19 +283,21 @@ class Agent:
     def on_name_conflict(self, conflict: NameConflict | None) -> None:
         """Another Serf member uses this agent's node name (None: resolved): notify."""
         if conflict is None:
-            self.notifier.name_conflict(None, serf_quit=False)
+            self.bus.publish(NameConflictChanged(None, serf_quit=False))
         else:
-            self.notifier.name_conflict(conflict.other or "?", serf_quit=conflict.serf_quit)
+            self.bus.publish(NameConflictChanged(conflict.other or "?", conflict.serf_quit))
+
+    def on_quorum(self, unmet: bool, live: int, needed: int) -> None:
+        """Cluster membership changed (``unmet``: fewer than ``needed`` live peers)."""
+        self.bus.publish(QuorumChanged(unmet, live, needed))
 
     def on_audit_record(self, entry: dict[str, Any]) -> None:
         """Every audit record: to the notifier and the hooks (both return at once)."""
-        self.notifier.audit_record(entry)
-        self.hooks.audit_record(entry)
+        self.bus.publish(AuditRecorded(entry))
 
     def on_fail_open(self, case: FailOpen, engaged: bool) -> None:
         """Fail-open engaged or released: to the notifier and the hooks."""
-        self.notifier.fail_open(case, engaged)
-        self.hooks.fail_open(case, engaged)
+        self.bus.publish(FailOpenChanged(case, engaged))
 
     def on_decision(self, target: str, state: State) -> None:
         """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
@@ -581,12 +595,14 @@ class Agent:
             log.info("stopped")
 
     def _notify_lifecycle(self, *, started: bool) -> None:
-        self.notifier.agent_event(
-            started=started,
-            dry_run=self.options.dry_run,
-            provider=self.options.provider,
-            targets=len(self.targets),
-            names=self.section.names(),
+        self.bus.publish(
+            Lifecycle(
+                started=started,
+                dry_run=self.options.dry_run,
+                provider=self.options.provider,
+                targets=len(self.targets),
+                names=self.section.names(),
+            )
         )
 
     def _log_start(self) -> None:

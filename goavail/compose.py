@@ -40,6 +40,7 @@ from goavail.dns.reconcile import Reconciler
 from goavail.dns.registry import build_provider as build_from_registry
 from goavail.dns.registry import record_attributes
 from goavail.errors import SetupError
+from goavail.events import Bus
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner, hooks_dir_problem
 from goavail.notify import Notifier
@@ -230,17 +231,23 @@ def compose(config: Config, options: Options) -> Agent:
     members = config.members if cluster_mode(config.members) else None
     node = config.node_name or default_node_name(members)
     decision = DecisionStage(members.min_peers_agree if members else 0)
+    notifier = Notifier(config, agent=node)
+    hooks = HookRunner(
+        config.hooks_dir, timeout=config.hook_timeout, node=node, dry_run=options.dry_run
+    )
+    bus = Bus()
+    bus.subscribe(notifier.on_event)
+    bus.subscribe(hooks.on_event)
     agent = Agent(
         config=config,
         options=options,
         section=section,
         node=node,
         decision=decision,
-        notifier=Notifier(config, agent=node),
+        notifier=notifier,
         heartbeat=Heartbeat(config.heartbeat),
-        hooks=HookRunner(
-            config.hooks_dir, timeout=config.hook_timeout, node=node, dry_run=options.dry_run
-        ),
+        hooks=hooks,
+        bus=bus,
         assembler=Assembler(options),
     )
     cluster = None
@@ -253,7 +260,7 @@ def compose(config: Config, options: Options) -> Agent:
             stage=decision,
             targets=lambda: agent.targets,
             on_decision=agent.on_decision,
-            on_quorum=agent.notifier.quorum,
+            on_quorum=agent.on_quorum,
             on_name_conflict=agent.on_name_conflict,
             on_override=agent.on_peer_override,
         )
