@@ -122,12 +122,13 @@ async def _engine(targets: Sequence[str], seconds: float, with_health: bool) -> 
 
 
 async def _agent(targets: Sequence[str], seconds: float) -> str:
-    from goavail.agent import Agent, Options, load_checked
+    from goavail.compose import compose, load_checked
+    from goavail.options import Options
 
     with tempfile.TemporaryDirectory(prefix="goavail-breakdown-") as tmp:
         config = write_setup(Path(tmp), targets, "500ms")
         options = Options(config, dry_run=True, probe_type="ip", provider="zonefile")
-        agent = Agent(load_checked(options), options)
+        agent = compose(load_checked(options), options)
         task = asyncio.create_task(agent.run())
         await asyncio.sleep(WARMUP + len(targets) / 2000)  # the zone file is parsed first
         before = _cpu()

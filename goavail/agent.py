@@ -1,9 +1,18 @@
-"""The agent: wires probes -> health -> decision -> reconciler -> provider and runs them.
+"""The agent runtime: runs the parts :mod:`goavail.compose` built, and swaps them on reload.
 
-Lifecycle (after uvicorn's ``server.py``): start (open sockets, build the
-provider) -> run (one asyncio event loop, a TaskGroup holding the probe
-scheduler and the reconciler) -> on SIGHUP reload -> on SIGTERM/SIGINT stop
-within a bounded grace period, restore the signal handlers, flush the audit log.
+Data flows probes -> health -> decision -> reconciler -> provider. The agent holds
+the per-target state, folds probe results into health (the hot path), hands verdicts
+to the decision stage and, in cluster mode, to the cluster; it decides when this
+agent writes a change itself (:meth:`Agent.hold`), fans events out to the notifier
+and the hooks, and serves the HTTP side its ports (:mod:`goavail.web.ports`). It
+builds nothing: :func:`goavail.compose.compose` makes it, and on SIGHUP its
+:class:`Assembler` port builds the complete new set of parts before anything is
+switched (a transactional reload).
+
+Lifecycle (after uvicorn's ``server.py``): start (open sockets) -> run (one asyncio
+event loop, a TaskGroup holding the probe scheduler and the reconciler) -> on SIGHUP
+reload -> on SIGTERM/SIGINT stop within a bounded grace period, restore the signal
+handlers, flush the audit log.
 """
 
 from __future__ import annotations
@@ -14,45 +23,43 @@ import logging
 import math
 import os
 import signal
-import socket
 import time
-from bisect import bisect_left
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from goavail import __version__
 from goavail.brake import BrakeResult, brake
-from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
-from goavail.checks.icmp import IcmpProbe
-from goavail.checks.multi import CheckSet, Prepared, check_problems, describe_check
-from goavail.checks.scheduler import ProbeScheduler
-from goavail.checks.tcp import TcpProbe
-from goavail.config import (
-    PROVIDERS,
-    Config,
-    ConfigError,
-    DnsSection,
-    Members,
-    check_runtime,
-    cluster_mode,
-    load_config,
-)
+from goavail.checks.base import ProbeResult, ProbeSetupError
+from goavail.checks.multi import CheckSet, Prepared, describe_check
+from goavail.config import Config, ConfigError, DnsSection
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
-from goavail.health import Health, State, observe
+from goavail.dns.registry import record_attributes
+from goavail.errors import SetupError
+from goavail.events import (
+    AuditRecorded,
+    BrakeChanged,
+    Bus,
+    FailOpenChanged,
+    Lifecycle,
+    NameConflictChanged,
+    QuorumChanged,
+)
+from goavail.health import Health, State
 from goavail.heartbeat import Heartbeat
-from goavail.hooks import HookRunner, hooks_dir_problem
-from goavail.logs import REDACTOR
+from goavail.hooks import HookRunner
 from goavail.notify import Notifier
-from goavail.overrides import Overrides, load_overrides
-from goavail.pools import Publication, publication
-from goavail.pools import problems as pool_problems
-from goavail.stats import RTT_BUCKETS, ProbeStats
+from goavail.options import PROBE_KINDS, Options
+from goavail.overrides import OverrideEntry, Overrides
+from goavail.pools import Publication
+from goavail.stats import ProbeStats
+from goavail.web.ports import HealthView, OverrideOutcome
+from goavail.web.snapshot import ClusterView, ReloadOutcome, Snapshot
 
 if TYPE_CHECKING:
     from goavail.cluster.serf_agent import NameConflict
@@ -61,181 +68,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("goavail.agent")
 
-ProbeType = Literal["ip", "tcp"]
-ProviderName = Literal["cloudflare", "zonefile", "route53", "rfc2136"]
-SUPPORTED_PROVIDERS: tuple[str, ...] = ("cloudflare", "zonefile", "route53", "rfc2136")
 STOP_GRACE = 4.0
 """Seconds the shutdown may take after SIGTERM before remaining work is abandoned."""
 NOTIFY_FLUSH = 2.0
 """Seconds queued notifications (the "stopping" one included) may take to go out at stop."""
-
-
-class SetupError(Exception):
-    """The agent cannot start; the message says why and how to fix it."""
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """Command-line choices that are not in the config file.
-
-    Attributes:
-        config_path: the TOML file (re-read on SIGHUP).
-        dry_run: when True no DNS write is made (audit records only).
-        probe_type: "ip" (ICMP echo) or "tcp" (connect to ``port``).
-        provider: DNS provider name.
-    """
-
-    config_path: Path
-    dry_run: bool = True
-    probe_type: ProbeType = "ip"
-    provider: ProviderName = "cloudflare"
-
-
-def load_checked(options: Options) -> Config:
-    """Load the config file and check it against the command-line options.
-
-    Raises:
-        ConfigError: listing every problem found.
-    """
-    config = load_config(options.config_path)
-    check_loaded(config, options)
-    return config
-
-
-def check_loaded(config: Config, options: Options) -> None:
-    """Check a loaded config against the command-line options (provider, probe type).
-
-    Raises:
-        ConfigError: listing every problem found.
-    """
-    problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
-    if not problems:  # the provider's section exists
-        section = config.section_for(options.provider)
-        problems += pool_problems(config, section, PROVIDERS[options.provider][1])
-    problems += check_problems(config.checks)
-    hooks_problem = hooks_dir_problem(config.hooks_dir)
-    if hooks_problem is not None:
-        problems.append(hooks_problem)
-    if problems:
-        raise ConfigError(problems, options.config_path)
-
-
-def build_probe(config: Config, options: Options) -> Probe:
-    """The probe engine chosen by ``--type``, with the config's timeout (seconds)."""
-    if options.probe_type == "tcp":
-        if config.port is None:  # pragma: no cover - check_runtime checked it
-            raise SetupError("port: required by --type tcp")
-        return TcpProbe(config.port, timeout=config.timeout)
-    return IcmpProbe(timeout=config.timeout)
-
-
-def build_provider(config: Config, options: Options, audit: AuditLog) -> Provider:
-    """The DNS provider chosen by ``--dns-provider``.
-
-    Raises:
-        SetupError: the provider cannot be set up (credentials missing, AWS
-            configuration unusable, ...).
-    """
-    config.section_for(options.provider)  # raises ConfigError when the section is missing
-    if options.provider == "route53":
-        return _build_route53(config, options, audit)
-    if options.provider == "rfc2136":
-        return _build_rfc2136(config, options, audit)
-    if options.provider == "zonefile":
-        from goavail.dns.providers.zonefile import ZonefileProvider
-
-        zf = config.zonefile
-        if zf is None:  # pragma: no cover - section_for checked it
-            raise SetupError("[Zonefile] section missing")
-        return ZonefileProvider(
-            dry_run=options.dry_run,
-            audit=audit,
-            path=zf.path,
-            origin=zf.origin,
-            ttl=zf.ttl,
-            reload_command=zf.reload_command,
-        )
-    from goavail.dns.providers.cloudflare import (
-        CloudflareProvider,
-        MissingCredentials,
-        credentials_from_env,
-    )
-
-    cf = config.cloudflare
-    if cf is None:  # pragma: no cover - section_for checked it
-        raise SetupError("[Cloudflare] section missing")
-    try:
-        credentials = credentials_from_env(os.environ)
-    except MissingCredentials as exc:
-        raise SetupError(str(exc)) from None
-    REDACTOR.add(credentials.secrets())
-    return CloudflareProvider(
-        dry_run=options.dry_run,
-        audit=audit,
-        zone_name=cf.dns_domain,
-        proxied=cf.dns_proxied,
-        ttl=cf.ttl,
-        credentials=credentials,
-    )
-
-
-def _build_route53(config: Config, options: Options, audit: AuditLog) -> Provider:
-    """The Route 53 provider; credentials and endpoint come from boto3's standard chain."""
-    import botocore.exceptions
-
-    from goavail.dns.providers.route53 import Route53Provider
-
-    r53 = config.route53
-    if r53 is None:  # pragma: no cover - section_for checked it
-        raise SetupError("[Route53] section missing")
-    REDACTOR.add(os.environ.get(v) for v in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
-    try:
-        return Route53Provider(
-            dry_run=options.dry_run,
-            audit=audit,
-            zone_name=r53.aws_domain,
-            zone_id=r53.aws_zoneid,
-            ttl=r53.ttl,
-            region=r53.aws_region,
-        )
-    except botocore.exceptions.BotoCoreError as exc:
-        raise SetupError(f"route53: the AWS configuration is unusable: {exc}") from None
-
-
-def _build_rfc2136(config: Config, options: Options, audit: AuditLog) -> Provider:
-    """The RFC 2136 provider; the TSIG secret comes from ``GOAVAIL_TSIG_SECRET``."""
-    from goavail.dns.providers.rfc2136 import MissingTsigSecret, Rfc2136Provider, tsig_from_env
-
-    section = config.rfc2136
-    if section is None:  # pragma: no cover - section_for checked it
-        raise SetupError("[RFC2136] section missing")
-    try:
-        tsig = tsig_from_env(os.environ, section.tsig_key_name, section.tsig_algorithm)
-    except MissingTsigSecret as exc:
-        raise SetupError(str(exc)) from None
-    if tsig is None:
-        log.warning(
-            "[RFC2136] has no tsig_key_name: updates to %s are not signed, so anyone who can "
-            "reach the server from an allowed address can change the zone",
-            section.zone,
-        )
-    else:
-        REDACTOR.add([tsig.secret])
-    return Rfc2136Provider(
-        dry_run=options.dry_run,
-        audit=audit,
-        server=section.server,
-        port=section.port,
-        zone=section.zone,
-        ttl=section.ttl,
-        tsig=tsig,
-    )
-
-
-def record_attributes(section: DnsSection) -> tuple[int | None, bool | None]:
-    """(ttl, proxied) given to records the provider creates."""
-    proxied = getattr(section, "dns_proxied", None)
-    return section.ttl, proxied
 
 
 @dataclass(slots=True)
@@ -251,24 +87,76 @@ class TargetStatus:
     since: float = field(default_factory=time.time)
 
 
-@dataclass(frozen=True, slots=True)
-class ReloadOutcome:
-    """The last SIGHUP reload: wall time, result ("applied", "rejected" or "failed") and the
-    problems or error text."""
+class Loaded(NamedTuple):
+    """A configuration read again on SIGHUP: the file and its overrides file's entries."""
 
-    time: float
-    result: str
-    problems: tuple[str, ...] = ()
+    config: Config
+    overrides: Mapping[str, OverrideEntry]
+
+
+@dataclass(slots=True)
+class Parts:
+    """The parts a reload may replace, all built from one configuration.
+
+    Attributes:
+        config: the validated configuration.
+        section: its DNS section for the provider in use.
+        publication: the names, their pools and the targets (see :mod:`goavail.pools`).
+        audit: the audit log (a new one when ``audit_file`` changed).
+        provider: the DNS provider (a new one when its settings or the audit log changed).
+        overrides: the overrides file's entries.
+        checks: a reload's prepared checks (``[[checks]]``, or the one ``--type``
+            stands for), their new engines started (None at start-up).
+    """
+
+    config: Config
+    section: DnsSection
+    publication: Publication
+    audit: AuditLog
+    provider: Provider
+    overrides: Mapping[str, OverrideEntry] = field(default_factory=dict)
+    checks: Prepared | None = None
+
+
+class Assembler(Protocol):
+    """The reload port (implemented by :class:`goavail.compose.Assembler`)."""
+
+    def load(self) -> Loaded:
+        """Read and check the configuration again.
+
+        Raises:
+            ConfigError: every problem found (the reload is rejected).
+        """
+        ...
+
+    async def build(self, loaded: Loaded, running: Parts, checks: CheckSet) -> Parts:
+        """The complete new set of parts; the running ones are reused when unchanged.
+
+        Raises:
+            Exception: a part cannot be built (the reload failed); whatever was built
+                is closed again and ``running`` is untouched.
+        """
+        ...
 
 
 class Agent:
-    """One goavail agent.
+    """One goavail agent: the runtime (see the module's docstring).
+
+    Made by :func:`goavail.compose.compose` in two steps: the constructor takes the
+    parts that call nothing back, :meth:`attach` the parts that call the agent's
+    handlers (``on_result``, ``on_decision``, ``hold``, ...). Call ``await run()``; it
+    returns when a stop signal arrived.
 
     Args:
-        config: a validated configuration (see :func:`load_checked`).
+        config: a validated configuration (see :func:`goavail.compose.load_checked`).
         options: command-line options.
-
-    Call ``await run()``; it returns when a stop signal arrived.
+        section: ``config``'s DNS section for ``options.provider``.
+        node: this agent's node name.
+        decision: the decision stage.
+        notifier, heartbeat, hooks: started, reconfigured on reload and stopped here.
+        bus: where the agent's events go (:mod:`goavail.events`; the notifier and the
+            hooks subscribe to it).
+        assembler: the reload port (:class:`Assembler`).
 
     Attributes (read by logs, status and metrics):
         targets: target -> :class:`TargetStatus` (with ``[[checks]]``, ``health.state``
@@ -278,88 +166,59 @@ class Agent:
         hooks: the ``hooks_dir`` runner; ``hooks.stats`` holds its counters.
 
     Raises (from ``run``):
-        SetupError: the provider cannot be built.
         goavail.checks.ProbeSetupError: probe sockets cannot be opened.
+        goavail.web.ServerError: ``[Server] listen`` cannot be bound.
     """
 
-    def __init__(self, config: Config, options: Options) -> None:
+    audit: AuditLog
+    provider: Provider
+    cluster: Cluster | None
+    reconciler: Reconciler
+    checks: CheckSet
+    """The checks: ``[[checks]]``, or the one synthesized from ``--type``."""
+    overrides: Overrides
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        options: Options,
+        section: DnsSection,
+        publication: Publication,
+        node: str,
+        decision: DecisionStage,
+        notifier: Notifier,
+        heartbeat: Heartbeat,
+        hooks: HookRunner,
+        bus: Bus,
+        assembler: Assembler,
+    ) -> None:
         self.config = config
         self.options = options
-        self.section = config.section_for(options.provider)
-        self.publication: Publication = _publication(config, options.provider)
+        self.section = section
+        self.publication = publication
         """The managed names, their pools and the targets (see :mod:`goavail.pools`)."""
-        self.targets: dict[str, TargetStatus] = {
-            a: TargetStatus() for a in self.publication.targets
-        }
+        self.targets: dict[str, TargetStatus] = {a: TargetStatus() for a in publication.targets}
         self.brake_state = BrakeResult()
-        """What the mass-withdrawal brake holds now (see :meth:`_held`)."""
-        members = config.members if cluster_mode(config.members) else None
-        self.node = config.node_name or _default_node_name(members)
-        self.notifier = Notifier(config, agent=self.node)
-        self.heartbeat = Heartbeat(config.heartbeat)
-        self.decision = DecisionStage(members.min_peers_agree if members else 0)
-        self._decided_at: dict[str, float] = {}
+        """What the mass-withdrawal brake holds now (see :meth:`held`)."""
         self._down_since: dict[str, float] = {}
         """Target -> ``time.monotonic()`` of its DOWN decision (the brake's order)."""
         self._stale_hold = False
         """A delete was held because a peer's latest votes were not pulled yet."""
+        self.node = node
+        self.notifier = notifier
+        self.heartbeat = heartbeat
+        self.decision = decision
+        self.hooks = hooks
+        self.bus = bus
+        self.assembler = assembler
+        self._decided_at: dict[str, float] = {}
         self.started_at = time.time()
         self.probe_stats = ProbeStats()
         self.reloads: Counter[str] = Counter()
         self.last_reload: ReloadOutcome | None = None
-        self.cluster: Cluster | None = None
-        if members is not None:
-            from goavail.cluster.service import Cluster
-
-            self.cluster = Cluster(
-                node=self.node,
-                members=members,
-                stage=self.decision,
-                targets=lambda: self.targets,
-                on_decision=self._on_decision,
-                on_quorum=self.notifier.quorum,
-                on_name_conflict=self._on_name_conflict,
-                on_override=self._on_peer_override,
-                on_caught_up=self._on_caught_up,
-            )
-        self.hooks = HookRunner(
-            config.hooks_dir, timeout=config.hook_timeout, node=self.node, dry_run=options.dry_run
-        )
-        self.audit = AuditLog(config.audit_file, on_record=self._on_audit_record)
-        self.provider = build_provider(config, options, self.audit)
-        self.probe: Probe = build_probe(config, options)
-        ttl, proxied = record_attributes(self.section)
-        self.reconciler = Reconciler(
-            self.provider,
-            names=self.publication.names,
-            addresses=self.publication.targets,
-            decisions=self.decision.effective,
-            overridden=self.decision.forced,
-            ttl=ttl,
-            proxied=proxied,
-            resync_interval=config.resync_interval,
-            hold=self._hold if self.cluster is not None else None,
-            on_fail_open=self._on_fail_open,
-            specs=self.publication.specs,
-            held=self._held,
-        )
-        self.scheduler = ProbeScheduler(self.probe, config.interval, self.on_result)
-        self.checks = CheckSet(config.checks, list(self.targets), self._on_checks_verdict)
-        """``[[checks]]`` (empty without them: then the single probe above is used)."""
-        self.scheduler.set_targets([] if config.checks else list(self.targets))
         self._debug = log.isEnabledFor(logging.DEBUG)  # per-probe lines (read once)
-        self.overrides = Overrides(
-            self.decision,
-            config.overrides_file,
-            audit=lambda: self.audit,
-            on_change=self._on_override,
-        )
-        self.overrides.replace(load_overrides(config.overrides_file), source="file")
         self.web: WebServer | None = None
-        if config.server.enabled:
-            from goavail.web.server import WebServer
-
-            self.web = WebServer(self)
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
@@ -367,74 +226,57 @@ class Agent:
         """True once start-up is over (the reload a SIGHUP asks for waits until then)."""
         self._reload_pending = False
 
-    # -- probe results ----------------------------------------------------------
+    def attach(
+        self,
+        *,
+        audit: AuditLog,
+        provider: Provider,
+        cluster: Cluster | None,
+        reconciler: Reconciler,
+        checks: CheckSet,
+        overrides: Overrides,
+        file_overrides: Mapping[str, OverrideEntry],
+    ) -> None:
+        """Take the parts that call this agent's handlers; then apply the overrides
+        file's entries (which may announce and re-plan at once)."""
+        self.audit, self.provider = audit, provider
+        self.cluster = cluster
+        self.reconciler = reconciler
+        self.checks = checks
+        self.overrides = overrides
+        overrides.replace(file_overrides, source="file")
 
-    def on_result(self, target: str, result: ProbeResult) -> None:
-        """Fold one probe result into the target's health; act on transitions."""
-        status = self.targets.get(target)
-        if status is None:
-            return  # target dropped by a reload
-        stats = self.probe_stats  # O(1) counters, read at scrape time (goavail/web/metrics.py)
-        if result.ok:
-            rtt = result.rtt or 0.0
-            stats.rtt_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
-            stats.rtt_sum += rtt
-            health = status.health
-            if health.state is State.UP and not self._debug:
-                # The steady state, 10,000s of times per second: observe()'s UP + ok case.
-                status.last = result
-                status.health = Health(State.UP, health.successes + 1, 0)
-                return
-        elif result.error == CLOSED.error:
-            return  # the engine was swapped or closed: not a verdict on the target
-        else:
-            stats.failed += 1
-        status.last = result
-        if self._debug:
-            log.debug(
-                "probe %s %s %s",
-                target,
-                "ok" if result.ok else "failed",
-                f"rtt={result.rtt * 1000:.2f}ms" if result.rtt is not None else result.error,
-            )
-        status.health, transition = observe(
-            status.health,
-            result.ok,
-            fall=self.config.failure_threshold,
-            rise=self.config.rise_threshold,
+    @property
+    def parts(self) -> Parts:
+        """The running parts a reload may replace."""
+        return Parts(
+            config=self.config,
+            section=self.section,
+            publication=self.publication,
+            audit=self.audit,
+            provider=self.provider,
         )
-        if transition is None:
-            return
-        status.since = time.time()
-        stats.transitions[(target, transition.new.value)] += 1
-        log.info(
-            "target %s %s -> %s after %d consecutive %s%s (names: %s)",
-            target,
-            transition.old,
-            transition.new,
-            transition.count,
-            "successes" if transition.new is State.UP else "failures",
-            "" if result.ok else f", last error: {result.error}",
-            ", ".join(self.publication.names_of(target)),
-            extra={"target": target, "state": str(transition.new)},
-        )
-        self._verdict(target, transition.new)
 
-    def _on_checks_verdict(self, target: str, old: State, new: State, why: str) -> None:
-        """``[[checks]]``: the worst-of state of ``target`` changed (see CheckSet)."""
+    # -- verdicts -----------------------------------------------------------------
+
+    def on_checks_verdict(self, target: str, old: State, new: State, why: str) -> None:
+        """The state of ``target`` changed (the worst of its checks; with ``--type``, its
+        one synthesized check, see :class:`goavail.checks.multi.CheckSet`): log it and
+        hand the verdict on."""
         status = self.targets.get(target)
         if status is None:
             return
         status.health = Health(new)
-        log.info(
-            "target %s %s -> %s: %s (names: %s)",
-            target,
-            old,
-            new,
-            why,
-            ", ".join(self.publication.names_of(target)),
-            extra={"target": target, "state": str(new)},
-        )
+        names = ", ".join(self.publication.names_of(target))
+        extra = {"target": target, "state": str(new)}
+        if self.checks.single:
+            status.since = time.time()
+            self.probe_stats.transitions[(target, new.value)] += 1
+            log.info("target %s %s -> %s %s (names: %s)", target, old, new, why, names, extra=extra)
+        else:
+            log.info(
+                "target %s %s -> %s: %s (names: %s)", target, old, new, why, names, extra=extra
+            )
         self._verdict(target, new)
 
     def _verdict(self, target: str, state: State) -> None:
@@ -443,7 +285,7 @@ class Agent:
         if self.cluster is not None:
             self.cluster.publish(target, state)
         if decided is not None:
-            self._on_decision(target, decided)
+            self.on_decision(target, decided)
         elif self.cluster is not None and state is not State.UNKNOWN:
             log.info(
                 "no decision yet for %s: needs %d agreeing peer(s) (votes: %s)",
@@ -453,24 +295,26 @@ class Agent:
                 extra={"target": target},
             )
 
-    def _on_name_conflict(self, conflict: NameConflict | None) -> None:
+    def on_name_conflict(self, conflict: NameConflict | None) -> None:
         """Another Serf member uses this agent's node name (None: resolved): notify."""
         if conflict is None:
-            self.notifier.name_conflict(None, serf_quit=False)
+            self.bus.publish(NameConflictChanged(None, serf_quit=False))
         else:
-            self.notifier.name_conflict(conflict.other or "?", serf_quit=conflict.serf_quit)
+            self.bus.publish(NameConflictChanged(conflict.other or "?", conflict.serf_quit))
 
-    def _on_audit_record(self, entry: dict[str, Any]) -> None:
+    def on_quorum(self, unmet: bool, live: int, needed: int) -> None:
+        """Cluster membership changed (``unmet``: fewer than ``needed`` live peers)."""
+        self.bus.publish(QuorumChanged(unmet, live, needed))
+
+    def on_audit_record(self, entry: dict[str, Any]) -> None:
         """Every audit record: to the notifier and the hooks (both return at once)."""
-        self.notifier.audit_record(entry)
-        self.hooks.audit_record(entry)
+        self.bus.publish(AuditRecorded(entry))
 
-    def _on_fail_open(self, case: FailOpen, engaged: bool) -> None:
+    def on_fail_open(self, case: FailOpen, engaged: bool) -> None:
         """Fail-open engaged or released: to the notifier and the hooks."""
-        self.notifier.fail_open(case, engaged)
-        self.hooks.fail_open(case, engaged)
+        self.bus.publish(FailOpenChanged(case, engaged))
 
-    def _on_decision(self, target: str, state: State) -> None:
+    def on_decision(self, target: str, state: State) -> None:
         """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
         self._decided_at[target] = time.monotonic()
         if state is State.DOWN:
@@ -481,13 +325,13 @@ class Agent:
         log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
         self.reconciler.trigger()
 
-    def _on_override(self, target: str) -> None:
+    def on_override(self, target: str) -> None:
         """This agent's own override of ``target`` changed: announce it and re-plan."""
         if self.cluster is not None:
             self.cluster.publish(target, self.decision.local.get(target, State.UNKNOWN))
         self._override_in_force(target)
 
-    def _on_peer_override(
+    def on_peer_override(
         self, node: str, target: str, previous: Override, override: Override
     ) -> None:
         """A live peer announced (or lost) an override of ``target``."""
@@ -511,7 +355,7 @@ class Agent:
         )
         self.reconciler.trigger()
 
-    def _hold(self, change: Change) -> float:
+    def hold(self, change: Change) -> float:
         """Cluster mode: seconds to wait before making ``change`` ourselves.
 
         Of the agents that agree, the live one with the lowest node name writes at
@@ -529,6 +373,10 @@ class Agent:
         A decision that is not backed right now (this agent's verdict and
         ``min_peers_agree`` live peers', see :meth:`DecisionStage.agreed`) is never
         written: held until it is, and the grace period starts again then.
+
+        Freshness: a delete waits while a live peer has announced votes this agent
+        has not pulled yet (:meth:`Cluster.behind`); the pull's landing triggers a
+        pass (:meth:`on_caught_up`). Creates never wait.
         """
         target = change.record.content
         decision = self.decision.effective.get(target)
@@ -560,23 +408,29 @@ class Agent:
         since = max(since, now if planned is None else planned)
         return rank * members.writer_grace - (now - since)
 
-    def _held(self) -> frozenset[str]:
+    def on_caught_up(self) -> None:
+        """The view of every live peer's votes is current again: deletes held for it
+        may go now (a pass is triggered only if one was held)."""
+        if self._stale_hold:
+            self._stale_hold = False
+            self.reconciler.trigger()
+
+    def held(self) -> frozenset[str]:
         """The mass-withdrawal brake, read by the reconciler at each pass: the down
         targets whose withdrawal is held now (see :mod:`goavail.brake`).
 
         Off in cluster mode with ``min_peers_agree`` >= 1 (every decision there has a
         quorum of vantage points) and when the configuration has no brake
-        (:meth:`Config.brake_settings`). Logs and notifies when it engages, changes
-        or releases.
+        (:meth:`Config.brake_settings`). Logs and publishes :class:`BrakeChanged` when
+        it engages or releases.
         """
         settings = self.config.brake_settings()
         if settings is None or self.decision.min_peers_agree > 0:
             result = BrakeResult()
         else:
-            effective = self.decision.effective
             result = brake(
                 self.publication.groups(),
-                effective,
+                self.decision.effective,
                 self._down_since,
                 max_down_share=settings.max_down_share,
                 min_targets=settings.min_targets,
@@ -607,14 +461,134 @@ class Agent:
         if before and not result:
             log.warning("BRAKE released: no group has more down targets than its share")
         if bool(before) != bool(result):
-            self.notifier.brake(result, engaged=bool(result))
+            self.bus.publish(BrakeChanged(result, bool(result)))
 
-    def _on_caught_up(self) -> None:
-        """The view of every live peer's votes is current again: deletes held for it
-        may go now (a pass is triggered only if one was held)."""
-        if self._stale_hold:
-            self._stale_hold = False
-            self.reconciler.trigger()
+    # -- the HTTP side's ports (goavail.web.ports) ---------------------------------
+
+    def snapshot(self, *, admin_api: bool = False) -> Snapshot:
+        """Copy the agent's state (call on the agent's event loop; no I/O).
+
+        Args:
+            admin_api: whether write endpoints are enabled (a token is set).
+        """
+        stage = self.decision
+        reconciler = self.reconciler
+        stats = self.probe_stats
+        cluster = self.cluster
+        view = None
+        if cluster is not None:
+            view = ClusterView(
+                event=cluster.event,
+                connected=cluster.connected,
+                live=frozenset(cluster.live),
+                member_status=dict(cluster.member_status),
+                counters=dict(cluster.counters),
+                plaintext=cluster.codec_is_plaintext,
+                name_conflict=None
+                if cluster.name_conflict is None
+                else (cluster.name_conflict.other or "?"),
+                name_conflicts=cluster.name_conflicts,
+            )
+        return Snapshot(
+            wall=time.time(),
+            monotonic=time.monotonic(),
+            node=self.node,
+            version=__version__,
+            started_at=self.started_at,
+            config=self.config,
+            config_path=str(self.options.config_path),
+            provider=self.options.provider,
+            probe_kind=self.probe_kind,
+            dry_run=self.options.dry_run,
+            names=tuple(self.publication.names),
+            raw_targets=self._rows(),
+            local=dict(stage.local),
+            decisions=dict(stage.decisions),
+            effective=dict(stage.effective),
+            peers={node: dict(votes) for node, votes in stage.peers.items()},
+            min_peers_agree=stage.min_peers_agree,
+            overrides=dict(self.overrides.entries),
+            peer_overrides={node: dict(held) for node, held in stage.peer_overrides.items()},
+            pending=reconciler.pending,
+            fail_open=reconciler.fail_open,
+            brake=self.brake_state,
+            current=dict(reconciler.current),
+            read_at=reconciler.read_at,
+            converged=reconciler.converged,
+            retries=reconciler.retries,
+            passes=reconciler.passes,
+            failed_passes=reconciler.failed_passes,
+            unexpected_errors=reconciler.unexpected_errors,
+            last_error=reconciler.last_error,
+            audit=tuple(self.audit.recent),
+            dns_counts=dict(self.audit.counts),
+            rtt_counts=tuple(stats.rtt_counts),
+            rtt_sum=stats.rtt_sum,
+            failed=stats.failed,
+            transitions=dict(stats.transitions),
+            reloads=dict(self.reloads),
+            last_reload=self.last_reload,
+            cluster=view,
+            admin_api=admin_api,
+            cert_days=self.checks.cert_days_left(),
+            checks=() if self.checks.single else self.checks.copy_state(),
+            hook_stats=asdict(self.hooks.stats),
+            notify_stats={name: asdict(stats) for name, stats in self.notifier.stats.items()},
+            heartbeat=(
+                (self.heartbeat.ok, self.heartbeat.failed)
+                if self.config.heartbeat is not None
+                else None
+            ),
+        )
+
+    def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
+        """``(address, health, last result, since)`` per target, in configuration order:
+        with ``--type``, its check's health and result stand for the target's."""
+        single = self.checks.single_check
+        if single is None:
+            return [(a, s.health, s.last, s.since) for a, s in self.targets.items()]
+        health, last = single.health, single.last
+        return [(a, health.get(a, Health()), last.get(a), s.since) for a, s in self.targets.items()]
+
+    @property
+    def probe_kind(self) -> str:
+        """The engine ``--type`` chose (``icmp`` or ``tcp``), as metrics label it."""
+        return PROBE_KINDS[self.options.probe_type]
+
+    def health_view(self) -> HealthView:
+        """The references ``/_health`` reads (no I/O, no copy)."""
+        return HealthView(
+            config_path=str(self.options.config_path),
+            last_reload=self.last_reload,
+            interval=self.config.interval,
+            targets=len(self.targets),
+            results=self.probe_stats.results,
+            cluster=self.cluster,
+            min_peers_agree=self.decision.min_peers_agree,
+            reconciler=self.reconciler,
+            provider=self.provider,
+            provider_name=self.options.provider,
+            first_name=self.publication.names[0],
+            brake=self.brake_state if self.config.brake_settings() is not None else None,
+        )
+
+    def has_target(self, address: str) -> bool:
+        """Whether ``address`` is a configured target."""
+        return address in self.targets
+
+    def set_override(self, target: str, mode: Override, reason: str) -> OverrideOutcome:
+        """Set this agent's override of ``target`` from the API (see :class:`OverridePort`).
+
+        Raises:
+            OSError: the overrides file cannot be written (nothing changed then).
+        """
+        entry = self.overrides.set(target, mode, reason, source="api")
+        return OverrideOutcome(
+            entry=entry,
+            in_force=self.decision.override_of(target),
+            effective=self.decision.effective.get(target, State.UNKNOWN),
+            persisted=self.overrides.path is not None,
+        )
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -643,10 +617,7 @@ class Agent:
         if self.web is not None:
             await self.web.start()
         try:
-            if self.checks:
-                await self.checks.start()
-            else:
-                await self.probe.start()
+            await self.checks.start()
         except BaseException:
             if self.web is not None:
                 await self.web.stop()
@@ -681,7 +652,6 @@ class Agent:
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
-                    tg.create_task(self.scheduler.run(), name="probe-scheduler"),
                     tg.create_task(self.checks.run(), name="checks"),
                     tg.create_task(self.reconciler.run(), name="reconciler"),
                     tg.create_task(self.heartbeat.run(), name="heartbeat"),
@@ -708,7 +678,6 @@ class Agent:
                         await self.web.stop()
                     if self.cluster is not None:
                         await self.cluster.stop()
-                    await self.probe.close()
                     await self.checks.close()
                     await self.provider.close()
                     await flush
@@ -719,12 +688,14 @@ class Agent:
             log.info("stopped")
 
     def _notify_lifecycle(self, *, started: bool) -> None:
-        self.notifier.agent_event(
-            started=started,
-            dry_run=self.options.dry_run,
-            provider=self.options.provider,
-            targets=len(self.targets),
-            names=self.publication.names,
+        self.bus.publish(
+            Lifecycle(
+                started=started,
+                dry_run=self.options.dry_run,
+                provider=self.options.provider,
+                targets=len(self.targets),
+                names=self.publication.names,
+            )
         )
 
     def _log_start(self) -> None:
@@ -742,7 +713,7 @@ class Agent:
                 _names_summary(self.publication),
                 self.options.provider,
                 " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
-                self.probe.kind,
+                self.probe_kind,
                 c.interval,
                 c.timeout,
                 c.failure_threshold,
@@ -798,15 +769,20 @@ class Agent:
     # -- reload -------------------------------------------------------------------
 
     async def reload(self) -> bool:
-        """Re-read the config file; apply it if valid, else keep the running one.
+        """Re-read the config file; apply it if valid and buildable, else keep the running one.
+
+        Transactional: the :class:`Assembler` loads the file, then builds the complete new
+        set of parts (reusing the unchanged ones); only when both succeeded is the set
+        swapped in (:meth:`_swap`, which cannot fail). A rejected file or a part that
+        cannot be built leaves everything running as it was; the outcome is logged and
+        kept for ``/_health`` and the metrics (:attr:`last_reload`, :attr:`reloads`).
 
         Returns True when the new configuration was applied.
         """
         async with self._reload_lock:
             log.info("SIGHUP: reloading %s", self.options.config_path)
             try:
-                new = load_checked(self.options)
-                overrides = load_overrides(new.overrides_file)
+                loaded = self.assembler.load()
             except ConfigError as exc:
                 log.error(
                     "reload rejected, still running the previous configuration: %d problem(s)",
@@ -818,7 +794,8 @@ class Agent:
                 self._reloaded("rejected", [where + problem for problem in exc.problems])
                 return False
             try:
-                await self._apply(new)
+                parts = await self.assembler.build(loaded, self.parts, self.checks)
+                await self._swap(parts)
             except (SetupError, ProbeSetupError, OSError) as exc:
                 log.error("reload failed, still running the previous configuration: %s", exc)
                 self._reloaded("failed", [str(exc)])
@@ -827,8 +804,6 @@ class Agent:
                 log.exception("reload failed, still running the previous configuration: %s", exc)
                 self._reloaded("failed", [str(exc)])
                 return False
-            self.overrides.path = new.overrides_file
-            self.overrides.replace(overrides, source="file")
             self._reloaded("applied", [])
             return True
 
@@ -836,43 +811,18 @@ class Agent:
         self.reloads[result] += 1
         self.last_reload = ReloadOutcome(time.time(), result, tuple(problems))
 
-    async def _apply(self, new: Config) -> None:
-        old = self.config
-        section = new.section_for(self.options.provider)
-        published = _publication(new, self.options.provider)
+    async def _swap(self, parts: Parts) -> None:
+        """Switch to ``parts`` (built by the assembler) at once, then close the parts they
+        replace. Nothing here can fail before the switch is complete."""
+        old, new, section = self.config, parts.config, parts.section
+        published = parts.publication
         old_targets = set(self.targets)
         new_targets = list(published.targets)
         added = [t for t in new_targets if t not in old_targets]
         removed = [t for t in old_targets if t not in set(new_targets)]
-
-        # Build what must change first; on any failure undo it and keep the old set.
-        provider, audit, probe = self.provider, self.audit, self.probe
-        # The single probe (--type) runs only without [[checks]]; with them it stays unstarted.
-        single_before, single_after = not old.checks, not new.checks
-        try:
-            if new.audit_file != old.audit_file:
-                audit = AuditLog(new.audit_file, on_record=self._on_audit_record)
-            provider_changed = _provider_settings(section) != _provider_settings(self.section)
-            if provider_changed or audit is not self.audit:
-                provider = build_provider(new, self.options, audit)
-            if single_before and not single_after:
-                probe = build_probe(new, self.options)  # not started: [[checks]] take over
-            elif single_after and (
-                not single_before or (new.timeout, new.port) != (old.timeout, old.port)
-            ):
-                probe = build_probe(new, self.options)
-                await probe.start()
-            prepared: Prepared = await self.checks.prepare(new.checks)
-        except BaseException:
-            if probe is not self.probe:
-                await probe.close()
-            if provider is not self.provider:
-                await provider.close()
-            if audit is not self.audit:
-                audit.close()
-            raise
-
-        # From here on nothing can fail: switch everything at once.
+        prepared = parts.checks
+        if prepared is None:  # nothing switched yet: the reload fails cleanly
+            raise ValueError("the new parts hold no prepared checks")
         for t in removed:
             del self.targets[t]
             self.decision.forget(t)
@@ -897,20 +847,16 @@ class Agent:
             )
         if new.server != old.server:
             log.warning("[Server] changed: restart goavail to apply it")
-        old_probe = self.probe
-        self.probe = probe
-        self.scheduler.reconfigure(
-            probe=probe, interval=new.interval, targets=new_targets if single_after else []
-        )
+        engines_rebuilt = prepared.single and bool(prepared.fresh)
         retired = self.checks.commit(prepared, new_targets)
         ttl, proxied = record_attributes(section)
         old_provider, old_audit = self.provider, self.audit
-        if audit is not old_audit:
-            audit.inherit(old_audit)
-        self.provider, self.audit = provider, audit
+        if parts.audit is not old_audit:
+            parts.audit.inherit(old_audit)
+        self.provider, self.audit = parts.provider, parts.audit
         async with self.reconciler.lock:
             self.reconciler.reconfigure(
-                provider=provider,
+                provider=parts.provider,
                 names=published.names,
                 addresses=published.targets,
                 ttl=ttl,
@@ -918,20 +864,20 @@ class Agent:
                 resync_interval=new.resync_interval,
                 specs=published.specs,
             )
-        if old_probe is not probe:
-            await old_probe.close()
+        self.overrides.path = new.overrides_file
+        self.overrides.replace(parts.overrides, source="file")
         await self.checks.close_checks(retired)
-        if old_provider is not provider:
+        if old_provider is not parts.provider:
             await old_provider.close()
-        if old_audit is not audit:
+        if old_audit is not parts.audit:
             old_audit.close()
         log.info(
             "configuration reloaded: %d targets (+%d -%d)%s%s%s",
             len(self.targets),
             len(added),
             len(removed),
-            "; provider rebuilt" if old_provider is not provider else "",
-            "; probe engine rebuilt" if old_probe is not probe and single_after else "",
+            "; provider rebuilt" if old_provider is not parts.provider else "",
+            "; probe engine rebuilt" if engines_rebuilt else "",
             _checks_change(old, new, prepared),
         )
         for t in added:
@@ -940,38 +886,12 @@ class Agent:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
 
 
-def _publication(config: Config, provider: str) -> Publication:
-    """What a run with ``--dns-provider provider`` publishes (see :mod:`goavail.pools`)."""
-    return publication(config, config.section_for(provider), PROVIDERS[provider][1])
-
-
 def _names_summary(published: Publication, shown: int = 5) -> str:
     """The managed names for the start-up line: all of a few, else the first and a count."""
     names = published.names
     if len(names) <= shown:
         return ", ".join(names)
     return f"{', '.join(names[:shown])} and {len(names) - shown} more"
-
-
-def _default_node_name(members: Members | None) -> str:
-    """This agent's node name when the config sets none (see
-    :func:`goavail.cluster.service.default_node_name`)."""
-    hostname = socket.gethostname()
-    if members is None:
-        return hostname
-    from goavail.cluster.service import default_node_name, route_source
-
-    source = None
-    if members.local_addr is None and members.serf_rpc_addr is None:
-        source = route_source(members)
-    name = default_node_name(hostname, members, source)
-    if name == hostname and members.serf_rpc_addr is None:
-        log.warning(
-            "node name %r: no local_addr and no route to any peer to tell this agent from "
-            "another on a host of the same name; set node_name or local_addr",
-            name,
-        )
-    return name
 
 
 def _checks_change(old: Config, new: Config, prepared: Prepared) -> str:
@@ -991,8 +911,3 @@ def _members_settings(config: Config) -> dict[str, object] | None:
     if config.members is None:
         return None
     return config.members.model_dump(exclude={"min_peers_agree"})
-
-
-def _provider_settings(section: DnsSection) -> dict[str, object]:
-    """The settings of a DNS section that need a new provider object when they change."""
-    return section.model_dump(exclude={"hostnames", "ip_addresses"})

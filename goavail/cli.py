@@ -30,20 +30,13 @@ import typer
 from typer.core import TyperCommand
 
 from goavail import __version__
-from goavail.agent import (
-    SUPPORTED_PROVIDERS,
-    Agent,
-    Options,
-    SetupError,
-    build_probe,
-    build_provider,
-    check_loaded,
-)
 from goavail.brake import brake
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
+from goavail.compose import build_provider, check_loaded, check_sections, compose, publication_of
 from goavail.config import (
+    DEFAULT_PROVIDER,
     PROVIDERS,
     Config,
     ConfigError,
@@ -53,13 +46,15 @@ from goavail.config import (
 )
 from goavail.decision import Override, apply_override
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Plan, Record
+from goavail.dns.model import Plan
 from goavail.dns.plan import plan_names
 from goavail.dns.providers.base import ProviderError
-from goavail.health import Health, observe
+from goavail.dns.registry import REGISTRY
+from goavail.errors import SetupError
+from goavail.health import Health
 from goavail.logs import setup_logging
+from goavail.options import Options
 from goavail.overrides import load_overrides
-from goavail.pools import publication
 from goavail.web import ServerError
 
 log = logging.getLogger("goavail")
@@ -77,13 +72,6 @@ class ProbeKind(enum.StrEnum):
     tcp = "tcp"
 
 
-class ProviderKind(enum.StrEnum):
-    cloudflare = "cloudflare"
-    zonefile = "zonefile"
-    route53 = "route53"
-    rfc2136 = "rfc2136"
-
-
 class LogFormat(enum.StrEnum):
     text = "text"
     json = "json"
@@ -97,13 +85,15 @@ ProbeOpt = Annotated[
     ProbeKind,
     typer.Option("--type", "-t", help="Probe type: ip (ICMP echo) or tcp (connect to `port`)."),
 ]
+ProviderKind = enum.StrEnum("ProviderKind", [(name, name) for name in REGISTRY])  # type: ignore[misc]
+"""``--dns-provider``'s choices: the registry's names, in its order."""
 ProviderOpt = Annotated[
     ProviderKind | None,
     typer.Option(
         "--dns-provider",
         "-p",
-        help="DNS provider: cloudflare, route53, rfc2136 or zonefile. Default: the provider "
-        "of the file's only provider section, else cloudflare (as the Go original).",
+        help=f"DNS provider: {', '.join(REGISTRY)}. Default: the provider "
+        f"of the file's only provider section, else {DEFAULT_PROVIDER} (as the Go original).",
         show_default=False,
     ),
 ]
@@ -139,16 +129,8 @@ def _load(
         config = load_config(config_file)
     except ConfigError as exc:
         raise _fail(str(exc), invalid) from None
-    provider = ProviderKind(
-        choose_provider(config, None if dns_provider is None else dns_provider.value)
-    )
-    if provider not in SUPPORTED_PROVIDERS:
-        raise _fail(
-            f"--dns-provider {provider} is not supported yet "
-            f"(supported: {', '.join(SUPPORTED_PROVIDERS)})",
-            invalid,
-        )
-    options = Options(config_file, dry_run, probe_type.value, provider.value)
+    provider = choose_provider(config, None if dns_provider is None else dns_provider.value)
+    options = Options(config_file, dry_run, probe_type.value, provider)
     try:
         check_loaded(config, options)
     except ConfigError as exc:
@@ -193,7 +175,7 @@ def monitor(
     setup_logging(log_format.value, debug)
     config, options = _load(config_file, dns_provider, dry_run=dry_run, probe_type=probe_type)
     try:
-        agent = Agent(config, options)
+        agent = compose(config, options)
     except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), 2) from None
     except OSError as exc:
@@ -216,9 +198,7 @@ def validate(
         overrides = load_overrides(config.overrides_file)
     except ConfigError as exc:
         raise _fail(str(exc), 2) from None
-    published = publication(
-        config, config.section_for(options.provider), PROVIDERS[options.provider][1]
-    )
+    published = publication_of(config, options)
     if overrides:
         typer.echo(f"{config.overrides_file}: OK — {len(overrides)} override(s)")
     checks = f", checks {', '.join(c.id for c in config.checks)}" if config.checks else ""
@@ -236,8 +216,8 @@ def _provider_origin(config: Config, dns_provider: ProviderKind | None) -> str:
         return ""
     present = provider_sections(config)
     if len(present) == 1:
-        return f" (from [{PROVIDERS[present[0]][1]}], the file's only provider section)"
-    sections = ", ".join(f"[{PROVIDERS[name][1]}]" for name in present)
+        return f" (from [{PROVIDERS[present[0]][0]}], the file's only provider section)"
+    sections = ", ".join(f"[{PROVIDERS[name][0]}]" for name in present)
     return f" (the default; the file has {sections}: choose with --dns-provider)"
 
 
@@ -248,56 +228,30 @@ class _Audit:
     results: list[ProbeResult]
 
 
-async def _probe_single(config: Config, options: Options, targets: list[str]) -> list[_Audit]:
-    """The single probe of ``--type``: ``max(fall, rise)`` rounds, ``interval`` apart."""
-    probe = build_probe(config, options)
-    audits = [_Audit(t, Health(), []) for t in targets]
-    rounds = max(config.failure_threshold, config.rise_threshold)
-    await probe.start()
-    try:
-        for n in range(rounds):
-            if n:
-                await asyncio.sleep(config.interval)
-            results = await asyncio.gather(*(probe.probe(a.target) for a in audits))
-            for audit, result in zip(audits, results, strict=True):
-                audit.results.append(result)
-                audit.health, _ = observe(
-                    audit.health,
-                    result.ok,
-                    fall=config.failure_threshold,
-                    rise=config.rise_threshold,
-                )
-    finally:
-        await probe.close()
-    return audits
-
-
-async def _probe_checks(config: Config, targets: list[str]) -> list[_Audit]:
-    """``[[checks]]``: each check as many times as its rise/fall needs; worst of them."""
-    assessed = await assess(config.checks, targets)
+async def _probe(config: Config, options: Options, targets: list[str]) -> list[_Audit]:
+    """Each check (``[[checks]]``, or the one ``--type`` stands for) as many times as its
+    rise/fall needs, ``interval`` apart; a target is the worst of its checks."""
+    sections, single = check_sections(config, options)
+    assessed = await assess(sections, targets)
     return [
         _Audit(
             target,
             Health(state),
-            [r._replace(error=f"{cid}: {r.error}") if r.error else r for cid, r in results],
+            [
+                r._replace(error=f"{cid}: {r.error}") if r.error and not single else r
+                for cid, r in results
+            ],
         )
         for target, (state, results) in assessed.items()
     ]
 
 
 async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Plan]:
-    section = config.section_for(options.provider)
-    published = publication(config, section, PROVIDERS[options.provider][1])
-    targets = list(published.targets)
-    if config.checks:
-        audits = await _probe_checks(config, targets)
-    else:
-        audits = await _probe_single(config, options, targets)
+    published = publication_of(config, options)
+    audits = await _probe(config, options, list(published.targets))
     provider = build_provider(config, options, AuditLog())
     try:
-        current: dict[str, list[Record]] = {}
-        for name in published.names:
-            current[name] = await provider.records(name)
+        current = await provider.records_for(published.names)
     finally:
         await provider.close()
     overrides = {t: e.mode for t, e in load_overrides(config.overrides_file).items()}

@@ -20,7 +20,7 @@ import time
 import urllib.parse
 from typing import TYPE_CHECKING
 
-from goavail.config import HeartbeatSection
+from goavail.config.notifications import HeartbeatSection
 from goavail.logs import REDACTOR
 
 if TYPE_CHECKING:

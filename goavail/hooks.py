@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from goavail.dns.model import FailOpen
+from goavail.events import AgentEvent, AuditRecorded, FailOpenChanged
 from goavail.proc import program_env, run_program
 
 log = logging.getLogger("goavail.hooks")
@@ -230,6 +231,15 @@ class HookRunner:
         self._closing = False
 
     # -- listeners ----------------------------------------------------------------------
+
+    def on_event(self, event: AgentEvent) -> None:
+        """A subscriber of the agent's :class:`goavail.events.Bus`: DNS changes and
+        fail-open become hook events; the other events are not the hooks' business."""
+        match event:
+            case AuditRecorded(entry):
+                self.audit_record(entry)
+            case FailOpenChanged(case, engaged):
+                self.fail_open(case, engaged)
 
     def audit_record(self, entry: Mapping[str, Any]) -> None:
         """An audit record was written: queue a DNS change made or planned (dry-run)."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from goavail.config import ConfigError
+from goavail.config.errors import ConfigError
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 

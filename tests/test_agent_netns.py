@@ -13,12 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.base import ProbeResult
 from goavail.checks.icmp import IcmpProbe
+from goavail.checks.multi import Check
 from goavail.checks.tcp import TcpProbe
+from goavail.compose import compose, load_checked
 from goavail.dns.providers.zonefile import ZonefileProvider
 from goavail.health import State
+from goavail.options import Options
 
 pytestmark = pytest.mark.netns
 
@@ -68,7 +71,7 @@ async def agent(tmp_path: Path, listeners: list[socket.socket]) -> AsyncIterator
     zone = tmp_path / "example.test.zone"
     config.write_text(config_text(zone, [A, B], port=PORT, timeout="150ms", interval="200ms"))
     options = Options(config, dry_run=False, probe_type="tcp", provider="zonefile")
-    agent = Agent(load_checked(options), options)
+    agent = compose(load_checked(options), options)
     task = asyncio.create_task(agent.run())
     yield agent
     agent.request_stop()
@@ -84,13 +87,20 @@ async def until(predicate: object, within: float = 10.0) -> None:
             await asyncio.sleep(0.05)
 
 
+def single(agent: Agent) -> Check:
+    """The check ``--type`` stands for."""
+    check = agent.checks.single_check
+    assert check is not None
+    return check
+
+
 async def zone_addresses(agent: Agent) -> set[str]:
     return {r.content for r in await agent.provider.records("www.example.test")}
 
 
 async def test_reload_swaps_probe_engine_interval_and_targets(agent: Agent, tmp_path: Path) -> None:
     await until(lambda: agent.decision.decisions == {A: State.UP, B: State.UP})
-    first_probe = agent.probe
+    first_probe = single(agent).probe
     assert isinstance(first_probe, TcpProbe)
     assert first_probe.port == PORT
 
@@ -100,11 +110,13 @@ async def test_reload_swaps_probe_engine_interval_and_targets(agent: Agent, tmp_
     config.write_text(config_text(zone, [A, C], port=PORT2, timeout="300ms", interval="400ms"))
     assert await agent.reload()
 
-    assert agent.probe is not first_probe
-    assert isinstance(agent.probe, TcpProbe)
-    assert agent.probe.port == PORT2
-    assert agent.probe.timeout == 0.3
-    assert agent.scheduler.interval == 0.4
+    probe = single(agent).probe
+    assert probe is not first_probe
+    assert isinstance(probe, TcpProbe)
+    assert probe.port == PORT2
+    assert probe.timeout == 0.3
+    assert single(agent).scheduler.interval == 0.4
+    assert single(agent).health[A].state is State.UP  # a new engine is no new opinion
     assert set(agent.targets) == {A, C}
     assert B not in agent.decision.decisions  # forgotten
     await until(lambda: agent.decision.decisions.get(C) is State.UP)
@@ -115,23 +127,24 @@ async def test_reload_swaps_probe_engine_interval_and_targets(agent: Agent, tmp_
 
 async def test_results_of_a_closed_engine_do_not_count(agent: Agent) -> None:
     await until(lambda: agent.decision.decisions == {A: State.UP, B: State.UP})
-    agent.scheduler.stop()  # no more real results
-    before = agent.targets[A].health
+    check = single(agent)
+    check.scheduler.stop()  # no more real results
+    before = check.health[A]
     for _ in range(5):
-        agent.on_result(A, ProbeResult(ok=False, error="closed"))
-    assert agent.targets[A].health == before
-    agent.on_result(A, ProbeResult(ok=False, error="timeout"))
-    assert agent.targets[A].health.failures == 1
-    agent.on_result("192.0.2.99", ProbeResult(ok=False, error="timeout"))  # dropped target
+        check.on_result(A, ProbeResult(ok=False, error="closed"))
+    assert check.health[A] == before
+    check.on_result(A, ProbeResult(ok=False, error="timeout"))
+    assert check.health[A].failures == 1
+    check.on_result("192.0.2.99", ProbeResult(ok=False, error="timeout"))  # dropped target
     assert "192.0.2.99" not in agent.targets
 
 
 async def test_invalid_reload_keeps_everything(agent: Agent, tmp_path: Path) -> None:
     await until(lambda: agent.decision.decisions == {A: State.UP, B: State.UP})
-    probe, provider, config = agent.probe, agent.provider, agent.config
+    probe, provider, config = single(agent).probe, agent.provider, agent.config
     (tmp_path / "goavail.toml").write_text("failure_threshold = 0\n[Zonefile]\n")
     assert not await agent.reload()
-    assert agent.probe is probe
+    assert single(agent).probe is probe
     assert agent.provider is provider
     assert agent.config is config
     assert set(agent.targets) == {A, B}
@@ -151,7 +164,7 @@ async def test_reload_with_new_zone_rebuilds_provider(agent: Agent, tmp_path: Pa
     assert agent.reconciler.provider is agent.provider
     # the new zone file gets the up targets at the next pass
     await until(lambda: zone2.exists() and "127.30.0.2" in zone2.read_text())
-    assert isinstance(agent.probe, TcpProbe)
+    assert isinstance(single(agent).probe, TcpProbe)
 
 
 def test_icmp_is_the_default_engine(tmp_path: Path) -> None:
@@ -160,8 +173,8 @@ def test_icmp_is_the_default_engine(tmp_path: Path) -> None:
         config_text(tmp_path / "z.zone", [A], port=PORT, timeout="150ms", interval="200ms")
     )
     options = Options(config, dry_run=True, probe_type="ip", provider="zonefile")
-    agent = Agent(load_checked(options), options)
-    assert isinstance(agent.probe, IcmpProbe)
+    agent = compose(load_checked(options), options)
+    assert isinstance(single(agent).probe, IcmpProbe)
     assert agent.provider.dry_run
 
 
@@ -169,7 +182,7 @@ async def test_reload_that_cannot_be_built_keeps_everything(
     agent: Agent, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     await until(lambda: agent.decision.decisions == {A: State.UP, B: State.UP})
-    probe, provider, audit = agent.probe, agent.provider, agent.audit
+    probe, provider, audit = single(agent).probe, agent.provider, agent.audit
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
     text = config_text(
@@ -179,7 +192,7 @@ async def test_reload_that_cannot_be_built_keeps_everything(
     (tmp_path / "goavail.toml").write_text(f'audit_file = "{blocker}/audit.jsonl"\n' + text)
     assert not await agent.reload()
     assert "reload failed, still running the previous configuration" in caplog.text
-    assert (agent.probe, agent.provider, agent.audit) == (probe, provider, audit)
+    assert (single(agent).probe, agent.provider, agent.audit) == (probe, provider, audit)
     assert set(agent.targets) == {A, B}
 
 

@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.http import HttpProbe
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.multi import CheckSet
 from goavail.checks.script import ScriptProbe
+from goavail.compose import compose, load_checked
 from goavail.config import CheckSection, load_config
 from goavail.health import State
+from goavail.options import Options
 from tests.appserver import AppServer, Behaviour
 
 pytestmark = pytest.mark.netns
@@ -218,14 +220,12 @@ async def test_agent_with_checks_reloads_between_modes(tmp_path: Path, app: AppS
     config = tmp_path / "goavail.toml"
     config.write_text(agent_toml(zone, hooks, with_checks=True))
     options = Options(config, dry_run=False, probe_type="ip", provider="zonefile")
-    agent = Agent(load_checked(options), options)
-    single_probe = agent.probe
-    assert agent.scheduler.targets == []  # the --type probe is not used with [[checks]]
+    agent = compose(load_checked(options), options)
+    assert not agent.checks.single  # the --type probe is not used with [[checks]]
     task = asyncio.create_task(agent.run())
     try:
         await until(lambda: agent.decision.decisions == {A: U, B: U})
         await until(lambda: agent_zone_is(agent, {A, B}))
-        assert single_probe.kind == "icmp" and not isinstance(single_probe, HttpProbe)
 
         # B's application fails while B still answers ping: B leaves DNS, the hook runs
         app.set(B, Behaviour(body="maintenance"))
@@ -241,16 +241,17 @@ async def test_agent_with_checks_reloads_between_modes(tmp_path: Path, app: AppS
         # reload without [[checks]]: the ICMP --type probe takes over, B is up again
         config.write_text(agent_toml(zone, hooks, with_checks=False))
         assert await agent.reload()
-        assert isinstance(agent.probe, IcmpProbe) and agent.probe is not single_probe
-        assert len(agent.checks) == 0
-        assert set(agent.scheduler.targets) == {A, B}
+        single = agent.checks.single_check
+        assert single is not None and list(agent.checks.checks) == ["icmp"]
+        assert isinstance(single.probe, IcmpProbe) and not isinstance(single.probe, HttpProbe)
+        assert set(single.scheduler.targets) == {A, B}
         await until(lambda: agent.decision.decisions[B] is U)
         await until(lambda: agent_zone_is(agent, {A, B}))
 
         # and back to [[checks]] whose web check wants a body B does not send
         config.write_text(agent_toml(zone, hooks, with_checks=True))
         assert await agent.reload()
-        assert agent.scheduler.targets == []
+        assert agent.checks.single_check is None
         assert list(agent.checks.checks) == ["ping", "web"]
         await until(lambda: agent.decision.decisions[B] is D)
         await until(lambda: agent_zone_is(agent, {A}))

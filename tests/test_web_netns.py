@@ -21,11 +21,13 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
+from goavail.compose import compose, load_checked
 from goavail.decision import Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.providers.memory import MemoryProvider
 from goavail.health import State
+from goavail.options import Options
 from goavail.overrides import load_overrides
 from tests.e2e.harness import free_port
 
@@ -106,7 +108,7 @@ async def start(
     )
     files.rewrite()
     options = Options(files.config, dry_run=False, probe_type="tcp", provider="zonefile")
-    agent = Agent(load_checked(options), options)
+    agent = compose(load_checked(options), options)
     task = asyncio.create_task(agent.run())
     await until(lambda: agent.web is not None and agent.web._runner is not None)
     return Served(files.config, files.zone, files.probe_port, files.listen, agent), task
@@ -228,7 +230,9 @@ async def test_own_dns_read_is_cached(served: Served) -> None:
 
 async def test_health_503_when_probing_stopped(served: Served) -> None:
     await all_up(served)
-    served.agent.scheduler.stop()
+    single = served.agent.checks.single_check
+    assert single is not None
+    single.scheduler.stop()
     web = served.agent.web
     assert web is not None
     await until(lambda: not web.rounds.check(asyncio.get_running_loop().time(), 0.2, 2).healthy)

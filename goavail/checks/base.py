@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
+from goavail.errors import GoavailError
+
 log = logging.getLogger("goavail.checks")
 
 
@@ -33,7 +35,7 @@ ResultCallback = Callable[[str, ProbeResult], None]
 """Called as ``callback(target, result)`` on the event loop when a probe completes."""
 
 
-class ProbeSetupError(Exception):
+class ProbeSetupError(GoavailError):
     """A probe engine cannot start (e.g. no permission to open an ICMP socket).
 
     The message is meant for the operator and names the fix.

@@ -9,8 +9,11 @@ target's check states with :func:`goavail.health.worst_of`; it calls
 ``on_verdict`` only when a target's combined state changes, which is where the
 agent's decision stage takes over.
 
-Without ``[[checks]]`` the agent does not use any of this: its single probe
-engine (``--type``) feeds its own fast path.
+This is the only probe pipeline: without ``[[checks]]`` the ``--type`` probe is one
+synthesized check (:func:`goavail.compose.check_sections`) run by a set in *single*
+mode, which reports it as the target's own health: no per-check log lines, the
+transition worded as the Go original's ("after 2 consecutive failures"), and its
+results counted in the agent's :class:`~goavail.stats.ProbeStats`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import shlex
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,8 +31,9 @@ from goavail.checks.base import CLOSED, Probe, ProbeResult, ProbeSetupError
 from goavail.checks.icmp import IcmpProbe
 from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
-from goavail.config import CheckSection
+from goavail.config.checks import CheckSection
 from goavail.health import Health, State, Transition, observe, worst_of
+from goavail.stats import RTT_BUCKETS, ProbeStats
 
 if TYPE_CHECKING:
     from goavail.checks.http import HttpProbe
@@ -132,6 +137,7 @@ class Check:
         targets: the target addresses.
         on_transition: ``on_transition(check, target, transition, result)`` when
             this check's state of a target changes.
+        stats: where every result is counted (RTT histogram, failures), or None.
 
     Attributes:
         id: the check's id.
@@ -147,8 +153,11 @@ class Check:
         section: CheckSection,
         targets: Sequence[str],
         on_transition: Callable[[Check, str, Transition, ProbeResult], None],
+        stats: ProbeStats | None = None,
     ) -> None:
         self.section = section
+        self.stats = stats
+        self._label = "probe" if stats is not None else f"check {section.id}: probe"
         self.id = section.id
         self.fall = int(_number(section.fall, "fall", section))
         self.rise = int(_number(section.rise, "rise", section))
@@ -168,17 +177,26 @@ class Check:
         health = self.health.get(target)
         if health is None:
             return  # target dropped by a reload
-        if result.ok and health.state is State.UP and not self._debug:
-            self.last[target] = result
-            self.health[target] = Health(State.UP, health.successes + 1, 0)
-            return
-        if result.error == CLOSED.error:
-            return  # the engine was closed: not a verdict on the target
+        stats = self.stats  # O(1) counters, read at scrape time (goavail/web/metrics.py)
+        if result.ok:
+            if stats is not None:
+                rtt = result.rtt or 0.0
+                stats.rtt_counts[bisect_left(RTT_BUCKETS, rtt)] += 1
+                stats.rtt_sum += rtt
+            if health.state is State.UP and not self._debug:
+                # The steady state, 10,000s of times per second: observe()'s UP + ok case.
+                self.last[target] = result
+                self.health[target] = Health(State.UP, health.successes + 1, 0)
+                return
+        elif result.error == CLOSED.error:
+            return  # the engine was swapped or closed: not a verdict on the target
+        elif stats is not None:
+            stats.failed += 1
         self.last[target] = result
         if self._debug:
             log.debug(
-                "check %s: probe %s %s %s",
-                self.id,
+                "%s %s %s %s",
+                self._label,
                 target,
                 "ok" if result.ok else "failed",
                 f"rtt={result.rtt * 1000:.2f}ms" if result.rtt is not None else result.error,
@@ -211,6 +229,8 @@ class Prepared:
     sections: list[CheckSection]
     fresh: dict[str, Check] = field(default_factory=dict)
     """Checks that need a new engine (new id, or changed probe settings), by id."""
+    single: bool = False
+    """The sections are the one check synthesized from ``--type`` (see :class:`CheckSet`)."""
 
 
 class CheckSet:
@@ -222,6 +242,12 @@ class CheckSet:
         targets: the target addresses.
         on_verdict: ``on_verdict(target, old, new, why)``, called on the event loop
             when a target's combined state changes (``why`` is a log-ready text).
+        single: the sections are the one check synthesized from ``--type``: its
+            transitions are not logged here, ``why`` reads "after N consecutive
+            failures[, last error: E]" (the Go original's words), its results are
+            counted in ``stats``, and a reload that changes its engine keeps the
+            targets' health (a new engine is not a new opinion of the targets).
+        stats: the agent's probe counters (fed in single mode only).
 
     Lifecycle: ``await start()``, ``await run()`` in a task (cancel it to stop),
     ``await close()``. A reload: ``prepared = await prepare(sections)``, then
@@ -238,17 +264,29 @@ class CheckSet:
         sections: Sequence[CheckSection],
         targets: Sequence[str],
         on_verdict: VerdictCallback,
+        *,
+        single: bool = False,
+        stats: ProbeStats | None = None,
     ) -> None:
         self.targets = list(targets)
         self.on_verdict = on_verdict
-        self.checks: dict[str, Check] = {
-            s.id: Check(s, self.targets, self._on_transition) for s in sections
-        }
+        self.single = single
+        self.stats = stats
+        self.checks: dict[str, Check] = {s.id: self._check(s, single) for s in sections}
         self.verdicts: dict[str, State] = dict.fromkeys(self.targets, State.UNKNOWN)
         self._group: asyncio.TaskGroup | None = None
 
     def __len__(self) -> int:
         return len(self.checks)
+
+    def _check(self, section: CheckSection, single: bool) -> Check:
+        stats = self.stats if single else None
+        return Check(section, self.targets, self._on_transition, stats)
+
+    @property
+    def single_check(self) -> Check | None:
+        """The check synthesized from ``--type`` (single mode), else None."""
+        return next(iter(self.checks.values()), None) if self.single else None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -290,20 +328,25 @@ class CheckSet:
 
     # -- reload -------------------------------------------------------------------------
 
-    async def prepare(self, sections: Sequence[CheckSection]) -> Prepared:
+    async def prepare(self, sections: Sequence[CheckSection], *, single: bool = False) -> Prepared:
         """Build and start the engines a new check list needs; change nothing yet.
 
-        A check whose id exists with the same probe settings keeps its engine and
-        its health (a changed ``interval``, ``fall`` or ``rise`` applies at commit).
+        A check whose id exists with the same probe settings (and the same mode,
+        ``single`` or not) keeps its engine and its health (a changed ``interval``,
+        ``fall`` or ``rise`` applies at commit).
 
         Raises:
             ProbeSetupError: an engine cannot start (nothing is left running).
         """
-        prepared = Prepared(list(sections))
+        prepared = Prepared(list(sections), single=single)
         for section in sections:
             old = self.checks.get(section.id)
-            if old is None or _probe_settings(old.section) != _probe_settings(section):
-                prepared.fresh[section.id] = Check(section, self.targets, self._on_transition)
+            if (
+                old is None
+                or single != self.single
+                or _probe_settings(old.section) != _probe_settings(section)
+            ):
+                prepared.fresh[section.id] = self._check(section, single)
         await _start_all(list(prepared.fresh.values()))
         return prepared
 
@@ -322,9 +365,14 @@ class CheckSet:
         old_targets = set(self.targets)
         self.targets = list(targets)
         old = self.checks
+        carry = prepared.single and self.single
+        self.single = prepared.single
         checks: dict[str, Check] = {}
         for section in prepared.sections:
             check = prepared.fresh.get(section.id)
+            if check is not None and carry and section.id in old:
+                check.health = {**check.health, **old[section.id].health}
+                check.last = dict(old[section.id].last)
             if check is None:
                 check = old[section.id]
                 check.section = section
@@ -362,6 +410,20 @@ class CheckSet:
     ) -> None:
         if self.checks.get(check.id) is not check:
             return  # a retired check's last results
+        if self.single:
+            old = self.verdicts.get(target)
+            if old is None:
+                return
+            self.verdicts[target] = transition.new
+            self.on_verdict(
+                target,
+                old,
+                transition.new,
+                f"after {transition.count} consecutive "
+                f"{'successes' if transition.new is State.UP else 'failures'}"
+                + ("" if result.ok else f", last error: {result.error}"),
+            )
+            return
         log.info(
             "check %s: target %s %s -> %s after %d consecutive %s%s",
             check.id,

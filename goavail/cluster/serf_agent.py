@@ -48,6 +48,7 @@ from types import TracebackType
 from typing import Final
 
 from goavail.cluster.serf_rpc import SerfConnectionError, SerfError, SerfRPC, SerfRPCError
+from goavail.errors import GoavailError
 from goavail.proc import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class NameConflict:
     serf_quit: bool
 
 
-class SerfAgentError(Exception):
+class SerfAgentError(GoavailError):
     """The serf binary is missing, or the child could not be started or did not answer."""
 
 

@@ -32,6 +32,8 @@ from typing import Any, Final
 
 import msgpack
 
+from goavail.errors import GoavailError
+
 log = logging.getLogger(__name__)
 
 IPC_VERSION: Final = 1
@@ -49,7 +51,7 @@ _NO_BODY_ERRORS: Final = frozenset({"Authentication required", "Handshake requir
 _READ_CHUNK: Final = 65536
 
 
-class SerfError(Exception):
+class SerfError(GoavailError):
     """Base class of the errors raised by :class:`SerfRPC`."""
 
 

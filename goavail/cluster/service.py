@@ -43,7 +43,8 @@ from goavail.cluster.sync import Sealer, sync_event_name
 from goavail.cluster.syncer import VerdictSync
 from goavail.cluster.syncnet import SyncServer
 from goavail.cluster.wire import event_name
-from goavail.config import Members, split_host_port
+from goavail.config.members import Members
+from goavail.config.values import split_host_port
 from goavail.decision import DecisionStage, Override
 from goavail.health import State
 

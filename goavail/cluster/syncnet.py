@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 
 from goavail.cluster.sync import MAX_REPLY_BYTES
+from goavail.errors import GoavailError
 
 log = logging.getLogger("goavail.cluster")
 
@@ -32,7 +33,7 @@ MAX_REQUEST_BYTES = 4096
 """A pull request is under 300 bytes; anything much larger is refused unread."""
 
 
-class SyncRefused(Exception):
+class SyncRefused(GoavailError):
     """Raised by an ``answer`` callable: the request is refused with ``status`` (400, 403)."""
 
     def __init__(self, status: int, reason: str) -> None:
@@ -176,7 +177,7 @@ class SyncClient:
             self._session = None
 
 
-class SyncError(Exception):
+class SyncError(GoavailError):
     """A pull or a push failed (the message says where and why)."""
 
 

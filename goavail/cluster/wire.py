@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Final, Literal, get_args
 
+from goavail.errors import GoavailError
+
 __all__ = [
     "EVENT_BASE",
     "KEY_SIZES",
@@ -95,7 +97,7 @@ REJECT_REASONS: Final[tuple[RejectReason, ...]] = get_args(RejectReason)
 """
 
 
-class WireError(ValueError):
+class WireError(GoavailError, ValueError):
     """A received message was rejected; ``reason`` is one of :data:`REJECT_REASONS`.
 
     ``str(error)`` is ``"<reason>: <detail>"``; the detail never contains key material.

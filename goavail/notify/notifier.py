@@ -32,6 +32,15 @@ from goavail import __version__
 from goavail.brake import BrakeResult
 from goavail.config import Config
 from goavail.dns.model import FailOpen
+from goavail.events import (
+    AgentEvent,
+    AuditRecorded,
+    BrakeChanged,
+    FailOpenChanged,
+    Lifecycle,
+    NameConflictChanged,
+    QuorumChanged,
+)
 from goavail.logs import REDACTOR
 from goavail.notify import events
 from goavail.notify.events import Event
@@ -202,6 +211,29 @@ class Notifier:
         """Queue ``event`` on every sink. Never blocks, never raises."""
         for sink in self.sinks.values():
             sink.offer(event)
+
+    def on_event(self, event: AgentEvent) -> None:
+        """A subscriber of the agent's :class:`goavail.events.Bus`: every event becomes its
+        notification (see the methods below)."""
+        match event:
+            case AuditRecorded(entry):
+                self.audit_record(entry)
+            case FailOpenChanged(case, engaged):
+                self.fail_open(case, engaged)
+            case NameConflictChanged(other, serf_quit):
+                self.name_conflict(other, serf_quit)
+            case QuorumChanged(unmet, live, needed):
+                self.quorum(unmet, live, needed)
+            case BrakeChanged(result, engaged):
+                self.brake(result, engaged)
+            case Lifecycle(started, dry_run, provider, targets, names):
+                self.agent_event(
+                    started=started,
+                    dry_run=dry_run,
+                    provider=provider,
+                    targets=targets,
+                    names=names,
+                )
 
     def audit_record(self, entry: Mapping[str, Any]) -> None:
         """An audit record was written: notify a DNS change made or planned (dry-run)."""

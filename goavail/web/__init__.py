@@ -7,8 +7,10 @@
 * :mod:`goavail.web.server` is the aiohttp server that serves them.
 """
 
+from goavail.errors import GoavailError
 
-class ServerError(Exception):
+
+class ServerError(GoavailError):
     """The HTTP server cannot start; the message names the address and the fix.
 
     Defined here, not in :mod:`goavail.web.server`, so that the CLI can catch it

@@ -34,11 +34,11 @@ from goavail.cluster.service import CLUSTER_REJECT_REASONS
 from goavail.cluster.wire import REJECT_REASONS
 from goavail.health import State
 from goavail.stats import RTT_BUCKETS
-from goavail.web.snapshot import Snapshot, take_snapshot
+from goavail.web.snapshot import Snapshot
 from goavail.web.status import override_in_force, quorum_met
 
 if TYPE_CHECKING:
-    from goavail.agent import Agent
+    from goavail.web.ports import StateSource
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """Content type of the Prometheus text exposition format 0.0.4."""
@@ -380,13 +380,13 @@ class AgentCollector(Collector):
     """Collects an agent's metrics: from a fresh snapshot, or from the one pinned by
     :meth:`render` (so the server can snapshot on the event loop and format elsewhere)."""
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
+    def __init__(self, source: StateSource) -> None:
+        self.source = source
         self.pinned: Snapshot | None = None
 
     def collect(self) -> Iterator[Metric]:
         """The metric families (see :func:`families`)."""
-        snap = self.pinned if self.pinned is not None else take_snapshot(self.agent)
+        snap = self.pinned if self.pinned is not None else self.source.snapshot()
         yield from families(snap)
 
 
@@ -398,9 +398,9 @@ class AgentMetrics:
         collector: the :class:`AgentCollector` registered in it.
     """
 
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, source: StateSource) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.collector = AgentCollector(agent)
+        self.collector = AgentCollector(source)
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)
         self._lock = threading.Lock()

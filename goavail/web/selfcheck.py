@@ -41,7 +41,7 @@ from goavail.dns.providers.base import Provider, ProviderError
 from goavail.logs import REDACTOR
 
 if TYPE_CHECKING:
-    from goavail.agent import Agent
+    from goavail.web.ports import HealthView
 
 ROUNDS = 3
 """A probing round older than this many intervals makes ``probes`` unhealthy."""
@@ -139,10 +139,10 @@ class DnsCheck:
         self._cached: tuple[float, Provider, ProbeCheck] | None = None
         self._inflight: asyncio.Task[ProbeCheck] | None = None
 
-    async def check(self, agent: Agent) -> ProbeCheck:
-        """The ``dns`` probe of ``agent`` (may read the provider once; never raises)."""
+    async def check(self, view: HealthView) -> ProbeCheck:
+        """The ``dns`` probe (may read ``view.provider`` once; never raises)."""
         started = time.perf_counter_ns()
-        reconciler, provider = agent.reconciler, agent.provider
+        reconciler, provider = view.reconciler, view.provider
         now = time.monotonic()
         if reconciler.read_failed and reconciler.provider is provider:
             result = ProbeCheck("dns", False, "error", f"reconciler: {reconciler.last_error}")
@@ -154,8 +154,7 @@ class DnsCheck:
             result = ProbeCheck(
                 "dns",
                 True,
-                f"{agent.options.provider} read by the reconciler "
-                f"{now - reconciler.read_at:.1f}s ago",
+                f"{view.provider_name} read by the reconciler {now - reconciler.read_at:.1f}s ago",
             )
         elif (
             self._cached is not None
@@ -172,9 +171,8 @@ class DnsCheck:
             )
         else:
             if self._inflight is None or self._inflight.done():
-                name = agent.publication.names[0]
                 self._inflight = asyncio.get_running_loop().create_task(
-                    self._read(provider, name, agent.options.provider)
+                    self._read(provider, view.first_name, view.provider_name)
                 )
             result = await asyncio.shield(self._inflight)
             self._cached = (time.monotonic(), provider, result)
@@ -216,10 +214,10 @@ class DnsCheck:
         return ProbeCheck("dns", False, "error", error, duration)
 
 
-def config_check(agent: Agent) -> ProbeCheck:
+def config_check(view: HealthView) -> ProbeCheck:
     """The ``config`` probe: healthy unless the last reload was rejected or failed."""
-    last = agent.last_reload
-    path = agent.options.config_path
+    last = view.last_reload
+    path = view.config_path
     if last is None or last.result == "applied":
         when = "at start-up" if last is None else "by the last reload"
         return ProbeCheck("config", True, f"{path} loaded {when}")
@@ -233,12 +231,12 @@ def config_check(agent: Agent) -> ProbeCheck:
     )
 
 
-def brake_check(agent: Agent) -> ProbeCheck | None:
+def brake_check(view: HealthView) -> ProbeCheck | None:
     """The ``brake`` probe: unhealthy while the mass-withdrawal brake holds targets in DNS
     (this agent's vantage is suspect); None when the configuration has no brake."""
-    if agent.config.brake_settings() is None:
+    if view.brake is None:
         return None
-    engaged = agent.brake_state.engaged
+    engaged = view.brake.engaged
     if not engaged:
         return ProbeCheck("brake", True, "released: withdrawals proceed as decided")
     return ProbeCheck(
@@ -253,12 +251,12 @@ def brake_check(agent: Agent) -> ProbeCheck | None:
     )
 
 
-def serf_check(agent: Agent) -> ProbeCheck | None:
+def serf_check(view: HealthView) -> ProbeCheck | None:
     """The ``serf`` probe (cluster mode), or None in single-node mode."""
-    cluster = agent.cluster
+    cluster = view.cluster
     if cluster is None:
         return None
-    live, needed = len(cluster.live), agent.decision.min_peers_agree
+    live, needed = len(cluster.live), view.min_peers_agree
     conflict = cluster.name_conflict
     if conflict is not None:
         return ProbeCheck(

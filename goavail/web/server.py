@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiohttp import web
 
+from goavail.config.web import ServerSection
 from goavail.decision import Override
-from goavail.health import State
 from goavail.logs import REDACTOR
 from goavail.overrides import check_reason, check_target, parse_mode
 from goavail.web import ServerError
@@ -55,11 +55,10 @@ from goavail.web.selfcheck import (
     philae,
     serf_check,
 )
-from goavail.web.snapshot import take_snapshot
 from goavail.web.status import status_document
 
 if TYPE_CHECKING:
-    from goavail.agent import Agent
+    from goavail.web.ports import AgentPorts
 
 log = logging.getLogger("goavail.http")
 
@@ -152,7 +151,9 @@ class WebServer:
     """The HTTP server of one agent.
 
     Args:
-        agent: the agent whose state is served (read on its event loop).
+        settings: ``[Server]`` (read once: a change needs a restart).
+        agent: the agent's ports (:class:`goavail.web.ports.AgentPorts`), called on its
+            event loop.
         environ: where ``GOAVAIL_ADMIN_TOKEN`` is read (default: the process environment).
 
     Attributes:
@@ -161,10 +162,16 @@ class WebServer:
         port: the port actually bound (after :meth:`start`).
     """
 
-    def __init__(self, agent: Agent, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: ServerSection,
+        agent: AgentPorts,
+        *,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self.agent = agent
-        self.listen = agent.config.server.listen
-        self.host, self.port = agent.config.server.host_port()
+        self.listen = settings.listen
+        self.host, self.port = settings.host_port()
         token = (os.environ if environ is None else environ).get(TOKEN_ENV, "").strip()
         self._token: bytes | None = token.encode() if token else None
         if token:
@@ -241,11 +248,10 @@ class WebServer:
 
     async def run(self) -> None:
         """Watch probing rounds for ``/_health`` until cancelled (several times an interval)."""
-        agent = self.agent
         while True:
-            stats = agent.probe_stats
-            self.rounds.observe(time.monotonic(), stats.results, len(agent.targets))
-            await asyncio.sleep(min(agent.config.interval / 2, 1.0))
+            view = self.agent.health_view()
+            self.rounds.observe(time.monotonic(), view.results, view.targets)
+            await asyncio.sleep(min(view.interval / 2, 1.0))
 
     async def stop(self) -> None:
         """Stop listening and close connections (idempotent)."""
@@ -257,9 +263,9 @@ class WebServer:
 
     async def health(self, request: web.Request) -> web.Response:
         """``GET /_health``: Philae JSON, 200 when healthy, 503 when not."""
-        agent = self.agent
+        view = self.agent.health_view()
         started = time.perf_counter_ns()
-        config = config_check(agent)
+        config = config_check(view)
         config = ProbeCheck(
             config.name,
             config.healthy,
@@ -268,7 +274,7 @@ class WebServer:
             time.perf_counter_ns() - started,
         )
         started = time.perf_counter_ns()
-        probes = self.rounds.check(time.monotonic(), agent.config.interval, len(agent.targets))
+        probes = self.rounds.check(time.monotonic(), view.interval, view.targets)
         probes = ProbeCheck(
             probes.name,
             probes.healthy,
@@ -278,7 +284,7 @@ class WebServer:
         )
         checks = [config, probes]
         started = time.perf_counter_ns()
-        serf = serf_check(agent)
+        serf = serf_check(view)
         if serf is not None:
             checks.append(
                 ProbeCheck(
@@ -289,22 +295,22 @@ class WebServer:
                     time.perf_counter_ns() - started,
                 )
             )
-        brake = brake_check(agent)
+        brake = brake_check(view)
         if brake is not None:
             checks.append(brake)
-        checks.append(await self.dns.check(agent))
+        checks.append(await self.dns.check(view))
         answer = philae(checks)
         return _json(answer, 200 if answer["healthy"] else 503)
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """``GET /metrics``: the agent's registry in the Prometheus text format."""
-        snap = take_snapshot(self.agent, admin_api=self.admin_api)
+        snap = self.agent.snapshot(admin_api=self.admin_api)
         body = await asyncio.to_thread(self.metrics.render, snap)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def status(self, request: web.Request) -> web.Response:
         """``GET /api/status``: the status document."""
-        snap = take_snapshot(self.agent, admin_api=self.admin_api)
+        snap = self.agent.snapshot(admin_api=self.admin_api)
         text = await asyncio.to_thread(
             lambda: json.dumps(status_document(snap), indent=2, ensure_ascii=False) + "\n"
         )
@@ -312,7 +318,7 @@ class WebServer:
 
     async def page(self, request: web.Request) -> web.Response:
         """``GET /``: the status page."""
-        snap = take_snapshot(self.agent, admin_api=self.admin_api)
+        snap = self.agent.snapshot(admin_api=self.admin_api)
         html = await asyncio.to_thread(
             lambda: render_page(status_document(snap), refresh=REFRESH_SECONDS)
         )
@@ -372,7 +378,7 @@ class WebServer:
             except ValueError as exc:
                 problems.append(f"target: {exc}")
             else:
-                if target not in self.agent.targets:
+                if not self.agent.has_target(target):
                     problems.append(f"target: {target} is not a configured target")
         raw_mode = body.get("mode")
         if not isinstance(raw_mode, str):  # parse_mode would quote any value (repr)
@@ -389,13 +395,12 @@ class WebServer:
         if problems or target is None or mode is None:
             return _error(400, "invalid request", problems=_bounded(problems))
         try:
-            entry = self.agent.overrides.set(target, mode, reason, source="api")
+            outcome = self.agent.set_override(target, mode, reason)
         except OSError as exc:
             log.error("override of %s not applied: cannot write overrides file: %s", target, exc)
             return _error(500, f"cannot write the overrides file, nothing changed: {exc}")
-        stage = self.agent.decision
-        persisted = self.agent.overrides.path is not None
-        if not persisted:
+        entry = outcome.entry
+        if not outcome.persisted:
             log.warning(
                 "override of %s set through the API lives in memory only: set overrides_file "
                 "to keep overrides across restarts",
@@ -405,8 +410,8 @@ class WebServer:
             {
                 "target": target,
                 "override": entry.as_dict() if entry else {"mode": Override.AUTO.value},
-                "in_force": stage.override_of(target).value,
-                "effective": stage.effective.get(target, State.UNKNOWN).value,
-                "persisted": persisted,
+                "in_force": outcome.in_force.value,
+                "effective": outcome.effective.value,
+                "persisted": outcome.persisted,
             }
         )

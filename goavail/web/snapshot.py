@@ -1,5 +1,8 @@
 """A consistent, cheap copy of what the agent knows, taken on the event loop.
 
+This module holds only values: the running agent builds a :class:`Snapshot`
+(``Agent.snapshot``); nothing under :mod:`goavail.web` reads the agent itself.
+
 The status page, ``/api/status`` and ``/metrics`` all start from a :class:`Snapshot`.
 Taking one only copies references and dicts (no formatting, no per-target objects
 beyond one small tuple), so it costs a few milliseconds even at 50,000 targets;
@@ -10,12 +13,10 @@ held up by a scrape.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from goavail import __version__
 from goavail.brake import BrakeResult
 from goavail.checks.base import ProbeResult
 from goavail.config import Config
@@ -24,8 +25,15 @@ from goavail.dns.model import Change, FailOpen, Record
 from goavail.health import Health, State
 from goavail.overrides import OverrideEntry
 
-if TYPE_CHECKING:
-    from goavail.agent import Agent, ReloadOutcome
+
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """The last SIGHUP reload: wall time (Unix seconds), result ("applied", "rejected" or
+    "failed") and the problems or error text."""
+
+    time: float
+    result: str
+    problems: tuple[str, ...] = ()
 
 
 class TargetRow(NamedTuple):
@@ -122,84 +130,3 @@ class Snapshot:
     def addresses(self) -> list[str]:
         """The configured targets, in configuration order."""
         return [row[0] for row in self.raw_targets]
-
-
-def take_snapshot(agent: Agent, *, admin_api: bool = False) -> Snapshot:
-    """Copy the agent's state (call on the agent's event loop; no I/O).
-
-    Args:
-        agent: the running (or merely built) agent.
-        admin_api: whether write endpoints are enabled (a token is set).
-    """
-    stage = agent.decision
-    reconciler = agent.reconciler
-    stats = agent.probe_stats
-    cluster = agent.cluster
-    view = None
-    if cluster is not None:
-        view = ClusterView(
-            event=cluster.event,
-            connected=cluster.connected,
-            live=frozenset(cluster.live),
-            member_status=dict(cluster.member_status),
-            counters=dict(cluster.counters),
-            plaintext=cluster.codec_is_plaintext,
-            name_conflict=None
-            if cluster.name_conflict is None
-            else (cluster.name_conflict.other or "?"),
-            name_conflicts=cluster.name_conflicts,
-        )
-    return Snapshot(
-        wall=time.time(),
-        monotonic=time.monotonic(),
-        node=agent.node,
-        version=__version__,
-        started_at=agent.started_at,
-        config=agent.config,
-        config_path=str(agent.options.config_path),
-        provider=agent.options.provider,
-        probe_kind=agent.probe.kind,
-        dry_run=agent.options.dry_run,
-        names=tuple(agent.publication.names),
-        raw_targets=[
-            (address, status.health, status.last, status.since)
-            for address, status in agent.targets.items()
-        ],
-        local=dict(stage.local),
-        decisions=dict(stage.decisions),
-        effective=dict(stage.effective),
-        peers={node: dict(votes) for node, votes in stage.peers.items()},
-        min_peers_agree=stage.min_peers_agree,
-        overrides=dict(agent.overrides.entries),
-        peer_overrides={node: dict(held) for node, held in stage.peer_overrides.items()},
-        pending=reconciler.pending,
-        fail_open=reconciler.fail_open,
-        brake=agent.brake_state,
-        current=dict(reconciler.current),
-        read_at=reconciler.read_at,
-        converged=reconciler.converged,
-        retries=reconciler.retries,
-        passes=reconciler.passes,
-        failed_passes=reconciler.failed_passes,
-        unexpected_errors=reconciler.unexpected_errors,
-        last_error=reconciler.last_error,
-        audit=tuple(agent.audit.recent),
-        dns_counts=dict(agent.audit.counts),
-        rtt_counts=tuple(stats.rtt_counts),
-        rtt_sum=stats.rtt_sum,
-        failed=stats.failed,
-        transitions=dict(stats.transitions),
-        reloads=dict(agent.reloads),
-        last_reload=agent.last_reload,
-        cluster=view,
-        admin_api=admin_api,
-        cert_days=agent.checks.cert_days_left(),
-        checks=agent.checks.copy_state(),
-        hook_stats=asdict(agent.hooks.stats),
-        notify_stats={name: asdict(stats) for name, stats in agent.notifier.stats.items()},
-        heartbeat=(
-            (agent.heartbeat.ok, agent.heartbeat.failed)
-            if agent.config.heartbeat is not None
-            else None
-        ),
-    )

@@ -700,7 +700,7 @@ def test_rfc2136_defaults_and_canonical_values(tmp_path: Path) -> None:
 def test_tsig_algorithms_match_the_provider() -> None:
     from typing import get_args
 
-    from goavail.config import TsigAlgorithm
+    from goavail.config.providers import TsigAlgorithm
     from goavail.dns.providers.rfc2136 import TSIG_ALGORITHMS
 
     assert set(get_args(TsigAlgorithm)) == set(TSIG_ALGORITHMS)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from goavail.agent import Options, load_checked
 from goavail.checks.multi import check_problems, describe_check
+from goavail.compose import load_checked
 from goavail.config import Config, ConfigError, check_runtime, load_config
+from goavail.options import Options
 
 ZONE = """
 [Zonefile]

@@ -14,19 +14,28 @@ from pathlib import Path
 import pytest
 
 from goavail import __version__
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.base import ProbeResult
 from goavail.checks.http import HttpProbe
 from goavail.cluster.serf_rpc import Member, MemberEvent, UserEvent
+from goavail.compose import compose, load_checked
 from goavail.decision import Override
 from goavail.dns.model import Record
 from goavail.health import State
+from goavail.options import Options
 from goavail.web.metrics import AgentMetrics
 from goavail.web.server import WebServer
 from tests.syncfake import Peers, address, deliver, notice_event
 
 A, B = "192.0.2.1", "192.0.2.2"
 KEY = "0123456789abcdef"
+
+
+def feed(agent: Agent, target: str, result: ProbeResult) -> None:
+    """One result of the --type probe (the check it stands for)."""
+    check = agent.checks.single_check
+    assert check is not None
+    check.on_result(target, result)
 
 
 def write_config(tmp_path: Path, extra: str = "") -> Path:
@@ -49,7 +58,7 @@ ip_addresses = ["{A}", "{B}"]
 
 def make_agent(tmp_path: Path, extra: str = "") -> Agent:
     options = Options(write_config(tmp_path, extra), False, "tcp", "zonefile")
-    return Agent(load_checked(options), options)
+    return compose(load_checked(options), options)
 
 
 def value(metrics: AgentMetrics, metric: str, **labels: str) -> float | None:
@@ -70,9 +79,9 @@ def test_probe_results_transitions_and_rtt_histogram(tmp_path: Path) -> None:
     assert value(metrics, "goavail_target_up", target=A) == 0.0
     assert value(metrics, "goavail_target_state", target=A, state="unknown") == 1.0
     for rtt in (0.003, 0.0004):
-        agent.on_result(A, ProbeResult(ok=True, rtt=rtt))
+        feed(agent, A, ProbeResult(ok=True, rtt=rtt))
     for _ in range(2):
-        agent.on_result(B, ProbeResult(ok=False, error="timeout"))
+        feed(agent, B, ProbeResult(ok=False, error="timeout"))
     assert value(metrics, "goavail_target_up", target=A) == 1.0
     assert value(metrics, "goavail_target_up", target=B) == 0.0
     assert value(metrics, "goavail_target_state", target=B, state="down") == 1.0
@@ -100,8 +109,8 @@ async def test_dns_changes_pending_and_passes(tmp_path: Path) -> None:
     labels = {"provider": "zonefile", "action": "create", "dry_run": "false"}
     assert value(metrics, "goavail_dns_changes_total", result="applied", **labels) == 0.0
     for _ in range(2):
-        agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
-        agent.on_result(B, ProbeResult(ok=True, rtt=0.001))
+        feed(agent, A, ProbeResult(ok=True, rtt=0.001))
+        feed(agent, B, ProbeResult(ok=True, rtt=0.001))
     assert await agent.reconciler.reconcile_once()
     assert value(metrics, "goavail_dns_changes_total", result="applied", **labels) == 2.0
     assert value(metrics, "goavail_dns_pending_changes") == 0.0
@@ -117,10 +126,10 @@ async def test_dns_changes_pending_and_passes(tmp_path: Path) -> None:
     assert value(metrics, "goavail_reconcile_unexpected_errors_total") == 0.0
 
     # an answer nobody foresaw: a failed pass and an unexpected error, counted, no crash
-    async def broken(name: str) -> list[Record]:
+    async def broken(*args: object, **kwargs: object) -> dict[str, list[Record]]:
         raise KeyError("result")
 
-    agent.provider._list = broken  # type: ignore[method-assign]
+    agent.provider.records_for = broken  # type: ignore[method-assign]
     assert not await agent.reconciler.reconcile_once()
     assert value(metrics, "goavail_reconcile_unexpected_errors_total") == 1.0
     assert value(metrics, "goavail_reconcile_failed_passes_total") == 2.0
@@ -130,8 +139,8 @@ async def test_fail_open_and_overrides(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     metrics = AgentMetrics(agent)
     for _ in range(2):
-        agent.on_result(A, ProbeResult(ok=False, error="timeout"))
-        agent.on_result(B, ProbeResult(ok=True, rtt=0.001))
+        feed(agent, A, ProbeResult(ok=False, error="timeout"))
+        feed(agent, B, ProbeResult(ok=True, rtt=0.001))
     agent.overrides.set(B, Override.DOWN, "maintenance")
     assert value(metrics, "goavail_target_override", target=B, mode="down") == 1.0
     assert value(metrics, "goavail_target_override", target=A, mode="down") is None
@@ -156,7 +165,7 @@ async def test_reloads_by_result(tmp_path: Path) -> None:
 
 def test_build_info_and_dry_run(tmp_path: Path) -> None:
     options = Options(write_config(tmp_path), True, "tcp", "zonefile")
-    metrics = AgentMetrics(Agent(load_checked(options), options))
+    metrics = AgentMetrics(compose(load_checked(options), options))
 
     samples = [
         s
@@ -216,7 +225,7 @@ async def test_gossip_peers_and_quorum(tmp_path: Path) -> None:
     assert value(metrics, "goavail_gossip_published_total", result="ok") == 0.0
     # this agent sees A down; its only live peer says up: A's verdict lacks quorum
     for _ in range(2):
-        agent.on_result(A, ProbeResult(ok=False, error="timeout"))
+        feed(agent, A, ProbeResult(ok=False, error="timeout"))
     assert agent.decision.local[A] is State.DOWN
     assert value(metrics, "goavail_targets_quorum_unmet") == 1.0
 
@@ -289,14 +298,14 @@ async def test_a_node_name_conflict_is_a_metric_an_unhealthy_serf_and_a_notifica
     metrics = AgentMetrics(agent)
     assert value(metrics, "goavail_cluster_name_conflict") == 0.0
     assert value(metrics, "goavail_cluster_name_conflicts_total") == 0.0
-    assert serf_check(agent) is not None and serf_check(agent).healthy  # type: ignore[union-attr]
+    assert serf_check(agent.health_view()) is not None and serf_check(agent.health_view()).healthy  # type: ignore[union-attr]
     serf._scan_for_conflict(
         "[ERR] serf: Node name conflicts with another node at 192.0.2.2:7946. Names must be unique!"
     )
     serf._scan_for_conflict("[WARN] serf: minority in name conflict resolution, quitting [0 / 0]")
     assert value(metrics, "goavail_cluster_name_conflict") == 1.0
     assert value(metrics, "goavail_cluster_name_conflicts_total") == 1.0
-    check = serf_check(agent)
+    check = serf_check(agent.health_view())
     assert check is not None and not check.healthy
     assert check.error is not None
     assert "node name 'same' is also used by the Serf member at 192.0.2.2:7946" in check.error

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from goavail.agent import Options, check_loaded
 from goavail.brake import ALL_TARGETS
+from goavail.compose import check_loaded
 from goavail.config import BrakeSection, Config, ConfigError, load_config
 from goavail.dns.plan import NameSpec
+from goavail.options import Options
 from goavail.pools import publication
 
 ZONEFILE = '[Zonefile]\npath = "zone"\norigin = "example.test"\nttl = 120\n'

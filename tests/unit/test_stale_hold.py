@@ -8,11 +8,13 @@ import asyncio
 import time
 from pathlib import Path
 
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.base import ProbeResult
 from goavail.cluster.serf_rpc import Member, MemberEvent
+from goavail.compose import compose, load_checked
 from goavail.dns.model import Change, Record
 from goavail.health import State
+from goavail.options import Options
 from tests.syncfake import Peers, address, deliver, notice_event
 
 A, B = "192.0.2.1", "192.0.2.2"
@@ -52,7 +54,14 @@ ip_addresses = ["{A}", "{B}"]
 """
     )
     options = Options(config, False, "tcp", "zonefile")
-    return Agent(load_checked(options), options)
+    return compose(load_checked(options), options)
+
+
+def feed(agent: Agent, target: str, result: ProbeResult) -> None:
+    """One result of the --type probe (the check it stands for)."""
+    check = agent.checks.single_check
+    assert check is not None
+    check.on_result(target, result)
 
 
 def delete_of(target: str) -> Change:
@@ -77,9 +86,9 @@ async def test_a_delete_waits_for_the_pull_of_a_newer_announcement(tmp_path: Pat
             notice_event(peers.vote(node, A, "down", at=time.time()), KEY.encode(), cluster.event),
         )
     assert cluster.behind() == []
-    agent.on_result(A, ProbeResult(ok=False, error="timeout"))
+    feed(agent, A, ProbeResult(ok=False, error="timeout"))
     assert agent.decision.effective[A] is State.DOWN
-    assert agent._hold(delete_of(A)) == 0.0  # "a" is the first writer, the view is current
+    assert agent.hold(delete_of(A)) == 0.0  # "a" is the first writer, the view is current
 
     # b announces a new vector (A is up again there); its pull is slow
     peers.gate.clear()
@@ -88,8 +97,8 @@ async def test_a_delete_waits_for_the_pull_of_a_newer_announcement(tmp_path: Pat
     )
     assert cluster.behind() == ["b"]
     agent.reconciler._wake.clear()
-    assert agent._hold(delete_of(A)) == cluster.members.announce_interval
-    assert agent._hold(delete_of(A)) > 0  # asked again (the send-time check): still held
+    assert agent.hold(delete_of(A)) == cluster.members.announce_interval
+    assert agent.hold(delete_of(A)) > 0  # asked again (the send-time check): still held
     assert cluster.counters["stale_holds"] == 1  # one hold episode, counted once
     assert not agent.reconciler._wake.is_set()
 
@@ -101,7 +110,7 @@ async def test_a_delete_waits_for_the_pull_of_a_newer_announcement(tmp_path: Pat
     assert agent.reconciler._wake.is_set()
     assert cluster.stage.votes_for(A) == {"b": State.UP, "c": State.DOWN}
     # two agents (this one and c) still see A down against one: the delete is backed
-    assert agent._hold(delete_of(A)) == 0.0
+    assert agent.hold(delete_of(A)) == 0.0
 
 
 async def test_creates_never_wait_for_a_pull(tmp_path: Path) -> None:
@@ -117,7 +126,7 @@ async def test_creates_never_wait_for_a_pull(tmp_path: Path) -> None:
     await deliver(
         cluster, notice_event(peers.vote("b", A, "up", at=time.time()), KEY.encode(), cluster.event)
     )
-    agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
+    feed(agent, A, ProbeResult(ok=True, rtt=0.001))
     assert agent.decision.effective[A] is State.UP
     peers.gate.clear()
     cluster._on_user_event(
@@ -125,7 +134,7 @@ async def test_creates_never_wait_for_a_pull(tmp_path: Path) -> None:
     )
     assert cluster.behind() == ["b"]
     create = Change("create", Record("www.example.test", "A", A, 60), "target up")
-    assert agent._hold(create) == 0.0
+    assert agent.hold(create) == 0.0
     peers.gate.set()
     task = cluster.sync.peers["b"].task
     assert task is not None

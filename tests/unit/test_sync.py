@@ -27,7 +27,7 @@ from goavail.cluster.sync import (
     vector_digest,
 )
 from goavail.cluster.wire import USER_EVENT_BUDGET, WireError
-from goavail.config import NOTICE_NODE_NAME_BYTES
+from goavail.config.values import NOTICE_NODE_NAME_BYTES
 
 KEY = b"k" * 32
 EVENT = sync_event_name(None)

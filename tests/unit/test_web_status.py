@@ -7,20 +7,28 @@ from pathlib import Path
 
 import pytest
 
-from goavail.agent import Agent, Options, load_checked
+from goavail.agent import Agent
 from goavail.checks.base import ProbeResult
 from goavail.cluster.serf_rpc import Member, MemberEvent
+from goavail.compose import compose, load_checked
 from goavail.decision import Override
 from goavail.logs import REDACTOR
+from goavail.options import Options
 from goavail.web import page
 from goavail.web.selfcheck import ROUNDS, ProbeCheck, RoundWatch, philae
-from goavail.web.snapshot import take_snapshot
 from goavail.web.status import status_document
 from tests import syncfake
 from tests.syncfake import Peers, deliver, notice_event
 
 A, B, C = "192.0.2.1", "192.0.2.2", "192.0.2.3"
 KEY = "0123456789abcdef"
+
+
+def feed(agent: Agent, target: str, result: ProbeResult) -> None:
+    """One result of the --type probe (the check it stands for)."""
+    check = agent.checks.single_check
+    assert check is not None
+    check.on_result(target, result)
 
 
 def make_agent(tmp_path: Path, top: str = "", addresses: tuple[str, ...] = (A, B, C)) -> Agent:
@@ -40,7 +48,7 @@ ip_addresses = [{quoted}]
 """
     )
     options = Options(config, False, "tcp", "zonefile")
-    return Agent(load_checked(options), options)
+    return compose(load_checked(options), options)
 
 
 # --------------------------------------------------------------------------- Philae
@@ -103,9 +111,9 @@ async def test_cluster_view_with_votes_and_quorum(tmp_path: Path) -> None:
     for target, override in [(A, "auto"), (B, "auto"), (C, "down")]:
         notice = peers.vote("b", target, "up", override, at=time.time())
         await deliver(cluster, notice_event(notice, KEY.encode(), cluster.event))
-    agent.on_result(A, ProbeResult(ok=True, rtt=0.001))
-    agent.on_result(B, ProbeResult(ok=False, error="timeout"))  # only we see B down
-    doc = status_document(take_snapshot(agent))
+    feed(agent, A, ProbeResult(ok=True, rtt=0.001))
+    feed(agent, B, ProbeResult(ok=False, error="timeout"))  # only we see B down
+    doc = status_document(agent.snapshot())
     targets = {t["address"]: t for t in doc["targets"]}
     assert targets[A]["votes"] == {"b": "up"} and targets[A]["quorum_met"] is True
     assert targets[A]["effective"] == "up"
@@ -148,7 +156,7 @@ async def test_with_checks_a_target_shows_the_deciding_checks_error_and_run(
         web.on_result(A, refused)  # web DOWN after 3, a 4th failure since
     web.on_result(B, refused)  # B still up: 1 failure of 3
     ping.on_result(C, ProbeResult(ok=False, error="timeout"))  # C unknown, ping 1 of 2
-    doc = status_document(take_snapshot(agent))
+    doc = status_document(agent.snapshot())
     targets = {t["address"]: t for t in doc["targets"]}
 
     down = targets[A]
@@ -201,7 +209,7 @@ async def test_two_down_checks_the_longer_run_decides(tmp_path: Path) -> None:
         web.on_result(A, ProbeResult(ok=False, error="refused"))
     for _ in range(5):
         ping.on_result(A, ProbeResult(ok=False, error="timeout"))
-    target = status_document(take_snapshot(agent))["targets"][0]
+    target = status_document(agent.snapshot())["targets"][0]
     assert (target["state"], target["check"], target["failures"], target["last_error"]) == (
         "down",
         "ping",
@@ -212,8 +220,8 @@ async def test_two_down_checks_the_longer_run_decides(tmp_path: Path) -> None:
 
 def test_without_checks_the_single_probe_shows(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
-    agent.on_result(A, ProbeResult(ok=False, error="timeout"))
-    target = status_document(take_snapshot(agent))["targets"][0]
+    feed(agent, A, ProbeResult(ok=False, error="timeout"))
+    target = status_document(agent.snapshot())["targets"][0]
     assert (target["state"], target["failures"], target["last_error"]) == ("down", 1, "timeout")
     assert (target["check"], target["checks"]) == (None, [])
 
@@ -221,7 +229,7 @@ def test_without_checks_the_single_probe_shows(tmp_path: Path) -> None:
 def test_dry_run_fail_open_and_pending(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     agent.options = Options(agent.options.config_path, True, "tcp", "zonefile")
-    doc = status_document(take_snapshot(agent))
+    doc = status_document(agent.snapshot())
     assert doc["warnings"][0]["kind"] == "dry-run"
     assert doc["summary"]["unknown"] == 3
     html = page.render_page(doc)
@@ -234,10 +242,10 @@ def test_page_lists_problems_first_and_caps_healthy_rows(
     addresses = tuple(f"192.0.2.{i}" for i in range(1, 8))
     agent = make_agent(tmp_path, addresses=addresses)
     for address in addresses:
-        agent.on_result(address, ProbeResult(ok=address != "192.0.2.5", rtt=0.001))
+        feed(agent, address, ProbeResult(ok=address != "192.0.2.5", rtt=0.001))
     agent.overrides.set("192.0.2.6", Override.UP)
     monkeypatch.setattr(page, "MAX_UP_ROWS", 3)
-    rows, hidden = page.page_targets(status_document(take_snapshot(agent)))
+    rows, hidden = page.page_targets(status_document(agent.snapshot()))
     assert [r["address"] for r in rows] == [
         "192.0.2.5",
         "192.0.2.6",
@@ -252,7 +260,7 @@ def test_audit_records_are_redacted_and_escaped(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     REDACTOR.add(["another-s3cret-value"])
     agent.overrides.set(A, Override.DOWN, "<i>why</i> another-s3cret-value")
-    doc = status_document(take_snapshot(agent))
+    doc = status_document(agent.snapshot())
     assert doc["audit"][0]["reason"] == "<i>why</i> ***"
     html = page.render_page(doc)
     assert "&lt;i&gt;why&lt;/i&gt; ***" in html and "another-s3cret" not in html

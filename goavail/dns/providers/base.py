@@ -32,13 +32,14 @@ from goavail.dns.audit import AuditLog
 from goavail.dns.backoff import backoff_delay
 from goavail.dns.guard import NameGuard
 from goavail.dns.model import Change, Record, RecordType
+from goavail.errors import GoavailError
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class ProviderError(Exception):
+class ProviderError(GoavailError):
     """A provider call failed.
 
     Attributes:

@@ -1,0 +1,113 @@
+"""``[[pools]]``, ``[[names]]`` and ``[Brake]``: pools of addresses, the names they serve
+(primary, then backups) and the mass-withdrawal brake (see :mod:`goavail.pools`,
+:mod:`goavail.dns.plan` and :mod:`goavail.brake`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, Field, field_validator
+
+from goavail.config.errors import _Problems
+from goavail.config.providers import DnsSection
+from goavail.config.values import _MODEL_CONFIG, Within, _check_label, _IpAddress, _is_dns_name
+
+
+def _check_fqdn(value: str) -> str:
+    name = value.lower().removesuffix(".")
+    if not _is_dns_name(name, wildcard=True) or "." not in name:
+        raise ValueError(f"{value!r} is not a fully qualified name (e.g. 'www.example.com')")
+    return name
+
+
+_DOWN_SHARE = Within(
+    0.01,
+    1.0,
+    below="smaller holds every withdrawal but the first in a large pool",
+    above="a share above 1 means nothing: 1 already turns the brake off",
+    duration=False,
+)
+_MIN_TARGETS = Within(
+    1,
+    1_000_000,
+    below="every group has at least one target",
+    above="larger never brakes any real fleet: use max_down_share = 1 to turn it off",
+    duration=False,
+)
+
+
+class PoolSection(BaseModel):
+    """One ``[[pools]]`` entry: addresses (targets) published together.
+
+    Attributes:
+        name: the pool's name, referenced by ``[[names]] pools`` (letters, digits,
+            ``.``, ``_``, ``-``; unique).
+        addresses: the pool's addresses (at least one, canonical text, no
+            duplicates). An address may be in several pools: it is probed once.
+        ttl: TTL in seconds of the records created for this pool's addresses, or None
+            (the provider section's ``ttl``).
+        max_down_share: this pool's mass-withdrawal brake share, or None (the
+            ``[Brake]`` setting); see :mod:`goavail.brake`.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    name: Annotated[str, AfterValidator(_check_label)]
+    addresses: list[_IpAddress] = Field(min_length=1)
+    ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
+    max_down_share: Annotated[float, _DOWN_SHARE] | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _no_duplicate_addresses(cls, value: list[str]) -> list[str]:
+        return DnsSection._no_duplicate_addresses(value)
+
+
+class NameSection(BaseModel):
+    """One ``[[names]]`` entry: a name and the pools that serve it.
+
+    Attributes:
+        name: the fully qualified name (``"www.example.com"``; a trailing dot is
+            allowed; stored lower case without it). It must lie in the zone of the
+            provider section that publishes it.
+        pools: pool names in priority order: the primary first, then the backups
+            that take over, in turn, when no address of the pools before is up
+            (see :mod:`goavail.dns.plan`). At least one; each once.
+        ttl: TTL in seconds of this name's records, or None (the pool's, else the
+            provider section's).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    name: Annotated[str, AfterValidator(_check_fqdn)]
+    pools: list[Annotated[str, AfterValidator(_check_label)]] = Field(min_length=1)
+    ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
+
+    @field_validator("pools")
+    @classmethod
+    def _each_pool_once(cls, value: list[str]) -> list[str]:
+        problems: list[tuple[tuple[str | int, ...], str]] = [
+            ((i,), f"{pool!r} is listed twice (also at pools[{value.index(pool)}])")
+            for i, pool in enumerate(value)
+            if value.index(pool) != i
+        ]
+        if problems:
+            raise _Problems(problems)
+        return value
+
+
+class BrakeSection(BaseModel):
+    """``[Brake]``: the mass-withdrawal brake (see :mod:`goavail.brake`).
+
+    Attributes:
+        max_down_share: the largest share of a pool (and of all targets) withdrawn
+            without quorum, in (0, 1]; 1 turns the brake off. Default 0.5 (Envoy's
+            panic threshold).
+        min_targets: pools (and fleets) smaller than this are never braked
+            (default 4: fail-open already keeps a small pool's last address).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    max_down_share: Annotated[float, _DOWN_SHARE] = 0.5
+    min_targets: Annotated[int, _MIN_TARGETS] = 4

@@ -1,0 +1,113 @@
+"""What the HTTP side needs of the running agent: values and small ports, never the agent.
+
+:mod:`goavail.web` reads the agent only through these (the agent, or whatever a test
+hands in, satisfies them structurally), so ``goavail.agent -> goavail.web`` is the
+only direction of import between the two:
+
+* :class:`StateSource`: a :class:`~goavail.web.snapshot.Snapshot` for the page, the
+  status API and the metrics, and a :class:`HealthView` for ``/_health``;
+* :class:`OverridePort`: ``POST /api/overrides``.
+
+Every method is called on the agent's event loop and must not block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from goavail.decision import Override
+from goavail.health import State
+from goavail.overrides import OverrideEntry
+from goavail.web.snapshot import ReloadOutcome, Snapshot
+
+if TYPE_CHECKING:
+    from goavail.brake import BrakeResult
+    from goavail.cluster.service import Cluster
+    from goavail.dns.providers.base import Provider
+    from goavail.dns.reconcile import Reconciler
+
+
+@dataclass(frozen=True, slots=True)
+class HealthView:
+    """What ``/_health`` (:mod:`goavail.web.selfcheck`) reads, taken at one instant.
+
+    Cheaper than a :class:`Snapshot` (a few references, no copy of per-target state), so
+    the probing-round watch may take one several times a second.
+
+    Attributes:
+        config_path: the configuration file, as the agent was started with it.
+        last_reload: the last SIGHUP reload, None before the first.
+        interval: probing interval, seconds.
+        targets: number of configured targets.
+        results: probe results received so far (a running count).
+        cluster: the cluster service in cluster mode, else None (live object: read only).
+        min_peers_agree: peers whose vote a decision needs.
+        reconciler: the running reconciler (live object: read only).
+        provider: the provider in use (the ``dns`` probe may read it once).
+        provider_name: its registry name (``cloudflare``, ``route53``, ...).
+        first_name: the first managed name (what the ``dns`` probe reads).
+        brake: what the mass-withdrawal brake holds, or None when there is no brake.
+    """
+
+    config_path: str
+    last_reload: ReloadOutcome | None
+    interval: float
+    targets: int
+    results: int
+    cluster: Cluster | None
+    min_peers_agree: int
+    reconciler: Reconciler
+    provider: Provider
+    provider_name: str
+    first_name: str
+    brake: BrakeResult | None = None
+
+
+class StateSource(Protocol):
+    """Read side: what the page, ``/api/status``, ``/metrics`` and ``/_health`` show."""
+
+    def snapshot(self, *, admin_api: bool = False) -> Snapshot:
+        """A copy of the agent's state (no I/O; see :mod:`goavail.web.snapshot`)."""
+        ...
+
+    def health_view(self) -> HealthView:
+        """The references ``/_health`` reads (no I/O)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideOutcome:
+    """The answer to an override set through the API.
+
+    Attributes:
+        entry: this agent's override now (None: cleared, ``auto``).
+        in_force: the combined override of the target (this agent's and its peers').
+        effective: the state DNS should now reflect.
+        persisted: whether the override was written to ``overrides_file``.
+    """
+
+    entry: OverrideEntry | None
+    in_force: Override
+    effective: State
+    persisted: bool
+
+
+class OverridePort(Protocol):
+    """Write side: ``POST /api/overrides``."""
+
+    def has_target(self, address: str) -> bool:
+        """Whether ``address`` (canonical form) is a configured target."""
+        ...
+
+    def set_override(self, target: str, mode: Override, reason: str) -> OverrideOutcome:
+        """Set (``auto``: clear) this agent's override of ``target``, source "api".
+
+        Raises:
+            OSError: the overrides file cannot be written (nothing changed then).
+        """
+        ...
+
+
+class AgentPorts(StateSource, OverridePort, Protocol):
+    """Everything :class:`goavail.web.server.WebServer` is given."""
