@@ -58,23 +58,28 @@ class Publication:
         return {**self.pools, ALL_TARGETS: self.targets}
 
 
-def zone_of(section: DnsSection) -> str:
-    """The zone a provider section publishes to (its domain), lower case, no dot."""
-    return section.domain
+def zones_of(section: DnsSection) -> tuple[str, ...]:
+    """The zones a provider section publishes to: its domain, then any further zones
+    (``[Cloudflare] zones``); lower case, no trailing dot."""
+    extra = getattr(section, "zones", ())
+    return tuple(dict.fromkeys([section.domain, *(z.lower().rstrip(".") for z in extra)]))
 
 
 def problems(config: Config, section: DnsSection, toml_name: str) -> list[str]:
     """Problem lines (in :class:`~goavail.config.ConfigError`'s format) of ``[[names]]``
-    for the provider section the run publishes to: a name outside its zone, or a name
+    for the provider section the run publishes to: a name outside its zones, or a name
     that is also one of its ``hostnames``. Empty when all is well."""
-    zone = zone_of(section)
+    zones = zones_of(section)
     hostnames = set(section.names())
     found: list[str] = []
     for i, entry in enumerate(config.names):
-        if entry.name != zone and not entry.name.endswith("." + zone):
-            found.append(
-                f"names[{i}].name: {entry.name!r} is outside the zone {zone!r} of [{toml_name}]"
+        if not any(entry.name == z or entry.name.endswith("." + z) for z in zones):
+            where = (
+                f"the zone {zones[0]!r}"
+                if len(zones) == 1
+                else "the zones " + ", ".join(repr(z) for z in zones)
             )
+            found.append(f"names[{i}].name: {entry.name!r} is outside {where} of [{toml_name}]")
         elif entry.name in hostnames:
             found.append(
                 f"names[{i}].name: {entry.name!r} is also one of [{toml_name}] hostnames "

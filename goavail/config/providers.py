@@ -133,11 +133,15 @@ class CloudflareSection(DnsSection):
 
     Attributes:
         dns_domain: the zone name (required).
+        zones: further zones of the same account that ``[[names]]`` may publish to
+            (each name goes to the longest zone it lies in); the ``hostnames`` stay
+            in ``dns_domain``.
         dns_proxied: whether records are proxied through Cloudflare.
         ttl: 1 (Cloudflare's "automatic", the default) or 30-86400 seconds.
     """
 
     dns_domain: Annotated[str, AfterValidator(_check_domain)]
+    zones: list[Annotated[str, AfterValidator(_check_domain)]] = Field(default_factory=list)
     dns_proxied: bool = False
     ttl: int = 1
 

@@ -94,6 +94,7 @@ def _cloudflare(section: DnsSection, dry_run: bool, audit: AuditLog) -> Provider
         dry_run=dry_run,
         audit=audit,
         zone_name=cf.dns_domain,
+        zones=cf.zones,
         proxied=cf.dns_proxied,
         ttl=cf.ttl,
         credentials=credentials,

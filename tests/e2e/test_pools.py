@@ -11,13 +11,25 @@ zone file, real ICMP to loopback targets inside the test's private network names
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import dns.rdatatype
 import dns.zone
 import pytest
 
-from tests.e2e.harness import FAST, GoavailProcess, free_port, hold, http, server_toml, wait_until
+from tests.cfstub.server import CloudflareStub
+from tests.e2e.harness import (
+    FAST,
+    GoavailProcess,
+    addresses_of,
+    free_port,
+    hold,
+    http,
+    server_toml,
+    stub_env,
+    wait_until,
+)
 from tests.netns import Nft
 
 pytestmark = pytest.mark.e2e
@@ -159,4 +171,54 @@ def test_the_brake_holds_a_mass_withdrawal(tmp_path: Path, zone: Path, nft: Nft)
         proc.wait_for(r"BRAKE released")
         brake = {p["name"]: p for p in http("GET", f"http://{listen}/_health").json()["probes"]}
         assert brake["brake"]["healthy"]
+        assert proc.stop() == 0
+
+
+def test_pools_in_two_zones_at_cloudflare(tmp_path: Path, stub: CloudflareStub, nft: Nft) -> None:
+    """Names in two zones of one Cloudflare account (the stand-in, driven through the
+    official SDK): each zone is read with one listing per pass, a backup pool takes over
+    in one zone while the other zone's name keeps its own pool."""
+    stub.add_zone("example.org")
+    e1, e2, u1 = "127.21.3.1", "127.21.3.2", "127.21.4.1"
+    text = (
+        FAST
+        + 'resync_interval = "1s"\n'
+        + server_toml(None)
+        + f'\n[[pools]]\nname = "eu"\naddresses = {toml_list([e1, e2])}\n'
+        + f'\n[[pools]]\nname = "us"\naddresses = {toml_list([u1])}\n'
+        + '\n[[names]]\nname = "www.example.com"\npools = ["eu", "us"]\n'
+        + '\n[[names]]\nname = "app.example.com"\npools = ["eu", "us"]\n'
+        + '\n[[names]]\nname = "www.example.org"\npools = ["us"]\n'
+        + '\n[Cloudflare]\ndns_domain = "example.com"\nzones = ["example.org"]\nttl = 120\n'
+    )
+    live = ["--dns-provider", "cloudflare", "--no-dry-run"]
+    with GoavailProcess(tmp_path, text, args=live, env=stub_env(stub)) as proc:
+
+        def com() -> set[str]:
+            return addresses_of(stub, "example.com", "www.example.com")
+
+        def org() -> set[str]:
+            return addresses_of(stub, "example.org", "www.example.org")
+
+        wait_until(lambda: com() == {e1, e2} and org() == {u1}, message=proc.tail)
+        mark = len(stub.requests)
+        time.sleep(2.5)  # two resyncs at least
+        reads = [
+            r
+            for r in stub.requests[mark:]
+            if r.method == "GET" and r.route == "/zones/{zone_id}/dns_records"
+        ]
+        com_id, org_id = stub.state.zone_id("example.com"), stub.state.zone_id("example.org")
+        com_reads = [r for r in reads if r.path.split("/")[2] == com_id]
+        org_reads = [r for r in reads if r.path.split("/")[2] == org_id]
+        # example.com (two names): one listing of its A records per pass, no name filter;
+        # example.org (one name): one request per pass either way (read by name)
+        assert len(com_reads) >= 2 and abs(len(com_reads) - len(org_reads)) <= 1, reads
+        assert not [r for r in com_reads if any(k.startswith("name") for k, _ in r.query)]
+        assert all(("type", "A") in r.query for r in com_reads), com_reads
+        nft.blackhole(e1, e2)  # eu down: us takes over www.example.com
+        wait_until(lambda: com() == {u1} and org() == {u1}, message=proc.tail)
+        nft.clear()
+        wait_until(lambda: com() == {e1, e2}, message=proc.tail)
+        assert org() == {u1}
         assert proc.stop() == 0
