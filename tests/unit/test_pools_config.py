@@ -165,3 +165,19 @@ def test_names_outside_the_zone_or_twice_are_refused_for_the_run(tmp_path: Path)
         "names[0].name: 'www.example.test' is also one of [Zonefile] hostnames "
         "(publish it one way only)"
     ]
+
+
+def test_cloudflare_names_may_lie_in_further_zones(tmp_path: Path) -> None:
+    cloudflare = '[Cloudflare]\ndns_domain = "example.test"\nzones = ["example.org"]\n'
+    text = POOLS.replace("API.Example.Test.", "api.example.org") + cloudflare
+    path = tmp_path / "goavail.toml"
+    path.write_text(text)
+    check_loaded(load_config(path), Options(path, True, "ip", "cloudflare"))  # no problem
+    text = POOLS.replace("API.Example.Test.", "api.example.net") + cloudflare
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        check_loaded(load_config(path), Options(path, True, "ip", "cloudflare"))
+    assert info.value.problems == [
+        "names[1].name: 'api.example.net' is outside the zones 'example.test', 'example.org' "
+        "of [Cloudflare]"
+    ]
