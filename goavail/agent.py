@@ -562,7 +562,7 @@ class Agent:
             last_reload=self.last_reload,
             interval=self.config.interval,
             targets=len(self.targets),
-            results=self.probe_stats.results,
+            results=self.checks.results,
             cluster=self.cluster,
             min_peers_agree=self.decision.min_peers_agree,
             reconciler=self.reconciler,

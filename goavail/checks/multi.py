@@ -164,6 +164,9 @@ class Check:
         self.probe = build_check_probe(section)
         self.health: dict[str, Health] = {t: Health() for t in targets}
         self.last: dict[str, ProbeResult] = {}
+        self.results = 0
+        """Results received so far, every target's (the ``probes`` probe of ``/_health``
+        counts full rounds with it)."""
         self._on_transition = on_transition
         self._debug = log.isEnabledFor(logging.DEBUG)
         self.scheduler = ProbeScheduler(
@@ -177,6 +180,7 @@ class Check:
         health = self.health.get(target)
         if health is None:
             return  # target dropped by a reload
+        self.results += 1
         stats = self.stats  # O(1) counters, read at scrape time (goavail/web/metrics.py)
         if result.ok:
             if stats is not None:
@@ -282,6 +286,12 @@ class CheckSet:
     def _check(self, section: CheckSection, single: bool) -> Check:
         stats = self.stats if single else None
         return Check(section, self.targets, self._on_transition, stats)
+
+    @property
+    def results(self) -> int:
+        """Results of the slowest check so far (0 without checks): a full round of every
+        check has passed when this grew by the number of targets."""
+        return min((c.results for c in self.checks.values()), default=0)
 
     @property
     def single_check(self) -> Check | None:

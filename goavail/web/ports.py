@@ -40,7 +40,8 @@ class HealthView:
         last_reload: the last SIGHUP reload, None before the first.
         interval: probing interval, seconds.
         targets: number of configured targets.
-        results: probe results received so far (a running count).
+        results: probe results of the slowest check so far (a running count; see
+            :attr:`goavail.checks.multi.CheckSet.results`).
         cluster: the cluster service in cluster mode, else None (live object: read only).
         min_peers_agree: peers whose vote a decision needs.
         reconciler: the running reconciler (live object: read only).
