@@ -268,9 +268,21 @@ class Config(BaseModel):
                 problems.append(
                     (("pools", i, "name"), f"{pool.name!r} is not used by any [[names]] entry")
                 )
+        problems += self._pool_check_problems()
         if problems:
             raise _Problems(problems)
         return self
+
+    def _pool_check_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """``[[pools]] checks`` naming ids that no ``[[checks]]`` entry has."""
+        ids = [check.id for check in self.checks]
+        known = ", ".join(repr(i) for i in ids) or "none: add [[checks]] entries"
+        return [
+            (("pools", i, "checks", j), f"no check {wanted!r} ([[checks]] ids: {known})")
+            for i, pool in enumerate(self.pools)
+            for j, wanted in enumerate(pool.checks or ())
+            if wanted not in ids
+        ]
 
     def brake_settings(self) -> BrakeSection | None:
         """The brake in force: ``[Brake]`` when present; else, for files that use
