@@ -53,6 +53,7 @@ from goavail.events import (
 from goavail.health import Health, State
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner
+from goavail.judges import pool_checks
 from goavail.notify import Notifier
 from goavail.options import PROBE_KINDS, Options
 from goavail.overrides import OverrideEntry, Overrides
@@ -720,6 +721,7 @@ class Agent:
                 c.rise_threshold,
                 extra={"pid": os.getpid()},
             )
+        self._log_start_pools()
         if c.members is not None and self.cluster is not None:
             log.info(
                 "cluster mode: node %s, notices %s, sync port %d, min_peers_agree %d, serf %s",
@@ -739,8 +741,8 @@ class Agent:
         c = self.config
         log.info(
             "goavail %s (pid %d, SIGHUP to reload) starting: %d targets, names %s, "
-            "provider %s%s, %d checks per target "
-            "(a target is up when all are up, down when any is down)%s",
+            "provider %s%s, %d checks "
+            "(a target is up when all that judge it are up, down when any is down)%s",
             __version__,
             os.getpid(),
             len(self.targets),
@@ -756,14 +758,32 @@ class Agent:
         for check in c.checks:
             log.info(
                 "check %s: %s every %gs (timeout %gs), down after %d failures, "
-                "up after %d successes",
+                "up after %d successes, judging %d of %d targets",
                 check.id,
                 describe_check(check),
                 check.interval,
                 check.timeout,
                 check.fall,
                 check.rise,
+                len(self.checks.assignment.targets.get(check.id, ())),
+                len(self.targets),
                 extra={"check": check.id},
+            )
+
+    def _log_start_pools(self) -> None:
+        """One line per ``[[pools]]`` entry that chooses its checks or thresholds."""
+        sections = [self.checks.checks[i].section for i in self.checks.checks]
+        for pool in self.config.pools:
+            if pool.checks is None and pool.failure_threshold is None and not pool.rise_threshold:
+                continue
+            log.info(
+                "pool %s: %d targets judged by %s",
+                pool.name,
+                len(pool.addresses),
+                ", ".join(
+                    f"{check_id} (down after {fall} failures, up after {rise} successes)"
+                    for check_id, (fall, rise) in pool_checks(sections, pool)
+                ),
             )
 
     # -- reload -------------------------------------------------------------------

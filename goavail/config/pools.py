@@ -56,8 +56,9 @@ class PoolSection(BaseModel):
         max_down_share: this pool's mass-withdrawal brake share, or None (the
             ``[Brake]`` setting); see :mod:`goavail.brake`.
         checks: the ``[[checks]]`` ids that judge this pool's targets (each once, each
-            an existing id), or None: every ``[[checks]]`` entry, or the ``--type``
-            probe when the file has none (see :mod:`goavail.judges`).
+            an existing id: ``Config`` checks both), or None: every ``[[checks]]``
+            entry, or the ``--type`` probe when the file has none (see
+            :mod:`goavail.judges`).
         failure_threshold: consecutive failures that make each of this pool's checks
             DOWN for its targets, instead of the check's ``fall``; None: the check's.
         rise_threshold: consecutive successes that make them UP, instead of the
@@ -83,13 +84,6 @@ class PoolSection(BaseModel):
     def _no_duplicate_addresses(cls, value: list[str]) -> list[str]:
         return DnsSection._no_duplicate_addresses(value)
 
-    @field_validator("checks")
-    @classmethod
-    def _each_check_once(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            _each_once(value, "checks")
-        return value
-
     def thresholds(self, fall: int, rise: int) -> tuple[int, int]:
         """``(fall, rise)`` of one of this pool's checks whose own are ``fall``, ``rise``:
         the pool's ``failure_threshold``/``rise_threshold`` where set (``rise`` following
@@ -103,17 +97,6 @@ class PoolSection(BaseModel):
         if self.rise_threshold is not None:
             rise = self.rise_threshold
         return fall, rise
-
-
-def _each_once(value: list[str], key: str) -> None:
-    """Raise the repeated entries of ``value`` (a list at ``key``), each at its index."""
-    problems: list[tuple[tuple[str | int, ...], str]] = [
-        ((i,), f"{item!r} is listed twice (also at {key}[{value.index(item)}])")
-        for i, item in enumerate(value)
-        if value.index(item) != i
-    ]
-    if problems:
-        raise _Problems(problems)
 
 
 class NameSection(BaseModel):
