@@ -5,6 +5,7 @@ targets with which thresholds, as tables."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -54,7 +55,7 @@ def load(tmp_path: Path, text: str) -> Config:
     return load_config(path)
 
 
-def options(tmp_path: Path, probe_type: str = "ip") -> Options:
+def options(tmp_path: Path, probe_type: Literal["ip", "tcp"] = "ip") -> Options:
     return Options(tmp_path / "goavail.toml", True, probe_type, "zonefile")
 
 
@@ -252,7 +253,8 @@ def test_assignment(
 def test_the_type_probe_judges_every_target_with_the_pools_thresholds(tmp_path: Path) -> None:
     text = pools("failure_threshold = 4", "failure_threshold = 4", checks=TOP, legacy=[E2])
     config = load(tmp_path, text)
-    for probe_type, check_id in (("ip", "icmp"), ("tcp", "tcp")):
+    kinds: list[tuple[Literal["ip", "tcp"], str]] = [("ip", "icmp"), ("tcp", "tcp")]
+    for probe_type, check_id in kinds:
         sections, single = check_sections(config, options(tmp_path, probe_type))
         assert single
         assignment = assignment_of(config, options(tmp_path, probe_type))
