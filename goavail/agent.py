@@ -741,8 +741,8 @@ class Agent:
         c = self.config
         log.info(
             "goavail %s (pid %d, SIGHUP to reload) starting: %d targets, names %s, "
-            "provider %s%s, %d checks "
-            "(a target is up when all that judge it are up, down when any is down)%s",
+            "provider %s%s, %d checks %s "
+            "(a target is up when all are up, down when any is down)%s",
             __version__,
             os.getpid(),
             len(self.targets),
@@ -750,6 +750,7 @@ class Agent:
             self.options.provider,
             " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
             len(c.checks),
+            "per pool" if any(p.checks is not None for p in c.pools) else "per target",
             f"; --type {self.options.probe_type} is not used with [[checks]]"
             if self.options.probe_type != "ip"
             else "",

@@ -99,10 +99,11 @@ def test_pools_are_judged_by_their_own_checks(tmp_path: Path, port: int, nft: Nf
         settle(zone, "web", {W1, W2, SH}, proc)
 
         # each check probes its own pools' targets, the shared one once per check
-        counts = wait_until(
-            lambda: (c := nft.tallies())["icmp " + A1] >= 10 and c["tcp " + W1] >= 10 and c,
-            message=lambda: f"{nft.tallies()}\n{proc.tail()}",
-        )
+        def rounds() -> dict[str, int]:
+            counts = nft.tallies()  # ten rounds of each check, or {} (falsy: wait on)
+            return counts if min(counts["icmp " + A1], counts["tcp " + W1]) >= 10 else {}
+
+        counts = wait_until(rounds, message=lambda: f"{nft.tallies()}\n{proc.tail()}")
         assert counts["icmp " + W1] == 0 and counts["tcp " + A1] == 0
         assert abs(counts["icmp " + SH] - counts["icmp " + A1]) <= 2, counts
         assert abs(counts["tcp " + SH] - counts["tcp " + W1]) <= 2, counts
