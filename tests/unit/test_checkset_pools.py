@@ -186,3 +186,30 @@ async def test_a_reload_that_changes_a_pools_checks(tmp_path: Path) -> None:
     ]
     feed(checks, "ping", U1, OK, 2)
     assert checks.verdicts[U1] is U  # judged by ping alone now
+
+
+async def test_the_agents_reload_applies_a_pools_new_checks(tmp_path: Path) -> None:
+    """Through the real composition root and transactional reload (nothing started)."""
+    from goavail.compose import compose, load_checked
+
+    _, options = load(tmp_path, 'checks = ["ping"]', 'checks = ["web"]')
+    agent = compose(load_checked(options), options)
+    ping = agent.checks.checks["ping"]
+    feed(agent.checks, "ping", S, OK, 2)
+    assert agent.checks.judges(U1) == ("web",)
+
+    (tmp_path / "goavail.toml").write_text(text('checks = ["ping"]', 'checks = ["ping"]'))
+    assert not await agent.reload()  # web would judge no target: refused, nothing changed
+    assert agent.last_reload is not None and agent.last_reload.result == "rejected"
+    assert agent.last_reload.problems[-1].endswith(
+        "checks[1].id: 'web' judges no target (every pool lists its checks and none lists it)"
+    )
+    assert agent.checks.judges(U1) == ("web",)
+
+    (tmp_path / "goavail.toml").write_text(text('checks = ["ping", "web"]', 'checks = ["ping"]'))
+    assert await agent.reload()
+    assert agent.checks.checks["ping"] is ping  # the same engine, its health kept
+    assert ping.state(S) is U and ping.state(U1) is K
+    assert agent.checks.judges(E1) == ("ping", "web")
+    assert agent.checks.judges(U1) == ("ping",)
+    assert U1 not in agent.checks.checks["web"].health
