@@ -418,11 +418,15 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _plan_table(audits: list[_Audit], result: Plan) -> str:
-    targets = [["TARGET", "STATE", "CHECKS", "PROBES OK", "LAST ERROR"]] + [
+    # CHECKS only when pools choose their checks (targets judged by different ones)
+    per_pool = len({a.checks for a in audits}) > 1
+    targets = [
+        ["TARGET", "STATE", *(["CHECKS"] if per_pool else []), "PROBES OK", "LAST ERROR"]
+    ] + [
         [
             a.target,
             str(a.health.state),
-            ",".join(a.checks),
+            *([",".join(a.checks)] if per_pool else []),
             f"{sum(r.ok for r in a.results)}/{len(a.results)}",
             next((r.error or "" for r in reversed(a.results) if r.error), ""),
         ]

@@ -6,11 +6,13 @@ targets inside the test's private network namespace, nftables to fail one protoc
   (counted by nftables);
 * blocking TCP withdraws only the TCP-judged pool's target; the shared target, judged by
   both checks, is withdrawn from both names (the worst of its checks);
-* ``goavail validate`` and ``/api/status`` say which checks judge which target.
+* ``goavail validate``, ``goavail plan`` and ``/api/status`` say which checks judge which
+  target (and ``plan`` probes each target only with those).
 """
 
 from __future__ import annotations
 
+import json
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -90,6 +92,16 @@ def test_pools_are_judged_by_their_own_checks(tmp_path: Path, port: int, nft: Nf
         f"  target {SH} (pools ping, web): judged by ping (fall 2, rise 2), web (fall 3, rise 3)"
         in shown.stdout
     )
+
+    planned = run_goavail("plan", "-f", str(tmp_path / "goavail.toml"), "--json")
+    assert planned.returncode == 0, planned.stderr
+    rows = {t["address"]: t for t in json.loads(planned.stdout)["targets"]}
+    assert {a: (t["state"], t["checks"], t["probes"]) for a, t in rows.items()} == {
+        A1: ("up", ["ping"], 2),  # ping's max(fall, rise) probes
+        SH: ("up", ["ping", "web"], 5),  # ping's 2 and web's 3
+        W1: ("up", ["web"], 3),
+        W2: ("up", ["web"], 3),
+    }
 
     for address in (A1, W1, SH):
         nft.tally(f"icmp {address}", address, Nft.ECHO_REQUEST)
