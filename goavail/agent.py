@@ -33,7 +33,7 @@ from goavail import __version__
 from goavail.brake import BrakeResult, brake
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import CheckSet, Prepared, describe_check
-from goavail.config import Config, ConfigError, DnsSection
+from goavail.config import Config, ConfigError, DnsSection, PoolSection
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
@@ -775,7 +775,7 @@ class Agent:
         """One line per ``[[pools]]`` entry that chooses its checks or thresholds."""
         sections = [self.checks.checks[i].section for i in self.checks.checks]
         for pool in self.config.pools:
-            if pool.checks is None and pool.failure_threshold is None and not pool.rise_threshold:
+            if _pool_judging(pool) == (None, None, None):
                 continue
             log.info(
                 "pool %s: %d targets judged by %s",
@@ -915,8 +915,23 @@ def _names_summary(published: Publication, shown: int = 5) -> str:
     return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
+def _pool_judging(pool: PoolSection) -> tuple[object, ...]:
+    """What a pool says about its checks: ``(checks, failure_threshold, rise_threshold)``."""
+    return (pool.checks, pool.failure_threshold, pool.rise_threshold)
+
+
 def _checks_change(old: Config, new: Config, prepared: Prepared) -> str:
-    """What a reload did to ``[[checks]]``, for the reload log line ("" when nothing)."""
+    """What a reload did to ``[[checks]]`` and the pools' checks, for the reload log line
+    ("" when nothing)."""
+    pools = ""
+    if {p.name: _pool_judging(p) for p in old.pools} != {
+        p.name: _pool_judging(p) for p in new.pools
+    }:
+        pools = "; the pools' checks or thresholds changed"
+    return _check_list_change(old, new, prepared) + pools
+
+
+def _check_list_change(old: Config, new: Config, prepared: Prepared) -> str:
     if not old.checks and not new.checks:
         return ""
     if not new.checks:

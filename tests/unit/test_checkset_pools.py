@@ -6,6 +6,7 @@ is started, so no root is needed."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,9 @@ async def test_a_reload_that_changes_a_pools_checks(tmp_path: Path) -> None:
     assert checks.verdicts[U1] is U  # judged by ping alone now
 
 
-async def test_the_agents_reload_applies_a_pools_new_checks(tmp_path: Path) -> None:
+async def test_the_agents_reload_applies_a_pools_new_checks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """Through the real composition root and transactional reload (nothing started)."""
     from goavail.compose import compose, load_checked
 
@@ -207,7 +210,13 @@ async def test_the_agents_reload_applies_a_pools_new_checks(tmp_path: Path) -> N
     assert agent.checks.judges(U1) == ("web",)
 
     (tmp_path / "goavail.toml").write_text(text('checks = ["ping", "web"]', 'checks = ["ping"]'))
-    assert await agent.reload()
+    with caplog.at_level(logging.INFO, logger="goavail.agent"):
+        assert await agent.reload()
+    assert any(
+        "configuration reloaded" in r.message
+        and "the pools' checks or thresholds changed" in r.message
+        for r in caplog.records
+    )
     assert agent.checks.checks["ping"] is ping  # the same engine, its health kept
     assert ping.state(S) is U and ping.state(U1) is K
     assert agent.checks.judges(E1) == ("ping", "web")
