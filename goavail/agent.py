@@ -33,7 +33,7 @@ from goavail import __version__
 from goavail.brake import BrakeResult, brake
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import CheckSet, Prepared, describe_check
-from goavail.config import Config, ConfigError, DnsSection
+from goavail.config import Config, ConfigError, DnsSection, PoolSection
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
@@ -53,6 +53,7 @@ from goavail.events import (
 from goavail.health import Health, State
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner
+from goavail.judges import pool_checks
 from goavail.notify import Notifier
 from goavail.options import PROBE_KINDS, Options
 from goavail.overrides import OverrideEntry, Overrides
@@ -720,6 +721,7 @@ class Agent:
                 c.rise_threshold,
                 extra={"pid": os.getpid()},
             )
+        self._log_start_pools()
         if c.members is not None and self.cluster is not None:
             log.info(
                 "cluster mode: node %s, notices %s, sync port %d, min_peers_agree %d, serf %s",
@@ -739,7 +741,7 @@ class Agent:
         c = self.config
         log.info(
             "goavail %s (pid %d, SIGHUP to reload) starting: %d targets, names %s, "
-            "provider %s%s, %d checks per target "
+            "provider %s%s, %d checks %s "
             "(a target is up when all are up, down when any is down)%s",
             __version__,
             os.getpid(),
@@ -748,6 +750,7 @@ class Agent:
             self.options.provider,
             " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
             len(c.checks),
+            "per pool" if any(p.checks is not None for p in c.pools) else "per target",
             f"; --type {self.options.probe_type} is not used with [[checks]]"
             if self.options.probe_type != "ip"
             else "",
@@ -756,14 +759,32 @@ class Agent:
         for check in c.checks:
             log.info(
                 "check %s: %s every %gs (timeout %gs), down after %d failures, "
-                "up after %d successes",
+                "up after %d successes, judging %d of %d targets",
                 check.id,
                 describe_check(check),
                 check.interval,
                 check.timeout,
                 check.fall,
                 check.rise,
+                len(self.checks.assignment.targets.get(check.id, ())),
+                len(self.targets),
                 extra={"check": check.id},
+            )
+
+    def _log_start_pools(self) -> None:
+        """One line per ``[[pools]]`` entry that chooses its checks or thresholds."""
+        sections = [self.checks.checks[i].section for i in self.checks.checks]
+        for pool in self.config.pools:
+            if _pool_judging(pool) == (None, None, None):
+                continue
+            log.info(
+                "pool %s: %d targets judged by %s",
+                pool.name,
+                len(pool.addresses),
+                ", ".join(
+                    f"{check_id} (down after {fall} failures, up after {rise} successes)"
+                    for check_id, (fall, rise) in pool_checks(sections, pool)
+                ),
             )
 
     # -- reload -------------------------------------------------------------------
@@ -894,8 +915,23 @@ def _names_summary(published: Publication, shown: int = 5) -> str:
     return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
+def _pool_judging(pool: PoolSection) -> tuple[object, ...]:
+    """What a pool says about its checks: ``(checks, failure_threshold, rise_threshold)``."""
+    return (pool.checks, pool.failure_threshold, pool.rise_threshold)
+
+
 def _checks_change(old: Config, new: Config, prepared: Prepared) -> str:
-    """What a reload did to ``[[checks]]``, for the reload log line ("" when nothing)."""
+    """What a reload did to ``[[checks]]`` and the pools' checks, for the reload log line
+    ("" when nothing)."""
+    pools = ""
+    if {p.name: _pool_judging(p) for p in old.pools} != {
+        p.name: _pool_judging(p) for p in new.pools
+    }:
+        pools = "; the pools' checks or thresholds changed"
+    return _check_list_change(old, new, prepared) + pools
+
+
+def _check_list_change(old: Config, new: Config, prepared: Prepared) -> str:
     if not old.checks and not new.checks:
         return ""
     if not new.checks:

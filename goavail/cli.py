@@ -34,7 +34,14 @@ from goavail.brake import brake
 from goavail.checks.base import ProbeResult, ProbeSetupError
 from goavail.checks.multi import assess
 from goavail.cluster.serf_agent import SerfAgentError
-from goavail.compose import build_provider, check_loaded, check_sections, compose, publication_of
+from goavail.compose import (
+    assignment_of,
+    build_provider,
+    check_loaded,
+    check_sections,
+    compose,
+    publication_of,
+)
 from goavail.config import (
     DEFAULT_PROVIDER,
     PROVIDERS,
@@ -52,9 +59,11 @@ from goavail.dns.providers.base import ProviderError
 from goavail.dns.registry import REGISTRY
 from goavail.errors import SetupError
 from goavail.health import Health
+from goavail.judges import describe_judges, pool_checks, pools_of
 from goavail.logs import setup_logging
 from goavail.options import Options
 from goavail.overrides import load_overrides
+from goavail.pools import Publication
 from goavail.web import ServerError
 
 log = logging.getLogger("goavail")
@@ -208,6 +217,36 @@ def validate(
         f"names {', '.join(published.names)}, provider {options.provider}"
         f"{_provider_origin(config, dns_provider)}{pools}{checks}"
     )
+    for line in _judging_lines(config, options, published):
+        typer.echo(line)
+
+
+def _judging_lines(config: Config, options: Options, published: Publication) -> list[str]:
+    """Which checks judge each pool, and each target in pools judged differently, when
+    ``[[pools]]`` choose their checks or thresholds (else nothing: every check judges
+    every target)."""
+    if not any(
+        p.checks is not None or p.failure_threshold or p.rise_threshold for p in config.pools
+    ):
+        return []
+    sections, _ = check_sections(config, options)
+    settings = {pool.name: pool for pool in config.pools}
+    lines = []
+    for name, addresses in published.pools.items():
+        judging = ", ".join(
+            f"{check_id} (fall {fall}, rise {rise})"
+            for check_id, (fall, rise) in pool_checks(sections, settings.get(name))
+        )
+        lines.append(f"  pool {name}: {len(addresses)} target(s) judged by {judging}")
+    assignment = assignment_of(config, options, published)
+    for target, held in pools_of(published).items():
+        judging_pools = {tuple(c for c, _ in pool_checks(sections, settings.get(p))) for p in held}
+        if len(judging_pools) > 1:  # its pools differ: it is judged by their union
+            lines.append(
+                f"  target {target} (pools {', '.join(held)}): judged by "
+                + ", ".join(describe_judges(assignment, sections, target))
+            )
+    return lines
 
 
 def _provider_origin(config: Config, dns_provider: ProviderKind | None) -> str:
@@ -226,13 +265,16 @@ class _Audit:
     target: str
     health: Health
     results: list[ProbeResult]
+    checks: tuple[str, ...] = ()
+    """The ids of the checks that judge the target."""
 
 
 async def _probe(config: Config, options: Options, targets: list[str]) -> list[_Audit]:
     """Each check (``[[checks]]``, or the one ``--type`` stands for) as many times as its
     rise/fall needs, ``interval`` apart; a target is the worst of its checks."""
     sections, single = check_sections(config, options)
-    assessed = await assess(sections, targets)
+    assignment = assignment_of(config, options)
+    assessed = await assess(sections, targets, assignment)
     return [
         _Audit(
             target,
@@ -241,6 +283,7 @@ async def _probe(config: Config, options: Options, targets: list[str]) -> list[_
                 r._replace(error=f"{cid}: {r.error}") if r.error and not single else r
                 for cid, r in results
             ],
+            assignment.checks_of(target),
         )
         for target, (state, results) in assessed.items()
     ]
@@ -344,6 +387,7 @@ def _plan_json(audits: list[_Audit], result: Plan) -> dict[str, Any]:
             {
                 "address": a.target,
                 "state": str(a.health.state),
+                "checks": list(a.checks),
                 "probes": len(a.results),
                 "ok": sum(r.ok for r in a.results),
                 "last_error": next((r.error for r in reversed(a.results) if r.error), None),
@@ -374,10 +418,15 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def _plan_table(audits: list[_Audit], result: Plan) -> str:
-    targets = [["TARGET", "STATE", "PROBES OK", "LAST ERROR"]] + [
+    # CHECKS only when pools choose their checks (targets judged by different ones)
+    per_pool = len({a.checks for a in audits}) > 1
+    targets = [
+        ["TARGET", "STATE", *(["CHECKS"] if per_pool else []), "PROBES OK", "LAST ERROR"]
+    ] + [
         [
             a.target,
             str(a.health.state),
+            *([",".join(a.checks)] if per_pool else []),
             f"{sum(r.ok for r in a.results)}/{len(a.results)}",
             next((r.error or "" for r in reversed(a.results) if r.error), ""),
         ]

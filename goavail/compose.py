@@ -44,6 +44,7 @@ from goavail.errors import SetupError
 from goavail.events import Bus
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner, hooks_dir_problem
+from goavail.judges import Assignment, assign
 from goavail.notify import Notifier
 from goavail.options import PROBE_KINDS, Options
 from goavail.overrides import Overrides, load_overrides
@@ -74,6 +75,7 @@ def check_loaded(config: Config, options: Options) -> None:
     if not problems:  # the provider's section exists
         section = config.section_for(options.provider)
         problems += pool_problems(config, section, PROVIDERS[options.provider][0])
+        problems += assignment_of(config, options).problems
     problems += check_problems(config.checks)
     hooks_problem = hooks_dir_problem(config.hooks_dir)
     if hooks_problem is not None:
@@ -116,6 +118,26 @@ def check_sections(config: Config, options: Options) -> tuple[list[CheckSection]
     if config.checks:
         return list(config.checks), False
     return [single_check(config, options)], True
+
+
+def assignment_of(
+    config: Config, options: Options, published: Publication | None = None
+) -> Assignment:
+    """Which checks judge which targets in a run (``[[pools]] checks`` and thresholds;
+    see :mod:`goavail.judges`); its ``problems`` are config problems.
+
+    Args:
+        config: a validated configuration.
+        options: the command-line choices (the provider, ``--type``).
+        published: the run's publication, when already made (else made here).
+
+    Raises:
+        ConfigError: the provider's section is missing.
+    """
+    sections, _ = check_sections(config, options)
+    if published is None:
+        published = publication_of(config, options)
+    return assign(sections, published, config.pools)
 
 
 def publication_of(config: Config, options: Options) -> Publication:
@@ -211,7 +233,9 @@ class Assembler:
             if provider_changed or audit is not running.audit:
                 provider = build_provider(new, self.options, audit)
             sections, single = check_sections(new, self.options)
-            prepared = await checks.prepare(sections, single=single)
+            published = publication_of(new, self.options)
+            assignment = assignment_of(new, self.options, published)
+            prepared = await checks.prepare(sections, single=single, assignment=assignment)
         except BaseException:
             if provider is not running.provider:
                 await provider.close()
@@ -221,7 +245,7 @@ class Assembler:
         return Parts(
             config=new,
             section=section,
-            publication=publication_of(new, self.options),
+            publication=published,
             audit=audit,
             provider=provider,
             overrides=loaded.overrides,
@@ -307,6 +331,7 @@ def compose(config: Config, options: Options) -> Agent:
         agent.on_checks_verdict,
         single=single,
         stats=agent.probe_stats,
+        assignment=assignment_of(config, options, agent.publication),
     )
     table = Overrides(
         decision, config.overrides_file, audit=lambda: agent.audit, on_change=agent.on_override
@@ -329,6 +354,7 @@ def compose(config: Config, options: Options) -> Agent:
 
 __all__ = [
     "Assembler",
+    "assignment_of",
     "build_provider",
     "check_loaded",
     "check_sections",

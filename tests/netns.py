@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import ipaddress
 import itertools
+import json
 import os
 import subprocess
 import time
@@ -136,9 +137,23 @@ class Nft:
       out (output hook); the sender's ``sendto``/``connect`` sees EPERM at once.
     * ``loss(addrs, pct)``: ``pct`` % of the packets arriving for ``addrs`` vanish
       at random (``numgen random mod 100 < pct``).
+    * ``block_tcp(port, addrs)``: a service down on a live host: TCP to ``port`` at
+      ``addrs`` is dropped on arrival (connects time out), ICMP still answers.
+    * ``tally(key, addr, match)`` counts the packets arriving for ``addr`` that
+      ``match`` (an nft expression); ``tallies()`` reads every count. Tallies live in a
+      chain of their own that ``clear()`` leaves alone, and see packets before any
+      drop.
     * ``clear()`` restores everything; ``close()`` deletes the table. Use as a
       context manager.
     """
+
+    ECHO_REQUEST = "icmp type echo-request"
+    """``tally`` match: ICMP echo requests (one per ping probe)."""
+
+    @staticmethod
+    def syn(port: int) -> str:
+        """``tally`` match: TCP connection attempts to ``port`` (one per tcp probe)."""
+        return f"tcp dport {port} tcp flags & (syn | ack) == syn"
 
     def __init__(self) -> None:
         self.table = f"goavail_test_{os.getpid()}_{next(_table_ids)}"
@@ -150,6 +165,10 @@ class Nft:
         self._nft(
             f"add chain inet {self.table} in "
             "{ type filter hook input priority 0; policy accept; }"
+        )
+        self._nft(
+            f"add chain inet {self.table} tally "
+            "{ type filter hook input priority -10; policy accept; }"
         )
 
     @staticmethod
@@ -179,6 +198,41 @@ class Nft:
                 f"add rule inet {self.table} in {self._family(addr)} daddr {addr} "
                 f"numgen random mod 100 < {pct} drop"
             )
+
+    def block_tcp(self, port: int, *addrs: str) -> None:
+        """Drop TCP segments arriving for ``port`` at ``addrs`` (the service is down)."""
+        for addr in addrs:
+            self._nft(
+                f"add rule inet {self.table} in {self._family(addr)} daddr {addr} "
+                f"tcp dport {port} drop"
+            )
+
+    def tally(self, key: str, addr: str, match: str) -> None:
+        """Count the packets arriving for ``addr`` that ``match``, under ``key``."""
+        self._nft(
+            f"add rule inet {self.table} tally {self._family(addr)} daddr {addr} {match} "
+            f'counter comment "{key}"'
+        )
+
+    def tallies(self) -> dict[str, int]:
+        """Every ``tally``'s packet count so far, by key."""
+        if not in_private_netns():
+            raise RuntimeError("refusing to read nftables outside the private test namespace")
+        listed = subprocess.run(
+            ["nft", "-j", "list", "chain", "inet", self.table, "tally"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        counts: dict[str, int] = {}
+        for item in json.loads(listed)["nftables"]:
+            rule = item.get("rule")
+            if rule is None or "comment" not in rule:
+                continue
+            for expr in rule["expr"]:
+                if "counter" in expr:
+                    counts[rule["comment"]] = int(expr["counter"]["packets"])
+        return counts
 
     def clear(self) -> None:
         """Remove every rule (all targets answer again)."""

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import shlex
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ from goavail.checks.scheduler import ProbeScheduler
 from goavail.checks.tcp import TcpProbe
 from goavail.config.checks import CheckSection
 from goavail.health import Health, State, Transition, observe, worst_of
+from goavail.judges import Assignment
 from goavail.stats import RTT_BUCKETS, ProbeStats
 
 if TYPE_CHECKING:
@@ -130,22 +131,26 @@ def _probe_settings(check: CheckSection) -> dict[str, object]:
 
 
 class Check:
-    """One configured check on every target.
+    """One configured check on the targets it judges.
 
     Args:
         section: the resolved ``[[checks]]`` entry.
-        targets: the target addresses.
+        targets: the target addresses it judges (all of them, unless ``[[pools]]
+            checks`` say otherwise: :mod:`goavail.judges`).
         on_transition: ``on_transition(check, target, transition, result)`` when
             this check's state of a target changes.
         stats: where every result is counted (RTT histogram, failures), or None.
+        thresholds: target -> ``(fall, rise)`` where a pool's thresholds replace the
+            check's own (``[[pools]] failure_threshold``/``rise_threshold``).
 
     Attributes:
         id: the check's id.
         probe: the engine (started by :meth:`CheckSet.start` / ``prepare``).
         scheduler: probes every target once per ``interval``.
-        health: target -> this check's health of it.
+        health: target -> this check's health of it (the targets it judges).
         last: target -> the latest result (not kept in the steady UP state with
             debug logging off: see :meth:`on_result`).
+        thresholds: target -> ``(fall, rise)`` overriding ``fall``/``rise``.
     """
 
     def __init__(
@@ -154,6 +159,7 @@ class Check:
         targets: Sequence[str],
         on_transition: Callable[[Check, str, Transition, ProbeResult], None],
         stats: ProbeStats | None = None,
+        thresholds: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
         self.section = section
         self.stats = stats
@@ -161,6 +167,7 @@ class Check:
         self.id = section.id
         self.fall = int(_number(section.fall, "fall", section))
         self.rise = int(_number(section.rise, "rise", section))
+        self.thresholds: dict[str, tuple[int, int]] = dict(thresholds or {})
         self.probe = build_check_probe(section)
         self.health: dict[str, Health] = {t: Health() for t in targets}
         self.last: dict[str, ProbeResult] = {}
@@ -205,12 +212,18 @@ class Check:
                 "ok" if result.ok else "failed",
                 f"rtt={result.rtt * 1000:.2f}ms" if result.rtt is not None else result.error,
             )
-        self.health[target], transition = observe(health, result.ok, fall=self.fall, rise=self.rise)
+        fall, rise = self.thresholds.get(target) or (self.fall, self.rise)
+        self.health[target], transition = observe(health, result.ok, fall=fall, rise=rise)
         if transition is not None:
             self._on_transition(self, target, transition, result)
 
-    def set_targets(self, targets: Sequence[str]) -> None:
-        """Probe ``targets`` from the next round on; new ones start unknown."""
+    def set_targets(
+        self, targets: Sequence[str], thresholds: Mapping[str, tuple[int, int]] | None = None
+    ) -> None:
+        """Probe ``targets`` from the next round on; new ones start unknown, dropped ones
+        are forgotten; ``thresholds`` (target -> ``(fall, rise)``) replace the overrides
+        of the check's own ``fall``/``rise``."""
+        self.thresholds = dict(thresholds or {})
         keep = set(targets)
         removed = [t for t in self.health if t not in keep]
         self.health = {t: self.health.get(t, Health()) for t in targets}
@@ -235,6 +248,9 @@ class Prepared:
     """Checks that need a new engine (new id, or changed probe settings), by id."""
     single: bool = False
     """The sections are the one check synthesized from ``--type`` (see :class:`CheckSet`)."""
+    assignment: Assignment | None = None
+    """Which checks judge which targets (:mod:`goavail.judges`); None: every check
+    judges every target with its own thresholds."""
 
 
 class CheckSet:
@@ -252,6 +268,11 @@ class CheckSet:
             counted in ``stats``, and a reload that changes its engine keeps the
             targets' health (a new engine is not a new opinion of the targets).
         stats: the agent's probe counters (fed in single mode only).
+        assignment: which checks judge which targets, with which thresholds
+            (``[[pools]] checks``, ``failure_threshold``, ``rise_threshold``; see
+            :mod:`goavail.judges`); None: every check judges every target with its
+            own ``fall``/``rise``. Each check probes each of its targets once per
+            ``interval``, however many pools hold the target.
 
     Lifecycle: ``await start()``, ``await run()`` in a task (cancel it to stop),
     ``await close()``. A reload: ``prepared = await prepare(sections)``, then
@@ -260,7 +281,8 @@ class CheckSet:
 
     Attributes:
         checks: check id -> :class:`Check`, in configuration order.
-        verdicts: target -> combined state.
+        verdicts: target -> combined state (the worst of the checks that judge it).
+        assignment: the :class:`~goavail.judges.Assignment` in force.
     """
 
     def __init__(
@@ -271,11 +293,13 @@ class CheckSet:
         *,
         single: bool = False,
         stats: ProbeStats | None = None,
+        assignment: Assignment | None = None,
     ) -> None:
         self.targets = list(targets)
         self.on_verdict = on_verdict
         self.single = single
         self.stats = stats
+        self.assignment = assignment or Assignment.every((s.id for s in sections), self.targets)
         self.checks: dict[str, Check] = {s.id: self._check(s, single) for s in sections}
         self.verdicts: dict[str, State] = dict.fromkeys(self.targets, State.UNKNOWN)
         self._group: asyncio.TaskGroup | None = None
@@ -283,15 +307,31 @@ class CheckSet:
     def __len__(self) -> int:
         return len(self.checks)
 
-    def _check(self, section: CheckSection, single: bool) -> Check:
+    def _check(
+        self, section: CheckSection, single: bool, assignment: Assignment | None = None
+    ) -> Check:
         stats = self.stats if single else None
-        return Check(section, self.targets, self._on_transition, stats)
+        assignment = assignment or self.assignment
+        targets = assignment.targets.get(section.id, tuple(self.targets))
+        overrides = assignment.overrides.get(section.id)
+        return Check(section, targets, self._on_transition, stats, overrides)
 
     @property
     def results(self) -> int:
-        """Results of the slowest check so far (0 without checks): a full round of every
-        check has passed when this grew by the number of targets."""
-        return min((c.results for c in self.checks.values()), default=0)
+        """Results of the slowest check so far, in units of all targets (0 without
+        checks): a full round of every check has passed when this grew by the number
+        of targets. A check judging ``n`` of ``T`` targets counts each of its results
+        ``T / n`` times (exactly: ``results * T // n``, which grows by ``T`` every ``n``
+        results); a check judging none is left out."""
+        total = len(self.targets)
+        return min(
+            (c.results * total // len(c.health) for c in self.checks.values() if c.health),
+            default=0,
+        )
+
+    def judges(self, target: str) -> tuple[str, ...]:
+        """The ids of the checks that judge ``target``, in configuration order."""
+        return self.assignment.checks_of(target)
 
     @property
     def single_check(self) -> Check | None:
@@ -338,17 +378,24 @@ class CheckSet:
 
     # -- reload -------------------------------------------------------------------------
 
-    async def prepare(self, sections: Sequence[CheckSection], *, single: bool = False) -> Prepared:
+    async def prepare(
+        self,
+        sections: Sequence[CheckSection],
+        *,
+        single: bool = False,
+        assignment: Assignment | None = None,
+    ) -> Prepared:
         """Build and start the engines a new check list needs; change nothing yet.
 
         A check whose id exists with the same probe settings (and the same mode,
         ``single`` or not) keeps its engine and its health (a changed ``interval``,
-        ``fall`` or ``rise`` applies at commit).
+        ``fall`` or ``rise``, and a changed ``assignment`` of targets and thresholds,
+        apply at commit).
 
         Raises:
             ProbeSetupError: an engine cannot start (nothing is left running).
         """
-        prepared = Prepared(list(sections), single=single)
+        prepared = Prepared(list(sections), single=single, assignment=assignment)
         for section in sections:
             old = self.checks.get(section.id)
             if (
@@ -356,7 +403,7 @@ class CheckSet:
                 or single != self.single
                 or _probe_settings(old.section) != _probe_settings(section)
             ):
-                prepared.fresh[section.id] = self._check(section, single)
+                prepared.fresh[section.id] = self._check(section, single, assignment)
         await _start_all(list(prepared.fresh.values()))
         return prepared
 
@@ -367,13 +414,20 @@ class CheckSet:
     def commit(self, prepared: Prepared, targets: Sequence[str]) -> list[Check]:
         """Switch to the prepared checks and ``targets``; never fails, never waits.
 
-        Targets whose combined state changes because checks were added or removed
-        are reported through ``on_verdict`` (targets new in ``targets`` start
-        UNKNOWN and are not). Returns the checks taken out of service: pass them to
-        :meth:`close_checks`.
+        Each check then judges the targets the prepared assignment gives it (all
+        ``targets`` without one): a (target, check) pair new to it starts UNKNOWN,
+        a pair dropped is forgotten, a kept pair keeps its health (new thresholds
+        apply from its next result). Targets whose combined state changes because
+        checks were added or removed (for them) are reported through ``on_verdict``
+        (targets new in ``targets`` start UNKNOWN and are not). Returns the checks
+        taken out of service: pass them to :meth:`close_checks`.
         """
         old_targets = set(self.targets)
         self.targets = list(targets)
+        assignment = prepared.assignment or Assignment.every(
+            (s.id for s in prepared.sections), self.targets
+        )
+        self.assignment = assignment
         old = self.checks
         carry = prepared.single and self.single
         self.single = prepared.single
@@ -392,7 +446,9 @@ class CheckSet:
                 check.scheduler.reconfigure(
                     probe=check.probe, interval=interval, targets=check.scheduler.targets
                 )
-            check.set_targets(self.targets)
+            check.set_targets(
+                assignment.targets.get(section.id, ()), assignment.overrides.get(section.id)
+            )
             checks[section.id] = check
         retired = [c for cid, c in old.items() if checks.get(cid) is not c]
         for check in retired:
@@ -410,10 +466,16 @@ class CheckSet:
 
     # -- verdicts -----------------------------------------------------------------------
 
+    def _judging(self, target: str) -> list[Check]:
+        """The checks that judge ``target``, in configuration order."""
+        checks = self.checks
+        return [checks[i] for i in self.assignment.checks_of(target) if i in checks]
+
     def _combined(self, target: str) -> State:
-        if not self.checks:
+        judging = self._judging(target)
+        if not judging:
             return State.UNKNOWN
-        return worst_of(c.state(target) for c in self.checks.values())
+        return worst_of(c.state(target) for c in judging)
 
     def _on_transition(
         self, check: Check, target: str, transition: Transition, result: ProbeResult
@@ -458,19 +520,22 @@ class CheckSet:
         self.on_verdict(target, old, new, f"{why} ({self.describe(target)})")
 
     def describe(self, target: str) -> str:
-        """Every check's state of ``target``, e.g. ``"web=down ping=up"``."""
-        return " ".join(f"{c.id}={c.state(target)}" for c in self.checks.values())
+        """The state of every check that judges ``target``, e.g. ``"web=down ping=up"``."""
+        return " ".join(f"{c.id}={c.state(target)}" for c in self._judging(target))
 
     def status(self, target: str) -> list[tuple[str, Health, ProbeResult | None]]:
-        """``(check id, health, last result)`` of every check for ``target`` (status pages)."""
+        """``(check id, health, last result)`` of every check that judges ``target``
+        (status pages)."""
         return [
-            (c.id, c.health.get(target, Health()), c.last.get(target)) for c in self.checks.values()
+            (c.id, c.health.get(target, Health()), c.last.get(target))
+            for c in self._judging(target)
         ]
 
     def copy_state(self) -> tuple[tuple[str, dict[str, Health], dict[str, ProbeResult]], ...]:
         """``(check id, target -> health, target -> last result)`` of every check, in
-        configuration order: shallow copies of the dicts, cheap enough for a snapshot
-        on the event loop (see :mod:`goavail.web.snapshot`)."""
+        configuration order (a check's dicts hold only the targets it judges): shallow
+        copies of the dicts, cheap enough for a snapshot on the event loop (see
+        :mod:`goavail.web.snapshot`)."""
         return tuple((c.id, dict(c.health), dict(c.last)) for c in self.checks.values())
 
     def cert_days_left(self) -> dict[tuple[str, str], float]:
@@ -508,10 +573,19 @@ async def _start_all(checks: list[Check]) -> None:
 
 
 async def assess(
-    sections: Sequence[CheckSection], targets: Sequence[str]
+    sections: Sequence[CheckSection],
+    targets: Sequence[str],
+    assignment: Assignment | None = None,
 ) -> dict[str, tuple[State, list[tuple[str, ProbeResult]]]]:
-    """Probe every target with every check ``max(fall, rise)`` times, ``interval`` apart
-    (the checks run side by side), for ``goavail plan``.
+    """Probe each target with each check that judges it ``max(fall, rise)`` times (the
+    largest of the check's thresholds), ``interval`` apart (the checks run side by
+    side), for ``goavail plan``.
+
+    Args:
+        sections: the resolved checks.
+        targets: the target addresses.
+        assignment: which checks judge which targets, with which thresholds
+            (:mod:`goavail.judges`); None: every check judges every target.
 
     Returns:
         target -> (combined state, ``[(check id, result), ...]`` in probe order).
@@ -519,26 +593,31 @@ async def assess(
     Raises:
         ProbeSetupError: an engine cannot start.
     """
+    if assignment is None:
+        assignment = Assignment.every((s.id for s in sections), targets)
     results: dict[str, list[tuple[str, ProbeResult]]] = {t: [] for t in targets}
     states: dict[str, list[State]] = {t: [] for t in targets}
 
     async def one(section: CheckSection) -> None:
+        judged = [t for t in assignment.targets.get(section.id, ()) if t in results]
+        if not judged:
+            return
         probe = build_check_probe(section)
-        fall = int(_number(section.fall, "fall", section))
-        rise = int(_number(section.rise, "rise", section))
-        health = dict.fromkeys(targets, Health())
+        thresholds = {t: assignment.thresholds(section, t) for t in judged}
+        health = dict.fromkeys(judged, Health())
         await probe.start()
         try:
-            for n in range(max(fall, rise)):
+            for n in range(max(max(pair) for pair in thresholds.values())):
                 if n:
                     await asyncio.sleep(_number(section.interval, "interval", section))
-                answers = await asyncio.gather(*(probe.probe(t) for t in targets))
-                for target, result in zip(targets, answers, strict=True):
+                answers = await asyncio.gather(*(probe.probe(t) for t in judged))
+                for target, result in zip(judged, answers, strict=True):
                     results[target].append((section.id, result))
+                    fall, rise = thresholds[target]
                     health[target], _ = observe(health[target], result.ok, fall=fall, rise=rise)
         finally:
             await probe.close()
-        for target in targets:
+        for target in judged:
             states[target].append(health[target].state)
 
     try:
@@ -547,7 +626,7 @@ async def assess(
                 group.create_task(one(section))
     except BaseExceptionGroup as failed:  # the first failure, as a plain exception
         raise failed.exceptions[0] from None
-    return {t: (worst_of(states[t]) if sections else State.UNKNOWN, results[t]) for t in targets}
+    return {t: (worst_of(states[t]) if states[t] else State.UNKNOWN, results[t]) for t in targets}
 
 
 __all__ = [

@@ -268,9 +268,28 @@ class Config(BaseModel):
                 problems.append(
                     (("pools", i, "name"), f"{pool.name!r} is not used by any [[names]] entry")
                 )
+        problems += self._pool_check_problems()
         if problems:
             raise _Problems(problems)
         return self
+
+    def _pool_check_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """``[[pools]] checks`` naming an id twice, or an id no ``[[checks]]`` entry has."""
+        ids = [check.id for check in self.checks]
+        known = ", ".join(repr(i) for i in ids) or "none: add [[checks]] entries"
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, pool in enumerate(self.pools):
+            for j, wanted in enumerate(pool.checks or ()):
+                assert pool.checks is not None
+                first = pool.checks.index(wanted)
+                if first != j:
+                    message = f"{wanted!r} is listed twice (also at checks[{first}])"
+                elif wanted not in ids:
+                    message = f"no check {wanted!r} ([[checks]] ids: {known})"
+                else:
+                    continue
+                problems.append((("pools", i, "checks", j), message))
+        return problems
 
     def brake_settings(self) -> BrakeSection | None:
         """The brake in force: ``[Brake]`` when present; else, for files that use

@@ -10,7 +10,14 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from goavail.config.errors import _Problems
 from goavail.config.providers import DnsSection
-from goavail.config.values import _MODEL_CONFIG, Within, _check_label, _IpAddress, _is_dns_name
+from goavail.config.values import (
+    _MODEL_CONFIG,
+    _THRESHOLD,
+    Within,
+    _check_label,
+    _IpAddress,
+    _is_dns_name,
+)
 
 
 def _check_fqdn(value: str) -> str:
@@ -48,6 +55,16 @@ class PoolSection(BaseModel):
             (the provider section's ``ttl``).
         max_down_share: this pool's mass-withdrawal brake share, or None (the
             ``[Brake]`` setting); see :mod:`goavail.brake`.
+        checks: the ``[[checks]]`` ids that judge this pool's targets (each once, each
+            an existing id: ``Config`` checks both), or None: every ``[[checks]]``
+            entry, or the ``--type`` probe when the file has none (see
+            :mod:`goavail.judges`).
+        failure_threshold: consecutive failures that make each of this pool's checks
+            DOWN for its targets, instead of the check's ``fall``; None: the check's.
+        rise_threshold: consecutive successes that make them UP, instead of the
+            check's ``rise``; None: ``failure_threshold`` when set here, else the
+            check's. A target in several pools has one state machine per check, so
+            pools sharing a target must agree on the thresholds of their shared checks.
     """
 
     model_config = _MODEL_CONFIG
@@ -56,11 +73,30 @@ class PoolSection(BaseModel):
     addresses: list[_IpAddress] = Field(min_length=1)
     ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
     max_down_share: Annotated[float, _DOWN_SHARE] | None = None
+    checks: list[Annotated[str, AfterValidator(_check_label)]] | None = Field(
+        default=None, min_length=1
+    )
+    failure_threshold: Annotated[int, _THRESHOLD] | None = None
+    rise_threshold: Annotated[int, _THRESHOLD] | None = None
 
     @field_validator("addresses")
     @classmethod
     def _no_duplicate_addresses(cls, value: list[str]) -> list[str]:
         return DnsSection._no_duplicate_addresses(value)
+
+    def thresholds(self, fall: int, rise: int) -> tuple[int, int]:
+        """``(fall, rise)`` of one of this pool's checks whose own are ``fall``, ``rise``:
+        the pool's ``failure_threshold``/``rise_threshold`` where set (``rise`` following
+        ``failure_threshold`` when only that is set, as ``[[checks]] rise`` follows ``fall``).
+
+        >>> PoolSection(name="eu", addresses=["192.0.2.1"], failure_threshold=5).thresholds(2, 3)
+        (5, 5)
+        """
+        if self.failure_threshold is not None:
+            fall = rise = self.failure_threshold
+        if self.rise_threshold is not None:
+            rise = self.rise_threshold
+        return fall, rise
 
 
 class NameSection(BaseModel):

@@ -37,7 +37,8 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
 With ``[[checks]]``, a target's ``state`` is the worst of its checks' and
 ``successes``, ``failures``, ``last_rtt_seconds`` and ``last_error`` are those of the
 check that decides it, named by ``check`` (see :func:`deciding_check`); ``checks``
-lists every check's own. Without checks, ``check`` is null and ``checks`` empty.
+lists the own state of every check that judges the target (its pools' checks, see
+:mod:`goavail.judges`). Without checks, ``check`` is null and ``checks`` empty.
 
 Every free text that could come from outside (errors, audit records) goes through
 :data:`goavail.logs.REDACTOR`, so a secret never reaches an HTTP answer.
@@ -135,6 +136,7 @@ def _target(snap: Snapshot, row: TargetRow) -> dict[str, Any]:
     checks = [
         _check_entry(check_id, health.get(address, Health()), last.get(address))
         for check_id, health, last in snap.checks
+        if address in health  # the checks that judge this target (its pools')
     ]
     decider = deciding_check(state, checks)
     if decider is not None:
