@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from goavail.decision import Override
 from goavail.logs import REDACTOR
 from goavail.options import Options
 from goavail.web import page
+from goavail.web.listing import Query
 from goavail.web.selfcheck import ROUNDS, ProbeCheck, RoundWatch, philae
 from goavail.web.status import status_document
 from tests import syncfake
@@ -236,24 +238,43 @@ def test_dry_run_fail_open_and_pending(tmp_path: Path) -> None:
     assert "DRY-RUN" in html and "? UNKNOWN" in html
 
 
-def test_page_lists_problems_first_and_caps_healthy_rows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    addresses = tuple(f"192.0.2.{i}" for i in range(1, 8))
+def test_page_lists_problems_first_and_pages_the_rest(tmp_path: Path) -> None:
+    addresses = tuple(f"192.0.2.{i}" for i in (1, 2, 3, 4, 5, 6, 10))
     agent = make_agent(tmp_path, addresses=addresses)
     for address in addresses:
         feed(agent, address, ProbeResult(ok=address != "192.0.2.5", rtt=0.001))
-    agent.overrides.set("192.0.2.6", Override.UP)
-    monkeypatch.setattr(page, "MAX_UP_ROWS", 3)
-    rows, hidden = page.page_targets(status_document(agent.snapshot()))
-    assert [r["address"] for r in rows] == [
-        "192.0.2.5",
-        "192.0.2.6",
-        "192.0.2.1",
-        "192.0.2.2",
-        "192.0.2.3",
+    agent.overrides.set("192.0.2.6", Override.DOWN)  # drained: withdrawn, so listed early
+    # two hours on: no transition is recent any more, so only problems come first
+    snap = dataclasses.replace(agent.snapshot(), wall=time.time() + 7200)
+    query = Query(per_page=3, page=2)
+    doc = status_document(snap, query)
+    # 5 (down) and 6 (drained) first, by address; then the rest by address (10 after 4)
+    assert [t["address"] for t in doc["targets"]] == ["192.0.2.2", "192.0.2.3", "192.0.2.4"]
+    assert doc["listing"]["targets"] == {
+        "total": 7,
+        "matched": 7,
+        "page": 2,
+        "pages": 3,
+        "first": 4,
+        "last": 6,
+    }
+    assert doc["targets"][0]["pools"] == ["Zonefile"]
+    assert doc["targets"][0]["names"] == ["www.example.test"]
+    first = status_document(snap, Query(per_page=3))["targets"]
+    assert [t["address"] for t in first] == ["192.0.2.5", "192.0.2.6", "192.0.2.1"]
+    html = page.render_page(doc, query=query)
+    assert 'href="?per_page=3&amp;page=3#targets" rel="next"' in html
+    assert 'href="?per_page=3#targets" rel="first"' in html  # page 1 is the default
+    assert "Targets 4–6 of 7" in html and "page 2 of 3" in html
+    # the API's default: every target in configuration order, every name
+    everything = status_document(snap)
+    assert [t["address"] for t in everything["targets"]] == list(addresses)
+    assert [n["name"] for n in everything["names"]] == ["www.example.test"]
+    name = everything["names"][0]
+    assert name["answer"] == "none" and name["serving"] == [] and not name["differs"]
+    assert [(p["name"], p["role"], p["up"], p["down"]) for p in name["pools"]] == [
+        ("Zonefile", "primary", 5, 2)
     ]
-    assert hidden == 2
 
 
 def test_audit_records_are_redacted_and_escaped(tmp_path: Path) -> None:
