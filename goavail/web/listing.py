@@ -42,6 +42,9 @@ STATES = ("up", "down", "unknown", "overridden", "changed", "held", "differs")
 target (a name: one of its targets); ``overridden``: under a maintenance override;
 ``changed``: last transition within :data:`RECENT_SECONDS`; ``held``: the brake keeps it
 in DNS; ``differs``: (published under) a name whose answer differs from its primary."""
+STATE_BITS = {state: 1 << i for i, state in enumerate(STATES)}
+"""One bit per :data:`STATES` value: the states a pool's or a name's targets pass are
+an ``int`` of these (cheaper than a set per pool and name)."""
 ORDERS = ("status", "config")
 """The ``order`` parameter's values (see the module docstring)."""
 DEFAULT_PER_PAGE = 100
@@ -204,6 +207,9 @@ class Index:
         pools_of: target -> the pools holding it, in configuration order.
         names_of: target -> the names publishing it, sorted.
         rank: target -> its position in address order (numeric).
+        groups: each distinct pool of the names (by its name; a pool without a name
+            by its name's name and place) -> its addresses as a set.
+        groups_of: name -> the keys of its pools in :attr:`groups`, priority order.
     """
 
     specs: tuple[NameSpec, ...]
@@ -212,6 +218,8 @@ class Index:
     pools_of: dict[str, tuple[str, ...]]
     names_of: dict[str, tuple[str, ...]]
     rank: dict[str, int]
+    groups: dict[str, frozenset[str]]
+    groups_of: dict[str, tuple[str, ...]]
 
 
 def build_index(
@@ -230,9 +238,18 @@ def build_index(
             pools_of.setdefault(address, []).append(pool)
     names_of: dict[str, list[str]] = {}
     ordered = tuple(sorted(specs, key=lambda s: s.name))
+    groups: dict[str, frozenset[str]] = {}
+    groups_of: dict[str, tuple[str, ...]] = {}
     for spec in ordered:
         for address in spec.addresses:
             names_of.setdefault(address, []).append(spec.name)
+        keys = []
+        for i, addresses in enumerate(spec.pools):
+            key = spec.pool_names[i] if i < len(spec.pool_names) else f"{spec.name}#{i}"
+            if key not in groups:
+                groups[key] = frozenset(addresses)
+            keys.append(key)
+        groups_of[spec.name] = tuple(keys)
     by_address = sorted(targets, key=address_key)
     return Index(
         specs=ordered,
@@ -241,6 +258,8 @@ def build_index(
         pools_of={a: tuple(p) for a, p in pools_of.items()},
         names_of={a: tuple(n) for a, n in names_of.items()},
         rank={address: i for i, address in enumerate(by_address)},
+        groups=groups,
+        groups_of=groups_of,
     )
 
 
@@ -369,6 +388,7 @@ def answer_of(
     fail_open: Sequence[str],
     held: Collection[str],
     down: Collection[str],
+    pool_sets: Sequence[frozenset[str]] | None = None,
 ) -> Answer:
     """How the answer of ``spec`` stands (see :class:`Answer`).
 
@@ -379,17 +399,23 @@ def answer_of(
         fail_open: the record types (``"A"``, ``"AAAA"``) in fail-open for this name.
         held: the targets the brake keeps in DNS.
         down: the targets decided down (or drained).
+        pool_sets: ``spec``'s pools as sets, same order (:attr:`Index.groups`: built
+            once per configuration); made here when None.
 
     Returns:
-        The :class:`Answer`; O(records + the name's addresses).
+        The :class:`Answer`; O(records x pools) with ``pool_sets``.
     """
-    mine = set(spec.addresses)
-    present = {r.content for r in records if r.type in ("A", "AAAA") and r.content in mine}
-    serving = tuple(i for i, pool in enumerate(spec.pools) if any(a in present for a in pool))
+    sets = pool_sets if pool_sets is not None else [frozenset(pool) for pool in spec.pools]
+    present = {
+        r.content
+        for r in records
+        if r.type in ("A", "AAAA") and any(r.content in pool for pool in sets)
+    }
+    serving = tuple(i for i, pool in enumerate(sets) if not pool.isdisjoint(present))
     marks: list[str] = []
     for family in fail_open:
         marks.append(f"fail-open {family}: every address is down; {spec.pool_name(0)} kept")
-    kept = sorted((present & set(held)) & set(down), key=address_key)
+    kept = sorted((a for a in present if a in held and a in down), key=address_key)
     if kept:
         shown = ", ".join(kept[:5]) + (f" and {len(kept) - 5} more" if len(kept) > 5 else "")
         marks.append(f"brake holds {shown} in DNS")
@@ -413,47 +439,74 @@ def answer_of(
     return Answer(serving, kind, tuple(marks))
 
 
+class GroupFact(NamedTuple):
+    """What a name's ordering and filters need of one of its pools.
+
+    Attributes:
+        down: one of its targets is down (:attr:`TargetFact.down`).
+        latest: the newest transition among its targets (Unix seconds; 0 without any).
+        states: the filter values one of its targets passes, as :data:`STATE_BITS`
+            (``differs`` aside: that is the name's).
+    """
+
+    down: bool
+    latest: float
+    states: int
+
+
+def group_fact(addresses: Iterable[str], facts: Mapping[str, TargetFact], wall: float) -> GroupFact:
+    """The :class:`GroupFact` of a pool from its targets' facts (O(its addresses))."""
+    down = False
+    latest = 0.0
+    states = 0
+    bits = STATE_BITS
+    for address in addresses:
+        fact = facts.get(address)
+        if fact is None:
+            continue
+        down = down or fact.down
+        latest = max(latest, fact.since)
+        states |= bits[fact.state]
+        if fact.overridden:
+            states |= bits["overridden"]
+        if fact.held:
+            states |= bits["held"]
+        if wall - fact.since <= RECENT_SECONDS:
+            states |= bits["changed"]
+    return GroupFact(down, latest, states)
+
+
 class NameFact(NamedTuple):
     """What ordering and filtering need of one name.
 
     Attributes:
         spec: the name and its pools.
         answer: how its answer stands.
-        down: its targets that are down (:attr:`TargetFact.down`).
+        down: one of its targets is down (:attr:`TargetFact.down`).
         latest: the newest transition among its targets (Unix seconds; 0 without targets).
-        states: the filter values (:data:`STATES`) one of its targets passes.
+        states: the filter values the name passes, as :data:`STATE_BITS`.
     """
 
     spec: NameSpec
     answer: Answer
-    down: int
+    down: bool
     latest: float
-    states: frozenset[str]
+    states: int
 
 
-def name_fact(
-    spec: NameSpec, answer: Answer, facts: Mapping[str, TargetFact], wall: float
-) -> NameFact:
-    """The :class:`NameFact` of ``spec`` from its targets' facts (O(its addresses))."""
-    down = 0
+def name_fact(spec: NameSpec, answer: Answer, pools: Sequence[GroupFact]) -> NameFact:
+    """The :class:`NameFact` of ``spec`` from its pools' facts (O(its pools): a backup
+    pool shared by many names is summed up once, :func:`group_fact`)."""
+    states = 0
+    down = False
     latest = 0.0
-    states: set[str] = set()
-    for address in spec.addresses:
-        fact = facts.get(address)
-        if fact is None:
-            continue
-        down += fact.down
-        latest = max(latest, fact.since)
-        states.add(fact.state)
-        if fact.overridden:
-            states.add("overridden")
-        if fact.held:
-            states.add("held")
-        if changed(fact.since, wall):
-            states.add("changed")
+    for pool in pools:
+        states |= pool.states
+        down = down or pool.down
+        latest = max(latest, pool.latest)
     if answer.differs:
-        states.add("differs")
-    return NameFact(spec, answer, down, latest, frozenset(states))
+        states |= STATE_BITS["differs"]
+    return NameFact(spec, answer, down, latest, states)
 
 
 def name_order_key(fact: NameFact, wall: float) -> tuple[int, float, str]:
@@ -472,7 +525,7 @@ def name_matches(fact: NameFact, query: Query) -> bool:
         return False
     if query.pool and query.pool not in fact.spec.pool_names:
         return False
-    return not query.state or query.state in fact.states
+    return not query.state or bool(fact.states & STATE_BITS[query.state])
 
 
 # --------------------------------------------------------------------------- pages

@@ -64,6 +64,7 @@ from goavail.web.listing import (
     TargetFact,
     answer_of,
     build_index,
+    group_fact,
     name_fact,
     paginate,
     select_names,
@@ -440,21 +441,21 @@ def status_document(
     current = snap.current
     held = snap.brake.held
     wall = snap.wall
-    names = [
-        name_fact(
+    groups = {
+        key: group_fact(addresses, by_address, wall) for key, addresses in index.groups.items()
+    }
+    names = []
+    for spec in index.specs:
+        keys = index.groups_of[spec.name]
+        answer = answer_of(
             spec,
-            answer_of(
-                spec,
-                current.get(spec.name, ()),
-                [f.type for f in fail_open.get(spec.name, ())],
-                held,
-                withdrawn,
-            ),
-            by_address,
-            wall,
+            current.get(spec.name, ()),
+            [f.type for f in fail_open.get(spec.name, ())],
+            held,
+            withdrawn,
+            [index.groups[key] for key in keys],
         )
-        for spec in index.specs
-    ]
+        names.append(name_fact(spec, answer, [groups[key] for key in keys]))
     differs = {a for n in names if n.answer.differs for a in n.spec.addresses}
     chosen = select_targets(facts, index, query, wall, differs)
     target_page = paginate(len(chosen), query.page, query.per_page)
