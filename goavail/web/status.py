@@ -12,20 +12,31 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                  "resync_interval", "min_peers_agree", "overrides_file",
                  "reloads": {"applied", "rejected", "failed"},
                  "last_reload": null | {"time", "result", "problems": [str]}},
-      "summary": {"targets", "up", "down", "unknown", "overridden", "pending_changes"},
-      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, quorum,
-                                             # dns, config, override, gossip
+      "summary": {"targets", "up", "down", "unknown", "overridden", "pending_changes",
+                  "names", "names_differing", "held"},      # the whole fleet
+      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, brake,
+                                             # quorum, dns, config, override, gossip
+      "listing": {"query": {"name", "pool", "state", "order", "page", "names_page",
+                            "per_page"},
+                  "targets": {"total", "matched", "page", "pages", "first", "last"},
+                  "names": {...the same},
+                  "pools": [str]},           # every configured pool, sorted
       "targets": [{"address", "state", "successes", "failures", "since",
                    "since_seconds", "last_rtt_seconds", "last_error", "check": null | str,
                    "checks": [{"id", "state", "successes", "failures",
                                "last_rtt_seconds", "last_error"}],
                    "decision", "effective", "override": {"mode", "local": null |
                    {"mode", "reason", "since"}, "peers": {node: mode}},
-                   "votes": {node: state}, "quorum_met": bool | null}],
+                   "votes": {node: state}, "quorum_met": bool | null,
+                   "pools": [str], "names": [str]}],   # one page (listing.targets)
       "overrides": [{"target", "mode", "reason", "since", "configured"}],
       "names": [{"name", "records": [{"type", "address", "managed"}],
                  "pending": [{"action", "type", "address", "reason"}],
-                 "fail_open": [{"type", "kept": [str]}]}],
+                 "fail_open": [{"type", "kept": [str]}],
+                 "pools": [{"name", "role": "primary"|"backup", "priority", "serving",
+                            "addresses": [str], "up", "down", "unknown"}],
+                 "serving": [pool name], "answer": "primary"|"backup"|"mixed"|
+                 "fail-open"|"brake"|"none", "differs": bool, "marks": [str]}],
       "dns": {"provider", "dry_run", "converged", "pending_changes", "retries", "passes",
               "failed_passes", "last_error", "read_seconds_ago"},
       "cluster": null | {"node", "event", "min_peers_agree", "connected", "quorum_unmet",
@@ -33,6 +44,14 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                          "gossip": {counter: int}},
       "audit": [record, ...]                 # newest first, at most 50
     }
+
+``targets`` and ``names`` hold the page the query asks for
+(:mod:`goavail.web.listing`: filters, order, pages; ``listing`` says which and how many
+there are); by default every target in configuration order and every name by name.
+A pool's ``up``/``down``/``unknown`` count what DNS should reflect (the decision, or the
+override in force); ``serving`` pools have an address in DNS now; a name ``differs``
+when its answer is not its primary pool's alone (``marks`` say how: a backup serving,
+fail-open, the brake holding a down address).
 
 With ``[[checks]]``, a target's ``state`` is the worst of its checks' and
 ``successes``, ``failures``, ``last_rtt_seconds`` and ``last_error`` are those of the
