@@ -256,7 +256,7 @@ SCENARIOS: dict[str, Scenario] = {
             "Names 1\N{EN DASH}1 of 1 matching (2 in all)",
             "clear filters",
         ],
-        absent=["db.example.test"],
+        absent=["127.22.6.4 db", "1. db (primary)"],  # neither its row nor its name's
         rows={"127.22.6.2": ["✖ DOWN", "Zonefile", "www.example.test"]},
     ),
 }
