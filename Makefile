@@ -77,6 +77,10 @@ $(TEST_CACHE)/base-bookworm.tar:
 ## Cluster scale (bench/cluster_scale.py): 10,000 targets x 3 and x 5 agents, no loss, warm-up
 ## and a 60 s steady-state window each (about 4 minutes each):
 ##   make bench BENCH_SIZES=0 BENCH_CLUSTER_SCALE=3,5
+## Status page at fleet size (bench/page.py, bench/results/page.json): 10,000 targets in
+## 5,000 names across 5 zones with pools and backups, the page and /api/status timed through
+## the real aiohttp handlers, p50/p99 over BENCH_PAGE_RENDERS requests per URL (about 2 min):
+##   make bench BENCH_SIZES=0 BENCH_PAGE=1
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
 BENCH_LATENCY ?= 0
@@ -93,6 +97,9 @@ BENCH_SOAK ?= 0
 BENCH_SOAK_SEED ?=
 BENCH_SOAK_ARGS ?= --duration $(BENCH_SOAK) $(if $(BENCH_SOAK_SEED),--seed $(BENCH_SOAK_SEED)) \
 	--json bench/results/soak.json --log-file bench/results/soak.log
+BENCH_PAGE ?= 0
+BENCH_PAGE_RENDERS ?= 50
+BENCH_PAGE_ARGS ?= --renders $(BENCH_PAGE_RENDERS) --json bench/results/page.json
 bench: venv test-deps
 	@test "$$(id -u)" = 0 || (echo "make bench needs root (raw ICMP sockets, unshare -n)"; exit 1)
 	@if [ "$(BENCH_SIZES)" != 0 ] || [ "$(BENCH_LATENCY)" != 0 ]; then \
@@ -107,6 +114,10 @@ bench: venv test-deps
 	@if [ "$(BENCH_SOAK)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.soak $(BENCH_SOAK_ARGS)"; \
 	  $(BIN)/python -m bench.soak $(BENCH_SOAK_ARGS); \
+	fi
+	@if [ "$(BENCH_PAGE)" != 0 ]; then \
+	  echo "$(BIN)/python -m bench.page $(BENCH_PAGE_ARGS)"; \
+	  $(BIN)/python -m bench.page $(BENCH_PAGE_ARGS); \
 	fi
 
 test-deps:

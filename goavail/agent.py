@@ -268,10 +268,10 @@ class Agent:
         if status is None:
             return
         status.health = Health(new)
+        status.since = time.time()
         names = ", ".join(self.publication.names_of(target))
         extra = {"target": target, "state": str(new)}
         if self.checks.single:
-            status.since = time.time()
             self.probe_stats.transitions[(target, new.value)] += 1
             log.info("target %s %s -> %s %s (names: %s)", target, old, new, why, names, extra=extra)
         else:
@@ -540,6 +540,7 @@ class Agent:
                 if self.config.heartbeat is not None
                 else None
             ),
+            publication=self.publication,
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:

@@ -306,6 +306,7 @@ async def test_status_document(served: Served) -> None:
         "config",
         "summary",
         "warnings",
+        "listing",  # issue 14: what the query asked and how many matched (additive)
         "targets",
         "overrides",
         "names",
@@ -321,8 +322,21 @@ async def test_status_document(served: Served) -> None:
         "unknown": 0,
         "overridden": 0,
         "pending_changes": 0,
+        "names": 1,
+        "names_differing": 0,
+        "held": 0,
     }
-    assert [t["address"] for t in doc["targets"]] == [A, B]
+    assert doc["listing"]["targets"] == {
+        "total": 2,
+        "matched": 2,
+        "page": 1,
+        "pages": 1,
+        "first": 1,
+        "last": 2,
+    }
+    assert [t["address"] for t in doc["targets"]] == [A, B]  # no query: configuration order
+    assert doc["targets"][0]["pools"] == ["Zonefile"]
+    assert doc["targets"][0]["names"] == ["www.example.test"]
     assert doc["targets"][0]["state"] == "up" and doc["targets"][0]["successes"] >= 2
     assert doc["targets"][0]["last_rtt_seconds"] > 0
     assert doc["names"] == [
@@ -334,6 +348,23 @@ async def test_status_document(served: Served) -> None:
             ],
             "pending": [],
             "fail_open": [],
+            # issue 14 (additive): the name's pools, the one serving, how the answer stands
+            "pools": [
+                {
+                    "name": "Zonefile",
+                    "role": "primary",
+                    "priority": 0,
+                    "serving": True,
+                    "addresses": [A, B],
+                    "up": 2,
+                    "down": 0,
+                    "unknown": 0,
+                }
+            ],
+            "serving": ["Zonefile"],
+            "answer": "primary",
+            "differs": False,
+            "marks": [],
         }
     ]
     assert [(a["action"], a["address"], a["outcome"]) for a in doc["audit"]] == [

@@ -3,18 +3,27 @@
 Server-rendered, no JavaScript, reloads itself (``<meta http-equiv="refresh">``).
 Every value is HTML-escaped (jinja2 autoescaping is on for the whole template). A
 state is always written out in words and with a symbol, colour only repeats it.
-With many targets the page lists every target that is not up (down, unknown, under
-an override) and the first :data:`MAX_UP_ROWS` that are; ``/api/status`` has them all.
+
+The document handed in holds one page of targets and one of names, already filtered
+and ordered (:mod:`goavail.web.listing`; problems first); the page adds the filter
+form (a GET form: works without JavaScript) and the links to the other pages, which
+keep the filters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-MAX_UP_ROWS = 200
-"""Most healthy targets listed on the page (the others are counted)."""
+from goavail.web.listing import PAGE_DEFAULTS, STATES, Query
+
+MAX_POOL_CHOICES = 100
+"""With more pools than this, the pool filter is a text field, not a list to choose from."""
+MAX_CELL_ITEMS = 8
+"""Most addresses, records, pools or names written in one cell (the others are counted;
+``/api/status`` has them all)."""
 
 STATE_LABELS = {"up": "✔ UP", "down": "✖ DOWN", "unknown": "? UNKNOWN"}
 """How a state is written on the page: a symbol and a word, never colour alone."""
@@ -57,40 +66,66 @@ _ENV.globals["STATE_LABELS"] = STATE_LABELS
 _ENV.globals["DNS_LABELS"] = DNS_LABELS
 
 
-def _rank(target: dict[str, Any]) -> int:
-    if target["override"]["mode"] != "auto":
-        return 2
-    return {"down": 0, "unknown": 1}.get(target["state"], 3)
+def count(number: int) -> str:
+    """A count with thousands separators: ``"10,000"``."""
+    return f"{number:,}"
 
 
-def page_targets(doc: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
-    """The target rows shown, problems first (down, unknown, overridden, then up; each in
-    configuration order), and how many healthy targets are left out."""
-    ordered = sorted(doc["targets"], key=_rank)  # stable: keeps configuration order
-    shown: list[dict[str, Any]] = []
-    hidden = 0
-    up_rows = 0
-    for target in ordered:
-        if _rank(target) == 3:
-            up_rows += 1
-            if up_rows > MAX_UP_ROWS:
-                hidden += 1
-                continue
-        shown.append(target)
-    return shown, hidden
+_ENV.filters["count"] = count
+_ENV.globals["STATES"] = STATES
+_ENV.globals["MAX_CELL_ITEMS"] = MAX_CELL_ITEMS
 
 
-def render_page(doc: dict[str, Any], *, refresh: int = 10) -> str:
+def page_links(
+    query: Query, listing: dict[str, Any], key: str, anchor: str
+) -> dict[str, str | None]:
+    """The links to the first, previous, next and last page of one list (``key``:
+    ``"page"`` or ``"names_page"``), keeping the filters; None where there is no such
+    page. ``listing``: that list's ``listing`` entry of the status document."""
+    number, pages = listing["page"], listing["pages"]
+
+    def link(to: int) -> str:
+        params = query.params(PAGE_DEFAULTS, **{key: to})
+        return f"?{params}#{anchor}" if params else f"./#{anchor}"
+
+    return {
+        "first": link(1) if number > 1 else None,
+        "prev": link(min(number - 1, pages)) if number > 1 else None,
+        "next": link(number + 1) if number < pages else None,
+        "last": link(pages) if number < pages else None,
+    }
+
+
+def render_page(
+    doc: dict[str, Any],
+    *,
+    refresh: int = 10,
+    query: Query = PAGE_DEFAULTS,
+    problems: Sequence[str] = (),
+) -> str:
     """The status page of a status document (see :mod:`goavail.web.status`).
 
     Args:
-        doc: the ``/api/status`` document.
+        doc: the ``/api/status`` document, built for ``query``.
         refresh: seconds between automatic reloads of the page.
+        query: the filters, order and pages asked for (shown in the form and kept by
+            every link).
+        problems: the query parameters that were not acceptable (shown; ignored).
     """
-    rows, hidden = page_targets(doc)
     peers = sorted({node for t in doc["targets"] for node in t["votes"]})
     if doc["cluster"] is not None:
         peers = sorted(set(peers) | set(doc["cluster"]["live_peers"]))
+    listing = doc["listing"]
+    pools = listing["pools"]
     return _ENV.get_template("status.html").render(
-        doc=doc, rows=rows, hidden=hidden, peers=peers, refresh=refresh
+        doc=doc,
+        rows=doc["targets"],
+        peers=peers,
+        refresh=refresh,
+        query=query,
+        problems=list(problems),
+        pool_choices=pools if len(pools) <= MAX_POOL_CHOICES else None,
+        target_links=page_links(query, listing["targets"], "page", "targets"),
+        name_links=page_links(query, listing["names"], "names_page", "names"),
+        clear=query.params(PAGE_DEFAULTS, name="", pool="", state="", page=1, names_page=1),
     )

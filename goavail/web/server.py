@@ -44,6 +44,7 @@ from goavail.decision import Override
 from goavail.logs import REDACTOR
 from goavail.overrides import check_reason, check_target, parse_mode
 from goavail.web import ServerError
+from goavail.web.listing import API_DEFAULTS, PAGE_DEFAULTS, IndexCache, Query, parse_query
 from goavail.web.metrics import CONTENT_TYPE, AgentMetrics
 from goavail.web.page import render_page
 from goavail.web.selfcheck import (
@@ -55,6 +56,7 @@ from goavail.web.selfcheck import (
     philae,
     serf_check,
 )
+from goavail.web.snapshot import Snapshot
 from goavail.web.status import status_document
 
 if TYPE_CHECKING:
@@ -81,10 +83,11 @@ MAX_PROBLEMS = 20
 """At most this many problems are listed in a 400 answer."""
 PAGE_POLICY = (
     "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; "
-    "form-action 'none'; frame-ancestors 'none'"
+    "form-action 'self'; frame-ancestors 'none'"
 )
 """Content-Security-Policy of the status page: no script of any kind may run (the page
-needs none), nothing is loaded from elsewhere, and it cannot be framed."""
+needs none), nothing is loaded from elsewhere, its filter form only goes back to the
+page itself, and it cannot be framed."""
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -186,6 +189,7 @@ class WebServer:
         self.metrics = AgentMetrics(agent)
         self.rounds = RoundWatch(time.monotonic())
         self.dns = DnsCheck()
+        self._indexes = IndexCache()
         self._runner: web.AppRunner | None = None
 
     @property
@@ -308,22 +312,55 @@ class WebServer:
         body = await asyncio.to_thread(self.metrics.render, snap)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
+    def _query(
+        self, request: web.Request, snap: Snapshot, defaults: Query
+    ) -> tuple[Query, list[str]]:
+        """The request's filters, order and page (:func:`goavail.web.listing.parse_query`)."""
+        publication = snap.publication
+        pools = publication.pools if publication is not None else ("targets",)
+        return parse_query(request.query, pools, defaults)
+
+    def _document(self, snap: Snapshot, query: Query) -> dict[str, Any]:
+        """The status document of ``snap`` for ``query`` (in a worker thread; the index
+        of the configuration is built once per configuration)."""
+        publication = snap.publication
+        if publication is None:
+            return status_document(snap, query)
+        index = self._indexes.get(publication.specs, publication.pools, publication.targets)
+        if len(index.targets) != len(snap.raw_targets):  # targets not all the publication's
+            return status_document(snap, query)
+        return status_document(snap, query, index)
+
     async def status(self, request: web.Request) -> web.Response:
-        """``GET /api/status``: the status document."""
+        """``GET /api/status``: the status document; the page's query parameters
+        (``name``, ``pool``, ``state``, ``order``, ``page``, ``names_page``,
+        ``per_page``) filter and page it; without them it lists everything, targets in
+        configuration order. 400 listing the problems of unacceptable parameters."""
         snap = self.agent.snapshot(admin_api=self.admin_api)
+        query, problems = self._query(request, snap, API_DEFAULTS)
+        if problems:
+            return _error(400, "invalid query", problems=_bounded(problems))
         text = await asyncio.to_thread(
-            lambda: json.dumps(status_document(snap), indent=2, ensure_ascii=False) + "\n"
+            lambda: json.dumps(self._document(snap, query), indent=2, ensure_ascii=False) + "\n"
         )
         return web.Response(text=text, content_type="application/json")
 
     async def page(self, request: web.Request) -> web.Response:
-        """``GET /``: the status page."""
+        """``GET /``: the status page, filtered and paged by the query parameters (see
+        :meth:`status`); unacceptable ones are shown and ignored (status 400)."""
         snap = self.agent.snapshot(admin_api=self.admin_api)
+        query, problems = self._query(request, snap, PAGE_DEFAULTS)
         html = await asyncio.to_thread(
-            lambda: render_page(status_document(snap), refresh=REFRESH_SECONDS)
+            lambda: render_page(
+                self._document(snap, query),
+                refresh=REFRESH_SECONDS,
+                query=query,
+                problems=_bounded(problems),
+            )
         )
         return web.Response(
             text=html,
+            status=400 if problems else 200,
             content_type="text/html",
             headers={"Cache-Control": "no-store", "Content-Security-Policy": PAGE_POLICY},
         )

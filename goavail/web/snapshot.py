@@ -24,6 +24,7 @@ from goavail.decision import Override
 from goavail.dns.model import Change, FailOpen, Record
 from goavail.health import Health, State
 from goavail.overrides import OverrideEntry
+from goavail.pools import Publication
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +121,10 @@ class Snapshot:
     (:class:`goavail.notify.SinkStats` as a dict)."""
     heartbeat: tuple[int, int] | None
     """``(ok, failed)`` GETs of the heartbeat, None when ``[Heartbeat]`` is not set."""
+    publication: Publication | None = None
+    """The names, their pools (priority order) and the pools' targets of the running
+    configuration (an immutable value the agent replaces on reload; None: one pool of
+    every target under every name in :attr:`names`)."""
 
     @property
     def targets(self) -> Iterator[TargetRow]:

@@ -12,20 +12,31 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                  "resync_interval", "min_peers_agree", "overrides_file",
                  "reloads": {"applied", "rejected", "failed"},
                  "last_reload": null | {"time", "result", "problems": [str]}},
-      "summary": {"targets", "up", "down", "unknown", "overridden", "pending_changes"},
-      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, quorum,
-                                             # dns, config, override, gossip
+      "summary": {"targets", "up", "down", "unknown", "overridden", "pending_changes",
+                  "names", "names_differing", "held"},      # the whole fleet
+      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, brake,
+                                             # quorum, dns, config, override, gossip
+      "listing": {"query": {"name", "pool", "state", "order", "page", "names_page",
+                            "per_page"},
+                  "targets": {"total", "matched", "page", "pages", "first", "last"},
+                  "names": {...the same},
+                  "pools": [str]},           # every configured pool, sorted
       "targets": [{"address", "state", "successes", "failures", "since",
                    "since_seconds", "last_rtt_seconds", "last_error", "check": null | str,
                    "checks": [{"id", "state", "successes", "failures",
                                "last_rtt_seconds", "last_error"}],
                    "decision", "effective", "override": {"mode", "local": null |
                    {"mode", "reason", "since"}, "peers": {node: mode}},
-                   "votes": {node: state}, "quorum_met": bool | null}],
+                   "votes": {node: state}, "quorum_met": bool | null,
+                   "pools": [str], "names": [str]}],   # one page (listing.targets)
       "overrides": [{"target", "mode", "reason", "since", "configured"}],
       "names": [{"name", "records": [{"type", "address", "managed"}],
                  "pending": [{"action", "type", "address", "reason"}],
-                 "fail_open": [{"type", "kept": [str]}]}],
+                 "fail_open": [{"type", "kept": [str]}],
+                 "pools": [{"name", "role": "primary"|"backup", "priority", "serving",
+                            "addresses": [str], "up", "down", "unknown"}],
+                 "serving": [pool name], "answer": "primary"|"backup"|"mixed"|
+                 "fail-open"|"brake"|"none", "differs": bool, "marks": [str]}],
       "dns": {"provider", "dry_run", "converged", "pending_changes", "retries", "passes",
               "failed_passes", "last_error", "read_seconds_ago"},
       "cluster": null | {"node", "event", "min_peers_agree", "connected", "quorum_unmet",
@@ -33,6 +44,14 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                          "gossip": {counter: int}},
       "audit": [record, ...]                 # newest first, at most 50
     }
+
+``targets`` and ``names`` hold the page the query asks for
+(:mod:`goavail.web.listing`: filters, order, pages; ``listing`` says which and how many
+there are); by default every target in configuration order and every name by name.
+A pool's ``up``/``down``/``unknown`` count what DNS should reflect (the decision, or the
+override in force); ``serving`` pools have an address in DNS now; a name ``differs``
+when its answer is not its primary pool's alone (``marks`` say how: a backup serving,
+fail-open, the brake holding a down address).
 
 With ``[[checks]]``, a target's ``state`` is the worst of its checks' and
 ``successes``, ``failures``, ``last_rtt_seconds`` and ``last_error`` are those of the
@@ -51,9 +70,26 @@ from typing import Any
 
 from goavail.checks.base import ProbeResult
 from goavail.decision import Override, backed, combine_overrides
+from goavail.dns.model import Change, FailOpen
+from goavail.dns.plan import NameSpec
 from goavail.health import Health, State
 from goavail.logs import REDACTOR
 from goavail.overrides import OverrideEntry
+from goavail.web.listing import (
+    API_DEFAULTS,
+    Index,
+    NameFact,
+    Page,
+    Query,
+    TargetFact,
+    answer_of,
+    build_index,
+    group_fact,
+    name_fact,
+    paginate,
+    select_names,
+    select_targets,
+)
 from goavail.web.snapshot import Snapshot, TargetRow
 
 
@@ -129,7 +165,7 @@ def deciding_check(state: str, checks: list[dict[str, Any]]) -> dict[str, Any] |
     return max(same, key=lambda c: c["failures"], default=None)
 
 
-def _target(snap: Snapshot, row: TargetRow) -> dict[str, Any]:
+def _target(snap: Snapshot, row: TargetRow, index: Index) -> dict[str, Any]:
     address = row.address
     state = row.health.state.value
     counters = _result_fields(row.health, row.last)
@@ -170,40 +206,63 @@ def _target(snap: Snapshot, row: TargetRow) -> dict[str, Any]:
         },
         "votes": votes,
         "quorum_met": quorum_met(snap, address),
+        "pools": list(index.pools_of.get(address, ())),
+        "names": list(index.names_of.get(address, ())),
     }
 
 
-def _names(snap: Snapshot, configured: set[str]) -> list[dict[str, Any]]:
-    result = []
-    for name in snap.names:
-        records = sorted(snap.current.get(name, []), key=lambda r: (r.type, r.content))
-        result.append(
+def _name(
+    snap: Snapshot,
+    fact: NameFact,
+    configured: set[str],
+    pending: dict[str, list[Change]],
+    fail_open: dict[str, list[FailOpen]],
+) -> dict[str, Any]:
+    spec = fact.spec
+    name = spec.name
+    records = sorted(snap.current.get(name, []), key=lambda r: (r.type, r.content))
+    serving = set(fact.answer.serving)
+    return {
+        "name": name,
+        "records": [
+            {"type": r.type, "address": r.content, "managed": r.content in configured}
+            for r in records
+        ],
+        "pending": [
             {
-                "name": name,
-                "records": [
-                    {"type": r.type, "address": r.content, "managed": r.content in configured}
-                    for r in records
-                ],
-                "pending": [
-                    {
-                        "action": c.action,
-                        "type": c.record.type,
-                        "address": c.record.content,
-                        "reason": c.reason,
-                    }
-                    for c in snap.pending
-                    if c.record.name == name
-                ],
-                "fail_open": [
-                    {"type": f.type, "kept": list(f.kept)} for f in snap.fail_open if f.name == name
-                ],
+                "action": c.action,
+                "type": c.record.type,
+                "address": c.record.content,
+                "reason": c.reason,
             }
-        )
-    return result
+            for c in pending.get(name, ())
+        ],
+        "fail_open": [{"type": f.type, "kept": list(f.kept)} for f in fail_open.get(name, ())],
+        "pools": [_pool(snap, spec, i, i in serving) for i in range(len(spec.pools))],
+        "serving": [spec.pool_name(i) for i in fact.answer.serving],
+        "answer": fact.answer.kind,
+        "differs": fact.answer.differs,
+        "marks": list(fact.answer.marks),
+    }
+
+
+def _pool(snap: Snapshot, spec: NameSpec, i: int, serving: bool) -> dict[str, Any]:
+    addresses = spec.pools[i]
+    counts = {state.value: 0 for state in State}
+    for address in addresses:
+        counts[snap.effective.get(address, State.UNKNOWN).value] += 1
+    return {
+        "name": spec.pool_name(i),
+        "role": "primary" if i == 0 else "backup",
+        "priority": i,
+        "serving": serving,
+        "addresses": list(addresses),
+        **counts,
+    }
 
 
 def _warnings(
-    snap: Snapshot, targets: list[dict[str, Any]], configured: set[str]
+    snap: Snapshot, facts: list[TargetFact], configured: set[str]
 ) -> list[dict[str, str]]:
     warnings: list[dict[str, str]] = []
     if snap.dry_run:
@@ -232,7 +291,7 @@ def _warnings(
                 f"degraded? Held in DNS: {', '.join(engaged.held)}.",
             }
         )
-    down = [t["address"] for t in targets if t["state"] == "down"]
+    down = [f.address for f in facts if f.state == "down"]
     if down:
         warnings.append(
             {
@@ -252,7 +311,7 @@ def _warnings(
                     f"min_peers_agree = {snap.min_peers_agree}: no DNS change can be made.",
                 }
             )
-        unmet = [t["address"] for t in targets if t["quorum_met"] is False]
+        unmet = [f.address for f in facts if quorum_met(snap, f.address) is False]
         if unmet:
             warnings.append(
                 {
@@ -290,15 +349,17 @@ def _warnings(
                 "goavail still runs the previous configuration.",
             }
         )
-    overridden = [t for t in targets if t["override"]["mode"] != "auto"]
-    for t in overridden:
-        holders = (["this agent"] if t["override"]["local"] else []) + [
-            f"peer {node}" for node in t["override"]["peers"]
+    for fact in facts:
+        if not fact.overridden:
+            continue
+        address = fact.address
+        holders = (["this agent"] if address in snap.overrides else []) + [
+            f"peer {node}" for node, held in sorted(snap.peer_overrides.items()) if address in held
         ]
         warnings.append(
             {
                 "kind": "override",
-                "message": f"Override {t['override']['mode']} on {t['address']} "
+                "message": f"Override {override_in_force(snap, address).value} on {address} "
                 f"(held by {', '.join(holders)}).",
             }
         )
@@ -318,14 +379,118 @@ def _audit_record(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: (REDACTOR.redact(v) if isinstance(v, str) else v) for k, v in entry.items()}
 
 
-def status_document(snap: Snapshot) -> dict[str, Any]:
-    """The ``/api/status`` document of ``snap`` (see the module docstring for its shape)."""
+def index_of(snap: Snapshot) -> Index:
+    """The listing :class:`~goavail.web.listing.Index` of ``snap``'s configuration
+    (without a publication: one pool of every target under every name)."""
+    publication = snap.publication
+    addresses = tuple(snap.addresses)
+    if publication is None:
+        spec = (addresses,)
+        specs = [NameSpec(name, spec, ("targets",)) for name in snap.names]
+        return build_index(specs, {"targets": addresses}, addresses)
+    return build_index(publication.specs, publication.pools, addresses)
+
+
+def target_facts(snap: Snapshot) -> list[TargetFact]:
+    """Every target's :class:`~goavail.web.listing.TargetFact`, in configuration order
+    (O(targets); the override in force is combined only where one is held)."""
+    held_any = set(snap.overrides)
+    for held in snap.peer_overrides.values():
+        held_any.update(held)
+    overridden = {a for a in held_any if override_in_force(snap, a) is not Override.AUTO}
+    effective = snap.effective
+    brake = snap.brake.held
+    unknown = State.UNKNOWN
+    return [
+        TargetFact(
+            address,
+            health.state.value,
+            effective.get(address, unknown).value,
+            address in overridden,
+            since,
+            address in brake,
+        )
+        for address, health, _, since in snap.raw_targets
+    ]
+
+
+def _by_name(items: tuple[Any, ...], name: Any) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = {}
+    for item in items:
+        grouped.setdefault(name(item), []).append(item)
+    return grouped
+
+
+def _listing(matched: Page, total: int) -> dict[str, Any]:
+    return {
+        "total": total,
+        "matched": matched.matched,
+        "page": matched.number,
+        "pages": matched.pages,
+        "first": matched.start + 1 if matched.stop > matched.start else 0,
+        "last": matched.stop,
+    }
+
+
+def status_document(
+    snap: Snapshot, query: Query = API_DEFAULTS, index: Index | None = None
+) -> dict[str, Any]:
+    """The ``/api/status`` document of ``snap`` (see the module docstring for its shape).
+
+    Args:
+        snap: the agent's state.
+        query: filters, order and page (:mod:`goavail.web.listing`); the default lists
+            every target in configuration order and every name, as ``/api/status``
+            always did.
+        index: the configuration's listing index (:class:`goavail.web.listing.IndexCache`
+            keeps one); built here when None.
+
+    Costs O(n log n) in targets and names; only the rows of the page are built in full.
+    """
     config = snap.config
+    if index is None:
+        index = index_of(snap)
     configured = set(snap.addresses)
-    targets = [_target(snap, row) for row in snap.targets]
+    facts = target_facts(snap)
+    by_address = {f.address: f for f in facts}
     counts = {state.value: 0 for state in State}
-    for t in targets:
-        counts[t["state"]] += 1
+    for f in facts:
+        counts[f.state] += 1
+    withdrawn = {f.address for f in facts if f.effective == "down"}
+    pending = _by_name(snap.pending, lambda c: c.record.name)
+    fail_open = _by_name(snap.fail_open, lambda f: f.name)
+    current = snap.current
+    held = snap.brake.held
+    wall = snap.wall
+    groups = {
+        key: group_fact(addresses, by_address, wall) for key, addresses in index.groups.items()
+    }
+    names = []
+    for spec in index.specs:
+        keys = index.groups_of[spec.name]
+        answer = answer_of(
+            spec,
+            current.get(spec.name, ()),
+            [f.type for f in fail_open.get(spec.name, ())],
+            held,
+            withdrawn,
+            [index.groups[key] for key in keys],
+        )
+        names.append(name_fact(spec, answer, [groups[key] for key in keys]))
+    differs = {a for n in names if n.answer.differs for a in n.spec.addresses}
+    chosen = select_targets(facts, index, query, wall, differs)
+    target_page = paginate(len(chosen), query.page, query.per_page)
+    rows = {row[0]: row for row in snap.raw_targets}
+    targets = [
+        _target(snap, TargetRow._make(rows[f.address]), index)
+        for f in chosen[target_page.start : target_page.stop]
+    ]
+    chosen_names = select_names(names, query, wall)
+    name_page = paginate(len(chosen_names), query.names_page, query.per_page)
+    name_rows = [
+        _name(snap, fact, configured, pending, fail_open)
+        for fact in chosen_names[name_page.start : name_page.stop]
+    ]
     last = snap.last_reload
     cluster = snap.cluster
     return {
@@ -360,12 +525,21 @@ def status_document(snap: Snapshot) -> dict[str, Any]:
             },
         },
         "summary": {
-            "targets": len(targets),
+            "targets": len(facts),
             **counts,
-            "overridden": sum(1 for t in targets if t["override"]["mode"] != "auto"),
+            "overridden": sum(1 for f in facts if f.overridden),
             "pending_changes": len(snap.pending),
+            "names": len(names),
+            "names_differing": sum(1 for n in names if n.answer.differs),
+            "held": len(held),
         },
-        "warnings": _warnings(snap, targets, configured),
+        "warnings": _warnings(snap, facts, configured),
+        "listing": {
+            "query": query.as_dict(),
+            "targets": _listing(target_page, len(facts)),
+            "names": _listing(name_page, len(names)),
+            "pools": sorted(index.pools),
+        },
         "targets": targets,
         "overrides": [
             {
@@ -375,7 +549,7 @@ def status_document(snap: Snapshot) -> dict[str, Any]:
             }
             for target, entry in sorted(snap.overrides.items())
         ],
-        "names": _names(snap, configured),
+        "names": name_rows,
         "dns": {
             "provider": snap.provider,
             "dry_run": snap.dry_run,

@@ -134,6 +134,12 @@ class Scenario:
     """Start with every address already in the zone, as in an existing deployment."""
     node: str | None = None
     """``node_name`` (default: the host name)."""
+    pools: str = ""
+    """``[[pools]]`` and ``[[names]]`` beside the original's section."""
+    path: str = "/"
+    """The page's URL path and query (filters, pages)."""
+    every_row: bool = True
+    """Every target has its row on the page (False: the page shows one page of them)."""
     ready: Callable[[dict[str, Any]], bool] = lambda doc: True
     expect: list[str] = field(default_factory=list)
     absent: list[str] = field(default_factory=list)
@@ -200,16 +206,58 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "showcase": Scenario(
         addresses=("127.22.5.1", "127.22.5.2", "127.22.5.3", "127.22.5.4"),
-        blackhole=("127.22.5.3",),
+        blackhole=("127.22.5.3", "127.22.5.5", "127.22.5.6"),
         overrides='"127.22.5.2" = { mode = "down", reason = "kernel upgrade, OPS-1234" }\n',
         seeded=True,
         node="edge-1",
-        ready=lambda doc: settled(doc) and by_state(doc)["127.22.5.3"] == "down",
-        expect=["Override down on 127.22.5.2 (held by this agent)", "kernel upgrade, OPS-1234"],
+        # api.example.test: its primary pool "edge" is down, the backup "spare" serves
+        pools=(
+            '\n[[pools]]\nname = "edge"\naddresses = ["127.22.5.5", "127.22.5.6"]\n'
+            '\n[[pools]]\nname = "spare"\naddresses = ["127.22.5.7"]\n'
+            '\n[[names]]\nname = "api.example.test"\npools = ["edge", "spare"]\n'
+        ),
+        path="/?per_page=4",  # 7 targets: two pages; the problems fill the first
+        every_row=False,
+        ready=lambda doc: (
+            settled(doc)
+            and by_state(doc)["127.22.5.3"] == "down"
+            and [n["answer"] for n in doc["names"]] == ["backup", "primary"]
+        ),
+        expect=[
+            "Override down on 127.22.5.2 (held by this agent)",
+            "kernel upgrade, OPS-1234",
+            "Name or address contains",
+            "Targets 1\N{EN DASH}4 of 7 · page 1 of 2",
+            "next \N{SINGLE RIGHT-POINTING ANGLE QUOTATION MARK}",
+            "⚠ backup spare serves instead of the primary",
+            "1. edge (primary) · 0 up, 2 down",
+            "2. spare (backup) ✔ serving · 1 up",
+            "1 not on their primary ⚠",
+        ],
         rows={
             "127.22.5.2": ["✔ UP", "✖ withdraw", "DOWN", "this agent: kernel upgrade, OPS-1234"],
             "127.22.5.3": ["✖ DOWN", "✖ withdraw"],
+            "127.22.5.5": ["edge", "api.example.test", "✖ DOWN"],
+            "127.22.5.6": ["✖ DOWN"],
         },
+    ),
+    "filtered": Scenario(
+        addresses=("127.22.6.1", "127.22.6.2", "127.22.6.3"),
+        blackhole=("127.22.6.2",),
+        pools=(
+            '\n[[pools]]\nname = "db"\naddresses = ["127.22.6.4"]\n'
+            '\n[[names]]\nname = "db.example.test"\npools = ["db"]\n'
+        ),
+        path="/?state=down",
+        every_row=False,
+        ready=lambda doc: settled(doc) and by_state(doc)["127.22.6.2"] == "down",
+        expect=[
+            "Targets 1\N{EN DASH}1 of 1 matching (4 in all)",
+            "Names 1\N{EN DASH}1 of 1 matching (2 in all)",
+            "clear filters",
+        ],
+        absent=["127.22.6.4 db", "1. db (primary)"],  # neither its row nor its name's
+        rows={"127.22.6.2": ["✖ DOWN", "Zonefile", "www.example.test"]},
     ),
 }
 
@@ -234,6 +282,7 @@ def test_status_page_in_chromium(name: str, tmp_path: Path, nft: Nft) -> None:
             + "".join(f"www 60 IN A {address}\n" for address in scenario.addresses)
         )
     config = zonefile_toml(list(scenario.addresses), zone, top=top, listen=listen)
+    config += scenario.pools
     args = ["-p", "zonefile", *(["--no-dry-run"] if scenario.live else [])]
     with GoavailProcess(tmp_path, config, args=args, config_name="goavail.toml") as proc:
         proc.wait_for(r"HTTP server on http://")
@@ -249,7 +298,7 @@ def test_status_page_in_chromium(name: str, tmp_path: Path, nft: Nft) -> None:
             lambda: scenario.ready(http("GET", base + "/api/status").json()),
             message=lambda: proc.tail() + "\n" + http("GET", base + "/api/status").text,
         )
-        page = chromium(base + "/", tmp_path, ARTIFACTS / f"status-{name}.png")
+        page = chromium(base + scenario.path, tmp_path, ARTIFACTS / f"status-{name}.png")
         assert proc.stop() == 0
     text = page.text
     assert text.startswith(f"goavail on {scenario.node or socket.gethostname()}")
@@ -261,5 +310,6 @@ def test_status_page_in_chromium(name: str, tmp_path: Path, nft: Nft) -> None:
         row = page.row(address)
         for phrase in phrases:
             assert phrase in row, f"{phrase!r} not in the row of {address}: {row!r}"
-    for address in scenario.addresses:  # every target has its row
+    shown = scenario.addresses if scenario.every_row else tuple(scenario.rows)
+    for address in shown:  # every target (of the page) has its row
         assert page.row(address).startswith(address)
