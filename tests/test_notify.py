@@ -110,8 +110,8 @@ async def test_chat_payload(client: httpx.AsyncClient, sink_type: SinkType) -> N
     assert (request.method, request.path) == ("POST", "/hook")
     assert request.headers["Content-Type"] == "application/json"
     assert request.json == {
-        "text": "[goavail agent-1] DNS (DRY-RUN): would remove www.example.test A 192.0.2.7 at memory "
-        "(target 192.0.2.7 down)",
+        "text": "[goavail agent-1] DNS (DRY-RUN): would remove www.example.test A 192.0.2.7 "
+        "at memory (target 192.0.2.7 down)",
         "channel": "#ops",
         "username": "goavail-bot",
     }

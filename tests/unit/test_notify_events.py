@@ -57,7 +57,8 @@ def audit(
             "create",
             True,
             "planned",
-            "DNS (DRY-RUN): would add www.example.test A 192.0.2.7 at zonefile (target 192.0.2.7 up)",
+            "DNS (DRY-RUN): would add www.example.test A 192.0.2.7 at zonefile "
+            "(target 192.0.2.7 up)",
         ),
     ],
 )
