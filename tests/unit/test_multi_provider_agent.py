@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from goavail.agent import Agent
-from goavail.events import FailOpenChanged
 from goavail.checks.base import ProbeResult
 from goavail.compose import compose, load_checked
 from goavail.dns.model import Record
 from goavail.dns.providers.base import ProviderError
 from goavail.dns.providers.memory import MemoryProvider
+from goavail.events import FailOpenChanged
 from goavail.options import Options
 from goavail.web.metrics import AgentMetrics
 from goavail.web.selfcheck import DnsCheck
