@@ -109,8 +109,7 @@ def test_messages_and_heartbeat_in_dry_run(tmp_path: Path, nft: Nft) -> None:
 
             nft.blackhole(B)
             line = (
-                f"DNS (DRY-RUN): would remove www.example.test A {B} at zonefile "
-                f"(target {B} down)"
+                f"DNS (DRY-RUN): would remove www.example.test A {B} at zonefile (target {B} down)"
             )
             wait_until(lambda: line in texts(slack), message=p.tail)
             deletes = wait_until(
