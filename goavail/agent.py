@@ -25,7 +25,7 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -37,6 +37,7 @@ from goavail.config import Config, ConfigError, DnsSection, PoolSection
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
+from goavail.dns.plan import NameSpec
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
 from goavail.dns.registry import record_attributes
@@ -59,8 +60,8 @@ from goavail.options import PROBE_KINDS, Options
 from goavail.overrides import OverrideEntry, Overrides
 from goavail.pools import Publication
 from goavail.stats import ProbeStats
-from goavail.web.ports import HealthView, OverrideOutcome
-from goavail.web.snapshot import ClusterView, ReloadOutcome, Snapshot
+from goavail.web.ports import DnsLane, HealthView, OverrideOutcome
+from goavail.web.snapshot import ClusterView, ProviderView, ReloadOutcome, Snapshot, combine
 
 if TYPE_CHECKING:
     from goavail.cluster.serf_agent import NameConflict
@@ -88,6 +89,11 @@ class TargetStatus:
     since: float = field(default_factory=time.time)
 
 
+ReconcilerFactory = Callable[[str, Provider, tuple[NameSpec, ...], DnsSection], Reconciler]
+"""``(provider name, provider, the specs it publishes, its section) -> its reconciler``
+(:func:`goavail.compose.reconciler_factory`): one reconciler per provider."""
+
+
 class Loaded(NamedTuple):
     """A configuration read again on SIGHUP: the file and its overrides file's entries."""
 
@@ -101,22 +107,34 @@ class Parts:
 
     Attributes:
         config: the validated configuration.
-        section: its DNS section for the provider in use.
+        sections: provider name -> its DNS section, for every provider of the run (in
+            its order).
         publication: the names, their pools and the targets (see :mod:`goavail.pools`).
         audit: the audit log (a new one when ``audit_file`` changed).
-        provider: the DNS provider (a new one when its settings or the audit log changed).
+        providers: provider name -> the DNS provider (a new one when its settings or
+            the audit log changed), as ``sections``.
         overrides: the overrides file's entries.
         checks: a reload's prepared checks (``[[checks]]``, or the one ``--type``
             stands for), their new engines started (None at start-up).
     """
 
     config: Config
-    section: DnsSection
+    sections: dict[str, DnsSection]
     publication: Publication
     audit: AuditLog
-    provider: Provider
+    providers: dict[str, Provider]
     overrides: Mapping[str, OverrideEntry] = field(default_factory=dict)
     checks: Prepared | None = None
+
+    @property
+    def section(self) -> DnsSection:
+        """The first provider's section."""
+        return next(iter(self.sections.values()))
+
+    @property
+    def provider(self) -> Provider:
+        """The first provider."""
+        return next(iter(self.providers.values()))
 
 
 class Assembler(Protocol):
@@ -151,7 +169,8 @@ class Agent:
     Args:
         config: a validated configuration (see :func:`goavail.compose.load_checked`).
         options: command-line options.
-        section: ``config``'s DNS section for ``options.provider``.
+        sections: provider name -> its DNS section, for every provider of the run
+            (:func:`goavail.compose.sections_of`).
         node: this agent's node name.
         decision: the decision stage.
         notifier, heartbeat, hooks: started, reconfigured on reload and stopped here.
@@ -172,9 +191,11 @@ class Agent:
     """
 
     audit: AuditLog
-    provider: Provider
+    providers: dict[str, Provider]
+    """Provider name -> the provider, in the run's order."""
     cluster: Cluster | None
-    reconciler: Reconciler
+    reconcilers: dict[str, Reconciler]
+    """Provider name -> its reconciler (each runs as its own task)."""
     checks: CheckSet
     """The checks: ``[[checks]]``, or the one synthesized from ``--type``."""
     overrides: Overrides
@@ -184,7 +205,7 @@ class Agent:
         *,
         config: Config,
         options: Options,
-        section: DnsSection,
+        sections: dict[str, DnsSection],
         publication: Publication,
         node: str,
         decision: DecisionStage,
@@ -196,7 +217,7 @@ class Agent:
     ) -> None:
         self.config = config
         self.options = options
-        self.section = section
+        self.sections = dict(sections)
         self.publication = publication
         """The managed names, their pools and the targets (see :mod:`goavail.pools`)."""
         self.targets: dict[str, TargetStatus] = {a: TargetStatus() for a in publication.targets}
@@ -226,36 +247,70 @@ class Agent:
         self._running = False
         """True once start-up is over (the reload a SIGHUP asks for waits until then)."""
         self._reload_pending = False
+        self._fail_open_at: dict[tuple[str, str], set[str]] = {}
+        """(name, record type) -> the providers whose last plan fails it open."""
+        self._group: asyncio.TaskGroup | None = None
+        """The running task group (None before ``run``): a reload adds reconcilers to it."""
+        self._reconciling: dict[str, asyncio.Task[None]] = {}
+        """Provider name -> the task running its reconciler."""
 
     def attach(
         self,
         *,
         audit: AuditLog,
-        provider: Provider,
+        providers: dict[str, Provider],
         cluster: Cluster | None,
-        reconciler: Reconciler,
+        reconcilers: dict[str, Reconciler],
+        make_reconciler: ReconcilerFactory,
         checks: CheckSet,
         overrides: Overrides,
         file_overrides: Mapping[str, OverrideEntry],
     ) -> None:
-        """Take the parts that call this agent's handlers; then apply the overrides
-        file's entries (which may announce and re-plan at once)."""
-        self.audit, self.provider = audit, provider
+        """Take the parts that call this agent's handlers (``make_reconciler`` builds the
+        reconciler of a provider a reload adds); then apply the overrides file's entries
+        (which may announce and re-plan at once)."""
+        self.audit, self.providers = audit, dict(providers)
         self.cluster = cluster
-        self.reconciler = reconciler
+        self.reconcilers = dict(reconcilers)
+        self.make_reconciler = make_reconciler
         self.checks = checks
         self.overrides = overrides
         overrides.replace(file_overrides, source="file")
+
+    @property
+    def provider(self) -> Provider:
+        """The first provider of the run (the only one without a ``providers`` list)."""
+        return next(iter(self.providers.values()))
+
+    @property
+    def reconciler(self) -> Reconciler:
+        """The first provider's reconciler."""
+        return next(iter(self.reconcilers.values()))
+
+    @property
+    def section(self) -> DnsSection:
+        """The first provider's section."""
+        return next(iter(self.sections.values()))
+
+    @property
+    def provider_names(self) -> str:
+        """The providers of the run, for logs and the page: ``"cloudflare, route53"``."""
+        return ", ".join(self.providers)
+
+    def _trigger_all(self) -> None:
+        """Ask every reconciler for a pass now (never blocks)."""
+        for reconciler in self.reconcilers.values():
+            reconciler.trigger()
 
     @property
     def parts(self) -> Parts:
         """The running parts a reload may replace."""
         return Parts(
             config=self.config,
-            section=self.section,
+            sections=dict(self.sections),
             publication=self.publication,
             audit=self.audit,
-            provider=self.provider,
+            providers=dict(self.providers),
         )
 
     # -- verdicts -----------------------------------------------------------------
@@ -311,9 +366,22 @@ class Agent:
         """Every audit record: to the notifier and the hooks (both return at once)."""
         self.bus.publish(AuditRecorded(entry))
 
-    def on_fail_open(self, case: FailOpen, engaged: bool) -> None:
-        """Fail-open engaged or released: to the notifier and the hooks."""
-        self.bus.publish(FailOpenChanged(case, engaged))
+    def on_fail_open(self, case: FailOpen, engaged: bool, provider: str = "") -> None:
+        """Fail-open engaged or released for a name and family at ``provider``: to the
+        notifier and the hooks once, when the first provider engages it and when the
+        last one releases it (fail-open follows the decisions, the same at every
+        provider)."""
+        key = (case.name, case.type)
+        at = self._fail_open_at.setdefault(key, set())
+        before = bool(at)
+        if engaged:
+            at.add(provider)
+        else:
+            at.discard(provider)
+        if not at:
+            del self._fail_open_at[key]
+        if bool(at) != before:
+            self.bus.publish(FailOpenChanged(case, engaged))
 
     def on_decision(self, target: str, state: State) -> None:
         """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
@@ -324,7 +392,7 @@ class Agent:
             self._down_since.pop(target, None)
         votes = f" (votes: {self.cluster.describe_votes(target)})" if self.cluster else ""
         log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
-        self.reconciler.trigger()
+        self._trigger_all()
 
     def on_override(self, target: str) -> None:
         """This agent's own override of ``target`` changed: announce it and re-plan."""
@@ -354,10 +422,12 @@ class Agent:
             self.decision.effective.get(target, State.UNKNOWN),
             extra={"target": target},
         )
-        self.reconciler.trigger()
+        self._trigger_all()
 
-    def hold(self, change: Change) -> float:
-        """Cluster mode: seconds to wait before making ``change`` ourselves.
+    def hold(self, change: Change, provider: str | None = None) -> float:
+        """Cluster mode: seconds to wait before making ``change`` at ``provider``
+        (default: the first) ourselves; each provider's reconciler asks for its own
+        changes, so one provider's slow writes never hold another's.
 
         Of the agents that agree, the live one with the lowest node name writes at
         once; the others take over if the change still has not appeared, in name
@@ -405,7 +475,8 @@ class Agent:
             return 0.0
         now = time.monotonic()
         since = self._decided_at.setdefault(target, now)
-        planned = self.reconciler.planned_since(change)
+        reconciler = self.reconcilers.get(provider or "", self.reconciler)
+        planned = reconciler.planned_since(change)
         since = max(since, now if planned is None else planned)
         return rank * members.writer_grace - (now - since)
 
@@ -414,7 +485,7 @@ class Agent:
         may go now (a pass is triggered only if one was held)."""
         if self._stale_hold:
             self._stale_hold = False
-            self.reconciler.trigger()
+            self._trigger_all()
 
     def held(self) -> frozenset[str]:
         """The mass-withdrawal brake, read by the reconciler at each pass: the down
@@ -473,7 +544,25 @@ class Agent:
             admin_api: whether write endpoints are enabled (a token is set).
         """
         stage = self.decision
-        reconciler = self.reconciler
+        views = tuple(
+            ProviderView(
+                name=name,
+                names=len(r.specs),
+                converged=r.converged,
+                pending=r.pending,
+                fail_open=r.fail_open,
+                current=dict(r.current),
+                read_at=r.read_at,
+                read_failed=r.read_failed,
+                retries=r.retries,
+                passes=r.passes,
+                failed_passes=r.failed_passes,
+                unexpected_errors=r.unexpected_errors,
+                last_error=r.last_error,
+            )
+            for name, r in self.reconcilers.items()
+        )
+        dns = combine(views)
         stats = self.probe_stats
         cluster = self.cluster
         view = None
@@ -498,7 +587,7 @@ class Agent:
             started_at=self.started_at,
             config=self.config,
             config_path=str(self.options.config_path),
-            provider=self.options.provider,
+            provider=self.provider_names,
             probe_kind=self.probe_kind,
             dry_run=self.options.dry_run,
             names=tuple(self.publication.names),
@@ -510,17 +599,17 @@ class Agent:
             min_peers_agree=stage.min_peers_agree,
             overrides=dict(self.overrides.entries),
             peer_overrides={node: dict(held) for node, held in stage.peer_overrides.items()},
-            pending=reconciler.pending,
-            fail_open=reconciler.fail_open,
+            pending=dns.pending,
+            fail_open=dns.fail_open,
             brake=self.brake_state,
-            current=dict(reconciler.current),
-            read_at=reconciler.read_at,
-            converged=reconciler.converged,
-            retries=reconciler.retries,
-            passes=reconciler.passes,
-            failed_passes=reconciler.failed_passes,
-            unexpected_errors=reconciler.unexpected_errors,
-            last_error=reconciler.last_error,
+            current=dns.current,
+            read_at=dns.read_at,
+            converged=dns.converged,
+            retries=dns.retries,
+            passes=dns.passes,
+            failed_passes=dns.failed_passes,
+            unexpected_errors=dns.unexpected_errors,
+            last_error=dns.last_error,
             audit=tuple(self.audit.recent),
             dns_counts=dict(self.audit.counts),
             rtt_counts=tuple(stats.rtt_counts),
@@ -541,6 +630,7 @@ class Agent:
                 else None
             ),
             publication=self.publication,
+            dns_providers=views,
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
@@ -567,10 +657,15 @@ class Agent:
             results=self.checks.results,
             cluster=self.cluster,
             min_peers_agree=self.decision.min_peers_agree,
-            reconciler=self.reconciler,
-            provider=self.provider,
-            provider_name=self.options.provider,
-            first_name=self.publication.names[0],
+            dns=tuple(
+                DnsLane(
+                    name,
+                    self.providers[name],
+                    reconciler,
+                    reconciler.names[0] if reconciler.names else self.publication.names[0],
+                )
+                for name, reconciler in self.reconcilers.items()
+            ),
             brake=self.brake_state if self.config.brake_settings() is not None else None,
         )
 
@@ -653,20 +748,23 @@ class Agent:
             self.request_reload()
         try:
             async with asyncio.TaskGroup() as tg:
+                self._group = tg
                 tasks = [
                     tg.create_task(self.checks.run(), name="checks"),
-                    tg.create_task(self.reconciler.run(), name="reconciler"),
                     tg.create_task(self.heartbeat.run(), name="heartbeat"),
                 ]
+                for name, reconciler in self.reconcilers.items():
+                    self._start_reconciler(name, reconciler)
                 if self.cluster is not None:
                     tasks.append(tg.create_task(self.cluster.run(), name="cluster"))
                 if self.web is not None:
                     tasks.append(tg.create_task(self.web.run(), name="web"))
                 await self._stop.wait()
                 log.info("stopping")
-                for task in tasks:
+                for task in [*tasks, *self._reconciling.values()]:
                     task.cancel()
         finally:
+            self._group = None
             for sig in handlers:
                 loop.remove_signal_handler(sig)
             for pending in list(self._background):
@@ -681,7 +779,8 @@ class Agent:
                     if self.cluster is not None:
                         await self.cluster.stop()
                     await self.checks.close()
-                    await self.provider.close()
+                    for provider in self.providers.values():
+                        await provider.close()
                     await flush
                     await hooks
             flush.cancel()  # only if STOP_GRACE ran out first
@@ -689,12 +788,35 @@ class Agent:
             self.audit.close()
             log.info("stopped")
 
+    def _reconfigure(
+        self,
+        reconciler: Reconciler,
+        provider: Provider,
+        specs: tuple[NameSpec, ...],
+        section: DnsSection,
+    ) -> Awaitable[None]:
+        """Give a running reconciler its reloaded provider and names, between two of its
+        passes (the reconcilers are reconfigured side by side: one busy provider delays
+        only its own)."""
+        return _reconfigure_locked(
+            reconciler, provider, specs, section, self.config.resync_interval
+        )
+
+    def _start_reconciler(self, name: str, reconciler: Reconciler) -> None:
+        """Run ``reconciler`` as its own task of the running group: a provider that
+        fails, waits out a ``Retry-After`` or hangs never holds another's passes."""
+        if self._group is None:  # not running yet: run() starts it
+            return
+        self._reconciling[name] = self._group.create_task(
+            reconciler.run(), name=f"reconciler-{name}"
+        )
+
     def _notify_lifecycle(self, *, started: bool) -> None:
         self.bus.publish(
             Lifecycle(
                 started=started,
                 dry_run=self.options.dry_run,
-                provider=self.options.provider,
+                provider=self.provider_names,
                 targets=len(self.targets),
                 names=self.publication.names,
             )
@@ -713,7 +835,7 @@ class Agent:
                 os.getpid(),
                 len(self.targets),
                 _names_summary(self.publication),
-                self.options.provider,
+                self.provider_names,
                 " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
                 self.probe_kind,
                 c.interval,
@@ -748,7 +870,7 @@ class Agent:
             os.getpid(),
             len(self.targets),
             _names_summary(self.publication),
-            self.options.provider,
+            self.provider_names,
             " (DRY-RUN: no DNS change will be made)" if self.options.dry_run else "",
             len(c.checks),
             "per pool" if any(p.checks is not None for p in c.pools) else "per target",
@@ -836,7 +958,7 @@ class Agent:
     async def _swap(self, parts: Parts) -> None:
         """Switch to ``parts`` (built by the assembler) at once, then close the parts they
         replace. Nothing here can fail before the switch is complete."""
-        old, new, section = self.config, parts.config, parts.section
+        old, new = self.config, parts.config
         published = parts.publication
         old_targets = set(self.targets)
         new_targets = list(published.targets)
@@ -856,7 +978,7 @@ class Agent:
             self.targets[t] = TargetStatus()
         if added and self.cluster is not None:
             self.cluster.targets_added()
-        self.config, self.section, self.publication = new, section, published
+        self.config, self.sections, self.publication = new, dict(parts.sections), published
         self.notifier.reconfigure(new)
         self.heartbeat.reconfigure(new.heartbeat)
         self.hooks.reconfigure(new.hooks_dir, new.hook_timeout)
@@ -871,34 +993,56 @@ class Agent:
             log.warning("[Server] changed: restart goavail to apply it")
         engines_rebuilt = prepared.single and bool(prepared.fresh)
         retired = self.checks.commit(prepared, new_targets)
-        ttl, proxied = record_attributes(section)
-        old_provider, old_audit = self.provider, self.audit
+        old_providers, old_audit = dict(self.providers), self.audit
         if parts.audit is not old_audit:
             parts.audit.inherit(old_audit)
-        self.provider, self.audit = parts.provider, parts.audit
-        async with self.reconciler.lock:
-            self.reconciler.reconfigure(
-                provider=parts.provider,
-                names=published.names,
-                addresses=published.targets,
-                ttl=ttl,
-                proxied=proxied,
-                resync_interval=new.resync_interval,
-                specs=published.specs,
+        self.providers, self.audit = dict(parts.providers), parts.audit
+        kept = {n: r for n, r in self.reconcilers.items() if n in parts.providers}
+        dropped = {n: r for n, r in self.reconcilers.items() if n not in parts.providers}
+        fresh = {
+            name: self.make_reconciler(
+                name, provider, published.specs_for(name), parts.sections[name]
             )
+            for name, provider in parts.providers.items()
+            if name not in kept
+        }
+        self.reconcilers = {n: kept.get(n) or fresh[n] for n in parts.providers}
+        for name, reconciler in fresh.items():
+            self._start_reconciler(name, reconciler)
+        stopped = [self._reconciling.pop(n) for n in dropped if n in self._reconciling]
+        for task in stopped:
+            task.cancel()
+        await asyncio.gather(
+            *(
+                self._reconfigure(r, parts.providers[n], published.specs_for(n), parts.sections[n])
+                for n, r in kept.items()
+            )
+        )
         self.overrides.path = new.overrides_file
         self.overrides.replace(parts.overrides, source="file")
         await self.checks.close_checks(retired)
-        if old_provider is not parts.provider:
-            await old_provider.close()
+        if stopped:
+            await asyncio.wait(stopped)
+        for name, reconciler in dropped.items():
+            for case in reconciler.fail_open:
+                self.on_fail_open(case, False, name)
+        current = {id(provider) for provider in parts.providers.values()}
+        rebuilt = [n for n, p in old_providers.items() if id(p) not in current]
+        for name in rebuilt:
+            await old_providers[name].close()
         if old_audit is not parts.audit:
             old_audit.close()
+        changed = [
+            *(f"provider {n} rebuilt" for n in rebuilt if n in parts.providers),
+            *(f"provider {n} added" for n in fresh),
+            *(f"provider {n} removed" for n in dropped),
+        ]
         log.info(
             "configuration reloaded: %d targets (+%d -%d)%s%s%s",
             len(self.targets),
             len(added),
             len(removed),
-            "; provider rebuilt" if old_provider is not parts.provider else "",
+            "".join(f"; {c}" for c in changed),
             "; probe engine rebuilt" if engines_rebuilt else "",
             _checks_change(old, new, prepared),
         )
@@ -906,6 +1050,26 @@ class Agent:
             log.info("target %s added (unknown until probed)", t, extra={"target": t})
         for t in removed:
             log.info("target %s removed; its records are left alone", t, extra={"target": t})
+
+
+async def _reconfigure_locked(
+    reconciler: Reconciler,
+    provider: Provider,
+    specs: tuple[NameSpec, ...],
+    section: DnsSection,
+    resync_interval: float,
+) -> None:
+    ttl, proxied = record_attributes(section)
+    async with reconciler.lock:  # between two passes
+        reconciler.reconfigure(
+            provider=provider,
+            names=[spec.name for spec in specs],
+            addresses=[],
+            ttl=ttl,
+            proxied=proxied,
+            resync_interval=resync_interval,
+            specs=specs,
+        )
 
 
 def _names_summary(published: Publication, shown: int = 5) -> str:

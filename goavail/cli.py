@@ -7,7 +7,8 @@
 
 Without ``-p``, the provider is the one of the file's only provider section
 (``[Cloudflare]``, ``[Route53]``, ``[RFC2136]``, ``[Zonefile]``); with none or
-several, ``cloudflare`` (the Go original's default).
+several, ``cloudflare`` (the Go original's default). A top-level ``providers`` list
+publishes to several providers at once; ``-p`` then restricts the run to one of them.
 
 Exit codes: 0 success; 1 runtime failure (cannot open probe sockets, provider
 unreachable in ``plan``); 2 invalid configuration or usage.
@@ -41,6 +42,7 @@ from goavail.compose import (
     check_sections,
     compose,
     publication_of,
+    run_of,
 )
 from goavail.config import (
     DEFAULT_PROVIDER,
@@ -53,12 +55,12 @@ from goavail.config import (
 )
 from goavail.decision import Override, apply_override
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Plan
+from goavail.dns.model import FailOpen, Plan
 from goavail.dns.plan import plan_names
 from goavail.dns.providers.base import ProviderError
 from goavail.dns.registry import REGISTRY
 from goavail.errors import SetupError
-from goavail.health import Health
+from goavail.health import Health, State
 from goavail.judges import describe_judges, pool_checks, pools_of
 from goavail.logs import setup_logging
 from goavail.options import Options
@@ -139,7 +141,9 @@ def _load(
     except ConfigError as exc:
         raise _fail(str(exc), invalid) from None
     provider = choose_provider(config, None if dns_provider is None else dns_provider.value)
-    options = Options(config_file, dry_run, probe_type.value, provider)
+    options = Options(
+        config_file, dry_run, probe_type.value, provider, explicit_provider=dns_provider is not None
+    )
     try:
         check_loaded(config, options)
     except ConfigError as exc:
@@ -212,10 +216,18 @@ def validate(
         typer.echo(f"{config.overrides_file}: OK — {len(overrides)} override(s)")
     checks = f", checks {', '.join(c.id for c in config.checks)}" if config.checks else ""
     pools = f", {len(config.pools)} pool(s)" if config.pools else ""
+    if config.providers is None:
+        where = f"provider {options.provider}{_provider_origin(config, dns_provider)}"
+    else:
+        where = "providers " + ", ".join(
+            f"{name} ({_count(len(published.specs_for(name)), 'name')})"
+            for name in published.providers
+        )
+        if options.explicit_provider:
+            where += f" (-p restricts the file's providers {', '.join(config.providers)})"
     typer.echo(
         f"{config_file}: OK — {len(published.targets)} target(s), "
-        f"names {', '.join(published.names)}, provider {options.provider}"
-        f"{_provider_origin(config, dns_provider)}{pools}{checks}"
+        f"names {', '.join(published.names)}, {where}{pools}{checks}"
     )
     for line in _judging_lines(config, options, published):
         typer.echo(line)
@@ -247,6 +259,10 @@ def _judging_lines(config: Config, options: Options, published: Publication) -> 
                 + ", ".join(describe_judges(assignment, sections, target))
             )
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _provider_origin(config: Config, dns_provider: ProviderKind | None) -> str:
@@ -289,14 +305,38 @@ async def _probe(config: Config, options: Options, targets: list[str]) -> list[_
     ]
 
 
-async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Plan]:
-    published = publication_of(config, options)
-    audits = await _probe(config, options, list(published.targets))
-    provider = build_provider(config, options, AuditLog())
+class _ProviderFailed(Exception):
+    """``plan``: reading one provider failed (its name and the error)."""
+
+    def __init__(self, provider: str, error: ProviderError) -> None:
+        super().__init__(f"{provider}: {error}")
+
+
+async def _read_plan(
+    config: Config,
+    options: Options,
+    name: str,
+    published: Publication,
+    decisions: dict[str, State],
+    overridden: set[str],
+    held: frozenset[str],
+) -> Plan:
+    """One provider's plan: its records read, its names planned."""
+    specs = published.specs_for(name)
+    provider = build_provider(config, options, AuditLog(), name)
     try:
-        current = await provider.records_for(published.names)
+        current = await provider.records_for([spec.name for spec in specs])
+    except ProviderError as exc:
+        raise _ProviderFailed(name, exc) from exc
     finally:
         await provider.close()
+    return plan_names(specs, decisions, current, overridden=overridden, held=held)
+
+
+async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], dict[str, Plan]]:
+    """Probe, then each provider of the run read and planned (side by side)."""
+    published = publication_of(config, options)
+    audits = await _probe(config, options, list(published.targets))
     overrides = {t: e.mode for t, e in load_overrides(config.overrides_file).items()}
     decisions = {
         a.target: apply_override(a.health.state, overrides.get(a.target, Override.AUTO))
@@ -319,9 +359,14 @@ async def _run_plan(config: Config, options: Options) -> tuple[list[_Audit], Pla
                 f"brake: too many targets down at once; {len(held)} held in DNS: "
                 + ", ".join(sorted(held))
             )
-    return audits, plan_names(
-        published.specs, decisions, current, overridden=set(overrides), held=held
+    run = run_of(config, options)
+    plans = await asyncio.gather(
+        *(
+            _read_plan(config, options, name, published, decisions, set(overrides), held)
+            for name in run
+        )
     )
+    return audits, dict(zip(run, plans, strict=True))
 
 
 DETAILED_EXITCODE = "--detailed-exitcode"
@@ -368,21 +413,29 @@ def plan_command(
     invalid = 1 if detailed_exitcode else 2
     config, options = _load(config_file, dns_provider, probe_type=probe_type, invalid=invalid)
     try:
-        audits, result = asyncio.run(_run_plan(config, options))
+        audits, plans = asyncio.run(_run_plan(config, options))
     except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), invalid) from None
-    except (ProbeSetupError, ProviderError) as exc:
+    except (ProbeSetupError, ProviderError, _ProviderFailed) as exc:
         raise _fail(str(exc), 1) from None
     if as_json:
-        typer.echo(json.dumps(_plan_json(audits, result), indent=2))
+        typer.echo(json.dumps(_plan_json(audits, plans), indent=2))
     else:
-        typer.echo(_plan_table(audits, result))
-    if detailed_exitcode and result.changes:
+        typer.echo(_plan_table(audits, plans))
+    if detailed_exitcode and any(plan.changes for plan in plans.values()):
         raise typer.Exit(CHANGES_PENDING)
 
 
-def _plan_json(audits: list[_Audit], result: Plan) -> dict[str, Any]:
+def _fail_open(plans: dict[str, Plan]) -> list[FailOpen]:
+    """Fail-open cases of every provider's plan, each name and type once."""
+    return list({(f.name, f.type): f for plan in plans.values() for f in plan.fail_open}.values())
+
+
+def _plan_json(audits: list[_Audit], plans: dict[str, Plan]) -> dict[str, Any]:
+    """``{"providers": [name], "targets": [...], "changes": [... "provider"],
+    "fail_open": [...]}``."""
     return {
+        "providers": list(plans),
         "targets": [
             {
                 "address": a.target,
@@ -396,16 +449,18 @@ def _plan_json(audits: list[_Audit], result: Plan) -> dict[str, Any]:
         ],
         "changes": [
             {
+                "provider": provider,
                 "action": c.action,
                 "name": c.record.name,
                 "type": c.record.type,
                 "address": c.record.content,
                 "reason": c.reason,
             }
-            for c in result.changes
+            for provider, plan in plans.items()
+            for c in plan.changes
         ],
         "fail_open": [
-            {"name": f.name, "type": f.type, "kept": list(f.kept)} for f in result.fail_open
+            {"name": f.name, "type": f.type, "kept": list(f.kept)} for f in _fail_open(plans)
         ],
     }
 
@@ -417,7 +472,10 @@ def _table(rows: list[list[str]]) -> str:
     )
 
 
-def _plan_table(audits: list[_Audit], result: Plan) -> str:
+def _plan_table(audits: list[_Audit], plans: dict[str, Plan]) -> str:
+    """The targets (with a CHECKS column when pools choose their checks), then the
+    changes (with a PROVIDER column when there are several providers), then the
+    fail-open warnings."""
     # CHECKS only when pools choose their checks (targets judged by different ones)
     per_pool = len({a.checks for a in audits}) > 1
     targets = [
@@ -433,15 +491,23 @@ def _plan_table(audits: list[_Audit], result: Plan) -> str:
         for a in audits
     ]
     out = [_table(targets), ""]
-    if result.changes:
-        changes = [["ACTION", "NAME", "TYPE", "ADDRESS", "REASON"]] + [
-            [c.action, c.record.name, c.record.type, c.record.content, c.reason]
-            for c in result.changes
-        ]
-        out.append(_table(changes))
+    several = len(plans) > 1
+    rows = [
+        ([provider] if several else [])
+        + [c.action, c.record.name, c.record.type, c.record.content, c.reason]
+        for provider, plan in plans.items()
+        for c in plan.changes
+    ]
+    if rows:
+        head = (["PROVIDER"] if several else []) + ["ACTION", "NAME", "TYPE", "ADDRESS", "REASON"]
+        out.append(_table([head, *rows]))
+        if several:
+            out.extend(
+                f"{provider}: no changes" for provider, plan in plans.items() if not plan.changes
+            )
     else:
         out.append("No changes: DNS matches the targets' health.")
-    for f in result.fail_open:
+    for f in _fail_open(plans):
         out.append(
             f"WARNING: fail-open for {f.name} {f.type}: every configured address is down; "
             f"keeping {', '.join(f.kept)}"

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from goavail.agent import Agent, Loaded, Parts
+from goavail.agent import Agent, Loaded, Parts, ReconcilerFactory
 from goavail.checks.multi import CheckSet, check_problems
 from goavail.config import (
-    PROVIDERS,
     CheckSection,
     Config,
     ConfigError,
@@ -33,9 +34,13 @@ from goavail.config import (
     check_runtime,
     cluster_mode,
     load_config,
+    providers_in_use,
+    run_providers,
 )
 from goavail.decision import DecisionStage
 from goavail.dns.audit import AuditLog
+from goavail.dns.model import Change, FailOpen
+from goavail.dns.plan import NameSpec
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
 from goavail.dns.registry import build_provider as build_from_registry
@@ -50,6 +55,9 @@ from goavail.options import PROBE_KINDS, Options
 from goavail.overrides import Overrides, load_overrides
 from goavail.pools import Publication, publication
 from goavail.pools import problems as pool_problems
+
+if TYPE_CHECKING:
+    from goavail.cluster.service import Cluster
 
 log = logging.getLogger("goavail.agent")
 
@@ -66,15 +74,21 @@ def load_checked(options: Options) -> Config:
 
 
 def check_loaded(config: Config, options: Options) -> None:
-    """Check a loaded config against the command-line options (provider, probe type).
+    """Check a loaded config against the command-line options (providers, probe type).
 
     Raises:
         ConfigError: listing every problem found.
     """
-    problems = check_runtime(config, provider=options.provider, probe_type=options.probe_type)
-    if not problems:  # the provider's section exists
-        section = config.section_for(options.provider)
-        problems += pool_problems(config, section, PROVIDERS[options.provider][0])
+    problems = check_runtime(
+        config,
+        provider=options.provider,
+        probe_type=options.probe_type,
+        explicit=options.explicit_provider,
+    )
+    if not problems:  # the providers' sections exist
+        problems += pool_problems(
+            config, providers_in_use(config, options.provider), run_of(config, options)
+        )
         problems += assignment_of(config, options).problems
     problems += check_problems(config.checks)
     hooks_problem = hooks_dir_problem(config.hooks_dir)
@@ -82,6 +96,20 @@ def check_loaded(config: Config, options: Options) -> None:
         problems.append(hooks_problem)
     if problems:
         raise ConfigError(problems, options.config_path)
+
+
+def run_of(config: Config, options: Options) -> tuple[str, ...]:
+    """The providers a run publishes to (see :func:`goavail.config.run_providers`)."""
+    return run_providers(config, options.provider, explicit=options.explicit_provider)
+
+
+def sections_of(config: Config, options: Options) -> dict[str, DnsSection]:
+    """Provider name -> its section, for every provider of the run, in the run's order.
+
+    Raises:
+        ConfigError: a section is missing.
+    """
+    return {name: config.section_for(name) for name in run_of(config, options)}
 
 
 def single_check(config: Config, options: Options) -> CheckSection:
@@ -141,25 +169,59 @@ def assignment_of(
 
 
 def publication_of(config: Config, options: Options) -> Publication:
-    """What a run with ``--dns-provider`` publishes (see :mod:`goavail.pools`).
+    """What a run publishes, per provider (see :mod:`goavail.pools`).
 
     Raises:
-        ConfigError: the provider's section is missing.
+        ConfigError: a provider's section is missing.
     """
-    section = config.section_for(options.provider)
-    return publication(config, section, PROVIDERS[options.provider][0])
+    return publication(config, list(sections_of(config, options)))
 
 
-def build_provider(config: Config, options: Options, audit: AuditLog) -> Provider:
-    """The DNS provider chosen by ``--dns-provider`` (see :mod:`goavail.dns.registry`).
+def build_provider(
+    config: Config, options: Options, audit: AuditLog, name: str | None = None
+) -> Provider:
+    """The DNS provider ``name`` (default: ``--dns-provider``'s), see
+    :mod:`goavail.dns.registry`.
 
     Raises:
         ConfigError: its section is missing.
         SetupError: the provider cannot be set up (credentials missing, AWS
             configuration unusable, ...).
     """
-    section = config.section_for(options.provider)
-    return build_from_registry(options.provider, section, dry_run=options.dry_run, audit=audit)
+    name = options.provider if name is None else name
+    section = config.section_for(name)
+    return build_from_registry(name, section, dry_run=options.dry_run, audit=audit)
+
+
+async def build_providers(
+    config: Config,
+    options: Options,
+    audit: AuditLog,
+    running: Mapping[str, tuple[DnsSection, Provider]] | None = None,
+) -> dict[str, Provider]:
+    """Every provider of the run, in its order: a running one (``running``: name ->
+    its section and provider) is reused when its section's settings are unchanged.
+
+    Raises:
+        ConfigError, SetupError: as :func:`build_provider`; the providers built so far
+            are closed first (the running ones are left alone).
+    """
+    reusable = running or {}
+    built: dict[str, Provider] = {}
+    try:
+        for name, section in sections_of(config, options).items():
+            old = reusable.get(name)
+            if old is not None and _provider_settings(section) == _provider_settings(old[0]):
+                built[name] = old[1]
+            else:
+                built[name] = build_provider(config, options, audit, name)
+    except BaseException:
+        mine = {id(provider) for _, provider in reusable.values()}
+        for provider in built.values():
+            if id(provider) not in mine:
+                await provider.close()
+        raise
+    return built
 
 
 def default_node_name(members: Members | None) -> str:
@@ -224,33 +286,73 @@ class Assembler:
                 part built so far is closed first, the running ones are untouched.
         """
         new, old = loaded.config, running.config
-        section = new.section_for(self.options.provider)
-        provider, audit = running.provider, running.audit
+        sections = sections_of(new, self.options)
+        providers, audit = dict(running.providers), running.audit
+        mine = {id(p) for p in running.providers.values()}
         try:
             if new.audit_file != old.audit_file:
                 audit = AuditLog(new.audit_file, on_record=running.audit.on_record)
-            provider_changed = _provider_settings(section) != _provider_settings(running.section)
-            if provider_changed or audit is not running.audit:
-                provider = build_provider(new, self.options, audit)
-            sections, single = check_sections(new, self.options)
-            published = publication_of(new, self.options)
+            reuse = (
+                {n: (running.sections[n], p) for n, p in running.providers.items()}
+                if audit is running.audit
+                else {}
+            )
+            providers = await build_providers(new, self.options, audit, reuse)
+            sections_checks, single = check_sections(new, self.options)
+            published = publication(new, list(sections))
             assignment = assignment_of(new, self.options, published)
-            prepared = await checks.prepare(sections, single=single, assignment=assignment)
+            prepared = await checks.prepare(sections_checks, single=single, assignment=assignment)
         except BaseException:
-            if provider is not running.provider:
-                await provider.close()
+            for provider in providers.values():
+                if id(provider) not in mine:
+                    await provider.close()
             if audit is not running.audit:
                 audit.close()
             raise
         return Parts(
             config=new,
-            section=section,
+            sections=sections,
             publication=published,
             audit=audit,
-            provider=provider,
+            providers=providers,
             overrides=loaded.overrides,
             checks=prepared,
         )
+
+
+def reconciler_factory(agent: Agent, cluster: Cluster | None) -> ReconcilerFactory:
+    """How the agent gets one :class:`Reconciler` per provider (at start-up and for a
+    provider a reload adds): tied to the agent's decisions, its writer policy (cluster
+    mode), the brake and its fail-open events, all per provider."""
+    decision = agent.decision
+
+    def make(
+        name: str, provider: Provider, specs: tuple[NameSpec, ...], section: DnsSection
+    ) -> Reconciler:
+        ttl, proxied = record_attributes(section)
+
+        def hold(change: Change) -> float:
+            return agent.hold(change, name)
+
+        def on_fail_open(case: FailOpen, engaged: bool) -> None:
+            agent.on_fail_open(case, engaged, name)
+
+        return Reconciler(
+            provider,
+            names=[spec.name for spec in specs],
+            addresses=[],
+            decisions=decision.effective,
+            overridden=decision.forced,
+            ttl=ttl,
+            proxied=proxied,
+            resync_interval=agent.config.resync_interval,
+            hold=hold if cluster is not None else None,
+            on_fail_open=on_fail_open,
+            specs=specs,
+            held=agent.held,
+        )
+
+    return make
 
 
 def compose(config: Config, options: Options) -> Agent:
@@ -265,10 +367,11 @@ def compose(config: Config, options: Options) -> Agent:
         agent.run()``.
 
     Raises:
-        ConfigError: the provider's section is missing, or the overrides file is invalid.
-        SetupError: the provider cannot be set up (credentials missing, ...).
+        ConfigError: a provider's section is missing, or the overrides file is invalid.
+        SetupError: a provider cannot be set up (credentials missing, ...); the ones
+            built before it are closed.
     """
-    section = config.section_for(options.provider)
+    sections = sections_of(config, options)
     members = config.members if cluster_mode(config.members) else None
     node = config.node_name or default_node_name(members)
     decision = DecisionStage(members.min_peers_agree if members else 0)
@@ -282,8 +385,8 @@ def compose(config: Config, options: Options) -> Agent:
     agent = Agent(
         config=config,
         options=options,
-        section=section,
-        publication=publication_of(config, options),
+        sections=sections,
+        publication=publication(config, list(sections)),
         node=node,
         decision=decision,
         notifier=notifier,
@@ -308,25 +411,21 @@ def compose(config: Config, options: Options) -> Agent:
             on_caught_up=agent.on_caught_up,
         )
     audit = AuditLog(config.audit_file, on_record=agent.on_audit_record)
-    provider = build_provider(config, options, audit)
-    sections, single = check_sections(config, options)
-    ttl, proxied = record_attributes(section)
-    reconciler = Reconciler(
-        provider,
-        names=agent.publication.names,
-        addresses=agent.publication.targets,
-        decisions=decision.effective,
-        overridden=decision.forced,
-        ttl=ttl,
-        proxied=proxied,
-        resync_interval=config.resync_interval,
-        hold=agent.hold if cluster is not None else None,
-        on_fail_open=agent.on_fail_open,
-        specs=agent.publication.specs,
-        held=agent.held,
-    )
+    try:
+        # a failure here ends the process (exit 2): the providers built before the one
+        # that failed hold no connection yet (their clients connect on first use)
+        providers = {name: build_provider(config, options, audit, name) for name in sections}
+    except BaseException:
+        audit.close()
+        raise
+    check_list, single = check_sections(config, options)
+    make_reconciler = reconciler_factory(agent, cluster)
+    reconcilers = {
+        name: make_reconciler(name, provider, agent.publication.specs_for(name), sections[name])
+        for name, provider in providers.items()
+    }
     checks = CheckSet(
-        sections,
+        check_list,
         list(agent.targets),
         agent.on_checks_verdict,
         single=single,
@@ -338,9 +437,10 @@ def compose(config: Config, options: Options) -> Agent:
     )
     agent.attach(
         audit=audit,
-        provider=provider,
+        providers=providers,
         cluster=cluster,
-        reconciler=reconciler,
+        reconcilers=reconcilers,
+        make_reconciler=make_reconciler,
         checks=checks,
         overrides=table,
         file_overrides=load_overrides(config.overrides_file),
@@ -356,11 +456,15 @@ __all__ = [
     "Assembler",
     "assignment_of",
     "build_provider",
+    "build_providers",
     "check_loaded",
     "check_sections",
     "compose",
     "default_node_name",
     "load_checked",
     "publication_of",
+    "reconciler_factory",
+    "run_of",
+    "sections_of",
     "single_check",
 ]

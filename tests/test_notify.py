@@ -111,7 +111,7 @@ async def test_chat_payload(client: httpx.AsyncClient, sink_type: SinkType) -> N
     assert request.headers["Content-Type"] == "application/json"
     assert request.json == {
         "text": "[goavail agent-1] DNS (DRY-RUN): would remove www.example.test A 192.0.2.7 "
-        "(target 192.0.2.7 down)",
+        "at memory (target 192.0.2.7 down)",
         "channel": "#ops",
         "username": "goavail-bot",
     }
@@ -128,7 +128,7 @@ async def test_webhook_payload(client: httpx.AsyncClient) -> None:
     assert request.json == {
         "agent": "agent-1",
         "version": "1.0",
-        "text": "[goavail agent-1] DNS: removed www.example.test A 192.0.2.7 "
+        "text": "[goavail agent-1] DNS: removed www.example.test A 192.0.2.7 at memory "
         "(target 192.0.2.7 down)",
         "dropped": 0,
         "events": [
@@ -375,14 +375,14 @@ async def test_dns_changes_through_the_audit_log(tmp_path: Path, dry_run: bool) 
     if dry_run:
         assert texts == [
             "[goavail a1] 2 events:\n"
-            f"• DNS (DRY-RUN): would remove {WWW} A {A1} (target {A1} down)\n"
-            f"• DNS (DRY-RUN): would add {WWW} A {A2} (target {A2} up)"
+            f"• DNS (DRY-RUN): would remove {WWW} A {A1} at memory (target {A1} down)\n"
+            f"• DNS (DRY-RUN): would add {WWW} A {A2} at memory (target {A2} up)"
         ]
     else:
         assert texts == [
             "[goavail a1] 2 events:\n"
-            f"• DNS: removed {WWW} A {A1} (target {A1} down)\n"
-            f"• DNS: added {WWW} A {A2} (target {A2} up)"
+            f"• DNS: removed {WWW} A {A1} at memory (target {A1} down)\n"
+            f"• DNS: added {WWW} A {A2} at memory (target {A2} up)"
         ]
 
 

@@ -211,7 +211,7 @@ async def test_own_dns_read_is_cached(served: Served) -> None:
     agent = served.agent
     # a provider the reconciler does not use: its reads cannot stand in for the check's
     other = MemoryProvider(dry_run=False, audit=AuditLog())
-    agent.provider = other
+    agent.providers["zonefile"] = other
     bodies = [(await get_json(served.base + "/_health"))[1] for _ in range(3)]
     assert other.calls == ["list www.example.test"]  # one read for three health checks
     comments = [{p["name"]: p for p in b["probes"]}["dns"]["comment"] for b in bodies]
@@ -219,8 +219,9 @@ async def test_own_dns_read_is_cached(served: Served) -> None:
     assert all("(cached" in c for c in comments[1:])
     other.fail_next(1, on="list")  # cached: the failure is not seen for up to 30 s
     assert (await get_json(served.base + "/_health"))[0] == 200
-    agent.provider = MemoryProvider(dry_run=False, audit=AuditLog())  # a new provider: no cache
-    agent.provider.fail_next(1, on="list", message="HTTP 503")
+    fresh = MemoryProvider(dry_run=False, audit=AuditLog())  # a new provider: no cache
+    agent.providers["zonefile"] = fresh
+    fresh.fail_next(1, on="list", message="HTTP 503")
     status, body = await get_json(served.base + "/_health")
     assert status == 503
     assert {p["name"]: p for p in body["probes"]}["dns"]["error"] == (

@@ -22,6 +22,7 @@ Shape (TOML key -> Python attribute, and the module of each subject)::
     [[pools]]    -> Config.pools       (list of PoolSection)               (pools)
     [[names]]    -> Config.names       (list of NameSection)               (pools)
     [Brake]      -> Config.brake       (BrakeSection)                      (pools)
+    providers                          -> Config.providers (provider names)  (model)
 
 Durations, ranges, names and addresses are in :mod:`goavail.config.values`; reading
 the file in :mod:`goavail.config.load`. Durations are float seconds. Validation
@@ -45,6 +46,8 @@ from goavail.config.model import (
     check_runtime,
     choose_provider,
     provider_sections,
+    providers_in_use,
+    run_providers,
 )
 from goavail.config.notifications import HeartbeatSection, NotificationSection
 from goavail.config.pools import BrakeSection, NameSection, PoolSection
@@ -93,6 +96,8 @@ __all__ = [
     "load_config",
     "parse_duration",
     "provider_sections",
+    "providers_in_use",
     "qualify",
+    "run_providers",
     "split_host_port",
 ]

@@ -84,6 +84,10 @@ class Config(BaseModel):
             ``[Cloudflare]``, ``[Route53]``, ``[Zonefile]`` and ``[RFC2136]``
             sections, or None.
         server: the ``[Server]`` section (defaults when absent).
+        providers: the top-level ``providers`` list: the provider sections a run
+            publishes to at once (registry names, e.g. ``["cloudflare", "route53"]``),
+            or None: the one provider of ``--dns-provider`` (see
+            :func:`run_providers`).
     """
 
     model_config = _MODEL_CONFIG
@@ -145,6 +149,8 @@ class Config(BaseModel):
     pools: list[PoolSection] = Field(default_factory=list)
     names: list[NameSection] = Field(default_factory=list)
     brake: BrakeSection | None = Field(default=None, alias="Brake")
+    # several providers at once (goavail/pools.py, run_providers below)
+    providers: list[str] | None = None
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -290,6 +296,40 @@ class Config(BaseModel):
                     continue
                 problems.append((("pools", i, "checks", j), message))
         return problems
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, value: list[str] | None) -> list[str] | None:
+        """``providers``: not empty, known provider names, each once."""
+        if value is None:
+            return value
+        if not value:
+            raise ValueError(
+                "must name at least one provider (or leave it out: the one of --dns-provider)"
+            )
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        for i, name in enumerate(value):
+            first = value.index(name)
+            if first != i:
+                problems.append(((i,), f"{name!r} is listed twice (also providers[{first}])"))
+            elif name not in PROVIDERS:
+                known = ", ".join(sorted(PROVIDERS))
+                problems.append(((i,), f"unknown DNS provider {name!r} (expected one of: {known})"))
+        if problems:
+            raise _Problems(problems)
+        return value
+
+    @model_validator(mode="after")
+    def _providers_have_sections(self) -> Config:
+        """Each provider of ``providers`` has its section in the file."""
+        problems: list[tuple[tuple[str | int, ...], str]] = [
+            (("providers", i), f"{name!r} needs its [{PROVIDERS[name][0]}] section in this file")
+            for i, name in enumerate(self.providers or ())
+            if getattr(self, name) is None
+        ]
+        if problems:
+            raise _Problems(problems)
+        return self
 
     def brake_settings(self) -> BrakeSection | None:
         """The brake in force: ``[Brake]`` when present; else, for files that use
@@ -440,6 +480,31 @@ def choose_provider(config: Config, requested: str | None) -> str:
     return present[0] if len(present) == 1 else DEFAULT_PROVIDER
 
 
+def run_providers(config: Config, provider: str, *, explicit: bool) -> tuple[str, ...]:
+    """The providers a run publishes to, each reconciled on its own.
+
+    Args:
+        config: a validated configuration.
+        provider: the ``--dns-provider`` value, or the one :func:`choose_provider` chose.
+        explicit: whether ``--dns-provider`` was given on the command line.
+
+    Returns:
+        Without a top-level ``providers`` list: ``(provider,)``, the one provider of
+        today. With one: the list, unless ``--dns-provider`` was given, which restricts
+        the run to that one provider (it must be in the list; :func:`check_runtime`
+        says so).
+    """
+    if config.providers is None or explicit:
+        return (provider,)
+    return tuple(config.providers)
+
+
+def providers_in_use(config: Config, provider: str) -> tuple[str, ...]:
+    """The providers whose zones the file's ``[[names]]`` are checked against: the
+    ``providers`` list, else ``(provider,)`` (``--dns-provider``'s, explicit or chosen)."""
+    return (provider,) if config.providers is None else tuple(config.providers)
+
+
 def _section_problem(config: Config, provider: str) -> str | None:
     if provider not in PROVIDERS:
         names = ", ".join(sorted(PROVIDERS))
@@ -457,19 +522,33 @@ def _section_problem(config: Config, provider: str) -> str | None:
     return f"{problem}; the file has {sections}: use {options}"
 
 
-def check_runtime(config: Config, *, provider: str, probe_type: str) -> list[str]:
+def check_runtime(
+    config: Config, *, provider: str, probe_type: str, explicit: bool = False
+) -> list[str]:
     """Problems that depend on command-line flags as well as on the file.
 
     Args:
         config: a validated configuration.
-        provider: the ``--dns-provider`` value.
+        provider: the ``--dns-provider`` value (or the one :func:`choose_provider` chose).
         probe_type: the ``--type`` value (``"icmp"``, ``"tcp"``, ...).
+        explicit: whether ``--dns-provider`` was given on the command line; with a
+            ``providers`` list it must then name one of the list (the run is restricted
+            to it, see :func:`run_providers`), and without one its section must exist.
 
     Returns:
         Problem lines in the :class:`ConfigError` format; empty when all is well.
     """
     problems: list[str] = []
-    section_problem = _section_problem(config, provider)
+    if config.providers is not None:
+        if explicit and provider not in config.providers:
+            listed = ", ".join(config.providers)
+            problems.append(
+                f"providers: --dns-provider {provider} is not in the list ({listed}): "
+                "with a providers list, --dns-provider restricts the run to one of them"
+            )
+        section_problem = None
+    else:
+        section_problem = _section_problem(config, provider)
     if section_problem is not None:
         problems.append(section_problem)
     if probe_type == "tcp" and config.port is None and not config.checks:

@@ -111,6 +111,9 @@ class NameSection(BaseModel):
             (see :mod:`goavail.dns.plan`). At least one; each once.
         ttl: TTL in seconds of this name's records, or None (the pool's, else the
             provider section's).
+        providers: the providers this name is published to (registry names, each
+            once, each one in use and holding the name in its zones), or None: every
+            provider in use whose zones hold it (see :func:`goavail.pools.publication`).
     """
 
     model_config = _MODEL_CONFIG
@@ -118,6 +121,7 @@ class NameSection(BaseModel):
     name: Annotated[str, AfterValidator(_check_fqdn)]
     pools: list[Annotated[str, AfterValidator(_check_label)]] = Field(min_length=1)
     ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
+    providers: list[str] | None = Field(default=None, min_length=1)
 
     @field_validator("pools")
     @classmethod
@@ -126,6 +130,20 @@ class NameSection(BaseModel):
             ((i,), f"{pool!r} is listed twice (also at pools[{value.index(pool)}])")
             for i, pool in enumerate(value)
             if value.index(pool) != i
+        ]
+        if problems:
+            raise _Problems(problems)
+        return value
+
+    @field_validator("providers")
+    @classmethod
+    def _each_provider_once(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return value
+        problems: list[tuple[tuple[str | int, ...], str]] = [
+            ((i,), f"{name!r} is listed twice (also at providers[{value.index(name)}])")
+            for i, name in enumerate(value)
+            if value.index(name) != i
         ]
         if problems:
             raise _Problems(problems)

@@ -324,7 +324,8 @@ class Reconciler:
         admitted, waiting = admissible(current, ready, self.addresses)
         if waiting:
             log.info(
-                "holding %d delete(s) until their name keeps another record: %s",
+                "%s: holding %d delete(s) until their name keeps another record: %s",
+                self.provider.name,
                 len(waiting),
                 ", ".join(f"{c.record.name} {c.record.content}" for c in waiting),
             )
@@ -333,13 +334,20 @@ class Reconciler:
                 # (a bug); look again at the next resync rather than never.
                 self._hold = self.resync_interval
         if held:
-            log.debug("holding %d change(s) for the designated writer", len(held))
+            log.debug(
+                "%s: holding %d change(s) for the designated writer", self.provider.name, len(held)
+            )
         all_held = set(map(id, held)) | set(map(id, waiting))
         return admitted, tuple(c for c in changes if id(c) in all_held)
 
     def _succeeded(self) -> bool:
         if self.retries:
-            log.info("DNS converged after %d failed passes", self.retries)
+            log.info(
+                "%s: DNS converged after %d failed passes",
+                self.provider.name,
+                self.retries,
+                extra={"provider": self.provider.name},
+            )
         self.converged = self._hold is None
         self.retries = 0
         self.last_error = None
@@ -353,10 +361,12 @@ class Reconciler:
         self._transient = transient
         log.log(
             logging.WARNING if transient else logging.ERROR,
-            "DNS not converged (%s error, retry %d with backoff): %s",
+            "%s: DNS not converged (%s error, retry %d with backoff): %s",
+            self.provider.name,
             "transient" if transient else "permanent",
             self.retries,
             message,
+            extra={"provider": self.provider.name},
         )
         return False
 
@@ -366,16 +376,18 @@ class Reconciler:
         for case in cases:
             if (case.name, case.type) not in old:
                 log.warning(
-                    "FAIL-OPEN engaged for %s %s: every configured address is down; "
+                    "%s: FAIL-OPEN engaged for %s %s: every configured address is down; "
                     "keeping all of them in DNS (%s) rather than emptying the name",
+                    self.provider.name,
                     case.name,
                     case.type,
                     ", ".join(case.kept),
+                    extra={"provider": self.provider.name},
                 )
                 if self.on_fail_open is not None:
                     self.on_fail_open(case, True)
         for key in sorted(old.keys() - new):
-            log.warning("fail-open released for %s %s", *key)
+            log.warning("%s: fail-open released for %s %s", self.provider.name, *key)
             if self.on_fail_open is not None:
                 self.on_fail_open(old[key], False)
         self.fail_open = cases

@@ -199,13 +199,15 @@ _VERBS = {
 
 
 def describe(event: Event) -> str:
-    """One line of text for ``event``; dry-run changes say "would add"/"would remove"."""
+    """One line of text for ``event``; dry-run changes say "would add"/"would remove", and
+    name their provider ("... A 192.0.2.7 at route53 (target 192.0.2.7 down)")."""
     f = event.fields
     if event.kind == "dns_change":
         dry = bool(f["dry_run"])
         verb = _VERBS[(f["action"], dry)]
         tag = "DNS (DRY-RUN)" if dry else "DNS"
-        return f"{tag}: {verb} {f['name']} {f['type']} {f['target']} ({f['reason']})"
+        at = f" at {f['provider']}" if f.get("provider") else ""
+        return f"{tag}: {verb} {f['name']} {f['type']} {f['target']}{at} ({f['reason']})"
     if event.kind == "fail_open_engaged":
         return (
             f"FAIL-OPEN engaged for {f['name']} {f['type']}: every configured address is down; "

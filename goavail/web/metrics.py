@@ -16,7 +16,7 @@ from __future__ import annotations
 import platform
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,7 @@ from goavail.cluster.service import CLUSTER_REJECT_REASONS
 from goavail.cluster.wire import REJECT_REASONS
 from goavail.health import State
 from goavail.stats import RTT_BUCKETS
-from goavail.web.snapshot import Snapshot
+from goavail.web.snapshot import ProviderView, Snapshot
 from goavail.web.status import override_in_force, quorum_met
 
 if TYPE_CHECKING:
@@ -163,44 +163,66 @@ def _dns(snap: Snapshot) -> Iterator[Metric]:
         labels=["provider", "action", "result", "dry_run"],
     )
     counts = dict(snap.dns_counts)
-    for action in ("create", "delete"):  # the usual series exist from the start
-        outcome = "planned" if snap.dry_run else "applied"
-        counts.setdefault((snap.provider, action, outcome, snap.dry_run), 0)
+    views = snap.dns_providers
+    for view in views:  # the usual series exist from the start
+        for action in ("create", "delete"):
+            outcome = "planned" if snap.dry_run else "applied"
+            counts.setdefault((view.name, action, outcome, snap.dry_run), 0)
     for (provider, action, outcome, dry_run), count in sorted(counts.items()):
         changes.add_metric([provider, action, outcome, _bool(dry_run)], count)
     yield changes
-    pending = GaugeMetricFamily(
-        "goavail_dns_pending_changes", "Changes of the last plan not applied yet."
-    )
-    pending.add_metric([], len(snap.pending))
-    yield pending
-    converged = GaugeMetricFamily(
-        "goavail_dns_converged", "1 when the last reconcile pass left DNS matching the plan."
-    )
-    converged.add_metric([], 1.0 if snap.converged else 0.0)
-    yield converged
-    passes = CounterMetricFamily("goavail_reconcile_passes", "Reconcile passes run.")
-    passes.add_metric([], snap.passes)
-    yield passes
-    failed = CounterMetricFamily(
-        "goavail_reconcile_failed_passes",
-        "Reconcile passes that failed (each is retried with backoff).",
-    )
-    failed.add_metric([], snap.failed_passes)
-    yield failed
-    unexpected = CounterMetricFamily(
-        "goavail_reconcile_unexpected_errors",
-        "Exceptions in reconcile passes that are not provider errors (a provider's answer "
-        "nobody foresaw, a bug); each failed its pass and was retried with backoff.",
-    )
-    unexpected.add_metric([], snap.unexpected_errors)
-    yield unexpected
-    retries = GaugeMetricFamily(
-        "goavail_reconcile_retries",
-        "Consecutive failed reconcile passes right now (0 once DNS converged).",
-    )
-    retries.add_metric([], snap.retries)
-    yield retries
+    per_provider: list[
+        tuple[
+            str,
+            str,
+            Callable[[ProviderView], float],
+            type[GaugeMetricFamily] | type[CounterMetricFamily],
+        ]
+    ] = [
+        (
+            "goavail_dns_pending_changes",
+            "Changes of the last plan not applied yet, by provider.",
+            lambda v: len(v.pending),
+            GaugeMetricFamily,
+        ),
+        (
+            "goavail_dns_converged",
+            "1 when the provider's last reconcile pass left DNS matching the plan.",
+            lambda v: 1.0 if v.converged else 0.0,
+            GaugeMetricFamily,
+        ),
+        (
+            "goavail_reconcile_passes",
+            "Reconcile passes run, by provider.",
+            lambda v: v.passes,
+            CounterMetricFamily,
+        ),
+        (
+            "goavail_reconcile_failed_passes",
+            "Reconcile passes that failed, by provider (each is retried with backoff).",
+            lambda v: v.failed_passes,
+            CounterMetricFamily,
+        ),
+        (
+            "goavail_reconcile_unexpected_errors",
+            "Exceptions in reconcile passes that are not provider errors (a provider's "
+            "answer nobody foresaw, a bug), by provider; each failed its pass and was "
+            "retried with backoff.",
+            lambda v: v.unexpected_errors,
+            CounterMetricFamily,
+        ),
+        (
+            "goavail_reconcile_retries",
+            "Consecutive failed reconcile passes right now, by provider (0 once DNS converged).",
+            lambda v: v.retries,
+            GaugeMetricFamily,
+        ),
+    ]
+    for name, documentation, read, kind in per_provider:
+        family = kind(name, documentation, labels=["provider"])
+        for view in views:
+            family.add_metric([view.name], read(view))
+        yield family
     fail_open = GaugeMetricFamily(
         "goavail_fail_open",
         "1 for each name and record type where fail-open keeps every address.",

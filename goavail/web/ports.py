@@ -29,6 +29,23 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class DnsLane:
+    """One provider of the run, as ``/_health``'s ``dns`` probe reads it.
+
+    Attributes:
+        name: its registry name (``cloudflare``, ``route53``, ...).
+        provider: the provider (the probe may read it once).
+        reconciler: its reconciler (live object: read only).
+        first_name: the first name it publishes (what the probe reads).
+    """
+
+    name: str
+    provider: Provider
+    reconciler: Reconciler
+    first_name: str
+
+
+@dataclass(frozen=True, slots=True)
 class HealthView:
     """What ``/_health`` (:mod:`goavail.web.selfcheck`) reads, taken at one instant.
 
@@ -44,10 +61,7 @@ class HealthView:
             :attr:`goavail.checks.multi.CheckSet.results`).
         cluster: the cluster service in cluster mode, else None (live object: read only).
         min_peers_agree: peers whose vote a decision needs.
-        reconciler: the running reconciler (live object: read only).
-        provider: the provider in use (the ``dns`` probe may read it once).
-        provider_name: its registry name (``cloudflare``, ``route53``, ...).
-        first_name: the first managed name (what the ``dns`` probe reads).
+        dns: every provider of the run with its reconciler, in the run's order.
         brake: what the mass-withdrawal brake holds, or None when there is no brake.
     """
 
@@ -58,10 +72,7 @@ class HealthView:
     results: int
     cluster: Cluster | None
     min_peers_agree: int
-    reconciler: Reconciler
-    provider: Provider
-    provider_name: str
-    first_name: str
+    dns: tuple[DnsLane, ...]
     brake: BrakeResult | None = None
 
 

@@ -27,7 +27,9 @@ goavail's probes of itself:
   otherwise one read of the first managed name is made, with a 3-second timeout,
   and its result is cached for 30 seconds (:class:`DnsCheck`), so health checks
   never hammer the DNS API. Also unhealthy after :data:`DNS_FAILED_PASSES` failed
-  reconcile passes in a row (writes failing while reads work).
+  reconcile passes in a row (writes failing while reads work). With several providers
+  (top-level ``providers``) each is checked so, side by side; ``dns`` is healthy when
+  every one is, and its comment and error name each provider.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from goavail.dns.providers.base import Provider, ProviderError
 from goavail.logs import REDACTOR
 
 if TYPE_CHECKING:
-    from goavail.web.ports import HealthView
+    from goavail.web.ports import DnsLane, HealthView
 
 ROUNDS = 3
 """A probing round older than this many intervals makes ``probes`` unhealthy."""
@@ -133,19 +135,50 @@ class RoundWatch:
 
 
 class DnsCheck:
-    """The ``dns`` probe, with its 30-second cache and one read in flight at most."""
+    """The ``dns`` probe, with a 30-second cache and one read in flight at most, per
+    provider. With several providers it is healthy when every provider is; its comment
+    and error name each provider (the reads run side by side, so one provider that
+    hangs costs the probe at most :data:`DNS_TIMEOUT`)."""
 
     def __init__(self) -> None:
-        self._cached: tuple[float, Provider, ProbeCheck] | None = None
-        self._inflight: asyncio.Task[ProbeCheck] | None = None
+        self._cached: dict[str, tuple[float, Provider, ProbeCheck]] = {}
+        self._inflight: dict[str, asyncio.Task[ProbeCheck]] = {}
 
     async def check(self, view: HealthView) -> ProbeCheck:
-        """The ``dns`` probe (may read ``view.provider`` once; never raises)."""
+        """The ``dns`` probe (may read each provider once; never raises)."""
         started = time.perf_counter_ns()
-        reconciler, provider = view.reconciler, view.provider
+        lanes = view.dns
+        results = await asyncio.gather(*(self._lane(lane) for lane in lanes))
+        if len(results) == 1:
+            result = results[0]
+        else:
+            healthy = all(r.healthy for r in results)
+            result = ProbeCheck(
+                "dns",
+                healthy,
+                "; ".join(r.comment for r in results) if healthy else "error",
+                None if healthy else "; ".join(r.error or "" for r in results if not r.healthy),
+            )
+        if result.duration == 0 or len(results) != 1:
+            result = ProbeCheck(
+                result.name,
+                result.healthy,
+                result.comment,
+                result.error,
+                time.perf_counter_ns() - started,
+            )
+        return result
+
+    async def _lane(self, lane: DnsLane) -> ProbeCheck:
+        """One provider's part of the probe."""
+        started = time.perf_counter_ns()
+        reconciler, provider, kind = lane.reconciler, lane.provider, lane.name
         now = time.monotonic()
+        cached = self._cached.get(kind)
         if reconciler.read_failed and reconciler.provider is provider:
-            result = ProbeCheck("dns", False, "error", f"reconciler: {reconciler.last_error}")
+            result = ProbeCheck(
+                "dns", False, "error", f"{kind}: reconciler: {reconciler.last_error}"
+            )
         elif (
             reconciler.read_at is not None
             and reconciler.provider is provider
@@ -154,34 +187,32 @@ class DnsCheck:
             result = ProbeCheck(
                 "dns",
                 True,
-                f"{view.provider_name} read by the reconciler {now - reconciler.read_at:.1f}s ago",
+                f"{kind} read by the reconciler {now - reconciler.read_at:.1f}s ago",
             )
-        elif (
-            self._cached is not None
-            and self._cached[1] is provider
-            and now - self._cached[0] <= DNS_TTL
-        ):
-            result = self._cached[2]
+        elif cached is not None and cached[1] is provider and now - cached[0] <= DNS_TTL:
             result = ProbeCheck(
                 "dns",
-                result.healthy,
-                f"{result.comment} (cached {now - self._cached[0]:.1f}s ago)",
-                result.error,
-                result.duration,
+                cached[2].healthy,
+                f"{cached[2].comment} (cached {now - cached[0]:.1f}s ago)",
+                cached[2].error,
+                cached[2].duration,
             )
         else:
-            if self._inflight is None or self._inflight.done():
-                self._inflight = asyncio.get_running_loop().create_task(
-                    self._read(provider, view.first_name, view.provider_name)
+            inflight = self._inflight.get(kind)
+            if inflight is None or inflight.done():
+                inflight = asyncio.get_running_loop().create_task(
+                    self._read(provider, lane.first_name, kind)
                 )
-            result = await asyncio.shield(self._inflight)
-            self._cached = (time.monotonic(), provider, result)
+                self._inflight[kind] = inflight
+            result = await asyncio.shield(inflight)
+            self._cached[kind] = (time.monotonic(), provider, result)
         if result.healthy and reconciler.retries >= DNS_FAILED_PASSES:
             return ProbeCheck(
                 "dns",
                 False,
                 "error",
-                f"{reconciler.retries} reconcile passes failed in a row: {reconciler.last_error}",
+                f"{kind}: {reconciler.retries} reconcile passes failed in a row: "
+                f"{reconciler.last_error}",
                 time.perf_counter_ns() - started,
             )
         if result.duration == 0:

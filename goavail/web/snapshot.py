@@ -62,9 +62,40 @@ class ClusterView:
 
 
 @dataclass(frozen=True, slots=True)
+class ProviderView:
+    """One DNS provider of the run and its reconciler (see
+    :class:`goavail.dns.reconcile.Reconciler` for the fields' meanings).
+
+    Attributes:
+        name: the provider's registry name (``cloudflare``, ``route53``, ...).
+        names: how many names it publishes.
+        read_at: ``time.monotonic()`` of its last complete read, or None.
+        read_failed: its last pass could not read the records.
+    """
+
+    name: str
+    names: int
+    converged: bool
+    pending: tuple[Change, ...]
+    fail_open: tuple[FailOpen, ...]
+    current: dict[str, list[Record]]
+    read_at: float | None
+    read_failed: bool
+    retries: int
+    passes: int
+    failed_passes: int
+    unexpected_errors: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the HTTP side shows, copied at one instant (``wall``: Unix seconds,
-    ``monotonic``: ``time.monotonic()``). Field meanings follow the agent's attributes."""
+    ``monotonic``: ``time.monotonic()``). Field meanings follow the agent's attributes.
+
+    With several providers, ``provider`` names them all (``"cloudflare, route53"``) and
+    the DNS fields (``pending`` ... ``last_error``) sum up every provider's (see
+    :func:`combine`); each provider's own are in :attr:`dns_providers`."""
 
     wall: float
     monotonic: float
@@ -121,6 +152,8 @@ class Snapshot:
     (:class:`goavail.notify.SinkStats` as a dict)."""
     heartbeat: tuple[int, int] | None
     """``(ok, failed)`` GETs of the heartbeat, None when ``[Heartbeat]`` is not set."""
+    dns_providers: tuple[ProviderView, ...] = ()
+    """Each provider of the run and its reconciler, in the run's order."""
     publication: Publication | None = None
     """The names, their pools (priority order) and the pools' targets of the running
     configuration (an immutable value the agent replaces on reload; None: one pool of
@@ -135,3 +168,61 @@ class Snapshot:
     def addresses(self) -> list[str]:
         """The configured targets, in configuration order."""
         return [row[0] for row in self.raw_targets]
+
+
+class Combined(NamedTuple):
+    """The DNS fields of a :class:`Snapshot` over several providers (see :func:`combine`)."""
+
+    pending: tuple[Change, ...]
+    fail_open: tuple[FailOpen, ...]
+    current: dict[str, list[Record]]
+    read_at: float | None
+    converged: bool
+    retries: int
+    passes: int
+    failed_passes: int
+    unexpected_errors: int
+    last_error: str | None
+
+
+def combine(views: tuple[ProviderView, ...]) -> Combined:
+    """Every provider's DNS state as one (pure): pending changes of all, fail-open cases
+    once per name and type, the records of a name at any provider (each once), the
+    oldest read (None while one provider has not read yet), converged when all are,
+    the most consecutive failed passes, passes and errors summed, and the last errors
+    prefixed by their provider (the provider's own when there is only one)."""
+    if len(views) == 1:
+        v = views[0]
+        return Combined(
+            v.pending,
+            v.fail_open,
+            v.current,
+            v.read_at,
+            v.converged,
+            v.retries,
+            v.passes,
+            v.failed_passes,
+            v.unexpected_errors,
+            v.last_error,
+        )
+    fail_open = {(c.name, c.type): c for v in views for c in v.fail_open}
+    current: dict[str, dict[tuple[str, str, str], Record]] = {}
+    for v in views:
+        for name, records in v.current.items():
+            mine = current.setdefault(name, {})
+            for record in records:
+                mine.setdefault(record.key, record)
+    reads = [v.read_at for v in views]
+    errors = [f"{v.name}: {v.last_error}" for v in views if v.last_error]
+    return Combined(
+        tuple(c for v in views for c in v.pending),
+        tuple(fail_open.values()),
+        {name: list(records.values()) for name, records in current.items()},
+        None if any(r is None for r in reads) else min(r for r in reads if r is not None),
+        all(v.converged for v in views),
+        max((v.retries for v in views), default=0),
+        sum(v.passes for v in views),
+        sum(v.failed_passes for v in views),
+        sum(v.unexpected_errors for v in views),
+        "; ".join(errors) or None,
+    )

@@ -38,7 +38,11 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                  "serving": [pool name], "answer": "primary"|"backup"|"mixed"|
                  "fail-open"|"brake"|"none", "differs": bool, "marks": [str]}],
       "dns": {"provider", "dry_run", "converged", "pending_changes", "retries", "passes",
-              "failed_passes", "last_error", "read_seconds_ago"},
+              "failed_passes", "last_error", "read_seconds_ago",
+              "providers": [{"name", "names", "converged", "pending_changes", "retries",
+                             "passes", "failed_passes", "last_error", "read_failed",
+                             "read_seconds_ago"}]},  # each provider of the run; the
+                                                     # fields above sum them up
       "cluster": null | {"node", "event", "min_peers_agree", "connected", "quorum_unmet",
                          "encrypted", "live_peers": [str], "members": {node: status},
                          "gossip": {counter: int}},
@@ -91,6 +95,25 @@ from goavail.web.listing import (
     select_targets,
 )
 from goavail.web.snapshot import Snapshot, TargetRow
+
+
+def _providers(snap: Snapshot) -> list[dict[str, Any]]:
+    """Each provider of the run and its reconciler's state (``/api/status`` ``dns``)."""
+    return [
+        {
+            "name": v.name,
+            "names": v.names,
+            "converged": v.converged,
+            "pending_changes": len(v.pending),
+            "retries": v.retries,
+            "passes": v.passes,
+            "failed_passes": v.failed_passes,
+            "last_error": _redact(v.last_error),
+            "read_failed": v.read_failed,
+            "read_seconds_ago": None if v.read_at is None else max(0.0, snap.monotonic - v.read_at),
+        }
+        for v in snap.dns_providers
+    ]
 
 
 def rfc3339(seconds: float) -> str:
@@ -562,6 +585,7 @@ def status_document(
             "read_seconds_ago": None
             if snap.read_at is None
             else max(0.0, snap.monotonic - snap.read_at),
+            "providers": _providers(snap),
         },
         "cluster": None
         if cluster is None

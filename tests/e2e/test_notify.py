@@ -108,7 +108,9 @@ def test_messages_and_heartbeat_in_dry_run(tmp_path: Path, nft: Nft) -> None:
             p.wait_for(r"heartbeat to 127\.0\.0\.1 failed \(HTTP 500\)")
 
             nft.blackhole(B)
-            line = f"DNS (DRY-RUN): would remove www.example.test A {B} (target {B} down)"
+            line = (
+                f"DNS (DRY-RUN): would remove www.example.test A {B} at zonefile (target {B} down)"
+            )
             wait_until(lambda: line in texts(slack), message=p.tail)
             deletes = wait_until(
                 lambda: [e for e in webhook_events(hook) if e.get("action") == "delete"]

@@ -113,17 +113,17 @@ async def test_dns_changes_pending_and_passes(tmp_path: Path) -> None:
         feed(agent, B, ProbeResult(ok=True, rtt=0.001))
     assert await agent.reconciler.reconcile_once()
     assert value(metrics, "goavail_dns_changes_total", result="applied", **labels) == 2.0
-    assert value(metrics, "goavail_dns_pending_changes") == 0.0
-    assert value(metrics, "goavail_dns_converged") == 1.0
-    assert value(metrics, "goavail_reconcile_passes_total") == 1.0
-    assert value(metrics, "goavail_reconcile_failed_passes_total") == 0.0
+    assert value(metrics, "goavail_dns_pending_changes", provider="zonefile") == 0.0
+    assert value(metrics, "goavail_dns_converged", provider="zonefile") == 1.0
+    assert value(metrics, "goavail_reconcile_passes_total", provider="zonefile") == 1.0
+    assert value(metrics, "goavail_reconcile_failed_passes_total", provider="zonefile") == 0.0
     # the zone becomes unreadable: a failed pass, counted
     (tmp_path / "zone").write_text("garbage {\n")
     assert not await agent.reconciler.reconcile_once()
-    assert value(metrics, "goavail_reconcile_failed_passes_total") == 1.0
-    assert value(metrics, "goavail_reconcile_retries") == 1.0
-    assert value(metrics, "goavail_dns_converged") == 0.0
-    assert value(metrics, "goavail_reconcile_unexpected_errors_total") == 0.0
+    assert value(metrics, "goavail_reconcile_failed_passes_total", provider="zonefile") == 1.0
+    assert value(metrics, "goavail_reconcile_retries", provider="zonefile") == 1.0
+    assert value(metrics, "goavail_dns_converged", provider="zonefile") == 0.0
+    assert value(metrics, "goavail_reconcile_unexpected_errors_total", provider="zonefile") == 0.0
 
     # an answer nobody foresaw: a failed pass and an unexpected error, counted, no crash
     async def broken(*args: object, **kwargs: object) -> dict[str, list[Record]]:
@@ -131,8 +131,8 @@ async def test_dns_changes_pending_and_passes(tmp_path: Path) -> None:
 
     agent.provider.records_for = broken  # type: ignore[method-assign]
     assert not await agent.reconciler.reconcile_once()
-    assert value(metrics, "goavail_reconcile_unexpected_errors_total") == 1.0
-    assert value(metrics, "goavail_reconcile_failed_passes_total") == 2.0
+    assert value(metrics, "goavail_reconcile_unexpected_errors_total", provider="zonefile") == 1.0
+    assert value(metrics, "goavail_reconcile_failed_passes_total", provider="zonefile") == 2.0
 
 
 async def test_fail_open_and_overrides(tmp_path: Path) -> None:

@@ -38,25 +38,27 @@ def audit(
             "delete",
             False,
             "applied",
-            "DNS: removed www.example.test A 192.0.2.7 (target 192.0.2.7 down)",
+            "DNS: removed www.example.test A 192.0.2.7 at zonefile (target 192.0.2.7 down)",
         ),
         (
             "create",
             False,
             "applied",
-            "DNS: added www.example.test A 192.0.2.7 (target 192.0.2.7 up)",
+            "DNS: added www.example.test A 192.0.2.7 at zonefile (target 192.0.2.7 up)",
         ),
         (
             "delete",
             True,
             "planned",
-            "DNS (DRY-RUN): would remove www.example.test A 192.0.2.7 (target 192.0.2.7 down)",
+            "DNS (DRY-RUN): would remove www.example.test A 192.0.2.7 at zonefile "
+            "(target 192.0.2.7 down)",
         ),
         (
             "create",
             True,
             "planned",
-            "DNS (DRY-RUN): would add www.example.test A 192.0.2.7 (target 192.0.2.7 up)",
+            "DNS (DRY-RUN): would add www.example.test A 192.0.2.7 at zonefile "
+            "(target 192.0.2.7 up)",
         ),
     ],
 )
@@ -135,10 +137,10 @@ def change(i: int) -> Event:
 def test_slack_and_mattermost_bodies() -> None:
     one = [change(1)]
     assert render("slack", one, agent="a1", version="1") == {
-        "text": "[goavail a1] DNS: removed www.example.test A 192.0.2.1 (down)"
+        "text": "[goavail a1] DNS: removed www.example.test A 192.0.2.1 at zonefile (down)"
     }
     assert render("mattermost", one, agent="a1", version="1", channel="ops", username="bot") == {
-        "text": "[goavail a1] DNS: removed www.example.test A 192.0.2.1 (down)",
+        "text": "[goavail a1] DNS: removed www.example.test A 192.0.2.1 at zonefile (down)",
         "channel": "ops",
         "username": "bot",
     }
@@ -159,8 +161,8 @@ def test_text_is_capped() -> None:
     batch = [change(i) for i in range(1, 201)]
     lines = events.text(batch, agent="a1").splitlines()
     assert lines[0] == "[goavail a1] 200 events:"
-    assert lines[1] == "• DNS: removed www.example.test A 192.0.2.1 (down)"
-    assert lines[20] == "• DNS: removed www.example.test A 192.0.2.20 (down)"
+    assert lines[1] == "• DNS: removed www.example.test A 192.0.2.1 at zonefile (down)"
+    assert lines[20] == "• DNS: removed www.example.test A 192.0.2.20 at zonefile (down)"
     assert lines[21:] == ["... and 180 more"]
 
 

@@ -52,7 +52,7 @@ def problems_of(tmp_path: Path, text: str) -> list[str]:
 def test_pools_make_a_publication(tmp_path: Path) -> None:
     config = load(tmp_path, POOLS + ZONEFILE)
     assert config.zonefile is not None
-    published = publication(config, config.zonefile, "Zonefile")
+    published = publication(config, ["zonefile"])
     assert published.specs == (
         NameSpec("api.example.test", (("198.51.100.1", "192.0.2.2"),), ("us",), 300),
         NameSpec(
@@ -73,7 +73,7 @@ def test_the_original_section_is_one_pool(tmp_path: Path) -> None:
     text = ZONEFILE + 'hostnames = ["www", "@"]\nip_addresses = ["192.0.2.1", "2001:db8::1"]\n'
     config = load(tmp_path, text)
     assert config.zonefile is not None
-    published = publication(config, config.zonefile, "Zonefile")
+    published = publication(config, ["zonefile"])
     pool = ("192.0.2.1", "2001:db8::1")
     assert published.specs == (
         NameSpec("example.test", (pool,), ("Zonefile",), 120),
@@ -86,7 +86,7 @@ def test_both_shapes_in_one_file(tmp_path: Path) -> None:
     text = POOLS + ZONEFILE + 'hostnames = ["legacy"]\nip_addresses = ["203.0.113.1"]\n'
     config = load(tmp_path, text)
     assert config.zonefile is not None
-    published = publication(config, config.zonefile, "Zonefile")
+    published = publication(config, ["zonefile"])
     assert published.names == ["api.example.test", "legacy.example.test", "www.example.test"]
     assert "203.0.113.1" in published.targets
 
