@@ -103,7 +103,7 @@ class DampingSettings:
         >>> DampingSettings(1000, 900, 2000, 750, 3600).ceiling
         12000.0
         """
-        return self.reuse * 2.0 ** (self.max_suppress / self.half_life)
+        return self.reuse * math.pow(2.0, self.max_suppress / self.half_life)
 
 
 def decay(penalty: float, elapsed: float, half_life: float) -> float:
@@ -115,7 +115,7 @@ def decay(penalty: float, elapsed: float, half_life: float) -> float:
     """
     if elapsed <= 0 or penalty == 0:
         return penalty
-    return penalty * 2.0 ** (-elapsed / half_life)
+    return penalty * math.pow(2.0, -elapsed / half_life)
 
 
 def time_to_decay(penalty: float, limit: float, half_life: float) -> float:
@@ -209,7 +209,7 @@ class Failback:
 
     def __str__(self) -> str:
         if self.mode is not FailbackMode.AFTER:
-            return self.mode.value
+            return str(self.mode.value)
         seconds = self.delay
         for unit, size in (("h", 3600), ("m", 60)):
             if seconds >= size and seconds % size == 0:
@@ -318,7 +318,8 @@ class Gates:
 
     Args:
         damping: the damping settings, or None (damping off: no penalty is kept).
-        failback: target -> its failback setting; targets absent are ``auto``.
+        failback: target -> its failback setting; targets absent follow ``default``.
+        default: the failback of the other targets (the top-level ``failback``).
 
     Each method taking ``now`` returns the :class:`GateEvent` it caused; the agent
     reads :meth:`published` before and after to know whether its announced verdict
@@ -329,19 +330,26 @@ class Gates:
         self,
         damping: DampingSettings | None = None,
         failback: Mapping[str, Failback] | None = None,
+        default: Failback = AUTO,
     ) -> None:
         self.damping = damping
         self.failback: dict[str, Failback] = dict(failback or {})
+        self.default = default
         self.state: dict[str, TargetGates] = {}
 
     def configure(
-        self, damping: DampingSettings | None, failback: Mapping[str, Failback], now: float
+        self,
+        damping: DampingSettings | None,
+        failback: Mapping[str, Failback],
+        now: float,
+        default: Failback = AUTO,
     ) -> list[GateEvent]:
         """A reload: new settings; the targets' state is kept (a suppressed target
         stays so under damping still on; turning damping off reuses every suppressed
         target). Returns the events that caused."""
         self.damping = damping
         self.failback = dict(failback)
+        self.default = default
         events: list[GateEvent] = []
         for target in list(self.state):
             events += self.tick(target, now)
@@ -349,7 +357,7 @@ class Gates:
 
     def failback_of(self, target: str) -> Failback:
         """``target``'s failback setting."""
-        return self.failback.get(target, AUTO)
+        return self.failback.get(target, self.default)
 
     def forget(self, target: str) -> None:
         """Drop a target removed from the configuration."""
@@ -446,7 +454,10 @@ class Gates:
         if gs is None or not gs.armed or gs.released:
             return None
         self.state[target] = replace(gs, released=True, released_by=by)
-        return [GateEvent(target, "released", by=by), *self._settle(target, now, announce_wait=False)]
+        return [
+            GateEvent(target, "released", by=by),
+            *self._settle(target, now, announce_wait=False),
+        ]
 
     def releasable(self, target: str) -> bool:
         """Whether ``target``'s failback gate is closed and not released yet."""
@@ -496,6 +507,11 @@ class Gates:
             published=self.published(target, now),
         )
 
+    def busy(self) -> list[str]:
+        """The targets with a damping history or a closed failback gate (the only ones
+        whose :meth:`view` differs from the default; few in a calm fleet)."""
+        return [t for t, gs in self.state.items() if gs.damped.penalty or gs.armed]
+
     def counts(self, now: float) -> tuple[int, int]:
         """``(suppressed, awaiting failback)``: targets damping holds down, and up targets
         whose failback gate holds them (for ``/metrics``)."""
@@ -503,6 +519,8 @@ class Gates:
         for target, gs in self.state.items():
             if gs.damped.suppressed:
                 suppressed += 1
-            elif gs.raw is State.UP and gs.armed and self._gate(gs, target, now)[0] is not Gate.OPEN:
+            elif (
+                gs.raw is State.UP and gs.armed and self._gate(gs, target, now)[0] is not Gate.OPEN
+            ):
                 waiting += 1
         return suppressed, waiting
