@@ -13,7 +13,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-import goavail.agent
 from goavail.agent import Agent
 from goavail.checks.base import ProbeResult
 from goavail.compose import compose, load_checked
@@ -79,7 +78,7 @@ class Clock:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = time.monotonic()
-        monkeypatch.setattr(goavail.agent.time, "monotonic", lambda: self.now)
+        monkeypatch.setattr(time, "monotonic", lambda: self.now)  # the agent's clock
 
 
 def test_damping_keeps_a_flapping_target_withdrawn_until_reuse(
@@ -97,11 +96,10 @@ def test_damping_keeps_a_flapping_target_withdrawn_until_reuse(
     clock.now += 1
     feed(agent, A, DOWN)  # 1000 * 2**(-1/60) + 1000 > 1500: suppressed
     penalty = 1000 * 2 ** (-1 / 60) + 1000
-    assert [e for e in seen if isinstance(e, DampingChanged)] == [
-        DampingChanged(
-            A, True, pytest.approx(penalty), pytest.approx(60 * math.log2(penalty / 750))
-        )
-    ]
+    (event,) = [e for e in seen if isinstance(e, DampingChanged)]
+    assert (event.target, event.suppressed) == (A, True)
+    assert event.penalty == pytest.approx(penalty)
+    assert event.reuse_in == pytest.approx(60 * math.log2(penalty / 750))
     clock.now += 1
     feed(agent, A, UP)
     assert agent.targets[A].health.state is State.UP  # the checks say up ...
