@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from goavail.config.gates import parse_failback
 from goavail.events import DampingChanged, FailbackChanged
 from goavail.gates import Failback, FailbackMode
 from goavail.health import State
+from goavail.notify import events as notify_events
 from goavail.options import Options
 from goavail.web.server import WebServer
 from goavail.web.status import status_document
@@ -284,3 +286,50 @@ failback = "after 1m"
         C: Failback(FailbackMode.MANUAL),
     }
     assert config.damping_settings() is not None
+
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("event", "kind", "text"),
+    [
+        (
+            notify_events.damping(
+                target=A, suppressed=True, penalty=1988.5, reuse_in=84.4, now=NOW
+            ),
+            "target_suppressed",
+            f"DAMPING: {A} flaps (penalty 1988): kept out of DNS for about 84s even while up",
+        ),
+        (
+            notify_events.damping(target=A, suppressed=False, penalty=740, reuse_in=None, now=NOW),
+            "target_reused",
+            f"damping: {A} is no longer suppressed",
+        ),
+        (
+            notify_events.failback(
+                target=C, waiting=True, wait_seconds=None, released_by="", now=NOW
+            ),
+            "failback_waiting",
+            f"FAILBACK: {C} is up again, kept out of DNS until an operator releases it "
+            "(goavail failback)",
+        ),
+        (
+            notify_events.failback(
+                target=C, waiting=True, wait_seconds=29.6, released_by="", now=NOW
+            ),
+            "failback_waiting",
+            f"FAILBACK: {C} is up again, kept out of DNS for 30s more",
+        ),
+        (
+            notify_events.failback(
+                target=C, waiting=False, wait_seconds=None, released_by="cli", now=NOW
+            ),
+            "failback_released",
+            f"failback: {C} released by cli",
+        ),
+    ],
+)
+def test_notifications(event: notify_events.Event, kind: str, text: str) -> None:
+    assert event.kind == kind
+    assert notify_events.describe(event) == text
