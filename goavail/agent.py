@@ -46,11 +46,14 @@ from goavail.events import (
     AuditRecorded,
     BrakeChanged,
     Bus,
+    DampingChanged,
+    FailbackChanged,
     FailOpenChanged,
     Lifecycle,
     NameConflictChanged,
     QuorumChanged,
 )
+from goavail.gates import GateEvent, Gates, GateView
 from goavail.health import Health, State
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner
@@ -60,7 +63,7 @@ from goavail.options import PROBE_KINDS, Options
 from goavail.overrides import OverrideEntry, Overrides
 from goavail.pools import Publication
 from goavail.stats import ProbeStats
-from goavail.web.ports import DnsLane, HealthView, OverrideOutcome
+from goavail.web.ports import DnsLane, FailbackOutcome, HealthView, OverrideOutcome
 from goavail.web.snapshot import ClusterView, ProviderView, ReloadOutcome, Snapshot, combine
 
 if TYPE_CHECKING:
@@ -253,6 +256,13 @@ class Agent:
         """The running task group (None before ``run``): a reload adds reconcilers to it."""
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         """Provider name -> the task running its reconciler."""
+        self.gates = Gates(
+            config.damping_settings(), config.failback_settings(), default=config.failback
+        )
+        """Flap damping and gated failback between the checks and the verdict this
+        agent announces (:mod:`goavail.gates`); kept across reloads, not restarts."""
+        self._gate_timers: dict[str, asyncio.TimerHandle] = {}
+        """Target -> the wake-up at its gates' next deadline (reuse, failback wait)."""
 
     def attach(
         self,
@@ -333,7 +343,125 @@ class Agent:
             log.info(
                 "target %s %s -> %s: %s (names: %s)", target, old, new, why, names, extra=extra
             )
-        self._verdict(target, new)
+        now = time.monotonic()
+        self._gated(target, self.gates.observe(target, new, now), now)
+
+    # -- gates: flap damping and gated failback (goavail/gates.py) -------------------
+
+    def _gated(self, target: str, events: list[GateEvent], now: float) -> None:
+        """After the gates of ``target`` moved: report their events, announce the
+        gated verdict when it changed, and wake up at their next deadline."""
+        for event in events:
+            self._gate_event(event, now)
+        published = self.gates.published(target, now)
+        if self.decision.local.get(target) is not published:
+            self._verdict(target, published)
+        self._schedule_gate(target, now)
+
+    def _schedule_gate(self, target: str, now: float) -> None:
+        timer = self._gate_timers.pop(target, None)
+        if timer is not None:
+            timer.cancel()
+        deadline = self.gates.deadline(target)
+        if deadline is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not running (tests drive the gates by hand)
+            return
+        # a millisecond late, so the penalty has surely decayed to the reuse limit
+        delay = max(0.0, deadline - now) + 0.001
+        self._gate_timers[target] = loop.call_later(delay, self._gate_due, target)
+
+    def _gate_due(self, target: str) -> None:
+        """A gate's deadline of ``target`` came (its suppression or failback wait ends)."""
+        self._gate_timers.pop(target, None)
+        if target not in self.targets:
+            return
+        now = time.monotonic()
+        self._gated(target, self.gates.tick(target, now), now)
+
+    def _gate_event(self, event: GateEvent, now: float) -> None:
+        target = event.target
+        extra = {"target": target, "gate": event.kind}
+        if event.kind == "suppressed":
+            reuse_in = None if event.at is None else max(0.0, event.at - now)
+            log.warning(
+                "DAMPING: target %s suppressed: penalty %.0f is above %g after its latest "
+                "DOWN; kept withdrawn even while up, for about %.0fs (until the penalty "
+                "decays to %g)",
+                target,
+                event.penalty,
+                self.gates.damping.suppress if self.gates.damping else 0,
+                reuse_in or 0,
+                self.gates.damping.reuse if self.gates.damping else 0,
+                extra=extra,
+            )
+            self.bus.publish(DampingChanged(target, True, event.penalty, reuse_in))
+        elif event.kind == "reused":
+            log.info(
+                "damping: target %s reused: penalty %.0f at or below the reuse limit",
+                target,
+                event.penalty,
+                extra=extra,
+            )
+            self.bus.publish(DampingChanged(target, False, event.penalty))
+        elif event.kind == "waiting":
+            setting = self.gates.failback_of(target)
+            if event.at is None:
+                log.warning(
+                    "FAILBACK: target %s is up again but stays withdrawn until an operator "
+                    "releases it (failback = %s): `goavail failback %s`, POST /api/failback "
+                    "or the status page",
+                    target,
+                    setting,
+                    target,
+                    extra=extra,
+                )
+                self.bus.publish(FailbackChanged(target, True))
+            else:
+                wait = max(0.0, event.at - now)
+                log.info(
+                    "failback: target %s is up again; published once it has stayed up "
+                    "%.0fs more (failback = %s)",
+                    target,
+                    wait,
+                    setting,
+                    extra=extra,
+                )
+                self.bus.publish(FailbackChanged(target, True, wait))
+        elif event.kind == "released":
+            log.info("failback: target %s released by %s", target, event.by, extra=extra)
+            self.bus.publish(FailbackChanged(target, False, released_by=event.by))
+        elif event.kind == "opened":
+            log.info(
+                "failback: target %s has stayed up long enough (failback = %s): published again",
+                target,
+                self.gates.failback_of(target),
+                extra=extra,
+            )
+            self.bus.publish(FailbackChanged(target, False))
+
+    def gate_view(self, target: str) -> GateView:
+        """The gates of ``target`` now: penalty, suppressed, failback gate (the query a
+        later ``goavail explain`` reads; see :meth:`goavail.gates.Gates.view`)."""
+        return self.gates.view(target, time.monotonic())
+
+    def release_failback(self, target: str, reason: str, source: str) -> FailbackOutcome:
+        """An operator releases ``target``'s failback gate (see :class:`FailbackPort`):
+        audited, logged, and the verdict announced when that lets it back."""
+        now = time.monotonic()
+        events = self.gates.release(target, source, now)
+        if events is not None:
+            self.audit.failback(target, reason=reason, source=source)
+            self._gated(target, events, now)
+        view = self.gates.view(target, now)
+        return FailbackOutcome(
+            released=events is not None,
+            published=view.published,
+            suppressed=view.suppressed,
+            gate=view.gate.value,
+        )
 
     def _verdict(self, target: str, state: State) -> None:
         """This agent's verdict on ``target`` changed: on to the decision stage."""
@@ -544,6 +672,7 @@ class Agent:
             admin_api: whether write endpoints are enabled (a token is set).
         """
         stage = self.decision
+        now = time.monotonic()
         views = tuple(
             ProviderView(
                 name=name,
@@ -581,7 +710,7 @@ class Agent:
             )
         return Snapshot(
             wall=time.time(),
-            monotonic=time.monotonic(),
+            monotonic=now,
             node=self.node,
             version=__version__,
             started_at=self.started_at,
@@ -631,6 +760,10 @@ class Agent:
             ),
             publication=self.publication,
             dns_providers=views,
+            gates={t: self.gates.view(t, now) for t in self.gates.busy()},
+            gate_counts=self.gates.counts(now),
+            failback=self.gates.failback,
+            failback_default=self.gates.default,
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
@@ -769,6 +902,9 @@ class Agent:
                 loop.remove_signal_handler(sig)
             for pending in list(self._background):
                 pending.cancel()
+            for timer in self._gate_timers.values():
+                timer.cancel()
+            self._gate_timers.clear()
             self._notify_lifecycle(started=False)
             flush = asyncio.create_task(self.notifier.close(NOTIFY_FLUSH), name="notify-flush")
             hooks = asyncio.create_task(self.hooks.close(NOTIFY_FLUSH), name="hooks-flush")
@@ -969,6 +1105,10 @@ class Agent:
             raise ValueError("the new parts hold no prepared checks")
         for t in removed:
             del self.targets[t]
+            self.gates.forget(t)
+            timer = self._gate_timers.pop(t, None)
+            if timer is not None:
+                timer.cancel()
             self.decision.forget(t)
             self._decided_at.pop(t, None)
             self._down_since.pop(t, None)
@@ -979,6 +1119,12 @@ class Agent:
         if added and self.cluster is not None:
             self.cluster.targets_added()
         self.config, self.sections, self.publication = new, dict(parts.sections), published
+        now = time.monotonic()
+        gate_events = self.gates.configure(
+            new.damping_settings(), new.failback_settings(), now, default=new.failback
+        )
+        for target in {e.target for e in gate_events} | set(self.gates.busy()):
+            self._gated(target, [e for e in gate_events if e.target == target], now)
         self.notifier.reconfigure(new)
         self.heartbeat.reconfigure(new.heartbeat)
         self.hooks.reconfigure(new.hooks_dir, new.hook_timeout)

@@ -3,6 +3,7 @@
     goavail monitor  [-f goavail.toml] [--dry-run/--no-dry-run] [-b] [-t ip|tcp] [-p PROVIDER]
     goavail validate [-f goavail.toml] [-p PROVIDER] [-t ip|tcp]
     goavail plan     [-f goavail.toml] [-p PROVIDER] [-t ip|tcp] [--json] [--detailed-exitcode]
+    goavail failback TARGET [-f goavail.toml] [--url URL ...] [--reason TEXT]
     goavail --version
 
 Without ``-p``, the provider is the one of the file's only provider section
@@ -22,6 +23,7 @@ import asyncio
 import enum
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -513,6 +515,93 @@ def _plan_table(audits: list[_Audit], plans: dict[str, Plan]) -> str:
             f"keeping {', '.join(f.kept)}"
         )
     return "\n".join(out)
+
+
+FAILBACK_TIMEOUT = 10.0
+"""Seconds ``goavail failback`` waits for each agent's answer."""
+
+
+def agent_url(config_file: Path) -> str:
+    """The running agent's HTTP address from ``[Server] listen`` of ``config_file``
+    (``http://127.0.0.1:8080`` when the file is missing; a wildcard listen address is
+    reached on loopback).
+
+    Raises:
+        ConfigError: the file exists but is invalid.
+    """
+    if not config_file.exists():
+        return "http://127.0.0.1:8080"
+    host, port = load_config(config_file).server.host_port()
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@app.command("failback")
+def failback_command(
+    target: Annotated[str, typer.Argument(help="The target address to publish again.")],
+    config_file: ConfigOpt = Path("goavail.toml"),
+    url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--url",
+            help="The agent's HTTP address (default: [Server] listen of the config file). "
+            "Repeat it to release the target at every agent of a cluster.",
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the audit log.")] = "",
+) -> None:
+    """Publish a recovered target again that its failback gate holds (failback = "manual"),
+    through the running agent's API (POST /api/failback; token from GOAVAIL_ADMIN_TOKEN).
+
+    Exit 0 when every agent answered (released, or nothing to release), 1 when one could
+    not be reached or refused, 2 for bad usage.
+    """
+    import httpx
+
+    from goavail.web.server import TOKEN_ENV
+
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise _fail(f"set {TOKEN_ENV} to the agent's admin token", 2)
+    try:
+        urls = url or [agent_url(config_file)]
+    except ConfigError as exc:
+        raise _fail(f"{exc} (or give --url)", 2) from None
+    failed = False
+    for base in urls:
+        try:
+            answer = httpx.post(
+                base.rstrip("/") + "/api/failback",
+                json={"target": target, "reason": reason, "source": "cli"},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=FAILBACK_TIMEOUT,
+            )
+        except httpx.HTTPError as exc:
+            typer.echo(f"goavail: {base}: cannot reach the agent: {exc}", err=True)
+            failed = True
+            continue
+        try:
+            body = answer.json()
+        except ValueError:
+            body = {}
+        if answer.status_code != 200 or not isinstance(body, dict):
+            problems = "; ".join(body.get("problems", [])) if isinstance(body, dict) else ""
+            error = body.get("error", answer.reason_phrase) if isinstance(body, dict) else ""
+            detail = f": {problems}" if problems else ""
+            typer.echo(f"goavail: {base}: {answer.status_code} {error}{detail}", err=True)
+            failed = True
+            continue
+        if body.get("released"):
+            held = " (still suppressed by flap damping)" if body.get("suppressed") else ""
+            typer.echo(f"{base}: {target} released: announced {body.get('announced')}{held}")
+        else:
+            typer.echo(
+                f"{base}: {target}: nothing to release (its failback gate is "
+                f"{body.get('gate')}; announced {body.get('announced')})"
+            )
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

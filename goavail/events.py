@@ -72,8 +72,39 @@ class BrakeChanged:
     engaged: bool
 
 
+@dataclass(frozen=True, slots=True)
+class DampingChanged:
+    """Flap damping suppressed ``target`` (``suppressed``: its ``penalty`` is above the
+    suppress limit; ``reuse_in``: seconds until it has decayed to the reuse limit) or
+    reused it (see :mod:`goavail.gates`)."""
+
+    target: str
+    suppressed: bool
+    penalty: float
+    reuse_in: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailbackChanged:
+    """``target`` is up again but its failback gate holds it (``waiting``: for
+    ``wait_seconds`` more, or None: until an operator releases it), or the gate let it
+    back (``released_by``: who released it, "" when its time ran out)."""
+
+    target: str
+    waiting: bool
+    wait_seconds: float | None = None
+    released_by: str = ""
+
+
 AgentEvent = (
-    AuditRecorded | FailOpenChanged | NameConflictChanged | QuorumChanged | Lifecycle | BrakeChanged
+    AuditRecorded
+    | FailOpenChanged
+    | NameConflictChanged
+    | QuorumChanged
+    | Lifecycle
+    | BrakeChanged
+    | DampingChanged
+    | FailbackChanged
 )
 """Every event the bus carries (not :class:`goavail.notify.events.Event`, the message a
 notification sends)."""

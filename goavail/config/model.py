@@ -17,6 +17,7 @@ from pydantic import (
 
 from goavail.config.checks import CheckSection, _Invalid
 from goavail.config.errors import ConfigError, _Problems
+from goavail.config.gates import AUTO, DampingSection, FailbackValue, target_failback
 from goavail.config.members import Members
 from goavail.config.notifications import (
     SLACK_HOOKS,
@@ -44,6 +45,7 @@ from goavail.config.values import (
     _resolve_path,
 )
 from goavail.config.web import ServerSection
+from goavail.gates import DampingSettings, Failback
 
 DEFAULT_PROVIDER = "cloudflare"
 """The provider used when neither ``--dns-provider`` nor the file settles it: the Go
@@ -88,6 +90,10 @@ class Config(BaseModel):
             publishes to at once (registry names, e.g. ``["cloudflare", "route53"]``),
             or None: the one provider of ``--dns-provider`` (see
             :func:`run_providers`).
+        damping: the ``[Damping]`` section (flap damping), or None (off).
+        failback: how a target comes back after being down, where no pool or name
+            says (``auto``, the default; ``after 5m``; ``manual``): see
+            :mod:`goavail.gates`.
     """
 
     model_config = _MODEL_CONFIG
@@ -151,6 +157,9 @@ class Config(BaseModel):
     brake: BrakeSection | None = Field(default=None, alias="Brake")
     # several providers at once (goavail/pools.py, run_providers below)
     providers: list[str] | None = None
+    # flap damping and gated failback (goavail/gates.py, goavail/config/gates.py)
+    damping: DampingSection | None = Field(default=None, alias="Damping")
+    failback: FailbackValue = AUTO
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -337,6 +346,23 @@ class Config(BaseModel):
         if self.brake is not None:
             return self.brake
         return BrakeSection() if self.pools else None
+
+    def damping_settings(self) -> DampingSettings | None:
+        """The flap damping in force: ``[Damping]`` unless absent or ``enabled = false``."""
+        return None if self.damping is None else self.damping.settings()
+
+    def failback_settings(self) -> dict[str, Failback]:
+        """Target -> its failback, for the targets whose ``[[pools]]`` or ``[[names]]``
+        set one (the strictest, see :func:`goavail.config.gates.target_failback`); the
+        others follow :attr:`failback`."""
+        index = {pool.name: i for i, pool in enumerate(self.pools)}
+        return target_failback(
+            [(pool.addresses, pool.failback) for pool in self.pools],
+            [
+                ([index[p] for p in entry.pools if p in index], entry.failback)
+                for entry in self.names
+            ],
+        )
 
     @model_validator(mode="after")
     def _resolve_defaults(self) -> Config:

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from goavail.config.errors import _Problems
+from goavail.config.gates import FailbackValue
 from goavail.config.providers import DnsSection
 from goavail.config.values import (
     _MODEL_CONFIG,
@@ -65,6 +66,10 @@ class PoolSection(BaseModel):
             check's ``rise``; None: ``failure_threshold`` when set here, else the
             check's. A target in several pools has one state machine per check, so
             pools sharing a target must agree on the thresholds of their shared checks.
+        failback: how this pool's targets come back after being down (``auto``,
+            ``after 5m``, ``manual``; see :mod:`goavail.gates`), or None (the
+            top-level ``failback``). A target in several pools, or serving several
+            names, takes the strictest of their settings.
     """
 
     model_config = _MODEL_CONFIG
@@ -78,6 +83,8 @@ class PoolSection(BaseModel):
     )
     failure_threshold: Annotated[int, _THRESHOLD] | None = None
     rise_threshold: Annotated[int, _THRESHOLD] | None = None
+    # gated failback (goavail/gates.py)
+    failback: FailbackValue | None = None
 
     @field_validator("addresses")
     @classmethod
@@ -114,6 +121,8 @@ class NameSection(BaseModel):
         providers: the providers this name is published to (registry names, each
             once, each one in use and holding the name in its zones), or None: every
             provider in use whose zones hold it (see :func:`goavail.pools.publication`).
+        failback: how the addresses of this name's pools come back after being down,
+            or None (see :class:`PoolSection`; the strictest setting wins).
     """
 
     model_config = _MODEL_CONFIG
@@ -122,6 +131,8 @@ class NameSection(BaseModel):
     pools: list[Annotated[str, AfterValidator(_check_label)]] = Field(min_length=1)
     ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
     providers: list[str] | None = Field(default=None, min_length=1)
+    # gated failback (goavail/gates.py)
+    failback: FailbackValue | None = None
 
     @field_validator("pools")
     @classmethod

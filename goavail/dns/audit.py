@@ -134,6 +134,27 @@ class AuditLog:
         self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False), entry)
         return entry
 
+    def failback(self, target: str, *, reason: str, source: str) -> dict[str, Any]:
+        """Write one failback release record (an operator let a recovered ``target``
+        back into DNS; ``source``: "api", "page" or "cli" as the request said) and
+        return it as a dict."""
+        entry: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "action": "failback",
+            "target": target,
+            "reason": reason,
+            "source": source,
+        }
+        log.warning(
+            "FAILBACK %s released (source %s)%s",
+            target,
+            source,
+            f": {reason}" if reason else "",
+            extra={"audit": entry, "target": target},
+        )
+        self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False), entry)
+        return entry
+
     def _write(self, line: str, entry: dict[str, Any]) -> None:
         if self._file is not None:
             self._file.write(line + "\n")

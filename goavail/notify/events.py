@@ -40,6 +40,10 @@ EventKind = Literal[
     "agent_stopped",
     "brake_engaged",
     "brake_released",
+    "target_suppressed",
+    "target_reused",
+    "failback_waiting",
+    "failback_released",
 ]
 SinkType = Literal["slack", "mattermost", "webhook"]
 
@@ -133,6 +137,45 @@ def brake(result: BrakeResult, *, engaged: bool, now: datetime) -> Event:
                 }
                 for e in result.engaged
             ]
+        },
+    )
+
+
+def damping(
+    *, target: str, suppressed: bool, penalty: float, reuse_in: float | None, now: datetime
+) -> Event:
+    """Flap damping suppressed ``target`` (kept out of DNS while it flaps) or reused it.
+
+    Fields: ``target``, ``penalty`` (rounded), ``reuse_in`` (seconds until reuse,
+    rounded to 1; null when reused).
+    """
+    return Event(
+        "target_suppressed" if suppressed else "target_reused",
+        timestamp(now),
+        {
+            "target": target,
+            "penalty": round(penalty),
+            "reuse_in": None if reuse_in is None else round(reuse_in),
+        },
+    )
+
+
+def failback(
+    *, target: str, waiting: bool, wait_seconds: float | None, released_by: str, now: datetime
+) -> Event:
+    """``target`` is up again but held by its failback gate (``waiting``), or was let
+    back by an operator (``released_by``).
+
+    Fields: ``target``, ``wait_seconds`` (null: until an operator releases it),
+    ``released_by``.
+    """
+    return Event(
+        "failback_waiting" if waiting else "failback_released",
+        timestamp(now),
+        {
+            "target": target,
+            "wait_seconds": None if wait_seconds is None else round(wait_seconds),
+            "released_by": released_by,
         },
     )
 
@@ -243,6 +286,22 @@ def describe(event: Event) -> str:
         )
     if event.kind == "brake_released":
         return "brake released: withdrawals proceed as decided"
+    if event.kind == "target_suppressed":
+        return (
+            f"DAMPING: {f['target']} flaps (penalty {f['penalty']}): kept out of DNS for "
+            f"about {f['reuse_in']}s even while up"
+        )
+    if event.kind == "target_reused":
+        return f"damping: {f['target']} is no longer suppressed"
+    if event.kind == "failback_waiting":
+        wait = (
+            "until an operator releases it (goavail failback)"
+            if f["wait_seconds"] is None
+            else f"for {f['wait_seconds']}s more"
+        )
+        return f"FAILBACK: {f['target']} is up again, kept out of DNS {wait}"
+    if event.kind == "failback_released":
+        return f"failback: {f['target']} released by {f['released_by']}"
     if event.kind == "name_conflict_resolved":
         return f"node name conflict of {f['node']!r} resolved"
     mode = " in DRY-RUN (no DNS change is made)" if f["dry_run"] else ""

@@ -36,6 +36,8 @@ from goavail.events import (
     AgentEvent,
     AuditRecorded,
     BrakeChanged,
+    DampingChanged,
+    FailbackChanged,
     FailOpenChanged,
     Lifecycle,
     NameConflictChanged,
@@ -226,6 +228,27 @@ class Notifier:
                 self.quorum(unmet, live, needed)
             case BrakeChanged(result, engaged):
                 self.brake(result, engaged)
+            case DampingChanged(target, suppressed, penalty, reuse_in):
+                self.emit(
+                    events.damping(
+                        target=target,
+                        suppressed=suppressed,
+                        penalty=penalty,
+                        reuse_in=reuse_in,
+                        now=self._now(),
+                    )
+                )
+            case FailbackChanged(target, waiting, wait_seconds, released_by):
+                if waiting or released_by:  # an "after" gate's time running out is routine
+                    self.emit(
+                        events.failback(
+                            target=target,
+                            waiting=waiting,
+                            wait_seconds=wait_seconds,
+                            released_by=released_by,
+                            now=self._now(),
+                        )
+                    )
             case Lifecycle(started, dry_run, provider, targets, names):
                 self.agent_event(
                     started=started,

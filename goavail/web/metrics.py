@@ -126,6 +126,20 @@ def _targets(snap: Snapshot) -> Iterator[Metric]:
         if mode.value != "auto":
             override.add_metric([address, mode.value], 1.0)
     yield override
+    suppressed, waiting = snap.gate_counts
+    damped = GaugeMetricFamily(
+        "goavail_damping_suppressed_targets",
+        "Targets flap damping keeps withdrawn (announced down while up) until their "
+        "penalty decays.",
+    )
+    damped.add_metric([], suppressed)
+    yield damped
+    failback = GaugeMetricFamily(
+        "goavail_failback_waiting_targets",
+        "Recovered targets their failback gate keeps withdrawn (waiting for time or an operator).",
+    )
+    failback.add_metric([], waiting)
+    yield failback
     transitions = CounterMetricFamily(
         "goavail_transitions",
         "Health state transitions of a target, by the state entered.",

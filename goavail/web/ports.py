@@ -6,7 +6,9 @@ only direction of import between the two:
 
 * :class:`StateSource`: a :class:`~goavail.web.snapshot.Snapshot` for the page, the
   status API and the metrics, and a :class:`HealthView` for ``/_health``;
-* :class:`OverridePort`: ``POST /api/overrides``.
+* :class:`OverridePort`: ``POST /api/overrides``;
+* :class:`FailbackPort`: ``POST /api/failback`` (release a target held by its failback
+  gate, :mod:`goavail.gates`).
 
 Every method is called on the agent's event loop and must not block.
 """
@@ -121,5 +123,35 @@ class OverridePort(Protocol):
         ...
 
 
-class AgentPorts(StateSource, OverridePort, Protocol):
+@dataclass(frozen=True, slots=True)
+class FailbackOutcome:
+    """The answer to a failback release.
+
+    Attributes:
+        released: whether the target's gate was closed and is released now (False:
+            nothing to release; it was never down, or is published already).
+        published: the verdict this agent announces for it now.
+        suppressed: whether flap damping still holds it (a release does not lift it).
+        gate: its failback gate now ("open", "waiting", "operator").
+    """
+
+    released: bool
+    published: State
+    suppressed: bool
+    gate: str
+
+
+class FailbackPort(Protocol):
+    """Write side: ``POST /api/failback``."""
+
+    def has_target(self, address: str) -> bool:
+        """Whether ``address`` (canonical form) is a configured target."""
+        ...
+
+    def release_failback(self, target: str, reason: str, source: str) -> FailbackOutcome:
+        """Release ``target``'s failback gate (audited; ``source``: "api", "page", "cli")."""
+        ...
+
+
+class AgentPorts(StateSource, OverridePort, FailbackPort, Protocol):
     """Everything :class:`goavail.web.server.WebServer` is given."""

@@ -11,6 +11,9 @@ Endpoints (``[Server] listen``, default ``127.0.0.1:8080``):
 ``GET /api/status``        JSON of everything the page shows (:mod:`goavail.web.status`)
 ``POST /api/overrides``    set a target's maintenance override; needs
                            ``Authorization: Bearer <GOAVAIL_ADMIN_TOKEN>``
+``POST /api/failback``     release a recovered target its failback gate holds
+                           (``failback = "manual"``); the same token, or, from the
+                           status page's form, a ``token`` form field
 =========================  =======================================================
 
 Read-only endpoints are open to whoever reaches the listen address. Write endpoints
@@ -205,6 +208,7 @@ class WebServer:
         app.router.add_get("/metrics", self.prometheus)
         app.router.add_get("/api/status", self.status)
         app.router.add_post("/api/overrides", self.set_override)
+        app.router.add_post("/api/failback", self.failback)
         return app
 
     # -- lifecycle ------------------------------------------------------------------
@@ -367,12 +371,15 @@ class WebServer:
 
     # -- write endpoints ------------------------------------------------------------
 
-    def _refuse(self, request: web.Request) -> web.Response | None:
-        """None when the request carries the admin token, else the answer refusing it."""
+    def _refuse(self, request: web.Request, token: str | None = None) -> web.Response | None:
+        """None when the request carries the admin token (its bearer header, or
+        ``token``: a form's field), else the answer refusing it."""
         if self._token is None:
             return _error(403, f"write endpoints are disabled: set {TOKEN_ENV} to enable them")
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self._token):
+            return None
+        if token is not None and hmac.compare_digest(token.strip().encode(), self._token):
             return None
         return web.Response(
             text=json.dumps({"error": "missing or wrong bearer token"}) + "\n",
@@ -450,5 +457,77 @@ class WebServer:
                 "in_force": outcome.in_force.value,
                 "effective": outcome.effective.value,
                 "persisted": outcome.persisted,
+            }
+        )
+
+    async def failback(self, request: web.Request) -> web.Response:
+        """``POST /api/failback``: release a target its failback gate holds (see
+        :mod:`goavail.gates`), audited.
+
+        Two forms of request:
+
+        * JSON ``{"target": ADDRESS, "reason": TEXT, "source": "api"|"cli"}`` with
+          ``Authorization: Bearer <token>`` (the API, ``goavail failback``): answers
+          200 with ``{"target", "released", "announced", "suppressed", "gate"}``
+          (``released`` false: its gate
+          was not closed; nothing changed), 400 listing the problems, 401/403 without
+          the token, 413 for a body over :data:`MAX_BODY` bytes;
+        * a form (``application/x-www-form-urlencoded``: ``target``, ``token``, optional
+          ``reason``) from the status page's button (the page has no script, so the
+          token is typed into the form): answers 303 to the page's target row, or the
+          same error answers.
+        """
+        form = request.content_type == "application/x-www-form-urlencoded"
+        try:
+            if form:
+                fields = await request.post()
+                body: Any = {k: v for k, v in fields.items() if isinstance(v, str)}
+                token = body.pop("token", "")
+            else:
+                body = parse_body(await request.read())
+                token = None
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body must be at most {MAX_BODY} bytes")
+        except BodyError as exc:
+            return _error(400, f'{exc}; expected {{"target": ..., "reason": ...}}')
+        refused = self._refuse(request, token)
+        if refused is not None:
+            return refused
+        if not isinstance(body, dict):
+            return _error(400, "body must be a JSON object")
+        known = {"target", "reason"} if form else {"target", "reason", "source"}
+        problems = [f"{key}: unknown field" for key in sorted(set(body) - known)]
+        source = "page" if form else body.get("source", "api")
+        if source not in ("api", "cli", "page"):
+            problems.append("source: one of api, cli (who asked, for the audit record)")
+        target = None
+        raw_target = body.get("target")
+        if not isinstance(raw_target, str):
+            problems.append("target: required, an IP address")
+        else:
+            try:
+                target = check_target(raw_target)
+            except ValueError as exc:
+                problems.append(f"target: {exc}")
+            else:
+                if not self.agent.has_target(target):
+                    problems.append(f"target: {target} is not a configured target")
+        reason = ""
+        try:
+            reason = check_reason(body.get("reason", ""))
+        except ValueError as exc:
+            problems.append(f"{exc}")
+        if problems or target is None:
+            return _error(400, "invalid request", problems=_bounded(problems))
+        outcome = self.agent.release_failback(target, reason, str(source))
+        if form:
+            raise web.HTTPSeeOther(f"/#target-{target}")
+        return _json(
+            {
+                "target": target,
+                "released": outcome.released,
+                "announced": outcome.published.value,
+                "suppressed": outcome.suppressed,
+                "gate": outcome.gate,
             }
         )

@@ -13,8 +13,8 @@ held up by a scrape.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from goavail.brake import BrakeResult
@@ -22,6 +22,7 @@ from goavail.checks.base import ProbeResult
 from goavail.config import Config
 from goavail.decision import Override
 from goavail.dns.model import Change, FailOpen, Record
+from goavail.gates import AUTO, Failback, GateView
 from goavail.health import Health, State
 from goavail.overrides import OverrideEntry
 from goavail.pools import Publication
@@ -158,6 +159,16 @@ class Snapshot:
     """The names, their pools (priority order) and the pools' targets of the running
     configuration (an immutable value the agent replaces on reload; None: one pool of
     every target under every name in :attr:`names`)."""
+    gates: Mapping[str, GateView] = field(default_factory=dict)
+    """Target -> its gates (:mod:`goavail.gates`), for the targets with a damping
+    history or a closed failback gate; the others have none (penalty 0, gate open)."""
+    gate_counts: tuple[int, int] = (0, 0)
+    """``(suppressed, awaiting failback)`` targets."""
+    failback: Mapping[str, Failback] = field(default_factory=dict)
+    """Target -> its failback setting, where a pool or name sets one (the agent's
+    table, replaced whole on reload: never mutated)."""
+    failback_default: Failback = AUTO
+    """The other targets' failback (the top-level ``failback``)."""
 
     @property
     def targets(self) -> Iterator[TargetRow]:

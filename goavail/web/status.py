@@ -13,9 +13,11 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                  "reloads": {"applied", "rejected", "failed"},
                  "last_reload": null | {"time", "result", "problems": [str]}},
       "summary": {"targets", "up", "down", "unknown", "overridden", "pending_changes",
-                  "names", "names_differing", "held"},      # the whole fleet
+                  "names", "names_differing", "held", "suppressed",
+                  "awaiting_failback"},                     # the whole fleet
       "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, brake,
-                                             # quorum, dns, config, override, gossip
+                                             # quorum, dns, config, override, gossip,
+                                             # damping, failback
       "listing": {"query": {"name", "pool", "state", "order", "page", "names_page",
                             "per_page"},
                   "targets": {"total", "matched", "page", "pages", "first", "last"},
@@ -28,6 +30,11 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                    "decision", "effective", "override": {"mode", "local": null |
                    {"mode", "reason", "since"}, "peers": {node: mode}},
                    "votes": {node: state}, "quorum_met": bool | null,
+                   "damping": {"penalty", "suppressed", "reuse_at": null | time},
+                   "failback": {"setting": "auto"|"after 5m"|"manual",
+                                "gate": "open"|"waiting"|"operator",
+                                "until": null | time, "released_by": str},
+                   "announced": state,  # this agent's verdict after the gates
                    "pools": [str], "names": [str]}],   # one page (listing.targets)
       "overrides": [{"target", "mode", "reason", "since", "configured"}],
       "names": [{"name", "records": [{"type", "address", "managed"}],
@@ -76,6 +83,7 @@ from goavail.checks.base import ProbeResult
 from goavail.decision import Override, backed, combine_overrides
 from goavail.dns.model import Change, FailOpen
 from goavail.dns.plan import NameSpec
+from goavail.gates import Gate
 from goavail.health import Health, State
 from goavail.logs import REDACTOR
 from goavail.overrides import OverrideEntry
@@ -229,9 +237,73 @@ def _target(snap: Snapshot, row: TargetRow, index: Index) -> dict[str, Any]:
         },
         "votes": votes,
         "quorum_met": quorum_met(snap, address),
+        **gate_fields(snap, address, row.health.state),
         "pools": list(index.pools_of.get(address, ())),
         "names": list(index.names_of.get(address, ())),
     }
+
+
+def gate_fields(snap: Snapshot, address: str, raw: State) -> dict[str, Any]:
+    """A target's ``damping``, ``failback`` and ``announced`` fields (see
+    :mod:`goavail.gates`; monotonic deadlines shown as wall-clock times)."""
+    view = snap.gates.get(address)
+    offset = snap.wall - snap.monotonic
+    if view is None:
+        setting = snap.failback.get(address, snap.failback_default)
+        return {
+            "damping": {"penalty": 0.0, "suppressed": False, "reuse_at": None},
+            "failback": {"setting": str(setting), "gate": "open", "until": None, "released_by": ""},
+            "announced": raw.value,
+        }
+    return {
+        "damping": {
+            "penalty": round(view.penalty, 1),
+            "suppressed": view.suppressed,
+            "reuse_at": None if view.reuse_at is None else rfc3339(view.reuse_at + offset),
+        },
+        "failback": {
+            "setting": view.failback,
+            "gate": view.gate.value,
+            "until": None if view.until is None else rfc3339(view.until + offset),
+            "released_by": view.released_by,
+        },
+        "announced": view.published.value,
+    }
+
+
+def _gate_warnings(snap: Snapshot, by_address: dict[str, TargetFact]) -> list[dict[str, str]]:
+    suppressed = sorted(t for t, v in snap.gates.items() if v.suppressed)
+    operator = sorted(
+        t
+        for t, v in snap.gates.items()
+        if v.gate is Gate.OPERATOR
+        and not v.suppressed
+        and t in by_address
+        and by_address[t].state == "up"
+    )
+    warnings = []
+    if suppressed:
+        warnings.append(
+            {
+                "kind": "damping",
+                "message": f"Flap damping keeps {len(suppressed)} flapping target(s) withdrawn "
+                f"until their penalty decays: {_few(suppressed)}.",
+            }
+        )
+    if operator:
+        warnings.append(
+            {
+                "kind": "failback",
+                "message": f"{len(operator)} recovered target(s) wait for an operator "
+                f"(failback = manual: goavail failback TARGET): {_few(operator)}.",
+            }
+        )
+    return warnings
+
+
+def _few(items: list[str], shown: int = 10) -> str:
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def _name(
@@ -555,8 +627,10 @@ def status_document(
             "names": len(names),
             "names_differing": sum(1 for n in names if n.answer.differs),
             "held": len(held),
+            "suppressed": snap.gate_counts[0],
+            "awaiting_failback": snap.gate_counts[1],
         },
-        "warnings": _warnings(snap, facts, configured),
+        "warnings": _warnings(snap, facts, configured) + _gate_warnings(snap, by_address),
         "listing": {
             "query": query.as_dict(),
             "targets": _listing(target_page, len(facts)),
