@@ -9,17 +9,16 @@ and quorum still decides; fail-open and the brake work on the result as on any v
 
 **Flap damping** (RFC 2439, "BGP Route Flap Damping", Villamizar, Chandra, Govindan,
 1998), per target. The target's *figure of merit* (here: its *penalty*) grows by a fixed
-amount at every flap and decays exponentially with a half-life (RFC 2439 §4.2: "the
-figure of merit ... decays exponentially ... with a configurable half life"):
+amount at every flap and decays exponentially with a configurable half-life:
 
     p(t) = p(t0) * 2 ** (-(t - t0) / half_life)
 
 A flap is a DOWN transition of the checks' verdict. When a flap lifts the penalty above
 the *suppress* (RFC 2439: "cutoff") threshold, the target is suppressed: it stays
 announced ``down`` until its penalty has decayed to the *reuse* threshold or below
-(RFC 2439 §4.2, "reuse threshold"); flaps while it is suppressed add to the penalty as
+(RFC 2439's "reuse threshold"); flaps while it is suppressed add to the penalty as
 well. The penalty never exceeds a *ceiling* that bounds the longest suppression to the
-*maximum hold-down time* (RFC 2439 §4.2 and §4.8.1, "maximum hold down time"; the
+*maximum hold-down time* (RFC 2439's "maximum hold down time"; the
 ceiling is ``reuse * 2 ** (max_hold_down / half_life)``: the penalty that decays to the
 reuse threshold in exactly that time). RFC 2439 keeps a history until a "decay memory
 limit"; here a penalty that decays below half the reuse threshold is forgotten (it can
@@ -27,10 +26,10 @@ no longer cause a suppression by itself with sane settings; the common router pr
 of resetting the penalty at half the reuse limit). RFC 2439 allows separate half-lives
 while reachable and unreachable; goavail uses one.
 
-The arithmetic follows the RFC's example scale (§4.3 expresses the figure of merit in
-flaps, cut-off 3 and reuse 0.75 flaps; router implementations count 1000 per flap):
-with ``penalty`` 1000, ``half_life`` 15 minutes, ``suppress`` 2000, ``reuse`` 750 and a
-maximum hold-down of 60 minutes, the ceiling is ``750 * 2**4 = 12000``; three flaps at
+The arithmetic is checked at the scale routers use for RFC 2439 damping (Cisco IOS's
+defaults: 1000 per flap, half-life 15 minutes, suppress 2000, reuse 750, maximum
+suppress time 60 minutes): with ``penalty`` 1000, ``half_life`` 15 minutes,
+``suppress`` 2000, ``reuse`` 750 and a maximum hold-down of 60 minutes, the ceiling is ``750 * 2**4 = 12000``; three flaps at
 once give 3000 (suppressed), which decays to 750 after two half-lives (30 minutes).
 
 **Gated failback**, per target (its pools' and names' ``failback``, the strictest,
@@ -63,7 +62,7 @@ from goavail.health import State
 
 @dataclass(frozen=True, slots=True)
 class DampingSettings:
-    """The damping parameters of RFC 2439 §4.2 (names after goavail's ``[Damping]``).
+    """The damping parameters of RFC 2439 (names after goavail's ``[Damping]``).
 
     Attributes:
         penalty: added to a target's penalty at each DOWN transition (> 0).
@@ -97,8 +96,8 @@ class DampingSettings:
 
     @property
     def ceiling(self) -> float:
-        """The largest penalty: ``reuse * 2 ** (max_suppress / half_life)`` (RFC 2439
-        §4.8.1), which decays to ``reuse`` in exactly ``max_suppress`` seconds.
+        """The largest penalty: ``reuse * 2 ** (max_suppress / half_life)`` (RFC 2439's
+        maximum hold-down time), which decays to ``reuse`` in exactly ``max_suppress`` seconds.
 
         >>> DampingSettings(1000, 900, 2000, 750, 3600).ceiling
         12000.0
@@ -108,7 +107,7 @@ class DampingSettings:
 
 def decay(penalty: float, elapsed: float, half_life: float) -> float:
     """``penalty`` after ``elapsed`` seconds: ``penalty * 2 ** (-elapsed / half_life)``
-    (RFC 2439 §4.2). A negative ``elapsed`` (a clock read out of order) decays nothing.
+    (RFC 2439). A negative ``elapsed`` (a clock read out of order) decays nothing.
 
     >>> decay(3000, 900, 900)
     1500.0
@@ -152,7 +151,7 @@ class Damped:
 def flap(damped: Damped, now: float, settings: DampingSettings) -> Damped:
     """A DOWN transition at ``now``: decay the penalty to ``now``, add ``penalty`` (at
     most up to the ceiling) and suppress when the result is above ``suppress``
-    (RFC 2439 §4.2; a suppressed target stays suppressed).
+    (RFC 2439; a suppressed target stays suppressed).
 
     >>> s = DampingSettings(1000, 900, 2000, 750, 3600)
     >>> flap(flap(flap(Damped(), 0, s), 0, s), 0, s)
