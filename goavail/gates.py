@@ -29,8 +29,9 @@ while reachable and unreachable; goavail uses one.
 The arithmetic is checked at the scale routers use for RFC 2439 damping (Cisco IOS's
 defaults: 1000 per flap, half-life 15 minutes, suppress 2000, reuse 750, maximum
 suppress time 60 minutes): with ``penalty`` 1000, ``half_life`` 15 minutes,
-``suppress`` 2000, ``reuse`` 750 and a maximum hold-down of 60 minutes, the ceiling is ``750 * 2**4 = 12000``; three flaps at
-once give 3000 (suppressed), which decays to 750 after two half-lives (30 minutes).
+``suppress`` 2000, ``reuse`` 750 and a maximum hold-down of 60 minutes, the ceiling is
+``750 * 2**4 = 12000``; three flaps at once give 3000 (suppressed), which decays to 750
+after two half-lives (30 minutes).
 
 **Gated failback**, per target (its pools' and names' ``failback``, the strictest,
 see :func:`strictest`): once a target was down, its recovery is re-announced

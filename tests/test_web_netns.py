@@ -326,6 +326,8 @@ async def test_status_document(served: Served) -> None:
         "names": 1,
         "names_differing": 0,
         "held": 0,
+        "suppressed": 0,  # issue 15: flap damping (additive)
+        "awaiting_failback": 0,  # issue 15: gated failback (additive)
     }
     assert doc["listing"]["targets"] == {
         "total": 2,
