@@ -18,7 +18,8 @@ refuses to run unless ``lo`` is its only interface)::
 model of :mod:`bench.model`.
 
 ``--cluster-scale 3,5``: 10,000 targets (``--scale-targets``) watched by 3, then 5
-agents, no loss: warm-up time, then Serf's and the sync port's traffic, CPU and RSS
+agents, no loss: warm-up time (the agents started together, then staggered as in a
+rolling deploy: ``--scale-start``), then Serf's and the sync port's traffic, CPU and RSS
 per agent in the steady state, see :mod:`bench.cluster_scale`. ``--cluster-scale 1``
 runs one agent without ``[Members]`` (single-node mode) the same way, as a control.
 
@@ -107,6 +108,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--scale-quorum", type=int, default=1, help="min_peers_agree (1)")
     p.add_argument(
+        "--scale-start",
+        default="together,staggered",
+        help="scale run: how the agents start, together and/or staggered (rolling deploy: "
+        "each once the one before has joined); default both, in that order",
+    )
+    p.add_argument(
+        "--scale-pool-size",
+        type=int,
+        default=2,
+        help="scale run: targets per pool, each pool under a name of its own (2: 10,000 "
+        "targets in 5,000 names); 0: every target under one name, the original's shape",
+    )
+    p.add_argument(
         "--scale-warmup-limit",
         type=float,
         default=300.0,
@@ -117,7 +131,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="DIR",
-        help="scale run: py-spy the first agent from its start (needs .venv/bin/py-spy)",
+        help="scale run: py-spy the last agent started, from its start (needs .venv/bin/py-spy)",
     )
     p.add_argument(
         "--scale-profile-seconds",
@@ -155,6 +169,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     except ValueError:
         p.error("--cluster-scale takes agent counts, e.g. 3,5")
     args.scale_agents = [k for k in args.scale_agents if k != 0]
+    args.scale_starts = [x.strip() for x in str(args.scale_start).split(",") if x.strip()]
+    if not args.scale_starts or any(x not in ("together", "staggered") for x in args.scale_starts):
+        p.error("--scale-start takes together and/or staggered, e.g. together,staggered")
+    if args.scale_pool_size < 0:
+        p.error("--scale-pool-size must be 0 or more")
     if any(not 1 <= k <= 8 for k in args.scale_agents):
         p.error("--cluster-scale: 1 to 8 agents per run (1: one node, no [Members])")
     return args
@@ -208,9 +227,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         doc["scale"] = []
         for count in args.scale_agents:
-            print(f"\nbench: scale, {args.scale_targets} targets x {count} agents ...", flush=True)
-            doc["scale"].append(run_cluster_scale(count, args))
-            print(scale_table(doc["scale"][-1:]), flush=True)
+            for start in args.scale_starts if count > 1 else ["together"]:
+                print(
+                    f"\nbench: scale, {args.scale_targets} targets x {count} agents, "
+                    f"started {start} ...",
+                    flush=True,
+                )
+                doc["scale"].append(run_cluster_scale(count, args, start))
+                print(scale_table(doc["scale"][-1:]), flush=True)
             _save(args, doc)
     doc["machine"]["loadavg_at_end"] = os.getloadavg()
     _save(args, doc)
