@@ -346,6 +346,7 @@ class AgentProcess:
                 text = self.log.feed(at, raw)
                 if text is not None:
                     f.write(f"{at:.3f} {text}\n")
+                    f.flush()  # read while the agent runs (warm-up breakdowns)
 
     def namespace_cpu(self) -> float:
         """CPU seconds (user + system) of every process in the agent's namespace so far
@@ -709,7 +710,8 @@ class TrafficTable:
 
 
 def scrape_gossip(namespace: str) -> dict[str, float]:
-    """The ``goavail_gossip_*`` and ``goavail_probes_total`` samples of the agent's
+    """The ``goavail_gossip_*``, ``goavail_probes_total`` and ``goavail_reconcile_*``
+    samples of the agent's
     ``/metrics`` in ``namespace`` (the default ``[Server] listen``, 127.0.0.1:8080):
     ``{metric name + "{" + labels + "}": value}`` as exposed, ``{}`` when the page cannot
     be read."""
@@ -721,7 +723,7 @@ def scrape_gossip(namespace: str) -> dict[str, float]:
     if done.returncode != 0:
         return out
     for line in done.stdout.splitlines():
-        if line.startswith(("goavail_gossip_", "goavail_probes_total")):
+        if line.startswith(("goavail_gossip_", "goavail_probes_total", "goavail_reconcile_")):
             name, _, value = line.rpartition(" ")
             with contextlib.suppress(ValueError):
                 out[name] = float(value)

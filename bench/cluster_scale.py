@@ -432,6 +432,9 @@ def run_cluster_scale(
                 entry["probes_at_window_end"] = {
                     k: v for k, v in m1[node].items() if k.startswith("goavail_probes_total")
                 }
+                entry["reconcile_passes_at_settle_end"] = _metric(
+                    m0[node], "goavail_reconcile_passes_total"
+                ) or _metric(m0[node], "goavail_reconcile_passes")
                 entry["probes_at_warmup_end"] = {
                     k: v for k, v in m0[node].items() if k.startswith("goavail_probes_total")
                 }

@@ -99,7 +99,8 @@ class LineBudget:
             named = tally.examples.setdefault(state, [])
             if len(named) < EXAMPLES:
                 named.append(target)
-        tally.extra.update(extra)
+        if extra:
+            tally.extra.update(extra)
         return False
 
     def note(self, *extra: str) -> None:
