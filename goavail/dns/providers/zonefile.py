@@ -59,7 +59,7 @@ import signal
 import stat
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
@@ -133,7 +133,8 @@ class _Loaded:
     """A parsed zone file: the zone, its leading comment block and its file status.
 
     ``index`` (built on first read, :meth:`addresses_at`): relative name -> its A and
-    AAAA records as ``(type, canonical address, ttl)``; only for a parse that is
+    AAAA records as ``(type, canonical address, ttl)``; ``records``: name as asked ->
+    its records (:meth:`ZonefileProvider._records_at`). Both only for a parse that is
     never modified (the cached one: :meth:`ZonefileProvider._change_sync` parses
     afresh).
     """
@@ -142,6 +143,7 @@ class _Loaded:
     header: str
     stat: os.stat_result
     index: dict[dns.name.Name, list[tuple[RecordType, str, int]]] | None = None
+    records: dict[str, list[Record]] = field(default_factory=dict)
 
     def addresses_at(self, relative: dns.name.Name) -> list[tuple[RecordType, str, int]]:
         """The A/AAAA records at ``relative`` (a name relative to the origin), A first:
@@ -311,14 +313,21 @@ class ZonefileProvider(Provider):
 
     def _records_at(self, name: str, loaded: _Loaded | None) -> list[Record]:
         """The A/AAAA records at ``name`` in ``loaded`` ([] outside the origin or with no file)."""
+        if loaded is None:
+            return []
+        known = loaded.records.get(name)
+        if known is not None:
+            return list(known)
         relative = self._relative(name)
-        if relative is None or loaded is None:
+        if relative is None:
             return []
         fqdn = normalize_name(name)
-        return [
+        records = [
             Record(fqdn, rtype, address, ttl)
             for rtype, address, ttl in loaded.addresses_at(relative)
         ]
+        loaded.records[name] = records  # the parse never changes: asked again each pass
+        return list(records)
 
     def _change_sync(self, action: Literal["create", "delete"], record: Record) -> None:
         relative = self._relative(record.name)
