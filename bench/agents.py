@@ -711,8 +711,8 @@ class TrafficTable:
 
 def scrape_gossip(namespace: str) -> dict[str, float]:
     """The ``goavail_gossip_*``, ``goavail_probes_total`` and ``goavail_reconcile_*``
-    samples of the agent's
-    ``/metrics`` in ``namespace`` (the default ``[Server] listen``, 127.0.0.1:8080):
+    samples of the agent's ``/metrics`` in ``namespace`` (the default ``[Server] listen``,
+    127.0.0.1:8080):
     ``{metric name + "{" + labels + "}": value}`` as exposed, ``{}`` when the page cannot
     be read."""
     done = run(
