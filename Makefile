@@ -74,8 +74,9 @@ $(TEST_CACHE)/base-bookworm.tar:
 ## BENCH_SOAK seconds under random outages and random Cloudflare faults; fails if a name ever
 ## had no record, goavail died or DNS did not converge at the end (BENCH_SOAK_SEED: replay):
 ##   make bench BENCH_SIZES=0 BENCH_SOAK=1800
-## Cluster scale (bench/cluster_scale.py): 10,000 targets x 3 and x 5 agents, no loss, warm-up
-## and a 60 s steady-state window each (about 4 minutes each):
+## Cluster scale (bench/cluster_scale.py): 10,000 targets (5,000 names) x 3 and x 5 agents, no
+## loss, warm-up (agents started together, then staggered as in a rolling deploy) and a 60 s
+## steady-state window each (about 2.5 minutes per agent count and start):
 ##   make bench BENCH_SIZES=0 BENCH_CLUSTER_SCALE=3,5
 ## Status page at fleet size (bench/page.py, bench/results/page.json): 10,000 targets in
 ## 5,000 names across 5 zones with pools and backups, the page and /api/status timed through

@@ -80,6 +80,9 @@ _AUDIT: Final = re.compile(r"DNS (create|delete) (\S+) (A|AAAA) (\S+) .*outcome=
 _JOINED: Final = re.compile(r"peer (\S+) joined")
 _DECISION_PREFIX: Final = "decision for "
 _OLD_EVENT: Final = re.compile(r"received old event \S+ from time (\d+) \(current: (\d+)\)")
+_ALL_DECIDED: Final = "every target decided: "
+_FIRST_DECISIONS: Final = re.compile(r"first decisions on (\d+) more targets: (\d+) up")
+_QUORUM_UNMET: Final = "QUORUM UNMET"
 
 
 def loss_targets(n: int) -> list[str]:
@@ -154,6 +157,15 @@ class AgentLog:
         first_decision: target -> arrival time of its first "decision for T: up" line
             (kept even when ``keep_events`` is False).
         other_decisions: "decision for" lines of any other state.
+        decided_at: arrival of goavail's ``every target decided`` line (None before).
+        decided_up: targets decided up so far, from the per-target lines at INFO and the
+            summaries of those at DEBUG (``first decisions on N more targets: U up``;
+            goavail logs at most 10 first decisions per second one by one, see
+            goavail/firstlines.py). With ``--debug`` the summarised lines appear too and
+            are counted in ``first_decision`` as well.
+        joined: peer -> arrival of its ``peer P joined`` line (the first one).
+        cluster_ready_at: arrival of the first line showing the agent talks to its Serf
+            (``QUORUM UNMET`` or a ``joined`` line); None before.
         keep_events: keep every parsed line in ``events`` (False: only decisions are
             noted, in ``first_decision``; for the 10,000-target scale run).
     """
@@ -171,6 +183,10 @@ class AgentLog:
     serf_old_event_ages: list[int] = field(default_factory=list)
     first_decision: dict[str, float] = field(default_factory=dict)
     other_decisions: int = 0
+    decided_at: float | None = None
+    decided_up: int = 0
+    joined: dict[str, float] = field(default_factory=dict)
+    cluster_ready_at: float | None = None
     keep_events: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -204,9 +220,21 @@ class AgentLog:
             if start >= 0:
                 target, _, rest = text[start + len(_DECISION_PREFIX) :].partition(": ")
                 if rest.startswith("up"):
+                    if target not in self.first_decision and " DEBUG " not in text:
+                        self.decided_up += 1
                     self.first_decision.setdefault(target, at)
                 else:
                     self.other_decisions += 1
+            elif (summary := _FIRST_DECISIONS.search(text)) is not None:
+                self.decided_up += int(summary.group(2))
+            elif _ALL_DECIDED in text and self.decided_at is None:
+                self.decided_at = at
+            elif (joined := _JOINED.search(text)) is not None:
+                self.joined.setdefault(joined.group(1), at)
+                if self.cluster_ready_at is None:
+                    self.cluster_ready_at = at
+            elif _QUORUM_UNMET in text and self.cluster_ready_at is None:
+                self.cluster_ready_at = at
             if " WARNING " in text or " ERROR " in text or "Traceback" in text:
                 self.warning_count += 1
                 if "received old event" in text:
@@ -318,6 +346,7 @@ class AgentProcess:
                 text = self.log.feed(at, raw)
                 if text is not None:
                     f.write(f"{at:.3f} {text}\n")
+                    f.flush()  # read while the agent runs (warm-up breakdowns)
 
     def namespace_cpu(self) -> float:
         """CPU seconds (user + system) of every process in the agent's namespace so far
@@ -380,23 +409,34 @@ def agent_config(
     min_peers_agree: int | None,
     announce_interval: str | None = None,
     zone_file: Path | None = None,
+    pool_size: int | None = None,
 ) -> str:
     """goavail.toml of one agent: Cloudflare provider on the stand-in (or, with
     ``zone_file``, the zone file provider on that file, which :func:`write_zone` wrote),
-    ``www`` with every target; ``[Members]`` (Serf on the bridge, every other node of
-    ``nodes`` a peer, the other cluster settings at their defaults, ``announce_interval``
-    if given) unless ``min_peers_agree`` is None."""
-    addresses = ",\n".join(f'  "{t}"' for t in targets)
+    ``www`` with every target (the original's shape), or with ``pool_size`` the targets
+    in pools of that many addresses, each published under a name of its own
+    (:func:`pool_names`: ``[[pools]]`` + ``[[names]]``); ``[Members]`` (Serf on the
+    bridge, every other node of ``nodes`` a peer, the other cluster settings at their
+    defaults, ``announce_interval`` if given) unless ``min_peers_agree`` is None."""
+    hostnames = "" if pool_size else 'hostnames = ["www"]\n'
     if zone_file is None:
-        provider = f'[Cloudflare]\ndns_domain = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
+        provider = f'[Cloudflare]\ndns_domain = "{ZONE}"\n{hostnames}ttl = 120\n'
     else:
-        provider = (
-            f'[Zonefile]\npath = "{zone_file}"\norigin = "{ZONE}"\nhostnames = ["www"]\nttl = 120\n'
+        provider = f'[Zonefile]\npath = "{zone_file}"\norigin = "{ZONE}"\n{hostnames}ttl = 120\n'
+    if pool_size:
+        pools = pool_names(targets, pool_size)
+        published = "".join(
+            f'[[pools]]\nname = "{label}"\naddresses = {json.dumps(pool)}\n'
+            f'[[names]]\nname = "{label}.{ZONE}"\npools = ["{label}"]\n'
+            for label, pool in pools.items()
         )
+        provider += f"\n{published}"
+    else:
+        addresses = ",\n".join(f'  "{t}"' for t in targets)
+        provider += f"ip_addresses = [\n{addresses}\n]\n"
     text = (
         f'node_name = "{node}"\nfailure_threshold = {failure_threshold}\n'
-        f'interval = {interval:g}\ntimeout = "{timeout}"\n\n'
-        f"{provider}ip_addresses = [\n{addresses}\n]\n"
+        f'interval = {interval:g}\ntimeout = "{timeout}"\n\n{provider}'
     )
     if min_peers_agree is not None:
         peers = ", ".join(f'"{ADDRESSES[n]}:{SERF_PORT}"' for n in nodes if n != node)
@@ -410,15 +450,39 @@ def agent_config(
     return text
 
 
-def write_zone(path: Path, targets: Sequence[str]) -> None:
-    """Write a zone file for :data:`ZONE` with a ``www`` A record (TTL 120) per target."""
+def pool_names(targets: Sequence[str], pool_size: int) -> dict[str, list[str]]:
+    """``targets`` cut into pools of ``pool_size`` addresses (the last one may be
+    smaller), in order: pool and name label ``p0``, ``p1``, ... -> its addresses.
+
+    Raises:
+        ValueError: ``pool_size`` < 1.
+    """
+    if pool_size < 1:
+        raise ValueError("pool_size must be at least 1")
+    return {
+        f"p{i // pool_size}": list(targets[i : i + pool_size])
+        for i in range(0, len(targets), pool_size)
+    }
+
+
+def write_zone(path: Path, targets: Sequence[str], pool_size: int | None = None) -> None:
+    """Write a zone file for :data:`ZONE` with a ``www`` A record (TTL 120) per target,
+    or with ``pool_size`` an A record per target at its pool's name (:func:`pool_names`)."""
+    if pool_size:
+        records = [
+            f"{label} 120 IN A {t}"
+            for label, pool in pool_names(targets, pool_size).items()
+            for t in pool
+        ]
+    else:
+        records = [f"www 120 IN A {t}" for t in targets]
     lines = [
         f"$ORIGIN {ZONE}.",
         "$TTL 3600",
         "@ IN SOA ns1 hostmaster 2024010100 3600 600 604800 300",
         "  IN NS ns1",
         "ns1 IN A 192.0.2.254",
-        *(f"www 120 IN A {t}" for t in targets),
+        *records,
     ]
     path.write_text("\n".join(lines) + "\n", encoding="ascii")
 
@@ -646,8 +710,9 @@ class TrafficTable:
 
 
 def scrape_gossip(namespace: str) -> dict[str, float]:
-    """The ``goavail_gossip_*`` and ``goavail_probes_total`` samples of the agent's
-    ``/metrics`` in ``namespace`` (the default ``[Server] listen``, 127.0.0.1:8080):
+    """The ``goavail_gossip_*``, ``goavail_probes_total`` and ``goavail_reconcile_*``
+    samples of the agent's ``/metrics`` in ``namespace`` (the default ``[Server] listen``,
+    127.0.0.1:8080):
     ``{metric name + "{" + labels + "}": value}`` as exposed, ``{}`` when the page cannot
     be read."""
     done = run(
@@ -658,7 +723,7 @@ def scrape_gossip(namespace: str) -> dict[str, float]:
     if done.returncode != 0:
         return out
     for line in done.stdout.splitlines():
-        if line.startswith(("goavail_gossip_", "goavail_probes_total")):
+        if line.startswith(("goavail_gossip_", "goavail_probes_total", "goavail_reconcile_")):
             name, _, value = line.rpartition(" ")
             with contextlib.suppress(ValueError):
                 out[name] = float(value)
@@ -833,6 +898,7 @@ __all__ = [
     "bench_targets",
     "check_alive",
     "loss_targets",
+    "pool_names",
     "scrape_gossip",
     "wait_for",
     "write_zone",

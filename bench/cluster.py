@@ -18,7 +18,8 @@ refuses to run unless ``lo`` is its only interface)::
 model of :mod:`bench.model`.
 
 ``--cluster-scale 3,5``: 10,000 targets (``--scale-targets``) watched by 3, then 5
-agents, no loss: warm-up time, then Serf's and the sync port's traffic, CPU and RSS
+agents, no loss: warm-up time (the agents started together, then staggered as in a
+rolling deploy: ``--scale-start``), then Serf's and the sync port's traffic, CPU and RSS
 per agent in the steady state, see :mod:`bench.cluster_scale`. ``--cluster-scale 1``
 runs one agent without ``[Members]`` (single-node mode) the same way, as a control.
 
@@ -29,6 +30,7 @@ after Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import signal
@@ -37,7 +39,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.run import _raise_on_sigterm, _seconds, ensure_private_netns, machine
+from bench.run import REPO, _raise_on_sigterm, _seconds, ensure_private_netns, machine
 
 LOSS_CASES = {
     "a": {"agents": 1, "failure_threshold": 3, "min_peers_agree": 0},
@@ -107,6 +109,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--scale-quorum", type=int, default=1, help="min_peers_agree (1)")
     p.add_argument(
+        "--scale-start",
+        default="together,staggered",
+        help="scale run: how the agents start, together and/or staggered (rolling deploy: "
+        "each once the one before has joined); default both, in that order",
+    )
+    p.add_argument(
+        "--scale-pool-size",
+        type=int,
+        default=2,
+        help="scale run: targets per pool, each pool under a name of its own (2: 10,000 "
+        "targets in 5,000 names); 0: every target under one name, the original's shape",
+    )
+    p.add_argument(
         "--scale-warmup-limit",
         type=float,
         default=300.0,
@@ -117,7 +132,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=Path,
         default=None,
         metavar="DIR",
-        help="scale run: py-spy the first agent from its start (needs .venv/bin/py-spy)",
+        help="scale run: py-spy the last agent started, from its start (needs .venv/bin/py-spy)",
     )
     p.add_argument(
         "--scale-profile-seconds",
@@ -155,6 +170,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     except ValueError:
         p.error("--cluster-scale takes agent counts, e.g. 3,5")
     args.scale_agents = [k for k in args.scale_agents if k != 0]
+    args.scale_starts = [x.strip() for x in str(args.scale_start).split(",") if x.strip()]
+    if not args.scale_starts or any(x not in ("together", "staggered") for x in args.scale_starts):
+        p.error("--scale-start takes together and/or staggered, e.g. together,staggered")
+    if args.scale_pool_size < 0:
+        p.error("--scale-pool-size must be 0 or more")
     if any(not 1 <= k <= 8 for k in args.scale_agents):
         p.error("--cluster-scale: 1 to 8 agents per run (1: one node, no [Members])")
     return args
@@ -177,6 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": info,
     }
     doc["machine"]["loadavg_at_start"] = os.getloadavg()
+    # As an installed goavail is (pip writes the .pyc files): agents that compile the
+    # sources at every start (PYTHONDONTWRITEBYTECODE, an editable install) would pay
+    # ~0.1 CPU-s each for it.
+    compileall.compile_dir(str(REPO / "goavail"), quiet=1)
     if args.cluster_latency > 0:
         from bench.cluster_latency import run_cluster_latency
 
@@ -208,9 +232,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         doc["scale"] = []
         for count in args.scale_agents:
-            print(f"\nbench: scale, {args.scale_targets} targets x {count} agents ...", flush=True)
-            doc["scale"].append(run_cluster_scale(count, args))
-            print(scale_table(doc["scale"][-1:]), flush=True)
+            for start in args.scale_starts if count > 1 else ["together"]:
+                print(
+                    f"\nbench: scale, {args.scale_targets} targets x {count} agents, "
+                    f"started {start} ...",
+                    flush=True,
+                )
+                doc["scale"].append(run_cluster_scale(count, args, start))
+                print(scale_table(doc["scale"][-1:]), flush=True)
             _save(args, doc)
     doc["machine"]["loadavg_at_end"] = os.getloadavg()
     _save(args, doc)

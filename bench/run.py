@@ -229,8 +229,15 @@ def sample(pid: int) -> ProcSample:
     return ProcSample(now, cpu, user, mem.get("VmRSS", 0.0), mem.get("VmHWM", 0.0))
 
 
+_FIRST_VERDICTS: Final = re.compile(
+    r"first verdicts on \d+ more targets: ([^;(]*(?:\([^)]*\)[^;(]*)*)"
+)
+_COUNT: Final = re.compile(r"(\d+) (up|down)\b")
+
+
 class LogWatcher:
-    """Counts goavail's state transitions by reading its log file incrementally."""
+    """Counts goavail's state transitions by reading its log file incrementally (the
+    summaries of first verdicts included: see goavail/firstlines.py)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -251,6 +258,15 @@ class LogWatcher:
         lines = data.split(b"\n")
         self._rest = lines.pop()
         for raw in lines:
+            if b"first verdicts on " in raw:
+                # goavail logs at most 10 first verdicts a second one by one, and sums up
+                # the others (goavail/firstlines.py): "... N more targets: U up, D down (..."
+                summary = _FIRST_VERDICTS.search(raw.decode(errors="replace"))
+                if summary is not None:
+                    counts = dict((state, int(n)) for n, state in _COUNT.findall(summary.group(1)))
+                    self.up_from_unknown += counts.get("up", 0)
+                    self.downs += counts.get("down", 0)
+                continue
             if b" -> " not in raw:
                 if b"Traceback" in raw or b"ERROR" in raw:
                     self.errors.append(raw.decode(errors="replace"))

@@ -53,6 +53,7 @@ from goavail.events import (
     NameConflictChanged,
     QuorumChanged,
 )
+from goavail.firstlines import WarmUp
 from goavail.gates import GateEvent, Gates, GateView
 from goavail.health import Health, State
 from goavail.heartbeat import Heartbeat
@@ -238,6 +239,9 @@ class Agent:
         self.bus = bus
         self.assembler = assembler
         self._decided_at: dict[str, float] = {}
+        self.warm_up = WarmUp(log, publication.targets, decision.decisions)
+        """First verdicts and decisions: one line each for a few targets, summaries for
+        thousands; ``every target decided`` once all are (see :mod:`goavail.firstlines`)."""
         self.started_at = time.time()
         self.probe_stats = ProbeStats()
         self.reloads: Counter[str] = Counter()
@@ -334,28 +338,34 @@ class Agent:
             return
         status.health = Health(new)
         status.since = time.time()
-        names = ", ".join(self.publication.names_of(target))
-        extra = {"target": target, "state": str(new)}
         if self.checks.single:
             self.probe_stats.transitions[(target, new.value)] += 1
-            log.info("target %s %s -> %s %s (names: %s)", target, old, new, why, names, extra=extra)
-        else:
-            log.info(
-                "target %s %s -> %s: %s (names: %s)", target, old, new, why, names, extra=extra
+        level = self.warm_up.verdict(target, old, new)  # a first verdict may be summarised
+        if log.isEnabledFor(level):
+            names = ", ".join(self.publication.names_of(target))
+            extra = {"target": target, "state": str(new)}
+            form = (
+                "target %s %s -> %s %s (names: %s)"
+                if self.checks.single
+                else ("target %s %s -> %s: %s (names: %s)")
             )
+            log.log(level, form, target, old, new, why, names, extra=extra)
         now = time.monotonic()
-        self._gated(target, self.gates.observe(target, new, now), now)
+        self._gated(target, self.gates.observe(target, new, now), now, level)
 
     # -- gates: flap damping and gated failback (goavail/gates.py) -------------------
 
-    def _gated(self, target: str, events: list[GateEvent], now: float) -> None:
+    def _gated(
+        self, target: str, events: list[GateEvent], now: float, level: int = logging.INFO
+    ) -> None:
         """After the gates of ``target`` moved: report their events, announce the
-        gated verdict when it changed, and wake up at their next deadline."""
+        gated verdict when it changed (``level``: that of the verdict's line, see
+        :meth:`_verdict`), and wake up at their next deadline."""
         for event in events:
             self._gate_event(event, now)
         published = self.gates.published(target, now)
         if self.decision.local.get(target) is not published:
-            self._verdict(target, published)
+            self._verdict(target, published, level)
         self._schedule_gate(target, now)
 
     def _schedule_gate(self, target: str, now: float) -> None:
@@ -463,21 +473,26 @@ class Agent:
             gate=view.gate.value,
         )
 
-    def _verdict(self, target: str, state: State) -> None:
-        """This agent's verdict on ``target`` changed: on to the decision stage."""
+    def _verdict(self, target: str, state: State, level: int = logging.INFO) -> None:
+        """This agent's verdict on ``target`` changed: on to the decision stage
+        (``level``: that of the verdict's line, which the "no decision yet" line shares)."""
         decided = self.decision.update(target, state)
         if self.cluster is not None:
             self.cluster.publish(target, state)
         if decided is not None:
             self.on_decision(target, decided)
         elif self.cluster is not None and state is not State.UNKNOWN:
-            log.info(
-                "no decision yet for %s: needs %d agreeing peer(s) (votes: %s)",
-                target,
-                self.decision.min_peers_agree,
-                self.cluster.describe_votes(target),
-                extra={"target": target},
-            )
+            if level != logging.INFO:
+                self.warm_up.waiting()
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "no decision yet for %s: needs %d agreeing peer(s) (votes: %s)",
+                    target,
+                    self.decision.min_peers_agree,
+                    self.cluster.describe_votes(target),
+                    extra={"target": target},
+                )
 
     def on_name_conflict(self, conflict: NameConflict | None) -> None:
         """Another Serf member uses this agent's node name (None: resolved): notify."""
@@ -518,8 +533,11 @@ class Agent:
             self._down_since[target] = self._decided_at[target]
         else:
             self._down_since.pop(target, None)
-        votes = f" (votes: {self.cluster.describe_votes(target)})" if self.cluster else ""
-        log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
+        level = self.warm_up.decision(target, state)  # a first decision may be summarised
+        if log.isEnabledFor(level):
+            votes = f" (votes: {self.cluster.describe_votes(target)})" if self.cluster else ""
+            log.log(level, "decision for %s: %s%s", target, state, votes, extra={"target": target})
+        self.warm_up.check()
         self._trigger_all()
 
     def on_override(self, target: str) -> None:
@@ -922,6 +940,7 @@ class Agent:
             flush.cancel()  # only if STOP_GRACE ran out first
             hooks.cancel()
             self.audit.close()
+            self.warm_up.flush()
             log.info("stopped")
 
     def _reconfigure(
@@ -1118,6 +1137,7 @@ class Agent:
             self.targets[t] = TargetStatus()
         if added and self.cluster is not None:
             self.cluster.targets_added()
+        self.warm_up.targets_changed(added, removed)
         self.config, self.sections, self.publication = new, dict(parts.sections), published
         now = time.monotonic()
         gate_events = self.gates.configure(

@@ -53,6 +53,7 @@ from goavail.cluster.sync import (
 from goavail.cluster.syncnet import SyncClient, SyncError, SyncRefused
 from goavail.cluster.wire import WireError
 from goavail.decision import DecisionStage, Override
+from goavail.firstlines import LineBudget, describe
 from goavail.health import State
 
 log = logging.getLogger("goavail.cluster")
@@ -140,6 +141,9 @@ class VerdictSync:
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self._clock = clock
         self._monotonic = monotonic
+        self._first_votes = LineBudget()
+        """Peers' first votes: one line each for a few targets, a summary per pull for
+        more (see :mod:`goavail.firstlines`)."""
         self.client = client or SyncClient(timeout=min(5.0, max(1.0, announce_interval)))
         self.vector = LocalVector(time.time_ns() // 1000)
         self.peers: dict[str, _Peer] = {}
@@ -347,6 +351,15 @@ class VerdictSync:
         self._heard(node, peer)
         for target, code in changed.items():
             self._apply(node, target, code)
+        tally = self._first_votes.summary()
+        if tally is not None:
+            log.info(
+                "peer %s: first votes on %d more targets: %s (one line each at DEBUG)",
+                node,
+                tally.total,
+                describe(tally),
+                extra={"peer": node},
+            )
         return True
 
     def answer(self, body: bytes, peer_ip: str) -> bytes:
@@ -375,19 +388,25 @@ class VerdictSync:
     def _apply(self, node: str, target: str, code: int) -> None:
         state = _STATES[code_state(code)]
         override = _OVERRIDES[code_override(code)]
-        before = self.stage.votes_for(target).get(node)
+        before = self.stage.peers.get(node, {}).get(target)
         if state is State.UNKNOWN:
             changed = self.stage.drop_vote(node, target)
         else:
             changed = self.stage.peer_vote(node, target, state)
         if before is not (None if state is State.UNKNOWN else state):
-            log.info(
-                "peer %s votes %s %s",
-                node,
-                target,
-                state,
-                extra={"target": target, "peer": node},
-            )
+            # a first vote (none held before) may be summarised; a change never is
+            level = logging.INFO
+            if before is None and not self._first_votes.take(self._monotonic(), str(state), target):
+                level = logging.DEBUG
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "peer %s votes %s %s",
+                    node,
+                    target,
+                    state,
+                    extra={"target": target, "peer": node},
+                )
         if changed is not None:
             self._on_decision(target, changed)
         held = self.stage.peer_overrides.get(node, {}).get(target, Override.AUTO)

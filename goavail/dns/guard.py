@@ -108,6 +108,9 @@ def admissible(
     Returns:
         ``(admitted, waiting)``, each in the order of ``changes``.
     """
+    changes = tuple(changes)
+    if all(change.action == "create" for change in changes):
+        return changes, ()  # creates always may (no guard to build: O(records))
     guard = NameGuard(current, managed)
     admitted: list[Change] = []
     waiting: list[Change] = []

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 RecordType = Literal["A", "AAAA"]
 Action = Literal["create", "delete"]
 
 
+_CACHED: Final = 1 << 17
+"""Addresses whose answers :func:`record_type_for` and :func:`normalize_address` keep
+(131,072: every target of a large fleet, twice the 50,000 the benchmarks run)."""
+
+
+@functools.lru_cache(maxsize=_CACHED)
 def record_type_for(address: str) -> RecordType:
     """Return "A" for an IPv4 address string and "AAAA" for IPv6.
+
+    Cached (the planner asks for every configured address at every reconcile pass;
+    parsing 10,000 addresses twice per pass cost 0.1-0.6 s of CPU per pass).
 
     Raises:
         ValueError: ``address`` is not an IP address.
@@ -19,8 +29,12 @@ def record_type_for(address: str) -> RecordType:
     return "A" if ipaddress.ip_address(address).version == 4 else "AAAA"
 
 
+@functools.lru_cache(maxsize=_CACHED)
 def normalize_address(address: str) -> str:
     """Canonical text form of an IP address ("2001:DB8::01" -> "2001:db8::1").
+
+    Cached, as :func:`record_type_for` (providers normalize every record they read,
+    at every pass).
 
     Raises:
         ValueError: ``address`` is not an IP address.

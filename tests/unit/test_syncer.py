@@ -4,6 +4,7 @@ notices carried by an in-memory stand-in for Serf's user events."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -283,3 +284,32 @@ async def test_a_view_behind_a_peer_whose_pulls_fail_is_released_by_expiry(
     await until(lambda: a.sync.behind() == [], limit=0.2 * (VOTE_LIFETIME + 3))
     assert a.sync.peers["b"].expired
     assert caught_up == [True]
+
+
+async def test_a_pull_of_many_first_votes_is_summarised_but_changes_are_not(
+    cluster: Callable[..., asyncio.Future[Agent]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """200 first votes in one pull: ten lines at INFO, the rest at DEBUG and one INFO
+    summary; a vote that later changes is an INFO line of its own."""
+    a, b = [await cluster(n) for n in ("a", "b")]
+    with caplog.at_level(logging.DEBUG, logger="goavail.cluster"):
+        for target in TARGETS:
+            set_local(a, target, State.DOWN if target == TARGETS[-1] else State.UP)
+        await until(lambda: all(t in b.stage.peers.get("a", {}) for t in TARGETS))
+        votes = [r for r in caplog.records if "peer a votes" in r.getMessage()]
+        assert len(votes) == len(TARGETS)
+        info = [r.getMessage() for r in votes if r.levelno == logging.INFO]
+        assert 1 <= len(info) <= 10
+        summaries = [
+            r.getMessage() for r in caplog.records if r.getMessage().startswith("peer a: first")
+        ]
+        counted = sum(int(s.split()[5]) for s in summaries)
+        assert counted + len(info) == len(TARGETS)
+        assert any(f"1 down ({TARGETS[-1]})" in s for s in summaries) or (
+            f"peer a votes {TARGETS[-1]} down" in info
+        )
+        caplog.clear()
+        set_local(a, TARGETS[0], State.DOWN)
+        await until(lambda: b.stage.peers["a"][TARGETS[0]] is State.DOWN)
+    changed = [r for r in caplog.records if f"peer a votes {TARGETS[0]} down" in r.getMessage()]
+    assert [r.levelno for r in changed] == [logging.INFO]

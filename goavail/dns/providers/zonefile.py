@@ -59,9 +59,9 @@ import signal
 import stat
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import dns.exception
 import dns.name
@@ -83,6 +83,8 @@ SERIAL_MODULUS = 2**32
 NEW_FILE_MODE = 0o644
 """Mode of a zone file goavail creates (name servers usually run as another user)."""
 
+_RELATIVES_KEPT: Final = 1 << 16
+"""Names whose origin-relative form :meth:`ZonefileProvider._relative` remembers."""
 _RDTYPES: dict[RecordType, dns.rdatatype.RdataType] = {
     "A": dns.rdatatype.A,
     "AAAA": dns.rdatatype.AAAA,
@@ -128,11 +130,39 @@ class _Fingerprint:
 
 @dataclass(slots=True)
 class _Loaded:
-    """A parsed zone file: the zone, its leading comment block and its file status."""
+    """A parsed zone file: the zone, its leading comment block and its file status.
+
+    ``index`` (built on first read, :meth:`addresses_at`): relative name -> its A and
+    AAAA records as ``(type, canonical address, ttl)``; ``records``: name as asked ->
+    its records (:meth:`ZonefileProvider._records_at`). Both only for a parse that is
+    never modified (the cached one: :meth:`ZonefileProvider._change_sync` parses
+    afresh).
+    """
 
     zone: dns.zone.Zone
     header: str
     stat: os.stat_result
+    index: dict[dns.name.Name, list[tuple[RecordType, str, int]]] | None = None
+    records: dict[str, list[Record]] = field(default_factory=dict)
+
+    def addresses_at(self, relative: dns.name.Name) -> list[tuple[RecordType, str, int]]:
+        """The A/AAAA records at ``relative`` (a name relative to the origin), A first:
+        ``(type, canonical address, ttl)``; what ``zone.get_rdataset`` would give for
+        each type, from an index of the whole zone built once (a pass reads every
+        managed name: 5,000 look-ups through dnspython cost 0.2 s of CPU per pass)."""
+        if self.index is None:
+            index: dict[dns.name.Name, list[tuple[RecordType, str, int]]] = {}
+            for name, node in self.zone.nodes.items():
+                found = [
+                    (rtype, normalize_address(rd.address), rdataset.ttl)
+                    for rtype, rdtype in _RDTYPES.items()
+                    if (rdataset := node.get_rdataset(self.zone.rdclass, rdtype)) is not None
+                    for rd in rdataset
+                ]
+                if found:
+                    index[name] = found
+            self.index = index
+        return self.index.get(relative, [])
 
 
 class ZonefileProvider(Provider):
@@ -194,6 +224,7 @@ class ZonefileProvider(Provider):
         # ~0.2 ms per record with dnspython (2.3 s CPU for 10,000 records), and a
         # resync reads the file once per name every resync_interval.
         self._parsed: tuple[tuple[int, ...], _Loaded] | None = None
+        self._relatives: dict[str, dns.name.Name | None] = {}
 
     # -- Provider hooks -----------------------------------------------------------
 
@@ -247,7 +278,21 @@ class ZonefileProvider(Provider):
             await self._reload()
 
     def _relative(self, name: str) -> dns.name.Name | None:
-        """``name`` relative to the origin, or None when it is outside the origin."""
+        """``name`` relative to the origin, or None when it is outside the origin
+        (remembered per name: a pass asks for every managed name).
+
+        Raises:
+            ProviderError: ``name`` is not a valid DNS name (permanent).
+        """
+        if name in self._relatives:
+            return self._relatives[name]
+        relative = self._relative_of(name)
+        if len(self._relatives) >= _RELATIVES_KEPT:
+            self._relatives.clear()
+        self._relatives[name] = relative
+        return relative
+
+    def _relative_of(self, name: str) -> dns.name.Name | None:
         try:
             absolute = dns.name.from_text(normalize_name(name) + ".")
         except dns.exception.DNSException as exc:
@@ -268,19 +313,21 @@ class ZonefileProvider(Provider):
 
     def _records_at(self, name: str, loaded: _Loaded | None) -> list[Record]:
         """The A/AAAA records at ``name`` in ``loaded`` ([] outside the origin or with no file)."""
-        relative = self._relative(name)
-        if relative is None or loaded is None:
+        if loaded is None:
             return []
-        records: list[Record] = []
-        for rtype, rdtype in _RDTYPES.items():
-            rdataset = loaded.zone.get_rdataset(relative, rdtype)
-            if rdataset is None:
-                continue
-            records.extend(
-                Record(normalize_name(name), rtype, normalize_address(rd.address), rdataset.ttl)
-                for rd in rdataset
-            )
-        return records
+        known = loaded.records.get(name)
+        if known is not None:
+            return list(known)
+        relative = self._relative(name)
+        if relative is None:
+            return []
+        fqdn = normalize_name(name)
+        records = [
+            Record(fqdn, rtype, address, ttl)
+            for rtype, address, ttl in loaded.addresses_at(relative)
+        ]
+        loaded.records[name] = records  # the parse never changes: asked again each pass
+        return list(records)
 
     def _change_sync(self, action: Literal["create", "delete"], record: Record) -> None:
         relative = self._relative(record.name)
