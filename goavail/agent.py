@@ -66,6 +66,7 @@ from goavail.web.snapshot import ClusterView, ProviderView, ReloadOutcome, Snaps
 if TYPE_CHECKING:
     from goavail.cluster.serf_agent import NameConflict
     from goavail.cluster.service import Cluster
+    from goavail.dns.verifiers import VerifierSet
     from goavail.web.server import WebServer
 
 log = logging.getLogger("goavail.agent")
@@ -253,6 +254,8 @@ class Agent:
         """The running task group (None before ``run``): a reload adds reconcilers to it."""
         self._reconciling: dict[str, asyncio.Task[None]] = {}
         """Provider name -> the task running its reconciler."""
+        self.verifiers: VerifierSet | None = None
+        """The served-answer verifiers (see :meth:`attach`)."""
 
     def attach(
         self,
@@ -265,10 +268,13 @@ class Agent:
         checks: CheckSet,
         overrides: Overrides,
         file_overrides: Mapping[str, OverrideEntry],
+        verifiers: VerifierSet | None = None,
     ) -> None:
         """Take the parts that call this agent's handlers (``make_reconciler`` builds the
-        reconciler of a provider a reload adds); then apply the overrides file's entries
+        reconciler of a provider a reload adds; ``verifiers`` are the served-answer
+        verifiers, fed by the reconcilers); then apply the overrides file's entries
         (which may announce and re-plan at once)."""
+        self.verifiers = verifiers
         self.audit, self.providers = audit, dict(providers)
         self.cluster = cluster
         self.reconcilers = dict(reconcilers)
@@ -631,6 +637,7 @@ class Agent:
             ),
             publication=self.publication,
             dns_providers=views,
+            propagation=self.verifiers.views() if self.verifiers is not None else (),
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
@@ -667,6 +674,7 @@ class Agent:
                 for name, reconciler in self.reconcilers.items()
             ),
             brake=self.brake_state if self.config.brake_settings() is not None else None,
+            propagation=self.verifiers.views if self.verifiers else None,
         )
 
     def has_target(self, address: str) -> bool:
@@ -759,6 +767,8 @@ class Agent:
                     tasks.append(tg.create_task(self.cluster.run(), name="cluster"))
                 if self.web is not None:
                     tasks.append(tg.create_task(self.web.run(), name="web"))
+                if self.verifiers is not None:
+                    tasks.append(tg.create_task(self.verifiers.run(), name="verify"))
                 await self._stop.wait()
                 log.info("stopping")
                 for task in [*tasks, *self._reconciling.values()]:
@@ -1007,6 +1017,8 @@ class Agent:
             if name not in kept
         }
         self.reconcilers = {n: kept.get(n) or fresh[n] for n in parts.providers}
+        if self.verifiers is not None:
+            self.verifiers.reconfigure(parts.sections, parts.providers, new.resync_interval)
         for name, reconciler in fresh.items():
             self._start_reconciler(name, reconciler)
         stopped = [self._reconciling.pop(n) for n in dropped if n in self._reconciling]

@@ -17,6 +17,7 @@ from typing import Any
 
 from goavail.brake import BrakeResult
 from goavail.dns.model import FailOpen
+from goavail.dns.propagation import Lag
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +73,26 @@ class BrakeChanged:
     engaged: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PropagationLagChanged:
+    """An authoritative server of ``provider``'s zone has served an old answer past the
+    verify limit (``lagging``), or serves the planned answers again (see
+    :mod:`goavail.dns.propagation`)."""
+
+    provider: str
+    lag: Lag
+    lagging: bool
+    limit: float
+
+
 AgentEvent = (
-    AuditRecorded | FailOpenChanged | NameConflictChanged | QuorumChanged | Lifecycle | BrakeChanged
+    AuditRecorded
+    | FailOpenChanged
+    | NameConflictChanged
+    | QuorumChanged
+    | Lifecycle
+    | BrakeChanged
+    | PropagationLagChanged
 )
 """Every event the bus carries (not :class:`goavail.notify.events.Event`, the message a
 notification sends)."""
@@ -108,5 +127,6 @@ __all__ = [
     "Handler",
     "Lifecycle",
     "NameConflictChanged",
+    "PropagationLagChanged",
     "QuorumChanged",
 ]

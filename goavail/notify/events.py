@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from goavail.brake import BrakeResult
 from goavail.dns.model import FailOpen
+from goavail.dns.propagation import Lag
 
 EventKind = Literal[
     "dns_change",
@@ -40,6 +41,8 @@ EventKind = Literal[
     "agent_stopped",
     "brake_engaged",
     "brake_released",
+    "propagation_lagging",
+    "propagation_recovered",
 ]
 SinkType = Literal["slack", "mattermost", "webhook"]
 
@@ -133,6 +136,26 @@ def brake(result: BrakeResult, *, engaged: bool, now: datetime) -> Event:
                 }
                 for e in result.engaged
             ]
+        },
+    )
+
+
+def propagation(provider: str, lag: Lag, *, lagging: bool, limit: float, now: datetime) -> Event:
+    """An authoritative server serves an old answer past the verify limit (``lagging``),
+    or caught up.
+
+    Fields: ``provider``, ``server`` (``IP:port``, or ``api``), ``names`` (``"name
+    type"`` texts it is behind on), ``detail`` (its last answer), ``limit`` (seconds).
+    """
+    return Event(
+        "propagation_lagging" if lagging else "propagation_recovered",
+        timestamp(now),
+        {
+            "provider": provider,
+            "server": lag.source,
+            "names": [f"{name} {rtype}" for name, rtype in lag.keys],
+            "detail": lag.detail,
+            "limit": limit,
         },
     )
 
@@ -240,6 +263,17 @@ def describe(event: Event) -> str:
         return (
             f"BRAKE engaged: too many targets down at once ({groups}); is the agent's own "
             "network degraded? The held addresses stay in DNS"
+        )
+    if event.kind == "propagation_lagging":
+        return (
+            f"PROPAGATION LAGGING at {f['provider']}: server {f['server']} has not served the "
+            f"planned answer of {', '.join(f['names'])} for more than {f['limit']:g}s "
+            f"({f['detail']})"
+        )
+    if event.kind == "propagation_recovered":
+        return (
+            f"propagation recovered at {f['provider']}: server {f['server']} serves the "
+            "planned answers again"
         )
     if event.kind == "brake_released":
         return "brake released: withdrawals proceed as decided"

@@ -39,6 +39,7 @@ from goavail.events import (
     FailOpenChanged,
     Lifecycle,
     NameConflictChanged,
+    PropagationLagChanged,
     QuorumChanged,
 )
 from goavail.logs import REDACTOR
@@ -226,6 +227,10 @@ class Notifier:
                 self.quorum(unmet, live, needed)
             case BrakeChanged(result, engaged):
                 self.brake(result, engaged)
+            case PropagationLagChanged(provider, lag, lagging, limit):
+                self.emit(
+                    events.propagation(provider, lag, lagging=lagging, limit=limit, now=self._now())
+                )
             case Lifecycle(started, dry_run, provider, targets, names):
                 self.agent_event(
                     started=started,

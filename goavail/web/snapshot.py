@@ -22,6 +22,7 @@ from goavail.checks.base import ProbeResult
 from goavail.config import Config
 from goavail.decision import Override
 from goavail.dns.model import Change, FailOpen, Record
+from goavail.dns.propagation import PropagationView
 from goavail.health import Health, State
 from goavail.overrides import OverrideEntry
 from goavail.pools import Publication
@@ -158,6 +159,9 @@ class Snapshot:
     """The names, their pools (priority order) and the pools' targets of the running
     configuration (an immutable value the agent replaces on reload; None: one pool of
     every target under every name in :attr:`names`)."""
+    propagation: tuple[PropagationView, ...] = ()
+    """Served-answer verification, per provider that verifies (see
+    :mod:`goavail.dns.propagation`)."""
 
     @property
     def targets(self) -> Iterator[TargetRow]:
