@@ -9,6 +9,7 @@ from goavail.config.verify import split_server
 from goavail.dns.propagation import (
     API,
     Expectation,
+    Key,
     Lag,
     Served,
     Tracker,
@@ -23,7 +24,7 @@ from goavail.dns.propagation import (
 WWW = "www.example.test"
 A1, A2, OTHER = "192.0.2.1", "192.0.2.2", "192.0.2.99"
 P, S = "127.0.0.1:5301", "127.0.0.1:5302"
-KEY = (WWW, "A")
+KEY: Key = (WWW, "A")
 
 
 def exp(planned: set[str], sources: tuple[str, ...] = (P, S)) -> Expectation:
@@ -111,7 +112,8 @@ def test_a_new_answer_keeps_the_lag_of_a_server_that_never_caught_up() -> None:
 def test_unknown_keys_and_sources_are_ignored_and_dropped_keys_forgotten() -> None:
     t = Tracker(limit=60)
     t.expect([exp({A1})], now=0.0)
-    t.observe(("other.example.test", "A"), P, Served(), 1.0)
+    other: Key = ("other.example.test", "A")
+    t.observe(other, P, Served(), 1.0)
     t.observe(KEY, "127.0.0.9:53", Served(), 1.0)
     assert t.due() == [(KEY, P), (KEY, S)]
     t.expect([], now=2.0)
