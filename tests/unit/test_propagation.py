@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
+from goavail.config import ConfigError, load_config
 from goavail.config.providers import RFC2136Section
 from goavail.config.verify import split_server
+from goavail.dns.audit import AuditLog
+from goavail.dns.model import Record
 from goavail.dns.propagation import (
     API,
     Expectation,
@@ -20,6 +27,10 @@ from goavail.dns.propagation import (
     lag_changes,
     round_delay,
 )
+from goavail.dns.providers.memory import MemoryProvider
+from goavail.dns.reconcile import PassOutcome, Reconciler
+from goavail.health import State
+from goavail.notify import events as notify_events
 
 WWW = "www.example.test"
 A1, A2, OTHER = "192.0.2.1", "192.0.2.2", "192.0.2.99"
@@ -229,3 +240,147 @@ def test_verify_config_shapes(verify: object, on: bool, servers: list[str] | Non
     assert (settings is not None) is on
     if settings is not None:
         assert settings.servers == servers and settings.limit == 60.0
+
+
+# -- the reconciler's hook, the notification, the config's key paths -------------------------
+
+
+def _reconciler(dry_run: bool, clock: list[float], seen: list[PassOutcome]) -> Reconciler:
+    provider = MemoryProvider(
+        dry_run=dry_run, audit=AuditLog(), records=[Record(WWW, "A", a) for a in (A1, A2)]
+    )
+    return Reconciler(
+        provider,
+        names=[WWW],
+        addresses=[A1, A2],
+        decisions={A1: State.UP, A2: State.DOWN},
+        ttl=60,
+        proxied=None,
+        resync_interval=60.0,
+        monotonic=lambda: clock[0],
+        on_pass=seen.append,
+    )
+
+
+async def test_each_pass_hands_its_outcome_with_the_decision_time() -> None:
+    clock: list[float] = [100.0]
+    seen: list[PassOutcome] = []
+    rec = _reconciler(False, clock, seen)
+    clock[0] = 105.0
+    rec.trigger()  # the decision wakes the reconciler at 105
+    clock[0] = 107.0
+    assert await rec.reconcile_once()
+    [outcome] = seen
+    assert [(c.action, c.record.content) for c in outcome.made] == [("delete", A2)]
+    assert outcome.decided_at == {KEY: 105.0}
+    assert [r.content for r in outcome.records[WWW]] == [A1]
+    assert outcome.at == 107.0
+    assert await rec.reconcile_once()  # a resync: nothing made, nothing decided
+    assert seen[1].made == () and seen[1].decided_at == {}
+
+
+async def test_dry_run_hands_nothing_to_verify() -> None:
+    seen: list[PassOutcome] = []
+    rec = _reconciler(True, [0.0], seen)
+    assert await rec.reconcile_once()
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("lagging", "kind", "text"),
+    [
+        (
+            True,
+            "propagation_lagging",
+            f"PROPAGATION LAGGING at rfc2136: server {S} has not served the planned answer "
+            f"of {WWW} A for more than 60s (serves {A1}, {A2})",
+        ),
+        (
+            False,
+            "propagation_recovered",
+            f"propagation recovered at rfc2136: server {S} serves the planned answers again",
+        ),
+    ],
+)
+def test_the_notification_names_the_server(lagging: bool, kind: str, text: str) -> None:
+    lag = Lag(S, (KEY,), 1.0, f"serves {A1}, {A2}")
+    event = notify_events.propagation(
+        "rfc2136", lag, lagging=lagging, limit=60.0, now=datetime(2026, 1, 2, tzinfo=UTC)
+    )
+    assert event.kind == kind
+    assert event.fields["server"] == S and event.fields["names"] == [f"{WWW} A"]
+    assert notify_events.describe(event) == text
+
+
+def test_verify_problems_are_listed_with_their_key_paths(tmp_path: Path) -> None:
+    path = tmp_path / "goavail.toml"
+    path.write_text(
+        "[RFC2136]\n"
+        'server = "127.0.0.1"\nzone = "example.test"\n'
+        'hostnames = ["www"]\nip_addresses = ["192.0.2.1"]\n'
+        'verify = { servers = ["ns1.example.test", "192.0.2.53:99999"], limit = "10ms", '
+        "retries = -1, colour = 1 }\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    found = info.value.problems
+    assert len(found) == 5
+    for where in ("servers[0]", "servers[1]", "limit", "retries", "colour"):
+        assert any(p.startswith(f"RFC2136.verify.{where}:") for p in found), (where, found)
+
+
+async def test_the_verifier_reports_a_lagging_server_then_its_recovery() -> None:
+    """The verifier's loop with a scripted ``ask`` and a clock that moves 0.5 s per query:
+    the secondary serves the old answer for its first 6 queries, then the new one."""
+    from goavail.config.verify import VerifySection
+    from goavail.dns.verifier import Verifier
+    from goavail.dns.verifiers import VerifierSet
+
+    clock = [0.0]
+    asked: dict[str, int] = {P: 0, S: 0}
+
+    async def ask(source: str, key: Key, *, query_timeout: float, retries: int) -> Served:
+        asked[source] += 1
+        clock[0] += 0.5
+        old = source == S and asked[S] <= 6
+        return Served(frozenset({A1, A2} if old else {A1}))
+
+    lags: list[tuple[str, bool]] = []
+    settings = VerifySection(servers=[P, S], limit=1.0, interval=0.01)
+    provider = MemoryProvider(dry_run=False, audit=AuditLog())
+
+    def build(name: str, section: object, prov: object) -> Verifier:
+        return Verifier(
+            name,
+            settings,
+            zone="example.test",
+            provider=provider,
+            resync_interval=60.0,
+            on_lag=lambda _, lag, on: lags.append((lag.source, on)),
+            monotonic=lambda: clock[0],
+            ask=ask,
+        )
+
+    section = RFC2136Section.model_validate({**BASE, "verify": {"servers": [P, S]}})
+    verifiers = VerifierSet(build, dry_run=False)
+    verifiers.reconfigure({"rfc2136": section}, {"rfc2136": provider}, 60.0)
+    runner = asyncio.create_task(verifiers.run())
+    from goavail.dns.plan import NameSpec
+
+    spec = NameSpec(WWW, ((A1, A2),))
+    verifiers.offer(
+        "rfc2136",
+        PassOutcome({WWW: [Record(WWW, "A", A1)]}, (spec,), (), {KEY: 0.0}, 0.0),
+    )
+    verifier = verifiers.verifiers["rfc2136"]
+    while verifier.view().count == 0:
+        await asyncio.sleep(0.01)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert lags == [(S, True), (S, False)]
+    view = verifier.view()
+    assert view.count == 1 and view.lagging == {}
+    # decided at 0; the secondary's 7th answer (the first new one) came at 0.5 + 7 * 0.5
+    assert view.seconds_sum == 4.0
+    [state] = verifiers.answer(WWW)["rfc2136"]
+    assert state.planned == {A1} and state.behind == ()
