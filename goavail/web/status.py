@@ -37,7 +37,8 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                             "addresses": [str], "up", "down", "unknown"}],
                  "serving": [pool name], "answer": "primary"|"backup"|"mixed"|
                  "fail-open"|"brake"|"none", "differs": bool, "marks": [str],
-                 "propagation": [{"provider", "type", "state": "propagated"|"pending"|
+                 "propagation": [{"provider", "type",   # only with verify
+                                  "state": "propagated"|"pending"|
                                   "lagging", "planned": [str], "since_seconds",
                                   "seconds", "behind": [server],
                                   "servers": {server: {"agrees", "served"}}}]}],
@@ -51,7 +52,7 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                                "answers", "answers_behind", "lagging": [{"server",
                                "names": [str], "behind_seconds", "detail"}],
                                "propagations", "propagation_seconds_sum"}]},
-                                                     # providers that verify
+                                                     # only with verify
       "cluster": null | {"node", "event", "min_peers_agree", "connected", "quorum_unmet",
                          "encrypted", "live_peers": [str], "members": {node: status},
                          "gossip": {counter: int}},
@@ -276,7 +277,11 @@ def _name(
         "answer": fact.answer.kind,
         "differs": fact.answer.differs,
         "marks": list(fact.answer.marks),
-        "propagation": name_propagation(snap.propagation, name, snap.monotonic),
+        **(
+            {"propagation": name_propagation(snap.propagation, name, snap.monotonic)}
+            if snap.propagation
+            else {}
+        ),
     }
 
 
@@ -598,7 +603,11 @@ def status_document(
             if snap.read_at is None
             else max(0.0, snap.monotonic - snap.read_at),
             "providers": _providers(snap),
-            "propagation": propagation_document(snap.propagation, snap.monotonic),
+            **(
+                {"propagation": propagation_document(snap.propagation, snap.monotonic)}
+                if snap.propagation
+                else {}
+            ),
         },
         "cluster": None
         if cluster is None
