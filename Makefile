@@ -82,6 +82,10 @@ $(TEST_CACHE)/base-bookworm.tar:
 ## 5,000 names across 5 zones with pools and backups, the page and /api/status timed through
 ## the real aiohttp handlers, p50/p99 over BENCH_PAGE_RENDERS requests per URL (about 2 min):
 ##   make bench BENCH_SIZES=0 BENCH_PAGE=1
+## Propagation (bench/propagation.py, bench/results/propagation.json): decision -> the last
+## authoritative server serving it, p50/p99, for RFC 2136 + Knot primary/secondary and the
+## zone file + Knot; BENCH_PROPAGATION withdraw+restore trials per set-up (about 3 min at 20):
+##   make bench BENCH_SIZES=0 BENCH_PROPAGATION=20
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
 BENCH_LATENCY ?= 0
@@ -101,6 +105,8 @@ BENCH_SOAK_ARGS ?= --duration $(BENCH_SOAK) $(if $(BENCH_SOAK_SEED),--seed $(BEN
 BENCH_PAGE ?= 0
 BENCH_PAGE_RENDERS ?= 50
 BENCH_PAGE_ARGS ?= --renders $(BENCH_PAGE_RENDERS) --json bench/results/page.json
+BENCH_PROPAGATION ?= 0
+BENCH_PROPAGATION_ARGS ?= --trials $(BENCH_PROPAGATION) --json bench/results/propagation.json
 bench: venv test-deps
 	@test "$$(id -u)" = 0 || (echo "make bench needs root (raw ICMP sockets, unshare -n)"; exit 1)
 	@if [ "$(BENCH_SIZES)" != 0 ] || [ "$(BENCH_LATENCY)" != 0 ]; then \
@@ -119,6 +125,10 @@ bench: venv test-deps
 	@if [ "$(BENCH_PAGE)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.page $(BENCH_PAGE_ARGS)"; \
 	  $(BIN)/python -m bench.page $(BENCH_PAGE_ARGS); \
+	fi
+	@if [ "$(BENCH_PROPAGATION)" != 0 ]; then \
+	  echo "$(BIN)/python -m bench.propagation $(BENCH_PROPAGATION_ARGS)"; \
+	  $(BIN)/python -m bench.propagation $(BENCH_PROPAGATION_ARGS); \
 	fi
 
 test-deps:

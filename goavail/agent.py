@@ -70,6 +70,7 @@ from goavail.web.snapshot import ClusterView, ProviderView, ReloadOutcome, Snaps
 if TYPE_CHECKING:
     from goavail.cluster.serf_agent import NameConflict
     from goavail.cluster.service import Cluster
+    from goavail.dns.verifiers import VerifierSet
     from goavail.web.server import WebServer
 
 log = logging.getLogger("goavail.agent")
@@ -267,6 +268,8 @@ class Agent:
         agent announces (:mod:`goavail.gates`); kept across reloads, not restarts."""
         self._gate_timers: dict[str, asyncio.TimerHandle] = {}
         """Target -> the wake-up at its gates' next deadline (reuse, failback wait)."""
+        self.verifiers: VerifierSet | None = None
+        """The served-answer verifiers (see :meth:`attach`)."""
 
     def attach(
         self,
@@ -279,10 +282,13 @@ class Agent:
         checks: CheckSet,
         overrides: Overrides,
         file_overrides: Mapping[str, OverrideEntry],
+        verifiers: VerifierSet | None = None,
     ) -> None:
         """Take the parts that call this agent's handlers (``make_reconciler`` builds the
-        reconciler of a provider a reload adds); then apply the overrides file's entries
+        reconciler of a provider a reload adds; ``verifiers`` are the served-answer
+        verifiers, fed by the reconcilers); then apply the overrides file's entries
         (which may announce and re-plan at once)."""
+        self.verifiers = verifiers
         self.audit, self.providers = audit, dict(providers)
         self.cluster = cluster
         self.reconcilers = dict(reconcilers)
@@ -782,6 +788,7 @@ class Agent:
             gate_counts=self.gates.counts(now),
             failback=self.gates.failback,
             failback_default=self.gates.default,
+            propagation=self.verifiers.views() if self.verifiers is not None else (),
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
@@ -818,6 +825,7 @@ class Agent:
                 for name, reconciler in self.reconcilers.items()
             ),
             brake=self.brake_state if self.config.brake_settings() is not None else None,
+            propagation=self.verifiers.views if self.verifiers else None,
         )
 
     def has_target(self, address: str) -> bool:
@@ -910,6 +918,8 @@ class Agent:
                     tasks.append(tg.create_task(self.cluster.run(), name="cluster"))
                 if self.web is not None:
                     tasks.append(tg.create_task(self.web.run(), name="web"))
+                if self.verifiers is not None:
+                    tasks.append(tg.create_task(self.verifiers.run(), name="verify"))
                 await self._stop.wait()
                 log.info("stopping")
                 for task in [*tasks, *self._reconciling.values()]:
@@ -1173,6 +1183,8 @@ class Agent:
             if name not in kept
         }
         self.reconcilers = {n: kept.get(n) or fresh[n] for n in parts.providers}
+        if self.verifiers is not None:
+            self.verifiers.reconfigure(parts.sections, parts.providers, new.resync_interval)
         for name, reconciler in fresh.items():
             self._start_reconciler(name, reconciler)
         stopped = [self._reconciling.pop(n) for n in dropped if n in self._reconciling]

@@ -41,12 +41,14 @@ from goavail.decision import DecisionStage
 from goavail.dns.audit import AuditLog
 from goavail.dns.model import Change, FailOpen
 from goavail.dns.plan import NameSpec
+from goavail.dns.propagation import Lag
 from goavail.dns.providers.base import Provider
-from goavail.dns.reconcile import Reconciler
+from goavail.dns.reconcile import PassOutcome, Reconciler
 from goavail.dns.registry import build_provider as build_from_registry
 from goavail.dns.registry import record_attributes
+from goavail.dns.verifiers import VerifierSet
 from goavail.errors import SetupError
-from goavail.events import Bus
+from goavail.events import Bus, PropagationLagChanged
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner, hooks_dir_problem
 from goavail.judges import Assignment, assign
@@ -58,6 +60,7 @@ from goavail.pools import problems as pool_problems
 
 if TYPE_CHECKING:
     from goavail.cluster.service import Cluster
+    from goavail.dns.verifier import Verifier
 
 log = logging.getLogger("goavail.agent")
 
@@ -248,7 +251,7 @@ def default_node_name(members: Members | None) -> str:
 
 def _provider_settings(section: DnsSection) -> dict[str, object]:
     """The settings of a DNS section that need a new provider object when they change."""
-    return section.model_dump(exclude={"hostnames", "ip_addresses"})
+    return section.model_dump(exclude={"hostnames", "ip_addresses", "verify"})
 
 
 class Assembler:
@@ -320,10 +323,42 @@ class Assembler:
         )
 
 
-def reconciler_factory(agent: Agent, cluster: Cluster | None) -> ReconcilerFactory:
+def verifier_set(agent: Agent, providers: Mapping[str, Provider]) -> VerifierSet:
+    """The served-answer verifiers of a run (see :mod:`goavail.dns.verifier`): one per
+    provider whose section turns ``verify`` on (none in dry-run); a server lagging past
+    the limit, and its recovery, go to the agent's bus (the notifier)."""
+
+    def build(name: str, section: DnsSection, provider: Provider) -> Verifier:
+        from goavail.dns.verifier import Verifier  # dnspython only when verifying
+
+        settings = section.verification()
+        if settings is None:  # pragma: no cover - VerifierSet builds only enabled ones
+            raise SetupError(f"{name}: verify is off")
+
+        def on_lag(provider_name: str, lag: Lag, lagging: bool) -> None:
+            agent.bus.publish(PropagationLagChanged(provider_name, lag, lagging, settings.limit))
+
+        return Verifier(
+            name,
+            settings,
+            zone=section.domain,
+            provider=provider,
+            resync_interval=agent.config.resync_interval,
+            on_lag=on_lag,
+        )
+
+    verifiers = VerifierSet(build, dry_run=agent.options.dry_run)
+    verifiers.reconfigure(agent.sections, providers, agent.config.resync_interval)
+    return verifiers
+
+
+def reconciler_factory(
+    agent: Agent, cluster: Cluster | None, verifiers: VerifierSet | None = None
+) -> ReconcilerFactory:
     """How the agent gets one :class:`Reconciler` per provider (at start-up and for a
     provider a reload adds): tied to the agent's decisions, its writer policy (cluster
-    mode), the brake and its fail-open events, all per provider."""
+    mode), the brake, its fail-open events and its verifier (``verifiers``), all per
+    provider."""
     decision = agent.decision
 
     def make(
@@ -336,6 +371,10 @@ def reconciler_factory(agent: Agent, cluster: Cluster | None) -> ReconcilerFacto
 
         def on_fail_open(case: FailOpen, engaged: bool) -> None:
             agent.on_fail_open(case, engaged, name)
+
+        def on_pass(outcome: PassOutcome) -> None:
+            if verifiers is not None:
+                verifiers.offer(name, outcome)
 
         return Reconciler(
             provider,
@@ -350,6 +389,7 @@ def reconciler_factory(agent: Agent, cluster: Cluster | None) -> ReconcilerFacto
             on_fail_open=on_fail_open,
             specs=specs,
             held=agent.held,
+            on_pass=on_pass if verifiers is not None else None,
         )
 
     return make
@@ -419,7 +459,8 @@ def compose(config: Config, options: Options) -> Agent:
         audit.close()
         raise
     check_list, single = check_sections(config, options)
-    make_reconciler = reconciler_factory(agent, cluster)
+    verifiers = verifier_set(agent, providers)
+    make_reconciler = reconciler_factory(agent, cluster, verifiers)
     reconcilers = {
         name: make_reconciler(name, provider, agent.publication.specs_for(name), sections[name])
         for name, provider in providers.items()
@@ -444,6 +485,7 @@ def compose(config: Config, options: Options) -> Agent:
         checks=checks,
         overrides=table,
         file_overrides=load_overrides(config.overrides_file),
+        verifiers=verifiers,
     )
     if config.server.enabled:
         from goavail.web.server import WebServer
@@ -467,4 +509,5 @@ __all__ = [
     "run_of",
     "sections_of",
     "single_check",
+    "verifier_set",
 ]

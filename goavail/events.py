@@ -17,6 +17,7 @@ from typing import Any
 
 from goavail.brake import BrakeResult
 from goavail.dns.model import FailOpen
+from goavail.dns.propagation import Lag
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,18 @@ class FailbackChanged:
     released_by: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class PropagationLagChanged:
+    """An authoritative server of ``provider``'s zone has served an old answer past the
+    verify limit (``lagging``), or serves the planned answers again (see
+    :mod:`goavail.dns.propagation`)."""
+
+    provider: str
+    lag: Lag
+    lagging: bool
+    limit: float
+
+
 AgentEvent = (
     AuditRecorded
     | FailOpenChanged
@@ -105,6 +118,7 @@ AgentEvent = (
     | BrakeChanged
     | DampingChanged
     | FailbackChanged
+    | PropagationLagChanged
 )
 """Every event the bus carries (not :class:`goavail.notify.events.Event`, the message a
 notification sends)."""
@@ -139,5 +153,6 @@ __all__ = [
     "Handler",
     "Lifecycle",
     "NameConflictChanged",
+    "PropagationLagChanged",
     "QuorumChanged",
 ]

@@ -5,6 +5,13 @@
   that key, every file in the directory, no systemd), starts ``knotd -c`` as a
   subprocess, waits until it answers, and stops it and removes the directory
   at the end. Debian package ``knot``.
+* A **secondary**: ``KnotServer(zone, primary=server, via="127.0.0.2")`` transfers the
+  zone from ``server`` (AXFR/IXFR, on its NOTIFY), its own queries sent from ``via``,
+  so that ``Nft.block_source(via)`` stops its transfers and nothing else; the primary
+  must be made with ``secondaries=[port]`` (that port, from :func:`free_port`, is then
+  the secondary's ``port``) to notify it and allow the transfer.
+* A **zone file server**: ``KnotServer(zone, zonefile=path)`` serves the file at ``path``
+  (written by goavail's zonefile provider), re-read on :meth:`KnotServer.reload_argv`.
 * :class:`DnsFaultProxy` listens on 127.0.0.1 and relays DNS over TCP
   (RFC 1035 §4.2.2 framing) to the server; ``fail_next(n)`` makes it answer
   the next ``n`` requests itself with a TSIG-signed SERVFAIL (what Knot sends
@@ -70,6 +77,14 @@ class KnotServer:
         zone: the zone's name, e.g. ``"example.test"``.
         records: extra zone-file lines (relative names), e.g. ``["www IN TXT x"]``.
         algorithm: the TSIG key's algorithm.
+        soa: the SOA's serial, refresh, retry, expire and minimum fields (a
+            secondary's refresh and retry timers come from here).
+        secondaries: the ports of secondaries (on 127.0.0.1) to notify; transfers are
+            allowed from 127.0.0.0/8.
+        primary: make this server a secondary of ``primary`` (no zone file of its own).
+        via: a secondary's source address for its queries to the primary.
+        port: the port to listen on (0: a free one).
+        zonefile: serve this existing zone file instead of a fresh one (no updates).
 
     Attributes:
         port: the port it listens on (TCP and UDP), after :meth:`start`.
@@ -87,8 +102,20 @@ class KnotServer:
         *,
         records: Iterable[str] = (),
         algorithm: str = "hmac-sha256",
+        soa: str = "1 3600 600 604800 60",
+        secondaries: Iterable[int] = (),
+        primary: KnotServer | None = None,
+        via: str | None = None,
+        port: int = 0,
+        zonefile: Path | None = None,
     ) -> None:
         self.zone = zone.rstrip(".")
+        self.soa = soa
+        self.secondaries = list(secondaries)
+        self.primary = primary
+        self.via = via
+        self.zonefile = zonefile
+        self._port = port
         self.records = list(records)
         self.algorithm = algorithm
         self.secret = base64.b64encode(secrets.token_bytes(32)).decode()
@@ -96,6 +123,57 @@ class KnotServer:
         self.port = 0
         self.dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def _zone_config(self, directory: Path) -> str:
+        if self.primary is not None:
+            via = f"\n    via: {self.via}" if self.via else ""
+            return f"""\
+remote:
+  - id: primary
+    address: {HOST}@{self.primary.port}{via}
+acl:
+  - id: from-primary
+    address: 127.0.0.0/8
+    action: notify
+zone:
+  - domain: {self.zone}.
+    file: zone.db
+    master: primary
+    acl: from-primary
+"""
+        if self.zonefile is not None:
+            return f"""\
+zone:
+  - domain: {self.zone}.
+    file: "{self.zonefile}"
+    journal-content: none
+    zonefile-load: whole
+"""
+        remotes = "".join(
+            f"  - id: secondary{i}\n    address: {HOST}@{port}\n"
+            for i, port in enumerate(self.secondaries)
+        )
+        notify = ""
+        if self.secondaries:
+            ids = ", ".join(f"secondary{i}" for i in range(len(self.secondaries)))
+            notify = f"    notify: [{ids}]\n"
+        return (
+            (f"remote:\n{remotes}" if remotes else "")
+            + f"""\
+acl:
+  - id: goavail-update
+    key: {KEY_NAME}
+    action: update
+  - id: transfer
+    address: 127.0.0.0/8
+    action: transfer
+zone:
+  - domain: {self.zone}.
+    file: zone.db
+    acl: [goavail-update, transfer]
+"""
+            + notify
+        )
 
     def _config(self, directory: Path) -> str:
         return f"""\
@@ -114,20 +192,12 @@ key:
   - id: {KEY_NAME}
     algorithm: {self.algorithm}
     secret: {self.secret}
-acl:
-  - id: goavail-update
-    key: {KEY_NAME}
-    action: update
 template:
   - id: default
     storage: "{directory}"
     zonefile-sync: -1
     journal-content: all
-zone:
-  - domain: {self.zone}.
-    file: zone.db
-    acl: goavail-update
-"""
+""" + self._zone_config(directory)
 
     def start(self) -> Self:
         if not in_private_netns():
@@ -135,12 +205,13 @@ zone:
         knotd = shutil.which("knotd") or "/usr/sbin/knotd"
         self.dir = Path(tempfile.mkdtemp(prefix="goavail-knot-"))
         (self.dir / "db").mkdir()
-        (self.dir / "zone.db").write_text(
-            f"$ORIGIN {self.zone}.\n$TTL 300\n"
-            "@ IN SOA ns1 hostmaster 1 3600 600 604800 60\n"
-            "@ IN NS ns1\nns1 IN A 127.0.0.1\n" + "".join(f"{line}\n" for line in self.records)
-        )
-        self.port = free_port()
+        if self.primary is None and self.zonefile is None:
+            (self.dir / "zone.db").write_text(
+                f"$ORIGIN {self.zone}.\n$TTL 300\n"
+                f"@ IN SOA ns1 hostmaster {self.soa}\n"
+                "@ IN NS ns1\nns1 IN A 127.0.0.1\n" + "".join(f"{line}\n" for line in self.records)
+            )
+        self.port = self._port or free_port()
         conf = self.dir / "knot.conf"
         conf.write_text(self._config(self.dir))
         with (self.dir / "knotd.log").open("wb") as log:
@@ -166,6 +237,17 @@ zone:
                 self.stop()
                 raise RuntimeError(f"knotd did not start:\n{text}")
             time.sleep(0.05)
+
+    def reload_argv(self) -> list[str]:
+        """The command that makes knotd re-read the zone (a zonefile ``reload_command``)."""
+        assert self.dir is not None
+        knotc = shutil.which("knotc") or "/usr/sbin/knotc"
+        return [knotc, "-c", str(self.dir / "knot.conf"), "zone-reload", self.zone + "."]
+
+    @property
+    def address(self) -> str:
+        """``"127.0.0.1:port"``: how goavail's ``verify.servers`` names this server."""
+        return f"{HOST}:{self.port}"
 
     def log(self) -> str:
         """knotd's output so far."""
@@ -202,9 +284,12 @@ zone:
     # -- real DNS from the test's side ------------------------------------------------------
 
     def query(self, name: str, rdtype: str) -> dns.message.Message:
-        """A TSIG-signed query over TCP straight to knotd."""
+        """A query over TCP straight to knotd (TSIG-signed at a primary taking updates:
+        a secondary or a zone file server knows the key but uses it in no ACL, and Knot
+        answers BADKEY then)."""
         query = dns.message.make_query(name.rstrip(".") + ".", rdtype)
-        query.use_tsig(self.key)
+        if self.primary is None and self.zonefile is None:
+            query.use_tsig(self.key)
         return dns.query.tcp(query, HOST, 5.0, self.port)
 
     def rdatas(self, name: str, rdtype: str) -> set[str]:

@@ -139,6 +139,8 @@ class Nft:
       at random (``numgen random mod 100 < pct``).
     * ``block_tcp(port, addrs)``: a service down on a live host: TCP to ``port`` at
       ``addrs`` is dropped on arrival (connects time out), ICMP still answers.
+    * ``block_source(addr)``: packets arriving *from* ``addr`` are dropped (its requests
+      vanish; what it answers from other addresses still goes out).
     * ``tally(key, addr, match)`` counts the packets arriving for ``addr`` that
       ``match`` (an nft expression); ``tallies()`` reads every count. Tallies live in a
       chain of their own that ``clear()`` leaves alone, and see packets before any
@@ -206,6 +208,12 @@ class Nft:
                 f"add rule inet {self.table} in {self._family(addr)} daddr {addr} "
                 f"tcp dport {port} drop"
             )
+
+    def block_source(self, *addrs: str) -> None:
+        """Drop every packet arriving from ``addrs`` (a host whose own requests are lost,
+        e.g. a DNS secondary's transfers, while it still answers queries)."""
+        for addr in addrs:
+            self._nft(f"add rule inet {self.table} in {self._family(addr)} saddr {addr} drop")
 
     def tally(self, key: str, addr: str, match: str) -> None:
         """Count the packets arriving for ``addr`` that ``match``, under ``key``."""

@@ -33,6 +33,7 @@ from goavail.config.values import (
     _resolve_path,
     qualify,
 )
+from goavail.config.verify import VerifySection, verify_value
 
 
 class DnsSection(BaseModel):
@@ -46,6 +47,8 @@ class DnsSection(BaseModel):
             (canonical text, no duplicates): the original's one pool. Empty
             together with ``hostnames``.
         ttl: record TTL in seconds (limits depend on the provider).
+        verify: served-answer verification (:mod:`goavail.config.verify`): None (the
+            default) is off; ``verify = true`` asks the zone's NS set.
     """
 
     model_config = _MODEL_CONFIG
@@ -53,6 +56,18 @@ class DnsSection(BaseModel):
     hostnames: list[_Hostname] = Field(default_factory=list)
     ip_addresses: list[_IpAddress] = Field(default_factory=list)
     ttl: int = 60
+    verify: VerifySection | None = None
+
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify_shorthand(cls, value: object) -> object:
+        return verify_value(value)
+
+    def verification(self) -> VerifySection | None:
+        """The verification settings in force, or None when verification is off."""
+        if self.verify is None or not self.verify.enabled:
+            return None
+        return self.verify
 
     @property
     @abstractmethod

@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 from goavail.dns.backoff import backoff_delay
 from goavail.dns.guard import NameGuard, admissible
@@ -34,6 +35,29 @@ log = logging.getLogger(__name__)
 
 _LONGEST = 64
 """A retry number whose backoff is the cap."""
+
+
+@dataclass(frozen=True, slots=True)
+class PassOutcome:
+    """What a pass that read the records left at the provider (the served-answer
+    verifier's input, :mod:`goavail.dns.verifier`).
+
+    Attributes:
+        records: name -> the records the provider holds now (the read, with the
+            changes this pass made).
+        specs: the managed names with their pools.
+        made: the changes this pass made.
+        decided_at: ``(name, type)`` -> ``monotonic`` seconds of the earliest
+            decision behind a change made to it: the trigger (a decision wakes the
+            reconciler at once) of the first pass that planned the change.
+        at: ``monotonic`` seconds at the end of the pass.
+    """
+
+    records: Mapping[str, Sequence[Record]]
+    specs: tuple[NameSpec, ...]
+    made: tuple[Change, ...]
+    decided_at: Mapping[tuple[str, RecordType], float]
+    at: float
 
 
 class Reconciler:
@@ -59,6 +83,8 @@ class Reconciler:
             None: one pool of ``addresses`` under every name of ``names``.
         held: returns the addresses never to withdraw now (the mass-withdrawal brake,
             :mod:`goavail.brake`), read at each pass; None: none.
+        on_pass: called with a :class:`PassOutcome` after every pass that could read
+            the records (the served-answer verifier); it must return at once.
 
     Attributes (read by status reporting):
         converged: True after a pass that left nothing to do (held changes
@@ -94,6 +120,7 @@ class Reconciler:
         monotonic: Callable[[], float] = time.monotonic,
         specs: Sequence[NameSpec] | None = None,
         held: Callable[[], Collection[str]] | None = None,
+        on_pass: Callable[[PassOutcome], None] | None = None,
     ) -> None:
         self.provider = provider
         self._set_names(names, addresses, ttl, proxied, specs)
@@ -125,6 +152,10 @@ class Reconciler:
         """Held during a pass; take it to swap the provider between passes."""
         self._monotonic = monotonic
         self._planned_at: dict[tuple[str, tuple[str, str, str]], float] = {}
+        self.on_pass = on_pass
+        self._woken_at: float | None = None
+        """``monotonic`` time of the first :meth:`trigger` since the last pass began."""
+        self._decided_at: dict[tuple[str, tuple[str, str, str]], float] = {}
 
     def _set_names(
         self,
@@ -143,6 +174,8 @@ class Reconciler:
 
     def trigger(self) -> None:
         """Ask for a pass now (a decision changed). Never blocks."""
+        if self._woken_at is None:
+            self._woken_at = self._monotonic()
         self._wake.set()
 
     def planned_since(self, change: Change) -> float | None:
@@ -225,6 +258,8 @@ class Reconciler:
                 return self._failed(f"unexpected {type(exc).__qualname__}: {exc}", True)
 
     async def _pass(self) -> bool:
+        started = self._woken_at if self._woken_at is not None else self._monotonic()
+        self._woken_at = None
         try:
             current = await self.provider.records_for(self.names, self._families())
         except ProviderError as exc:
@@ -251,9 +286,13 @@ class Reconciler:
         self._planned_at = {
             key: self._planned_at.get(key, now) for key in map(_identity, result.changes)
         }
+        self._decided_at = {
+            key: self._decided_at.get(key, started) for key in map(_identity, result.changes)
+        }
         ready, held = self._gate(result.changes, current)
         self.pending = result.changes
         if not ready:
+            self._report_pass(current, ())
             return self._succeeded()
         outcomes = await self.provider.apply(
             ready,
@@ -261,7 +300,9 @@ class Reconciler:
             still=lambda change: self._still(change, decisions),
         )
         done = {id(o.change) for o in outcomes if o.ok}
-        self.current = after(current, [c for c in ready if id(c) in done])
+        made = tuple(c for c in ready if id(c) in done)
+        self.current = after(current, list(made))
+        self._report_pass(self.current, made)
         self.pending = tuple(c for c in result.changes if id(c) not in done)
         errors = [o.error for o in outcomes if o.error is not None]
         self.unexpected_errors += sum(1 for e in errors if e.unexpected)
@@ -282,6 +323,20 @@ class Reconciler:
             + "; ".join(str(e) for e in errors),
             transient,
         )
+
+    def _report_pass(
+        self, records: Mapping[str, Sequence[Record]], made: tuple[Change, ...]
+    ) -> None:
+        """Hand the pass's outcome to ``on_pass`` (never in dry-run: nothing is served)."""
+        if self.on_pass is None or self.provider.dry_run:
+            return
+        decided: dict[tuple[str, RecordType], float] = {}
+        for change in made:
+            key = (change.record.name, change.record.type)
+            when = self._decided_at.get(_identity(change))
+            if when is not None:
+                decided[key] = min(when, decided.get(key, when))
+        self.on_pass(PassOutcome(records, self.specs, made, decided, self._monotonic()))
 
     def _families(self) -> tuple[RecordType, ...]:
         """The record types of the configured addresses: the only ones the planner

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from goavail.brake import BrakeResult
 from goavail.dns.model import FailOpen
+from goavail.dns.propagation import Lag
 
 EventKind = Literal[
     "dns_change",
@@ -44,6 +45,8 @@ EventKind = Literal[
     "target_reused",
     "failback_waiting",
     "failback_released",
+    "propagation_lagging",
+    "propagation_recovered",
 ]
 SinkType = Literal["slack", "mattermost", "webhook"]
 
@@ -180,6 +183,26 @@ def failback(
     )
 
 
+def propagation(provider: str, lag: Lag, *, lagging: bool, limit: float, now: datetime) -> Event:
+    """An authoritative server serves an old answer past the verify limit (``lagging``),
+    or caught up.
+
+    Fields: ``provider``, ``server`` (``IP:port``, or ``api``), ``names`` (``"name
+    type"`` texts it is behind on), ``detail`` (its last answer), ``limit`` (seconds).
+    """
+    return Event(
+        "propagation_lagging" if lagging else "propagation_recovered",
+        timestamp(now),
+        {
+            "provider": provider,
+            "server": lag.source,
+            "names": [f"{name} {rtype}" for name, rtype in lag.keys],
+            "detail": lag.detail,
+            "limit": limit,
+        },
+    )
+
+
 def quorum(*, unmet: bool, live: int, needed: int, unmet_for: float, now: datetime) -> Event:
     """The quorum has been unmet for ``unmet_for`` seconds, or is met again after that long.
 
@@ -283,6 +306,17 @@ def describe(event: Event) -> str:
         return (
             f"BRAKE engaged: too many targets down at once ({groups}); is the agent's own "
             "network degraded? The held addresses stay in DNS"
+        )
+    if event.kind == "propagation_lagging":
+        return (
+            f"PROPAGATION LAGGING at {f['provider']}: server {f['server']} has not served the "
+            f"planned answer of {', '.join(f['names'])} for more than {f['limit']:g}s "
+            f"({f['detail']})"
+        )
+    if event.kind == "propagation_recovered":
+        return (
+            f"propagation recovered at {f['provider']}: server {f['server']} serves the "
+            "planned answers again"
         )
     if event.kind == "brake_released":
         return "brake released: withdrawals proceed as decided"

@@ -41,6 +41,7 @@ from goavail.events import (
     FailOpenChanged,
     Lifecycle,
     NameConflictChanged,
+    PropagationLagChanged,
     QuorumChanged,
 )
 from goavail.logs import REDACTOR
@@ -249,6 +250,10 @@ class Notifier:
                             now=self._now(),
                         )
                     )
+            case PropagationLagChanged(provider, lag, lagging, limit):
+                self.emit(
+                    events.propagation(provider, lag, lagging=lagging, limit=limit, now=self._now())
+                )
             case Lifecycle(started, dry_run, provider, targets, names):
                 self.agent_event(
                     started=started,

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from goavail.cluster.service import CLUSTER_REJECT_REASONS
 from goavail.cluster.wire import REJECT_REASONS
+from goavail.dns.propagation import PROPAGATION_BUCKETS, PropagationView
 from goavail.health import State
 from goavail.stats import RTT_BUCKETS
 from goavail.web.snapshot import ProviderView, Snapshot
@@ -61,6 +62,8 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     yield from _config(snap)
     yield from _cluster(snap)
     yield from _side_effects(snap)
+    if snap.propagation:
+        yield from propagation_families(snap.propagation)
 
 
 def _agent(snap: Snapshot) -> Iterator[Metric]:
@@ -254,6 +257,33 @@ def _dns(snap: Snapshot) -> Iterator[Metric]:
     for engaged in snap.brake.engaged:
         held.add_metric([engaged.group], float(len(engaged.held)))
     yield held
+
+
+def propagation_families(views: tuple[PropagationView, ...]) -> Iterator[Metric]:
+    """``goavail_dns_propagation_seconds`` (histogram) and
+    ``goavail_dns_lagging_servers`` (gauge), by provider; no series when no provider
+    verifies (:func:`families` leaves them out then)."""
+    histogram = HistogramMetricFamily(
+        "goavail_dns_propagation_seconds",
+        "Time from a decision to the last authoritative server serving the planned "
+        "answer, seconds, by provider (served-answer verification).",
+        labels=["provider"],
+    )
+    lagging = GaugeMetricFamily(
+        "goavail_dns_lagging_servers",
+        "Authoritative servers serving an old answer past the verify limit, by provider.",
+        labels=["provider"],
+    )
+    for view in views:
+        cumulative = list(accumulate(view.bucket_counts))
+        buckets = [
+            (repr(b), float(c)) for b, c in zip(PROPAGATION_BUCKETS, cumulative, strict=False)
+        ]
+        buckets.append(("+Inf", float(cumulative[-1])))
+        histogram.add_metric([view.provider], buckets, view.seconds_sum)
+        lagging.add_metric([view.provider], float(len(view.lagging)))
+    yield histogram
+    yield lagging
 
 
 def _config(snap: Snapshot) -> Iterator[Metric]:

@@ -15,6 +15,7 @@ Every method is called on the agent's event loop and must not block.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -26,6 +27,7 @@ from goavail.web.snapshot import ReloadOutcome, Snapshot
 if TYPE_CHECKING:
     from goavail.brake import BrakeResult
     from goavail.cluster.service import Cluster
+    from goavail.dns.propagation import PropagationView
     from goavail.dns.providers.base import Provider
     from goavail.dns.reconcile import Reconciler
 
@@ -65,6 +67,9 @@ class HealthView:
         min_peers_agree: peers whose vote a decision needs.
         dns: every provider of the run with its reconciler, in the run's order.
         brake: what the mass-withdrawal brake holds, or None when there is no brake.
+        propagation: returns the served-answer verification of each provider that
+            verifies (called only by ``/_health`` itself); None: none does, and
+            ``/_health`` has no ``propagation`` probe.
     """
 
     config_path: str
@@ -76,6 +81,7 @@ class HealthView:
     min_peers_agree: int
     dns: tuple[DnsLane, ...]
     brake: BrakeResult | None = None
+    propagation: Callable[[], tuple[PropagationView, ...]] | None = None
 
 
 class StateSource(Protocol):

@@ -50,6 +50,7 @@ from goavail.web import ServerError
 from goavail.web.listing import API_DEFAULTS, PAGE_DEFAULTS, IndexCache, Query, parse_query
 from goavail.web.metrics import CONTENT_TYPE, AgentMetrics
 from goavail.web.page import render_page
+from goavail.web.propagation import propagation_check
 from goavail.web.selfcheck import (
     DnsCheck,
     ProbeCheck,
@@ -307,6 +308,19 @@ class WebServer:
         if brake is not None:
             checks.append(brake)
         checks.append(await self.dns.check(view))
+        if view.propagation is not None:
+            started = time.perf_counter_ns()
+            found = propagation_check(view.propagation(), time.monotonic())
+            if found is not None:
+                checks.append(
+                    ProbeCheck(
+                        found.name,
+                        found.healthy,
+                        found.comment,
+                        found.error,
+                        time.perf_counter_ns() - started,
+                    )
+                )
         answer = philae(checks)
         return _json(answer, 200 if answer["healthy"] else 503)
 

@@ -22,6 +22,7 @@ from goavail.checks.base import ProbeResult
 from goavail.config import Config
 from goavail.decision import Override
 from goavail.dns.model import Change, FailOpen, Record
+from goavail.dns.propagation import PropagationView
 from goavail.gates import AUTO, Failback, GateView
 from goavail.health import Health, State
 from goavail.overrides import OverrideEntry
@@ -169,6 +170,9 @@ class Snapshot:
     table, replaced whole on reload: never mutated)."""
     failback_default: Failback = AUTO
     """The other targets' failback (the top-level ``failback``)."""
+    propagation: tuple[PropagationView, ...] = ()
+    """Served-answer verification, per provider that verifies (see
+    :mod:`goavail.dns.propagation`)."""
 
     @property
     def targets(self) -> Iterator[TargetRow]:

@@ -43,13 +43,23 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                  "pools": [{"name", "role": "primary"|"backup", "priority", "serving",
                             "addresses": [str], "up", "down", "unknown"}],
                  "serving": [pool name], "answer": "primary"|"backup"|"mixed"|
-                 "fail-open"|"brake"|"none", "differs": bool, "marks": [str]}],
+                 "fail-open"|"brake"|"none", "differs": bool, "marks": [str],
+                 "propagation": [{"provider", "type",   # only with verify
+                                  "state": "propagated"|"pending"|
+                                  "lagging", "planned": [str], "since_seconds",
+                                  "seconds", "behind": [server],
+                                  "servers": {server: {"agrees", "served"}}}]}],
       "dns": {"provider", "dry_run", "converged", "pending_changes", "retries", "passes",
               "failed_passes", "last_error", "read_seconds_ago",
               "providers": [{"name", "names", "converged", "pending_changes", "retries",
                              "passes", "failed_passes", "last_error", "read_failed",
-                             "read_seconds_ago"}]},  # each provider of the run; the
+                             "read_seconds_ago"}],   # each provider of the run; the
                                                      # fields above sum them up
+              "propagation": [{"provider", "servers": [str], "limit", "problem",
+                               "answers", "answers_behind", "lagging": [{"server",
+                               "names": [str], "behind_seconds", "detail"}],
+                               "propagations", "propagation_seconds_sum"}]},
+                                                     # only with verify
       "cluster": null | {"node", "event", "min_peers_agree", "connected", "quorum_unmet",
                          "encrypted", "live_peers": [str], "members": {node: status},
                          "gossip": {counter: int}},
@@ -102,6 +112,7 @@ from goavail.web.listing import (
     select_names,
     select_targets,
 )
+from goavail.web.propagation import name_propagation, propagation_document, propagation_warnings
 from goavail.web.snapshot import Snapshot, TargetRow
 
 
@@ -338,6 +349,11 @@ def _name(
         "answer": fact.answer.kind,
         "differs": fact.answer.differs,
         "marks": list(fact.answer.marks),
+        **(
+            {"propagation": name_propagation(snap.propagation, name, snap.monotonic)}
+            if snap.propagation
+            else {}
+        ),
     }
 
 
@@ -427,6 +443,7 @@ def _warnings(
                     "message": "No crypto_key: verdicts travel in plaintext and can be forged.",
                 }
             )
+    warnings.extend(propagation_warnings(snap.propagation, snap.monotonic))
     if snap.retries:
         warnings.append(
             {
@@ -660,6 +677,11 @@ def status_document(
             if snap.read_at is None
             else max(0.0, snap.monotonic - snap.read_at),
             "providers": _providers(snap),
+            **(
+                {"propagation": propagation_document(snap.propagation, snap.monotonic)}
+                if snap.propagation
+                else {}
+            ),
         },
         "cluster": None
         if cluster is None
