@@ -39,7 +39,7 @@ from goavail.config import (
 )
 from goavail.decision import DecisionStage
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Change, FailOpen
+from goavail.dns.model import Change, FailClosed, FailOpen
 from goavail.dns.plan import NameSpec
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
@@ -337,6 +337,9 @@ def reconciler_factory(agent: Agent, cluster: Cluster | None) -> ReconcilerFacto
         def on_fail_open(case: FailOpen, engaged: bool) -> None:
             agent.on_fail_open(case, engaged, name)
 
+        def on_fail_closed(case: FailClosed, engaged: bool) -> None:
+            agent.on_fail_closed(case, engaged, name)
+
         return Reconciler(
             provider,
             names=[spec.name for spec in specs],
@@ -348,6 +351,7 @@ def reconciler_factory(agent: Agent, cluster: Cluster | None) -> ReconcilerFacto
             resync_interval=agent.config.resync_interval,
             hold=hold if cluster is not None else None,
             on_fail_open=on_fail_open,
+            on_fail_closed=on_fail_closed,
             specs=specs,
             held=agent.held,
         )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from goavail.brake import BrakeResult
-from goavail.dns.model import FailOpen
+from goavail.dns.model import FailClosed, FailOpen
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,15 @@ class FailOpenChanged:
     """Fail-open was engaged (``engaged``) or released for ``case.name``/``case.type``."""
 
     case: FailOpen
+    engaged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FailClosedChanged:
+    """Fail-closed was engaged (``engaged``: every address of ``case.name`` is down and
+    its ``all_down`` policy withdraws them all) or released for ``case.name``/``case.type``."""
+
+    case: FailClosed
     engaged: bool
 
 
@@ -73,7 +82,13 @@ class BrakeChanged:
 
 
 AgentEvent = (
-    AuditRecorded | FailOpenChanged | NameConflictChanged | QuorumChanged | Lifecycle | BrakeChanged
+    AuditRecorded
+    | FailOpenChanged
+    | FailClosedChanged
+    | NameConflictChanged
+    | QuorumChanged
+    | Lifecycle
+    | BrakeChanged
 )
 """Every event the bus carries (not :class:`goavail.notify.events.Event`, the message a
 notification sends)."""
@@ -104,6 +119,7 @@ __all__ = [
     "AuditRecorded",
     "BrakeChanged",
     "Bus",
+    "FailClosedChanged",
     "FailOpenChanged",
     "Handler",
     "Lifecycle",

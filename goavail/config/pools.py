@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 from goavail.config.errors import _Problems
 from goavail.config.providers import DnsSection
 from goavail.config.values import (
+    _DEGRADED_TTL,
     _MODEL_CONFIG,
     _THRESHOLD,
     Within,
@@ -18,6 +19,7 @@ from goavail.config.values import (
     _IpAddress,
     _is_dns_name,
 )
+from goavail.dns.model import AllDown
 
 
 def _check_fqdn(value: str) -> str:
@@ -65,6 +67,10 @@ class PoolSection(BaseModel):
             check's ``rise``; None: ``failure_threshold`` when set here, else the
             check's. A target in several pools has one state machine per check, so
             pools sharing a target must agree on the thresholds of their shared checks.
+        all_down: the all-down policy of the names whose primary is this pool, unless
+            the name sets its own; None: the provider section's, else ``"fail-open"``.
+        degraded_ttl: the lowered TTL (seconds) of the names whose primary is this
+            pool, unless the name sets its own; None: the provider section's.
     """
 
     model_config = _MODEL_CONFIG
@@ -78,6 +84,8 @@ class PoolSection(BaseModel):
     )
     failure_threshold: Annotated[int, _THRESHOLD] | None = None
     rise_threshold: Annotated[int, _THRESHOLD] | None = None
+    all_down: AllDown | None = None
+    degraded_ttl: Annotated[int, _DEGRADED_TTL] | None = None
 
     @field_validator("addresses")
     @classmethod
@@ -114,6 +122,15 @@ class NameSection(BaseModel):
         providers: the providers this name is published to (registry names, each
             once, each one in use and holding the name in its zones), or None: every
             provider in use whose zones hold it (see :func:`goavail.pools.publication`).
+        all_down: what the name serves when no address of any of its pools is up:
+            ``"fail-open"`` (keep the primary's addresses), ``"backup"`` (keep the
+            last pool's: a fallback pool; needs at least two pools) or
+            ``"fail-closed"`` (withdraw them all: NODATA); None: the primary pool's,
+            else the provider section's, else ``"fail-open"``. See docs/decisions.md.
+        degraded_ttl: seconds; while any address of the name is down its managed
+            records get this TTL, and the name's TTL again once all are up; None:
+            the primary pool's, else the provider section's, else TTLs are not
+            managed. Must be lower than the name's TTL.
     """
 
     model_config = _MODEL_CONFIG
@@ -122,6 +139,8 @@ class NameSection(BaseModel):
     pools: list[Annotated[str, AfterValidator(_check_label)]] = Field(min_length=1)
     ttl: Annotated[int, Field(ge=1, le=86400)] | None = None
     providers: list[str] | None = Field(default=None, min_length=1)
+    all_down: AllDown | None = None
+    degraded_ttl: Annotated[int, _DEGRADED_TTL] | None = None
 
     @field_validator("pools")
     @classmethod

@@ -21,7 +21,7 @@ from goavail.brake import BrakeResult
 from goavail.checks.base import ProbeResult
 from goavail.config import Config
 from goavail.decision import Override
-from goavail.dns.model import Change, FailOpen, Record
+from goavail.dns.model import Change, Explanation, FailClosed, FailOpen, Record
 from goavail.health import Health, State
 from goavail.overrides import OverrideEntry
 from goavail.pools import Publication
@@ -86,6 +86,10 @@ class ProviderView:
     failed_passes: int
     unexpected_errors: int
     last_error: str | None
+    fail_closed: tuple[FailClosed, ...] = ()
+    """Names emptied on purpose by their ``all_down = "fail-closed"`` policy."""
+    explanations: tuple[Explanation, ...] = ()
+    """The last plan's explanation of each name (:class:`goavail.dns.model.Explanation`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +162,8 @@ class Snapshot:
     """The names, their pools (priority order) and the pools' targets of the running
     configuration (an immutable value the agent replaces on reload; None: one pool of
     every target under every name in :attr:`names`)."""
+    fail_closed: tuple[FailClosed, ...] = ()
+    """Fail-closed cases of every provider, once per name and type."""
 
     @property
     def targets(self) -> Iterator[TargetRow]:

@@ -14,7 +14,7 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
                  "last_reload": null | {"time", "result", "problems": [str]}},
       "summary": {"targets", "up", "down", "unknown", "overridden", "pending_changes",
                   "names", "names_differing", "held"},      # the whole fleet
-      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, brake,
+      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, fail-closed, brake,
                                              # quorum, dns, config, override, gossip
       "listing": {"query": {"name", "pool", "state", "order", "page", "names_page",
                             "per_page"},
@@ -303,6 +303,15 @@ def _warnings(
                 "message": f"FAIL-OPEN for {case.name} {case.type}: every configured address "
                 f"is down; all are kept in DNS ({', '.join(case.kept)}) rather than emptying "
                 "the name.",
+            }
+        )
+    for closed in snap.fail_closed:
+        warnings.append(
+            {
+                "kind": "fail-closed",
+                "message": f"FAIL-CLOSED for {closed.name} {closed.type}: every configured "
+                f"address is down ({', '.join(closed.down)}) and its all_down policy is "
+                f"fail-closed: all are withdrawn, the name answers NODATA for {closed.type}.",
             }
         )
     for engaged in snap.brake.engaged:
