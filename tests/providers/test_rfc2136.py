@@ -139,6 +139,7 @@ async def test_ttl_update_replaces_the_set_atomically(make: MakeProvider, knot: 
     """One UPDATE message: the set at the new TTL, every address (managed or not) kept."""
     knot.update(("add", WWW, 3600, "A", "198.51.100.7"), ("add", WWW, 3600, "A", "192.0.2.1"))
     p = make(ttl=60)
+
     def serial() -> int:
         value: int = knot.query(ZONE, "SOA").answer[0][0].serial
         return value

@@ -8,9 +8,12 @@ from dataclasses import replace
 
 import pytest
 
+from goavail.dns.audit import AuditLog
 from goavail.dns.guard import admissible
 from goavail.dns.model import AllDown, Record
 from goavail.dns.plan import NameSpec, plan_names
+from goavail.dns.providers.memory import MemoryProvider
+from goavail.dns.reconcile import Reconciler
 from goavail.health import State
 
 U, D, K = State.UP, State.DOWN, State.UNKNOWN
@@ -309,3 +312,38 @@ def test_explanations_name_every_family_and_pool() -> None:
     assert explanation.ttl is not None
     assert (explanation.ttl.rule, explanation.ttl.because) == ("lowered", f"{P1} is down")
     assert p.explain("other.example.com") is None
+
+
+async def test_the_reconciler_empties_a_fail_closed_name_and_reports_it() -> None:
+    """End to end on the memory provider: every address down under fail-closed empties
+    the name (the guard admits it), the case is reported once each way, and the name is
+    restored when an address is up again."""
+    spec = NameSpec(WWW, ((P1, P2),), ("eu",), ttl=300, all_down="fail-closed")
+    provider = MemoryProvider(dry_run=False, audit=AuditLog(), records=[rec(P1), rec(P2)])
+    decisions = {P1: D, P2: D}
+    seen: list[tuple[str, bool]] = []
+    reconciler = Reconciler(
+        provider,
+        names=[],
+        addresses=[],
+        specs=[spec],
+        decisions=decisions,
+        ttl=300,
+        proxied=None,
+        resync_interval=60.0,
+        on_fail_closed=lambda case, engaged: seen.append((" ".join(case.down), engaged)),
+    )
+    assert await reconciler.reconcile_once() and reconciler.converged
+    assert provider.store == {}
+    assert [e["reason"] for e in provider.audit.recent] == [
+        f"fail-closed: every address of {WWW} (A) is down; withdrawing {a} (all_down = fail-closed)"
+        for a in (P1, P2)
+    ]
+    assert await reconciler.reconcile_once()
+    assert seen == [(f"{P1} {P2}", True)]
+    [explanation] = reconciler.explanations
+    assert [f.rule for f in explanation.families] == ["fail-closed"]
+    decisions[P2] = U
+    assert await reconciler.reconcile_once()
+    assert seen == [(f"{P1} {P2}", True), (f"{P1} {P2}", False)]
+    assert set(provider.store) == {(WWW, "A", P2)}
