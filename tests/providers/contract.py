@@ -38,11 +38,10 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import pytest
-
-from dataclasses import replace
 
 from goavail.dns.model import Change, Record, RecordType
 from goavail.dns.plan import NameSpec
@@ -109,9 +108,9 @@ restoring pass a create and updates from 3 on (each retried call counts)."""
 
 
 class _FaultyHooks:
-    """Wraps a provider's ``_create``/``_delete``/``_update_ttl`` with a fault script and, after every
-    call, reads the backend through ``observer`` and checks that no managed name that
-    had a record lost its last one."""
+    """Wraps a provider's ``_create``/``_delete``/``_update_ttl`` with a fault script and,
+    after every call, reads the backend through ``observer`` and checks that no managed
+    name that had a record lost its last one."""
 
     def __init__(
         self,
