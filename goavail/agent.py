@@ -36,7 +36,7 @@ from goavail.checks.multi import CheckSet, Prepared, describe_check
 from goavail.config import Config, ConfigError, DnsSection, PoolSection
 from goavail.decision import DecisionStage, Override
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Change, FailOpen
+from goavail.dns.model import Change, FailClosed, FailOpen
 from goavail.dns.plan import NameSpec
 from goavail.dns.providers.base import Provider
 from goavail.dns.reconcile import Reconciler
@@ -48,6 +48,7 @@ from goavail.events import (
     Bus,
     DampingChanged,
     FailbackChanged,
+    FailClosedChanged,
     FailOpenChanged,
     Lifecycle,
     NameConflictChanged,
@@ -257,6 +258,8 @@ class Agent:
         self._reload_pending = False
         self._fail_open_at: dict[tuple[str, str], set[str]] = {}
         """(name, record type) -> the providers whose last plan fails it open."""
+        self._fail_closed_at: dict[tuple[str, str], set[str]] = {}
+        """(name, record type) -> the providers whose last plan fails it closed."""
         self._group: asyncio.TaskGroup | None = None
         """The running task group (None before ``run``): a reload adds reconcilers to it."""
         self._reconciling: dict[str, asyncio.Task[None]] = {}
@@ -532,6 +535,21 @@ class Agent:
         if bool(at) != before:
             self.bus.publish(FailOpenChanged(case, engaged))
 
+    def on_fail_closed(self, case: FailClosed, engaged: bool, provider: str = "") -> None:
+        """Fail-closed engaged or released for a name and family at ``provider``: to the
+        notifier and the hooks once, as :meth:`on_fail_open`."""
+        key = (case.name, case.type)
+        at = self._fail_closed_at.setdefault(key, set())
+        before = bool(at)
+        if engaged:
+            at.add(provider)
+        else:
+            at.discard(provider)
+        if not at:
+            del self._fail_closed_at[key]
+        if bool(at) != before:
+            self.bus.publish(FailClosedChanged(case, engaged))
+
     def on_decision(self, target: str, state: State) -> None:
         """A decision changed (local verdict or, in cluster mode, a peer's vote)."""
         self._decided_at[target] = time.monotonic()
@@ -712,6 +730,8 @@ class Agent:
                 failed_passes=r.failed_passes,
                 unexpected_errors=r.unexpected_errors,
                 last_error=r.last_error,
+                fail_closed=r.fail_closed,
+                explanations=r.explanations,
             )
             for name, r in self.reconcilers.items()
         )
@@ -789,6 +809,7 @@ class Agent:
             failback=self.gates.failback,
             failback_default=self.gates.default,
             propagation=self.verifiers.views() if self.verifiers is not None else (),
+            fail_closed=tuple({(c.name, c.type): c for v in views for c in v.fail_closed}.values()),
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
@@ -1204,6 +1225,8 @@ class Agent:
         for name, reconciler in dropped.items():
             for case in reconciler.fail_open:
                 self.on_fail_open(case, False, name)
+            for closed in reconciler.fail_closed:
+                self.on_fail_closed(closed, False, name)
         current = {id(provider) for provider in parts.providers.values()}
         rebuilt = [n for n, p in old_providers.items() if id(p) not in current]
         for name in rebuilt:

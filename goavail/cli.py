@@ -57,7 +57,7 @@ from goavail.config import (
 )
 from goavail.decision import Override, apply_override
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import FailOpen, Plan
+from goavail.dns.model import FailClosed, FailOpen, Plan
 from goavail.dns.plan import plan_names
 from goavail.dns.providers.base import ProviderError
 from goavail.dns.registry import REGISTRY
@@ -433,9 +433,14 @@ def _fail_open(plans: dict[str, Plan]) -> list[FailOpen]:
     return list({(f.name, f.type): f for plan in plans.values() for f in plan.fail_open}.values())
 
 
+def _fail_closed(plans: dict[str, Plan]) -> list[FailClosed]:
+    """Fail-closed cases of every provider's plan, each name and type once."""
+    return list({(f.name, f.type): f for plan in plans.values() for f in plan.fail_closed}.values())
+
+
 def _plan_json(audits: list[_Audit], plans: dict[str, Plan]) -> dict[str, Any]:
     """``{"providers": [name], "targets": [...], "changes": [... "provider"],
-    "fail_open": [...]}``."""
+    "fail_open": [...], "fail_closed": [...]}``."""
     return {
         "providers": list(plans),
         "targets": [
@@ -463,6 +468,9 @@ def _plan_json(audits: list[_Audit], plans: dict[str, Plan]) -> dict[str, Any]:
         ],
         "fail_open": [
             {"name": f.name, "type": f.type, "kept": list(f.kept)} for f in _fail_open(plans)
+        ],
+        "fail_closed": [
+            {"name": f.name, "type": f.type, "down": list(f.down)} for f in _fail_closed(plans)
         ],
     }
 
@@ -513,6 +521,11 @@ def _plan_table(audits: list[_Audit], plans: dict[str, Plan]) -> str:
         out.append(
             f"WARNING: fail-open for {f.name} {f.type}: every configured address is down; "
             f"keeping {', '.join(f.kept)}"
+        )
+    for c in _fail_closed(plans):
+        out.append(
+            f"WARNING: fail-closed for {c.name} {c.type}: every configured address is down "
+            f"and all_down = fail-closed; withdrawing {', '.join(c.down)} (NODATA)"
         )
     return "\n".join(out)
 

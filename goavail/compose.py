@@ -39,7 +39,7 @@ from goavail.config import (
 )
 from goavail.decision import DecisionStage
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Change, FailOpen
+from goavail.dns.model import Change, FailClosed, FailOpen
 from goavail.dns.plan import NameSpec
 from goavail.dns.propagation import Lag
 from goavail.dns.providers.base import Provider
@@ -376,6 +376,9 @@ def reconciler_factory(
             if verifiers is not None:
                 verifiers.offer(name, outcome)
 
+        def on_fail_closed(case: FailClosed, engaged: bool) -> None:
+            agent.on_fail_closed(case, engaged, name)
+
         return Reconciler(
             provider,
             names=[spec.name for spec in specs],
@@ -387,6 +390,7 @@ def reconciler_factory(
             resync_interval=agent.config.resync_interval,
             hold=hold if cluster is not None else None,
             on_fail_open=on_fail_open,
+            on_fail_closed=on_fail_closed,
             specs=specs,
             held=agent.held,
             on_pass=on_pass if verifiers is not None else None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from goavail.brake import BrakeResult
-from goavail.dns.model import FailOpen
+from goavail.dns.model import FailClosed, FailOpen
 from goavail.dns.propagation import Lag
 
 
@@ -33,6 +33,15 @@ class FailOpenChanged:
     """Fail-open was engaged (``engaged``) or released for ``case.name``/``case.type``."""
 
     case: FailOpen
+    engaged: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FailClosedChanged:
+    """Fail-closed was engaged (``engaged``: every address of ``case.name`` is down and
+    its ``all_down`` policy withdraws them all) or released for ``case.name``/``case.type``."""
+
+    case: FailClosed
     engaged: bool
 
 
@@ -112,6 +121,7 @@ class PropagationLagChanged:
 AgentEvent = (
     AuditRecorded
     | FailOpenChanged
+    | FailClosedChanged
     | NameConflictChanged
     | QuorumChanged
     | Lifecycle
@@ -149,6 +159,7 @@ __all__ = [
     "AuditRecorded",
     "BrakeChanged",
     "Bus",
+    "FailClosedChanged",
     "FailOpenChanged",
     "Handler",
     "Lifecycle",

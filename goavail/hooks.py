@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from goavail.dns.model import FailOpen
-from goavail.events import AgentEvent, AuditRecorded, FailOpenChanged
+from goavail.dns.model import FailClosed, FailOpen
+from goavail.events import AgentEvent, AuditRecorded, FailClosedChanged, FailOpenChanged
 from goavail.proc import program_env, run_program
 
 log = logging.getLogger("goavail.hooks")
@@ -40,7 +40,15 @@ QUEUE_SIZE = 1000
 HOOKED_OUTCOMES = frozenset({"applied", "planned"})
 """Audit outcomes that run the hooks: a change made, or one dry-run would make."""
 
-HookAction = Literal["create", "delete", "fail_open_engaged", "fail_open_released"]
+HookAction = Literal[
+    "create",
+    "delete",
+    "update",
+    "fail_open_engaged",
+    "fail_open_released",
+    "fail_closed_engaged",
+    "fail_closed_released",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +56,11 @@ class HookEvent:
     """What the hooks are told.
 
     Attributes:
-        action: ``"create"``/``"delete"`` (a record added/removed) or
-            ``"fail_open_engaged"``/``"fail_open_released"``.
-        target: the record's address; for fail-open, every address kept,
-            comma-separated.
+        action: ``"create"``/``"delete"`` (a record added/removed), ``"update"``
+            (a record's TTL changed), ``"fail_open_engaged"``/``"fail_open_released"``
+            or ``"fail_closed_engaged"``/``"fail_closed_released"``.
+        target: the record's address; for fail-open, every address kept, for
+            fail-closed every address down, comma-separated.
         name: the fully qualified record name.
         record_type: ``"A"`` or ``"AAAA"``.
         dry_run: True when goavail runs in dry-run (the change was not made).
@@ -77,6 +86,7 @@ def dns_event(entry: Mapping[str, Any]) -> HookEvent | None:
     if entry.get("outcome") not in HOOKED_OUTCOMES or entry.get("action") not in (
         "create",
         "delete",
+        "update",
     ):
         return None
     return HookEvent(
@@ -100,6 +110,22 @@ def fail_open_event(case: FailOpen, *, engaged: bool, dry_run: bool) -> HookEven
     return HookEvent(
         action="fail_open_engaged" if engaged else "fail_open_released",
         target=",".join(case.kept),
+        name=case.name,
+        record_type=case.type,
+        dry_run=dry_run,
+        reason=reason,
+    )
+
+
+def fail_closed_event(case: FailClosed, *, engaged: bool, dry_run: bool) -> HookEvent:
+    """The event of fail-closed engaged (``engaged``) or released for ``case``."""
+    if engaged:
+        reason = "every configured address is down; all_down = fail-closed: withdrawing all"
+    else:
+        reason = "at least one configured address is up again"
+    return HookEvent(
+        action="fail_closed_engaged" if engaged else "fail_closed_released",
+        target=",".join(case.down),
         name=case.name,
         record_type=case.type,
         dry_run=dry_run,
@@ -240,6 +266,9 @@ class HookRunner:
                 self.audit_record(entry)
             case FailOpenChanged(case, engaged):
                 self.fail_open(case, engaged)
+            case FailClosedChanged(closed, engaged):
+                if self.directory is not None:
+                    self.offer(fail_closed_event(closed, engaged=engaged, dry_run=self.dry_run))
 
     def audit_record(self, entry: Mapping[str, Any]) -> None:
         """An audit record was written: queue a DNS change made or planned (dry-run)."""
@@ -374,6 +403,7 @@ __all__ = [
     "HookRunner",
     "HookStats",
     "dns_event",
+    "fail_closed_event",
     "fail_open_event",
     "hook_argv",
     "hook_env",

@@ -117,6 +117,66 @@ def _describe_zones(provider: str, section: DnsSection) -> str:
     return f"the {where} of [{PROVIDERS[provider][0]}]"
 
 
+def _first(*values: int | None) -> int | None:
+    """The first of ``values`` that is not None (a TTL of 0 is a value)."""
+    return next((v for v in values if v is not None), None)
+
+
+def _degraded_ttl_at(config: Config, name: str, provider: str) -> str:
+    """The key path the ``degraded_ttl`` of ``name`` at ``provider`` comes from."""
+    for i, entry in enumerate(config.names):
+        if entry.name != name:
+            continue
+        if entry.degraded_ttl is not None:
+            return f"names[{i}].degraded_ttl"
+        for j, pool in enumerate(config.pools):
+            if pool.name == entry.pools[0] and pool.degraded_ttl is not None:
+                return f"pools[{j}].degraded_ttl"
+    return f"{PROVIDERS[provider][0]}.degraded_ttl"
+
+
+def policy_problems(config: Config, run: Sequence[str]) -> list[str]:
+    """Problem lines of ``all_down`` and ``degraded_ttl`` as published by ``run``: a
+    name whose own ``all_down = "backup"`` has no backup pool; a ``degraded_ttl`` not
+    lower than the name's TTL (Cloudflare's ``ttl = 1``, "automatic", counts as its
+    300 s), below Cloudflare's 30 s, or on a proxied Cloudflare name (proxied records
+    always have the automatic TTL). Each problem once, at the key that sets it."""
+    found: list[str] = []
+    for i, entry in enumerate(config.names):
+        if entry.all_down == "backup" and len(entry.pools) < 2:
+            found.append(
+                f"names[{i}].all_down: 'backup' keeps the last backup pool when every "
+                "address is down, but pools lists only one (add a backup pool, or use "
+                "'fail-open' or 'fail-closed')"
+            )
+    published = publication(config, run)
+    for provider in run:
+        cloudflare = provider == "cloudflare"
+        for spec in published.specs_for(provider):
+            if spec.degraded_ttl is None or spec.ttl is None:
+                continue
+            at = _degraded_ttl_at(config, spec.name, provider)
+            ttl = 300 if cloudflare and spec.ttl == 1 else spec.ttl
+            if cloudflare and spec.proxied:
+                problem = (
+                    f"{spec.name} is proxied at Cloudflare ([Cloudflare] dns_proxied), "
+                    "whose records always have the automatic TTL"
+                )
+            elif cloudflare and spec.degraded_ttl < 30:
+                problem = f"{spec.degraded_ttl} is below Cloudflare's shortest TTL, 30 seconds"
+            elif spec.degraded_ttl >= ttl:
+                problem = (
+                    f"{spec.degraded_ttl} is not lower than the TTL of {spec.name} at "
+                    f"{provider} ({ttl} s): nothing would be lowered"
+                )
+            else:
+                continue
+            line = f"{at}: {problem}"
+            if line not in found:
+                found.append(line)
+    return found
+
+
 def problems(config: Config, in_use: Sequence[str], run: Sequence[str] | None = None) -> list[str]:
     """Problem lines (in :class:`~goavail.config.ConfigError`'s format) of ``[[names]]``
     against the providers in use (:func:`goavail.config.providers_in_use`): a name in
@@ -154,6 +214,8 @@ def problems(config: Config, in_use: Sequence[str], run: Sequence[str] | None = 
                     f"names[{i}].name: {entry.name!r} is also one of [{PROVIDERS[p][0]}] "
                     "hostnames (publish it one way only)"
                 )
+    if not found:
+        found += policy_problems(config, in_use if run is None else run)
     if not found and config.providers is not None:
         published = publication(config, in_use if run is None else run).by_provider
         for p in in_use if run is None else run:
@@ -181,8 +243,9 @@ def publication(config: Config, run: Sequence[str]) -> Publication:
     Returns:
         The :class:`Publication`: per provider, its section's own ``hostnames`` (one
         pool named after the section, e.g. ``Cloudflare``) and the ``[[names]]`` it
-        publishes (:func:`providers_of`); TTLs come from the name, else its primary
-        pool, else the provider's section; ``proxied`` from the section (Cloudflare).
+        publishes (:func:`providers_of`); TTLs, ``all_down`` and ``degraded_ttl``
+        come from the name, else its primary pool, else the provider's section;
+        ``proxied`` from the section (Cloudflare).
         Only the pools of published names are probed and braked.
     """
     by_name = {pool.name: pool for pool in config.pools}
@@ -197,7 +260,15 @@ def publication(config: Config, run: Sequence[str]) -> Publication:
             legacy = tuple(section.ip_addresses)
             pools[toml_name] = legacy
             for name in section.names():
-                specs[name] = NameSpec(name, (legacy,), (toml_name,), section.ttl, proxied)
+                specs[name] = NameSpec(
+                    name,
+                    (legacy,),
+                    (toml_name,),
+                    section.ttl,
+                    proxied,
+                    section.all_down or "fail-open",
+                    section.degraded_ttl,
+                )
     used: set[str] = set()
     for entry in config.names:
         chosen = [by_name[p] for p in entry.pools]
@@ -210,6 +281,8 @@ def publication(config: Config, run: Sequence[str]) -> Publication:
                 tuple(p.name for p in chosen),
                 ttl,
                 getattr(section, "dns_proxied", None),
+                entry.all_down or chosen[0].all_down or section.all_down or "fail-open",
+                _first(entry.degraded_ttl, chosen[0].degraded_ttl, section.degraded_ttl),
             )
             if by_provider[provider].setdefault(entry.name, spec) is spec:
                 used.update(entry.pools)

@@ -12,6 +12,7 @@ from goavail.config.errors import _Problems
 from goavail.config.gates import FailbackValue
 from goavail.config.providers import DnsSection
 from goavail.config.values import (
+    _DEGRADED_TTL,
     _MODEL_CONFIG,
     _THRESHOLD,
     Within,
@@ -19,6 +20,7 @@ from goavail.config.values import (
     _IpAddress,
     _is_dns_name,
 )
+from goavail.dns.model import AllDown
 
 
 def _check_fqdn(value: str) -> str:
@@ -70,6 +72,10 @@ class PoolSection(BaseModel):
             ``after 5m``, ``manual``; see :mod:`goavail.gates`), or None (the
             top-level ``failback``). A target in several pools, or serving several
             names, takes the strictest of their settings.
+        all_down: the all-down policy of the names whose primary is this pool, unless
+            the name sets its own; None: the provider section's, else ``"fail-open"``.
+        degraded_ttl: the lowered TTL (seconds) of the names whose primary is this
+            pool, unless the name sets its own; None: the provider section's.
     """
 
     model_config = _MODEL_CONFIG
@@ -85,6 +91,8 @@ class PoolSection(BaseModel):
     rise_threshold: Annotated[int, _THRESHOLD] | None = None
     # gated failback (goavail/gates.py)
     failback: FailbackValue | None = None
+    all_down: AllDown | None = None
+    degraded_ttl: Annotated[int, _DEGRADED_TTL] | None = None
 
     @field_validator("addresses")
     @classmethod
@@ -123,6 +131,15 @@ class NameSection(BaseModel):
             provider in use whose zones hold it (see :func:`goavail.pools.publication`).
         failback: how the addresses of this name's pools come back after being down,
             or None (see :class:`PoolSection`; the strictest setting wins).
+        all_down: what the name serves when no address of any of its pools is up:
+            ``"fail-open"`` (keep the primary's addresses), ``"backup"`` (keep the
+            last pool's: a fallback pool; needs at least two pools) or
+            ``"fail-closed"`` (withdraw them all: NODATA); None: the primary pool's,
+            else the provider section's, else ``"fail-open"``. See docs/decisions.md.
+        degraded_ttl: seconds; while any address of the name is down its managed
+            records get this TTL, and the name's TTL again once all are up; None:
+            the primary pool's, else the provider section's, else TTLs are not
+            managed. Must be lower than the name's TTL.
     """
 
     model_config = _MODEL_CONFIG
@@ -133,6 +150,8 @@ class NameSection(BaseModel):
     providers: list[str] | None = Field(default=None, min_length=1)
     # gated failback (goavail/gates.py)
     failback: FailbackValue | None = None
+    all_down: AllDown | None = None
+    degraded_ttl: Annotated[int, _DEGRADED_TTL] | None = None
 
     @field_validator("pools")
     @classmethod

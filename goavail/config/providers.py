@@ -22,6 +22,7 @@ from pydantic import (
 from goavail.config.checks import _Invalid, _reject_invalid
 from goavail.config.errors import _Problems
 from goavail.config.values import (
+    _DEGRADED_TTL,
     _MODEL_CONFIG,
     _TTL,
     Within,
@@ -34,6 +35,7 @@ from goavail.config.values import (
     qualify,
 )
 from goavail.config.verify import VerifySection, verify_value
+from goavail.dns.model import AllDown
 
 
 class DnsSection(BaseModel):
@@ -49,6 +51,13 @@ class DnsSection(BaseModel):
         ttl: record TTL in seconds (limits depend on the provider).
         verify: served-answer verification (:mod:`goavail.config.verify`): None (the
             default) is off; ``verify = true`` asks the zone's NS set.
+        all_down: the all-down policy of this section's ``hostnames`` and the default
+            of the ``[[names]]`` it publishes (after the name's and its primary
+            pool's): ``"fail-open"``, ``"fail-closed"`` or ``"backup"``; None:
+            ``"fail-open"`` (see :mod:`goavail.dns.plan`).
+        degraded_ttl: seconds, the TTL of the records of a name while one of its
+            addresses is down (default of the names it publishes, as ``all_down``);
+            None: TTLs are not managed.
     """
 
     model_config = _MODEL_CONFIG
@@ -56,6 +65,8 @@ class DnsSection(BaseModel):
     hostnames: list[_Hostname] = Field(default_factory=list)
     ip_addresses: list[_IpAddress] = Field(default_factory=list)
     ttl: int = 60
+    all_down: AllDown | None = None
+    degraded_ttl: Annotated[int, _DEGRADED_TTL] | None = None
     verify: VerifySection | None = None
 
     @field_validator("verify", mode="before")

@@ -227,6 +227,13 @@ _TTL = Within(
     "defeats failover",
     duration=False,
 )
+_DEGRADED_TTL = Within(
+    1,
+    86400,
+    below="a TTL of 0 makes every resolver ask again at every query",
+    above="a lowered TTL above a day lowers nothing",
+    duration=False,
+)
 
 # --------------------------------------------------------------------------- names
 

@@ -22,7 +22,8 @@ class AuditLog:
     """Writes audit records to the ``goavail.audit`` logger and, if set, to a file.
 
     Each record is a JSON object with the keys ``time`` (RFC 3339, UTC),
-    ``provider``, ``name``, ``type``, ``address``, ``action`` ("create"/"delete"),
+    ``provider``, ``name``, ``type``, ``address``, ``action`` ("create"/"delete"/
+    "update"; an update also has ``ttl``, the TTL it gives the record),
     ``reason``, ``dry_run`` (bool) and ``outcome`` ("planned" in dry-run,
     "applied", "already-done" when the provider already matched, or "error").
     ``error`` is present only when ``outcome == "error"``.
@@ -84,6 +85,8 @@ class AuditLog:
             "dry_run": dry_run,
             "outcome": outcome,
         }
+        if change.action == "update":
+            entry["ttl"] = change.record.ttl
         if error is not None:
             entry["error"] = error
         line = json.dumps(entry, separators=(",", ":"))

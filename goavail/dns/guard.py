@@ -22,6 +22,13 @@ the name as it really is rather than as planned. A create is always admitted.
 Only managed records count (those whose content is a configured address): an
 address goavail does not manage may be removed by someone else at any time, so
 it is never what keeps a name answering.
+
+The one exception is explicit: a name and family whose plan is **fail-closed**
+(``all_down = "fail-closed"`` and every address down, see
+:class:`~goavail.dns.model.FailClosed`) is listed in ``may_empty``, and its deletes
+are admitted even when they take its last managed record. Every other name keeps
+the rule above, faults or not. An ``update`` (a TTL change) never removes a
+record, so it is always admitted and changes nothing the guard follows.
 """
 
 from __future__ import annotations
@@ -41,14 +48,22 @@ class NameGuard:
             A/AAAA record of the name; others are ignored).
         managed: configured addresses in canonical text; only records whose
             content is one of them count.
+        may_empty: the (name, family) pairs the plan empties on purpose (its
+            fail-closed cases); their deletes are always admitted.
 
     Not thread-safe; one guard per apply. ``allows`` and ``settle`` are O(1).
     """
 
-    __slots__ = ("_managed", "_present")
+    __slots__ = ("_managed", "_may_empty", "_present")
 
-    def __init__(self, current: Mapping[str, Sequence[Record]], managed: Collection[str]) -> None:
+    def __init__(
+        self,
+        current: Mapping[str, Sequence[Record]],
+        managed: Collection[str],
+        may_empty: Collection[_Slot] = (),
+    ) -> None:
         self._managed = frozenset(managed)
+        self._may_empty = frozenset(may_empty)
         self._present: dict[_Slot, set[str]] = {}
         for name, records in current.items():
             for record in records:
@@ -62,13 +77,16 @@ class NameGuard:
     def allows(self, change: Change) -> bool:
         """True when ``change`` may go out now.
 
-        A create always may. A delete of a managed address may only when at
-        least one other managed address of the same name and family is known
-        to be present (a delete of an unmanaged record is not the guard's
-        business, and the planner never plans one).
+        A create or an update always may. A delete of a managed address may only
+        when at least one other managed address of the same name and family is
+        known to be present (a delete of an unmanaged record is not the guard's
+        business, and the planner never plans one), or when its name and family
+        are in ``may_empty`` (fail-closed).
         """
         record = change.record
-        if change.action == "create" or record.content not in self._managed:
+        if change.action != "delete" or record.content not in self._managed:
+            return True
+        if (record.name, record.type) in self._may_empty:
             return True
         remaining = self._present.get((record.name, record.type), set()) - {record.content}
         return bool(remaining)
@@ -82,7 +100,7 @@ class NameGuard:
         must never count on a record that might be gone.
         """
         record = change.record
-        if record.content not in self._managed:
+        if record.content not in self._managed or change.action == "update":
             return
         slot = (record.name, record.type)
         if change.action == "create":
@@ -96,6 +114,7 @@ def admissible(
     current: Mapping[str, Sequence[Record]],
     changes: Iterable[Change],
     managed: Collection[str],
+    may_empty: Collection[_Slot] = (),
 ) -> tuple[tuple[Change, ...], tuple[Change, ...]]:
     """Split ``changes`` into those that may go out now and those that must wait.
 
@@ -103,15 +122,16 @@ def admissible(
     change succeeds, and holds back every delete the :class:`NameGuard` refuses
     (it would leave its name and family with no managed record). Used to gate a
     pass's changes per name: when a create is held for another agent, the
-    deletes it was meant to replace wait with it.
+    deletes it was meant to replace wait with it. ``may_empty`` as for
+    :class:`NameGuard`.
 
     Returns:
         ``(admitted, waiting)``, each in the order of ``changes``.
     """
     changes = tuple(changes)
-    if all(change.action == "create" for change in changes):
-        return changes, ()  # creates always may (no guard to build: O(records))
-    guard = NameGuard(current, managed)
+    if all(change.action != "delete" for change in changes):
+        return changes, ()  # creates and updates always may (no guard to build: O(records))
+    guard = NameGuard(current, managed, may_empty)
     admitted: list[Change] = []
     waiting: list[Change] = []
     for change in changes:

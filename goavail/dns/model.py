@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 RecordType = Literal["A", "AAAA"]
-Action = Literal["create", "delete"]
+Action = Literal["create", "delete", "update"]
+AllDown = Literal["fail-open", "fail-closed", "backup"]
+"""A name's all-down policy: what it serves when no address of any of its pools is up
+(see :mod:`goavail.dns.plan` and docs/decisions.md)."""
+ALL_DOWN_POLICIES: tuple[AllDown, ...] = ("fail-open", "fail-closed", "backup")
 
 
 _CACHED: Final = 1 << 17
@@ -75,10 +79,17 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One change the planner wants: create or delete a single record.
+    """One change the planner wants: create, delete or update a single record.
 
-    ``reason`` is a short human text ("target 192.0.2.1 down", "fail-open: ...")
-    carried into logs and audit records.
+    * ``create``: add ``record`` (with its ``ttl``, ``proxied``);
+    * ``delete``: remove ``record`` (its ``id`` is set when it was read);
+    * ``update``: give the existing ``record`` (same name, type, content; ``id`` as
+      read) the TTL ``record.ttl``. Providers that keep record *sets* (Route 53,
+      RFC 2136, the zone file) set the TTL of the whole set, in one atomic write:
+      an update never removes the record, not even for a moment.
+
+    ``reason`` is a short human text ("target 192.0.2.1 down", "fail-open: ...",
+    "TTL 300 -> 30: 192.0.2.1 down") carried into logs and audit records.
     """
 
     action: Action
@@ -100,11 +111,96 @@ class FailOpen:
 
 
 @dataclass(frozen=True, slots=True)
+class FailClosed:
+    """Fail-closed engaged for one name and address family (``all_down = "fail-closed"``).
+
+    No address of any pool of ``name`` is up, and the name's policy is to withdraw
+    them all: every managed record of the family whose target is down goes, and
+    the name answers NODATA for ``type``. ``down`` lists the addresses known down
+    (withdrawn, or already absent). The only case where goavail empties a name.
+    """
+
+    name: str
+    type: RecordType
+    down: tuple[str, ...]
+
+
+Rule = Literal["unknown", "primary", "backup", "fail-open", "fail-closed"]
+"""Which planner rule chose a name's records of one family (see :class:`FamilyChoice`)."""
+
+TtlRule = Literal["lowered", "normal", "unchanged"]
+"""Which TTL rule holds for a name (see :class:`TtlChoice`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyChoice:
+    """Why a name's records of one family are what the plan makes them.
+
+    Attributes:
+        type: "A" or "AAAA".
+        rule: ``"unknown"``: nothing is known about the primary yet, the name is
+            left as it is; ``"primary"``: the primary pool serves; ``"backup"``: a
+            backup pool serves because no address of the pools before it is up;
+            ``"fail-open"``: no address is up anywhere and a pool's addresses are
+            kept anyway (the primary, or with ``all_down = "backup"`` the last pool);
+            ``"fail-closed"``: no address is up anywhere and every one is withdrawn.
+        pool: the name of the pool whose addresses are served ("" for
+            ``"unknown"`` and ``"fail-closed"``).
+        because: one sentence for people ("no address of web-eu is up; web-us serves").
+    """
+
+    type: RecordType
+    rule: Rule
+    pool: str
+    because: str
+
+
+@dataclass(frozen=True, slots=True)
+class TtlChoice:
+    """The TTL the plan wants for a name's managed records (``degraded_ttl`` set).
+
+    Attributes:
+        rule: ``"lowered"`` (an address of the name is down: ``degraded_ttl``),
+            ``"normal"`` (every address is up: the name's TTL) or ``"unchanged"``
+            (none is down, some are still unknown: TTLs are left as they are).
+        ttl: seconds wanted, or None for ``"unchanged"``.
+        because: one sentence for people.
+    """
+
+    rule: TtlRule
+    ttl: int | None
+    because: str
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why one name's records are what the plan makes them (pure data; what
+    ``goavail explain NAME`` reads).
+
+    Attributes:
+        name: the managed name.
+        families: one :class:`FamilyChoice` per address family the name's pools hold.
+        ttl: the TTL rule, or None when the name has no ``degraded_ttl``.
+    """
+
+    name: str
+    families: tuple[FamilyChoice, ...]
+    ttl: TtlChoice | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
-    """The planner's output: changes to make and the fail-open cases met on the way."""
+    """The planner's output: changes to make, the fail-open and fail-closed cases met
+    on the way, and one :class:`Explanation` per name planned (sorted by name)."""
 
     changes: tuple[Change, ...] = ()
     fail_open: tuple[FailOpen, ...] = ()
+    fail_closed: tuple[FailClosed, ...] = ()
+    explanations: tuple[Explanation, ...] = ()
+
+    def explain(self, name: str) -> Explanation | None:
+        """The explanation of ``name``, or None when it was not planned (O(names))."""
+        return next((e for e in self.explanations if e.name == name), None)
 
     def __bool__(self) -> bool:
         return bool(self.changes)

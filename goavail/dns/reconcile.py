@@ -26,7 +26,15 @@ from dataclasses import dataclass
 
 from goavail.dns.backoff import backoff_delay
 from goavail.dns.guard import NameGuard, admissible
-from goavail.dns.model import Change, FailOpen, Record, RecordType, record_type_for
+from goavail.dns.model import (
+    Change,
+    Explanation,
+    FailClosed,
+    FailOpen,
+    Record,
+    RecordType,
+    record_type_for,
+)
 from goavail.dns.plan import NameSpec, plan_names
 from goavail.dns.providers.base import Provider, ProviderError
 from goavail.health import State
@@ -85,12 +93,18 @@ class Reconciler:
             :mod:`goavail.brake`), read at each pass; None: none.
         on_pass: called with a :class:`PassOutcome` after every pass that could read
             the records (the served-answer verifier); it must return at once.
+        on_fail_closed: called with ``(case, engaged)`` when fail-closed (a name whose
+            ``all_down = "fail-closed"`` has every address down: all withdrawn) is
+            engaged or released; it must return at once.
 
     Attributes (read by status reporting):
         converged: True after a pass that left nothing to do (held changes
             included: they are not done yet).
         pending: the changes of the last plan that are not applied yet.
         fail_open: fail-open cases of the last plan.
+        fail_closed: fail-closed cases of the last plan (names emptied on purpose).
+        explanations: the last plan's explanation of each name (which rule chose its
+            records, why its TTL is what it is).
         retries: consecutive failed passes.
         last_error: text of the last error, or None.
         passes, failed_passes: passes run and passes that failed, since start.
@@ -121,6 +135,7 @@ class Reconciler:
         specs: Sequence[NameSpec] | None = None,
         held: Callable[[], Collection[str]] | None = None,
         on_pass: Callable[[PassOutcome], None] | None = None,
+        on_fail_closed: Callable[[FailClosed, bool], None] | None = None,
     ) -> None:
         self.provider = provider
         self._set_names(names, addresses, ttl, proxied, specs)
@@ -134,11 +149,14 @@ class Reconciler:
         ``change`` itself (0 or less: now), so that only the designated writer writes."""
         self._hold: float | None = None
         self.on_fail_open = on_fail_open
+        self.on_fail_closed = on_fail_closed
         self._wake = asyncio.Event()
         self._wake.set()  # first pass at once
         self.converged = False
         self.pending: tuple[Change, ...] = ()
         self.fail_open: tuple[FailOpen, ...] = ()
+        self.fail_closed: tuple[FailClosed, ...] = ()
+        self.explanations: tuple[Explanation, ...] = ()
         self.retries = 0
         self.last_error: str | None = None
         self._transient = True
@@ -282,6 +300,9 @@ class Reconciler:
             held=self.held() if self.held is not None else (),
         )
         self._report_fail_open(result.fail_open)
+        self._report_fail_closed(result.fail_closed)
+        self.explanations = result.explanations
+        may_empty = {(c.name, c.type) for c in result.fail_closed}
         now = self._monotonic()
         self._planned_at = {
             key: self._planned_at.get(key, now) for key in map(_identity, result.changes)
@@ -289,14 +310,14 @@ class Reconciler:
         self._decided_at = {
             key: self._decided_at.get(key, started) for key in map(_identity, result.changes)
         }
-        ready, held = self._gate(result.changes, current)
+        ready, held = self._gate(result.changes, current, may_empty)
         self.pending = result.changes
         if not ready:
             self._report_pass(current, ())
             return self._succeeded()
         outcomes = await self.provider.apply(
             ready,
-            guard=NameGuard(current, self.addresses),
+            guard=NameGuard(current, self.addresses, may_empty),
             still=lambda change: self._still(change, decisions),
         )
         done = {id(o.change) for o in outcomes if o.ok}
@@ -346,14 +367,19 @@ class Reconciler:
 
     def _still(self, change: Change, planned: Mapping[str, State]) -> bool:
         """True while ``change`` may still go out: its target's decision is the one it
-        was planned from, and (cluster mode) this agent is still the one to write it."""
+        was planned from (a TTL update rests on the whole name's decisions, and a late
+        one is harmless: it is only checked for the writer), and (cluster mode) this
+        agent is still the one to write it."""
         target = change.record.content
-        if self.decisions.get(target) is not planned.get(target):
+        if change.action != "update" and self.decisions.get(target) is not planned.get(target):
             return False
         return self.hold is None or self.hold(change) <= 0
 
     def _gate(
-        self, changes: tuple[Change, ...], current: Mapping[str, Sequence[Record]]
+        self,
+        changes: tuple[Change, ...],
+        current: Mapping[str, Sequence[Record]],
+        may_empty: Collection[tuple[str, RecordType]] = (),
     ) -> tuple[tuple[Change, ...], tuple[Change, ...]]:
         """Split changes into those to apply now and those held back, per name.
 
@@ -362,7 +388,8 @@ class Reconciler:
         family, every delete that would leave the name with no managed record
         once the held changes are left out is held too
         (:func:`~goavail.dns.guard.admissible`): when the create that replaces a
-        withdrawn address is held, so is the withdrawal. Held changes are
+        withdrawn address is held, so is the withdrawal — except in the names and
+        families of ``may_empty`` (fail-closed, emptied on purpose). Held changes are
         re-planned at the next pass (at the latest when the shortest hold ends);
         they are not failures.
         """
@@ -376,7 +403,7 @@ class Reconciler:
             else:
                 held.append(change)
                 self._hold = wait if self._hold is None else min(self._hold, wait)
-        admitted, waiting = admissible(current, ready, self.addresses)
+        admitted, waiting = admissible(current, ready, self.addresses, may_empty)
         if waiting:
             log.info(
                 "%s: holding %d delete(s) until their name keeps another record: %s",
@@ -447,6 +474,34 @@ class Reconciler:
                 self.on_fail_open(old[key], False)
         self.fail_open = cases
 
+    def _report_fail_closed(self, cases: tuple[FailClosed, ...]) -> None:
+        old = {(c.name, c.type): c for c in self.fail_closed}
+        new = {(c.name, c.type) for c in cases}
+        for case in cases:
+            if (case.name, case.type) not in old:
+                log.error(
+                    "%s: FAIL-CLOSED engaged for %s %s: every configured address is down "
+                    "(%s) and its all_down policy is fail-closed: withdrawing all of them; "
+                    "the name answers NODATA for %s",
+                    self.provider.name,
+                    case.name,
+                    case.type,
+                    ", ".join(case.down),
+                    case.type,
+                    extra={"provider": self.provider.name},
+                )
+                if self.on_fail_closed is not None:
+                    self.on_fail_closed(case, True)
+        for key in sorted(old.keys() - new):
+            log.warning(
+                "%s: fail-closed released for %s %s: an address is up again",
+                self.provider.name,
+                *key,
+            )
+            if self.on_fail_closed is not None:
+                self.on_fail_closed(old[key], False)
+        self.fail_closed = cases
+
 
 def _identity(change: Change) -> tuple[str, tuple[str, str, str]]:
     """A change's identity across passes: its action and its record's (name, type, content)."""
@@ -463,6 +518,10 @@ def after(
     by_key = {name: {r.key: r for r in records} for name, records in current.items()}
     for change in changes:
         records = by_key.setdefault(change.record.name, {})
+        if change.action == "update":
+            if change.record.key in records:
+                records[change.record.key] = change.record
+            continue
         records.pop(change.record.key, None)
         if change.action == "create":
             records[change.record.key] = change.record

@@ -26,13 +26,15 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from goavail.brake import BrakeResult
-from goavail.dns.model import FailOpen
+from goavail.dns.model import FailClosed, FailOpen
 from goavail.dns.propagation import Lag
 
 EventKind = Literal[
     "dns_change",
     "fail_open_engaged",
     "fail_open_released",
+    "fail_closed_engaged",
+    "fail_closed_released",
     "quorum_unmet",
     "quorum_restored",
     "name_conflict",
@@ -116,6 +118,19 @@ def fail_open(case: FailOpen, *, engaged: bool, now: datetime) -> Event:
         "fail_open_engaged" if engaged else "fail_open_released",
         timestamp(now),
         {"name": case.name, "type": case.type, "kept": list(case.kept)},
+    )
+
+
+def fail_closed(case: FailClosed, *, engaged: bool, now: datetime) -> Event:
+    """Fail-closed engaged (every address of a name is down and its ``all_down`` policy
+    withdraws them all: the name answers NODATA) or released.
+
+    Fields: ``name``, ``type`` ("A"/"AAAA"), ``down`` (the addresses known down).
+    """
+    return Event(
+        "fail_closed_engaged" if engaged else "fail_closed_released",
+        timestamp(now),
+        {"name": case.name, "type": case.type, "down": list(case.down)},
     )
 
 
@@ -260,6 +275,8 @@ _VERBS = {
     ("create", False): "added",
     ("delete", False): "removed",
     ("create", True): "would add",
+    ("update", False): "changed the TTL of",
+    ("update", True): "would change the TTL of",
     ("delete", True): "would remove",
 }
 
@@ -281,6 +298,14 @@ def describe(event: Event) -> str:
         )
     if event.kind == "fail_open_released":
         return f"fail-open released for {f['name']} {f['type']}"
+    if event.kind == "fail_closed_engaged":
+        return (
+            f"FAIL-CLOSED engaged for {f['name']} {f['type']}: every configured address is "
+            f"down ({', '.join(f['down'])}) and all_down = fail-closed: all withdrawn, the "
+            f"name answers NODATA for {f['type']}"
+        )
+    if event.kind == "fail_closed_released":
+        return f"fail-closed released for {f['name']} {f['type']}: an address is up again"
     if event.kind == "quorum_unmet":
         return (
             f"QUORUM UNMET for {f['unmet_for']:g}s: {f['live_peers']} live peer(s), "

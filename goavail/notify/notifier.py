@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 from goavail import __version__
 from goavail.brake import BrakeResult
 from goavail.config import Config
-from goavail.dns.model import FailOpen
+from goavail.dns.model import FailClosed, FailOpen
 from goavail.events import (
     AgentEvent,
     AuditRecorded,
     BrakeChanged,
     DampingChanged,
     FailbackChanged,
+    FailClosedChanged,
     FailOpenChanged,
     Lifecycle,
     NameConflictChanged,
@@ -223,6 +224,8 @@ class Notifier:
                 self.audit_record(entry)
             case FailOpenChanged(case, engaged):
                 self.fail_open(case, engaged)
+            case FailClosedChanged(closed, engaged):
+                self.fail_closed(closed, engaged)
             case NameConflictChanged(other, serf_quit):
                 self.name_conflict(other, serf_quit)
             case QuorumChanged(unmet, live, needed):
@@ -274,6 +277,10 @@ class Notifier:
     def fail_open(self, case: FailOpen, engaged: bool) -> None:
         """Fail-open was engaged (``engaged``) or released for ``case.name``/``case.type``."""
         self.emit(events.fail_open(case, engaged=engaged, now=self._now()))
+
+    def fail_closed(self, case: FailClosed, engaged: bool) -> None:
+        """Fail-closed was engaged (``engaged``) or released for ``case.name``/``case.type``."""
+        self.emit(events.fail_closed(case, engaged=engaged, now=self._now()))
 
     def brake(self, result: BrakeResult, engaged: bool) -> None:
         """The mass-withdrawal brake engaged (``engaged``, ``result`` says where) or released."""

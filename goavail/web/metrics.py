@@ -182,7 +182,7 @@ def _dns(snap: Snapshot) -> Iterator[Metric]:
     counts = dict(snap.dns_counts)
     views = snap.dns_providers
     for view in views:  # the usual series exist from the start
-        for action in ("create", "delete"):
+        for action in ("create", "delete", "update"):
             outcome = "planned" if snap.dry_run else "applied"
             counts.setdefault((view.name, action, outcome, snap.dry_run), 0)
     for (provider, action, outcome, dry_run), count in sorted(counts.items()):
@@ -248,6 +248,14 @@ def _dns(snap: Snapshot) -> Iterator[Metric]:
     for case in snap.fail_open:
         fail_open.add_metric([case.name, case.type], 1.0)
     yield fail_open
+    fail_closed = GaugeMetricFamily(
+        "goavail_fail_closed",
+        "1 for each name and record type that its all_down = fail-closed policy empties.",
+        labels=["name", "type"],
+    )
+    for closed in snap.fail_closed:
+        fail_closed.add_metric([closed.name, closed.type], 1.0)
+    yield fail_closed
     held = GaugeMetricFamily(
         "goavail_brake_held_targets",
         "Down targets the mass-withdrawal brake keeps in DNS, by group (a pool, or "

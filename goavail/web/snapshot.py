@@ -21,7 +21,7 @@ from goavail.brake import BrakeResult
 from goavail.checks.base import ProbeResult
 from goavail.config import Config
 from goavail.decision import Override
-from goavail.dns.model import Change, FailOpen, Record
+from goavail.dns.model import Change, Explanation, FailClosed, FailOpen, Record
 from goavail.dns.propagation import PropagationView
 from goavail.gates import AUTO, Failback, GateView
 from goavail.health import Health, State
@@ -88,6 +88,10 @@ class ProviderView:
     failed_passes: int
     unexpected_errors: int
     last_error: str | None
+    fail_closed: tuple[FailClosed, ...] = ()
+    """Names emptied on purpose by their ``all_down = "fail-closed"`` policy."""
+    explanations: tuple[Explanation, ...] = ()
+    """The last plan's explanation of each name (:class:`goavail.dns.model.Explanation`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,8 @@ class Snapshot:
     propagation: tuple[PropagationView, ...] = ()
     """Served-answer verification, per provider that verifies (see
     :mod:`goavail.dns.propagation`)."""
+    fail_closed: tuple[FailClosed, ...] = ()
+    """Fail-closed cases of every provider, once per name and type."""
 
     @property
     def targets(self) -> Iterator[TargetRow]:

@@ -15,9 +15,9 @@ UTC text, durations float seconds, states ``"up"``/``"down"``/``"unknown"``)::
       "summary": {"targets", "up", "down", "unknown", "overridden", "pending_changes",
                   "names", "names_differing", "held", "suppressed",
                   "awaiting_failback"},                     # the whole fleet
-      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, brake,
-                                             # quorum, dns, config, override, gossip,
-                                             # damping, failback
+      "warnings": [{"kind", "message"}],    # kinds: dry-run, down, fail-open, fail-closed,
+                                             # brake, quorum, dns, config, override,
+                                             # gossip, damping, failback
       "listing": {"query": {"name", "pool", "state", "order", "page", "names_page",
                             "per_page"},
                   "targets": {"total", "matched", "page", "pages", "first", "last"},
@@ -391,6 +391,15 @@ def _warnings(
                 "message": f"FAIL-OPEN for {case.name} {case.type}: every configured address "
                 f"is down; all are kept in DNS ({', '.join(case.kept)}) rather than emptying "
                 "the name.",
+            }
+        )
+    for closed in snap.fail_closed:
+        warnings.append(
+            {
+                "kind": "fail-closed",
+                "message": f"FAIL-CLOSED for {closed.name} {closed.type}: every configured "
+                f"address is down ({', '.join(closed.down)}) and its all_down policy is "
+                f"fail-closed: all are withdrawn, the name answers NODATA for {closed.type}.",
             }
         )
     for engaged in snap.brake.engaged:

@@ -27,7 +27,10 @@ whole batch, records goavail does not manage left alone (other addresses,
 other names, other types), AAAA beside A, dry-run, and transient errors
 reported and retried on reads and writes; then the read of many names at once
 (:meth:`~goavail.dns.providers.base.Provider.records_for`): many names, names in
-two zones, unmanaged records ignored, names without records, dry-run, faults.
+two zones, unmanaged records ignored, names without records, dry-run, faults;
+then TTL updates (``update`` changes): in place, idempotent, on a missing record,
+in dry-run, and under faults while a name is degraded and restored, never leaving
+a name without a record.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ from __future__ import annotations
 import inspect
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import pytest
 
 from goavail.dns.model import Change, Record, RecordType
+from goavail.dns.plan import NameSpec
 from goavail.dns.providers.base import CallRetry, Provider, ProviderError
 from goavail.dns.reconcile import Reconciler
 from goavail.health import State
@@ -86,13 +91,26 @@ FAULTS: dict[str, dict[tuple[str, int], str]] = {
     "1st-delete-landed": {("_delete", 1): "landed"},
     "every-create-of-a-pass": {("_create", n): "permanent" for n in (1, 2)},
 }
+
+TTL_FAULTS: dict[str, dict[tuple[str, int], str]] = {
+    "no-fault": {},
+    "1st-update-permanent": {("_update_ttl", 1): "permanent"},
+    "1st-update-transient": {("_update_ttl", 1): "transient"},
+    "1st-update-landed": {("_update_ttl", 1): "landed"},
+    "1st-update-unexpected": {("_update_ttl", 1): "unexpected"},
+    "2nd-update-landed": {("_update_ttl", 2): "landed"},
+    "restoring-updates-permanent": {("_update_ttl", n): "permanent" for n in (3, 4, 5)},
+    "update-and-delete-fail": {("_update_ttl", 1): "transient", ("_delete", 1): "landed"},
+}
+"""Fault scripts of the TTL test: the lowering pass makes updates 1-2 (and a delete), the
+restoring pass a create and updates from 3 on (each retried call counts)."""
 """Per-operation fault scripts: (hook, its Nth call) -> what happens to that call."""
 
 
 class _FaultyHooks:
-    """Wraps a provider's ``_create``/``_delete`` with a fault script and, after every
-    call, reads the backend through ``observer`` and checks that no managed name that
-    had a record lost its last one."""
+    """Wraps a provider's ``_create``/``_delete``/``_update_ttl`` with a fault script and,
+    after every call, reads the backend through ``observer`` and checks that no managed
+    name that had a record lost its last one."""
 
     def __init__(
         self,
@@ -106,7 +124,7 @@ class _FaultyHooks:
         self.counts: Counter[str] = Counter()
         self.calls = 0
         self.smallest: dict[str, int] = {}
-        for hook in ("_create", "_delete"):
+        for hook in ("_create", "_delete", "_update_ttl"):
             setattr(provider, hook, self._wrap(hook, getattr(provider, hook)))
 
     async def snapshot(self) -> dict[str, int]:
@@ -590,3 +608,113 @@ class ProviderContract:
         assert hooks.smallest == {www: 1, api: 1}  # never 0, and the plan did go down to 1
         assert {r.content for r in await seed.records(www)} == {a2}
         assert {r.content for r in await seed.records(api)} == {a2}
+
+    # -- TTL updates (the "update" change: degraded_ttl) --------------------------------------
+
+    async def test_update_ttl_in_place(
+        self, make_provider: Any, zone: str, backdoor: Backdoor | None
+    ) -> None:
+        """An update gives the record the new TTL and keeps it (and everything else);
+        repeating it, or updating a record that is not there, is "already done"."""
+        p = await _make(make_provider)
+        www, api = f"www.{zone}", f"api.{zone}"
+        await p.apply(
+            [
+                Change("create", _rec(www, "192.0.2.1"), "seed"),
+                Change("create", _rec(www, "192.0.2.2"), "seed"),
+                Change("create", _rec(www, "2001:db8::1", "AAAA"), "seed"),
+                Change("create", _rec(api, "192.0.2.1"), "seed"),
+            ]
+        )
+        if backdoor is not None:
+            backdoor.add_txt(www, "kept by goavail")
+        [one] = [r for r in await p.records(www) if r.content == "192.0.2.1"]
+        out = await p.apply([Change("update", replace(one, ttl=60), "TTL 300 -> 60")])
+        assert [o.ok for o in out] == [True]
+        assert p.audit.recent[-1]["outcome"] == "applied"
+        assert p.audit.recent[-1]["action"] == "update"
+        fresh = await (await _make(make_provider)).records_for([www, api])
+        ttls = {r.key: r.ttl for r in fresh[www]}
+        assert set(ttls) == {
+            (www, "A", "192.0.2.1"),
+            (www, "A", "192.0.2.2"),
+            (www, "AAAA", "2001:db8::1"),
+        }
+        assert ttls[(www, "A", "192.0.2.1")] == 60
+        # a provider keeping record sets changes the set (RFC 2181 §5.2); others one record
+        assert ttls[(www, "A", "192.0.2.2")] in (60, 300)
+        assert ttls[(www, "AAAA", "2001:db8::1")] == 300  # another set
+        assert [r.ttl for r in fresh[api]] == [300]  # another name
+        if backdoor is not None:
+            assert backdoor.txt(www) == {"kept by goavail"}
+        other = await _make(make_provider)
+        again = await other.apply([Change("update", Record(www, "A", "192.0.2.1", 60), "again")])
+        assert [o.ok for o in again] == [True]
+        assert other.audit.recent[-1]["outcome"] == "already-done"
+        missing = await p.apply([Change("update", Record(www, "A", "192.0.2.9", 60), "gone")])
+        assert [o.ok for o in missing] == [True]
+        assert p.audit.recent[-1]["outcome"] == "already-done"
+        assert _keys(await p.records(www)) == set(ttls)
+
+    async def test_update_ttl_repeat_is_already_done(self, make_provider: Any, zone: str) -> None:
+        p = await _make(make_provider)
+        name = f"www.{zone}"
+        await p.apply([Change("create", _rec(name, "192.0.2.1"), "seed")])
+        update = Change("update", Record(name, "A", "192.0.2.1", 60), "lower")
+        assert [o.ok for o in await p.apply([update])] == [True]
+        assert p.audit.recent[-1]["outcome"] == "applied"
+        assert [o.ok for o in await p.apply([update])] == [True]
+        assert p.audit.recent[-1]["outcome"] == "already-done"
+        [got] = await (await _make(make_provider)).records(name)
+        assert (got.key, got.ttl) == ((name, "A", "192.0.2.1"), 60)
+
+    async def test_update_ttl_in_dry_run(self, make_provider: Any, zone: str) -> None:
+        real = await _make(make_provider)
+        name = f"www.{zone}"
+        await real.apply([Change("create", _rec(name, "192.0.2.1"), "seed")])
+        dry = await _make(make_provider, dry_run=True)
+        [record] = await dry.records(name)
+        out = await dry.apply([Change("update", replace(record, ttl=60), "lower")])
+        assert [o.ok for o in out] == [True]
+        assert dry.audit.recent[-1]["outcome"] == "planned"
+        assert [r.ttl for r in await dry.records(name)] == [60]  # the would-be state
+        assert [r.ttl for r in await real.records(name)] == [300]  # the backend unchanged
+
+    @pytest.mark.parametrize("fault", list(TTL_FAULTS))
+    async def test_ttl_changes_never_empty_a_name_under_faults(
+        self, make_provider: Any, zone: str, fault: str
+    ) -> None:
+        """www holds A1, A2 and A4 at TTL 300, with degraded_ttl 60. A4 goes down: A1 and
+        A2 get TTL 60 and A4 goes; A4 up again: it comes back and all get 300. Under
+        every fault script no call leaves www without a record, and the reconciler
+        converges to the TTL the rule wants once the faults are spent."""
+        www = f"www.{zone}"
+        a1, a2, a4 = "192.0.2.1", "192.0.2.2", "192.0.2.4"
+        seed = await _make(make_provider)
+        await seed.apply([Change("create", _rec(www, a), "seed") for a in (a1, a2, a4)])
+        p = await _make(make_provider)
+        p.retry = CallRetry(attempts=1)
+        hooks = _FaultyHooks(p, await _make(make_provider), [www], {a1, a2, a4}, TTL_FAULTS[fault])
+        decisions = {a1: State.UP, a2: State.UP, a4: State.DOWN}
+        rec = Reconciler(
+            p,
+            names=[],
+            addresses=[],
+            specs=[NameSpec(www, ((a1, a2, a4),), ttl=300, degraded_ttl=60)],
+            decisions=decisions,
+            ttl=300,
+            proxied=None,
+            resync_interval=60.0,
+            jitter=lambda: 0.0,
+        )
+        results = [await rec.reconcile_once() for _ in range(5)]
+        assert results[-1] and rec.converged, (results, rec.last_error)
+        got = {r.content: r.ttl for r in await seed.records(www)}
+        assert got == {a1: 60, a2: 60}
+        decisions[a4] = State.UP
+        results = [await rec.reconcile_once() for _ in range(5)]
+        assert results[-1] and rec.converged, (results, rec.last_error)
+        got = {r.content: r.ttl for r in await seed.records(www)}
+        assert got == {a1: 300, a2: 300, a4: 300}
+        assert hooks.smallest == {www: 2}  # never 0: A4 went, the others stayed throughout
+        assert hooks.counts["_update_ttl"] >= 2

@@ -383,7 +383,8 @@ async def test_records_for_outside_the_zones_and_writes_there_fail(
 
 async def test_proxied_and_ttl_passed_through(stub: CloudflareStub, make_cf: MakeProvider) -> None:
     p = make_cf(proxied=True, ttl=120)
-    await p.apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    # a record without a TTL of its own gets the section's
+    await p.apply([Change("create", Record(f"www.{ZONE}", "A", "192.0.2.1"), "t")])
     [stored] = stub.records(ZONE)
     assert (stored["name"], stored["content"]) == (f"www.{ZONE}", "192.0.2.1")
     assert stored["proxied"] is True
@@ -399,8 +400,27 @@ async def test_proxied_and_ttl_passed_through(stub: CloudflareStub, make_cf: Mak
 
 
 async def test_automatic_ttl(stub: CloudflareStub, make_cf: MakeProvider) -> None:
-    await make_cf(ttl=1).apply([Change("create", _rec(f"www.{ZONE}", "192.0.2.1"), "t")])
+    await make_cf(ttl=1).apply([Change("create", Record(f"www.{ZONE}", "A", "192.0.2.1"), "t")])
     assert [r["ttl"] for r in stub.records(ZONE)] == [1]
+
+
+async def test_ttl_update_is_one_patch_of_the_record(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    """A TTL update PATCHes the record by its id (name, type, content, ttl): the record is
+    changed in place, never deleted and created again."""
+    p = make_cf(ttl=300)
+    name = f"www.{ZONE}"
+    await p.apply([Change("create", _rec(name, "192.0.2.1"), "t")])
+    [record] = await p.records(name)
+    [before] = stub.records(ZONE)
+    out = await p.apply([Change("update", Record(name, "A", "192.0.2.1", 60, id=record.id), "x")])
+    assert [o.ok for o in out] == [True]
+    [after] = stub.records(ZONE)
+    assert (after["id"], after["ttl"]) == (before["id"], 60)
+    writes = [e for e in stub.requests if e.method in ("POST", "PATCH", "PUT", "DELETE")]
+    assert [e.method for e in writes] == ["POST", "PATCH"]
+    assert writes[-1].body == {"name": name, "type": "A", "content": "192.0.2.1", "ttl": 60}
 
 
 def test_bad_ttl_rejected() -> None:

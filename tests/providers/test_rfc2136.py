@@ -123,15 +123,33 @@ async def test_changes_are_visible_to_real_queries(make: MakeProvider, knot: Kno
     p = make(ttl=120)
     await p.apply(
         [
-            Change("create", _rec(WWW, "192.0.2.1"), "t"),
+            Change("create", Record(WWW, "A", "192.0.2.1"), "t"),
             Change("create", _rec(WWW, "2001:db8::1", "AAAA"), "t"),
         ]
     )
     assert knot.addresses(WWW) == {"192.0.2.1", "2001:db8::1"}
-    assert knot.ttl(WWW, "A") == 120  # a new set gets the configured ttl
+    assert knot.ttl(WWW, "A") == 120  # a new set of a record without a TTL: the configured
+    assert knot.ttl(WWW, "AAAA") == 300  # ... with one (the name's, from the planner): its own
     await p.apply([Change("delete", _rec(WWW, "192.0.2.1"), "t")])
     assert knot.addresses(WWW) == {"2001:db8::1"}
     assert knot.rdatas(f"mail.{ZONE}", "A") == {"127.0.0.9"}  # another name, untouched
+
+
+async def test_ttl_update_replaces_the_set_atomically(make: MakeProvider, knot: KnotServer) -> None:
+    """One UPDATE message: the set at the new TTL, every address (managed or not) kept."""
+    knot.update(("add", WWW, 3600, "A", "198.51.100.7"), ("add", WWW, 3600, "A", "192.0.2.1"))
+    p = make(ttl=60)
+
+    def serial() -> int:
+        value: int = knot.query(ZONE, "SOA").answer[0][0].serial
+        return value
+
+    before = serial()
+    out = await p.apply([Change("update", Record(WWW, "A", "192.0.2.1", 30), "lower")])
+    assert [o.ok for o in out] == [True]
+    assert knot.rdatas(WWW, "A") == {"198.51.100.7", "192.0.2.1"}
+    assert knot.ttl(WWW, "A") == 30
+    assert serial() == before + 1  # one update, not a delete and an add
 
 
 async def test_existing_set_keeps_its_ttl(make: MakeProvider, knot: KnotServer) -> None:

@@ -230,6 +230,14 @@ async def test_weighted_set_of_the_original_keeps_its_routing(
     assert values(rrset) == {"192.0.2.2", "198.51.100.7"}  # the unmanaged value stays
     assert (rrset["SetIdentifier"], rrset["Weight"], rrset["TTL"]) == ("www", 0, 30)
 
+    # a TTL update is one UPSERT of the set: values and routing kept, only the TTL moves
+    out = await p.apply([Change("update", Record(WWW, "A", "192.0.2.2", 10), "lower")])
+    assert [o.ok for o in out] == [True]
+    [rrset] = sets_at(direct, zone_id, WWW)
+    assert values(rrset) == {"192.0.2.2", "198.51.100.7"}
+    assert (rrset["SetIdentifier"], rrset["Weight"], rrset["TTL"]) == ("www", 0, 10)
+    assert rrset["HealthCheckId"] == original["HealthCheckId"]
+
 
 async def test_several_weighted_sets_new_address_goes_to_the_short_name(
     make_r53: MakeProvider, direct: Route53Client, zone_id: str
@@ -299,7 +307,7 @@ async def test_simple_set_keeps_its_ttl_and_unmanaged_values(
     await p.apply(
         [
             Change("create", _rec(WWW, "2001:db8::1", "AAAA"), "t"),
-            Change("create", _rec(WWW, "192.0.2.1"), "t"),
+            Change("create", Record(WWW, "A", "192.0.2.1"), "t"),  # no TTL of its own
         ]
     )
     by_type = {s["Type"]: s for s in sets_at(direct, zone_id, WWW)}

@@ -269,7 +269,8 @@ async def test_missing_file_lists_nothing_and_is_created_valid(tmp_path: Path) -
     assert out[0].ok
     assert not path.exists()
 
-    out = await p.apply([_create("www.example.test", "192.0.2.1")])
+    # a record without a TTL of its own gets the provider's ttl
+    out = await p.apply([Change("create", Record("www.example.test", "A", "192.0.2.1"), "t")])
     assert out[0].ok
     zone = _parse(path)  # a valid zone: dnspython checks SOA and NS at the origin
     assert zone.get_rdataset("@", dns.rdatatype.NS) is not None

@@ -53,6 +53,7 @@ hostnames = ["www"]
 ip_addresses = ["192.0.2.1"]
 """
 SECTIONS = {
+    "Cloudflare": CLOUDFLARE,
     "Members": '[Members]\npeers = ["192.0.2.9:7946"]\n',
     "Heartbeat": '[Heartbeat]\nurl = "https://hc.invalid/ping"\n',
     "notifications": '[[notifications]]\ntype = "webhook"\nurl = "https://hook.invalid/x"\n',
@@ -91,6 +92,10 @@ RANGES: list[tuple[str, float, float, bool, str, str, str]] = [
     ("Route53.ttl", 0, 86400, False, "not negative", "defeats failover", ""),
     ("RFC2136.ttl", 0, 86400, False, "not negative", "defeats failover", ""),
     ("Zonefile.ttl", 1, 86400, False, "at least 1", "defeats failover", ""),
+    *(
+        (f"{section}.degraded_ttl", 1, 86400, False, "ask again", "lowers nothing", "")
+        for section in ("Cloudflare", "Route53", "RFC2136", "Zonefile")
+    ),
 ]
 
 
@@ -105,7 +110,7 @@ def toml_for(path: str, value: str, extra: str) -> str:
         header
         + line
         + extra
-        + ("" if section in ("Route53", "RFC2136", "Zonefile") else CLOUDFLARE)
+        + ("" if section in ("Cloudflare", "Route53", "RFC2136", "Zonefile") else CLOUDFLARE)
     )
 
 

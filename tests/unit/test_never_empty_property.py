@@ -1,11 +1,15 @@
-"""Property test (Hypothesis) of plan + gate + apply: a name is never emptied.
+"""Property test (Hypothesis) of plan + gate + apply: a name is never emptied, unless
+its policy is fail-closed and every address of the family is down.
 
-Random names, configured addresses, current records (managed and not),
-decisions, cluster holds and per-call faults (permanent, transient, landed
-then timed out, unexpected exceptions). The invariant is asserted after every
+Random names, each with an all-down policy (fail-open or fail-closed) and maybe a
+``degraded_ttl`` (so TTL updates are planned too), configured addresses, current
+records (managed and not, at either TTL), decisions, cluster holds and per-call
+faults (permanent, transient, landed then timed out, unexpected exceptions) on
+reads, creates, deletes and TTL updates. The invariant is asserted after every
 single backend call: a name and address family that held a managed record
-before the call still holds one after it. Once the faults stop and nothing is
-held, the next passes converge to the plan.
+before the call still holds one after it — except a fail-closed name whose
+family has no address up and one down (the case that empties it on purpose).
+Once the faults stop and nothing is held, the next passes converge to the plan.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goavail.dns.audit import AuditLog
-from goavail.dns.model import Change, Record, RecordType, record_type_for
-from goavail.dns.plan import plan
+from goavail.dns.model import AllDown, Change, Record, RecordType, record_type_for
+from goavail.dns.plan import NameSpec, plan_names
 from goavail.dns.providers.base import CallRetry, ProviderError
 from goavail.dns.providers.memory import MemoryProvider
 from goavail.dns.reconcile import Reconciler
@@ -76,6 +80,10 @@ class FaultyProvider(MemoryProvider):
         self._next()
         await super()._delete(record)
 
+    async def _update_ttl(self, record: Record) -> None:
+        self._next()
+        await super()._update_ttl(record)
+
 
 def _slots(store: dict[tuple[str, str, str], Record], managed: set[str]) -> set[Slot]:
     return {(r.name, r.type) for r in store.values() if r.content in managed}
@@ -87,10 +95,16 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
     addresses = draw(st.lists(st.sampled_from(ADDRESSES), min_size=1, unique=True))
     present = draw(
         st.lists(
-            st.tuples(st.sampled_from(names), st.sampled_from(ADDRESSES + UNMANAGED)),
-            unique=True,
+            st.tuples(
+                st.sampled_from(names),
+                st.sampled_from(ADDRESSES + UNMANAGED),
+                st.sampled_from([60, 30]),
+            ),
+            unique_by=lambda t: t[:2],
         )
     )
+    policies = {n: draw(st.sampled_from(["fail-open", "fail-closed"])) for n in names}
+    degraded = {n: draw(st.sampled_from([None, 30])) for n in names}
     rounds = draw(
         st.lists(
             st.tuples(
@@ -105,7 +119,14 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
             max_size=4,
         )
     )
-    return {"names": names, "addresses": addresses, "present": present, "rounds": rounds}
+    return {
+        "names": names,
+        "addresses": addresses,
+        "present": present,
+        "rounds": rounds,
+        "policies": policies,
+        "degraded": degraded,
+    }
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -113,17 +134,24 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
 async def test_no_name_is_ever_emptied(scenario: dict[str, object]) -> None:
     names: list[str] = scenario["names"]  # type: ignore[assignment]
     addresses: list[str] = scenario["addresses"]  # type: ignore[assignment]
-    present: list[tuple[str, str]] = scenario["present"]  # type: ignore[assignment]
+    present: list[tuple[str, str, int]] = scenario["present"]  # type: ignore[assignment]
     rounds: list[tuple[dict[str, State], dict[str, float], list[str]]] = scenario["rounds"]  # type: ignore[assignment]
+    policies: dict[str, AllDown] = scenario["policies"]  # type: ignore[assignment]
+    degraded: dict[str, int | None] = scenario["degraded"]  # type: ignore[assignment]
     managed = set(addresses)
-    records = [Record(n, record_type_for(a), a, ttl=60) for n, a in present]
+    records = [Record(n, record_type_for(a), a, ttl=t) for n, a, t in present]
+    specs = [
+        NameSpec(n, (tuple(addresses),), ttl=60, all_down=policies[n], degraded_ttl=degraded[n])
+        for n in names
+    ]
     provider = FaultyProvider(records, [])
     decisions: dict[str, State] = {}
     holds: dict[str, float] = {}
     rec = Reconciler(
         provider,
-        names=names,
-        addresses=addresses,
+        names=[],
+        addresses=[],
+        specs=specs,
         decisions=decisions,
         ttl=60,
         proxied=None,
@@ -135,11 +163,21 @@ async def test_no_name_is_ever_emptied(scenario: dict[str, object]) -> None:
     nonempty = _slots(provider.store, managed)
     violations: list[str] = []  # not raised in the hook: the pass would catch it
 
+    def emptied_on_purpose(slot: Slot) -> bool:
+        """A fail-closed name whose family has no address up and one down."""
+        name, family = slot
+        states = [
+            decisions.get(a, State.UNKNOWN) for a in addresses if record_type_for(a) == family
+        ]
+        return policies[name] == "fail-closed" and State.UP not in states and State.DOWN in states
+
     def check(call: str) -> None:
         now = _slots(provider.store, managed)
-        lost = nonempty - now
+        gone = nonempty - now
+        lost = {slot for slot in gone if not emptied_on_purpose(slot)}
         if lost:
             violations.append(f"{call} emptied {sorted(lost)}; store {sorted(provider.store)}")
+        nonempty.difference_update(gone)
         nonempty.update(now)
 
     provider.on_call = check
@@ -160,4 +198,4 @@ async def test_no_name_is_ever_emptied(scenario: dict[str, object]) -> None:
     assert await rec.reconcile_once()
     assert rec.converged and rec.pending == ()
     current = {n: [r for r in provider.store.values() if r.name == n] for n in names}
-    assert plan(names, addresses, decisions, current).changes == ()
+    assert plan_names(specs, decisions, current).changes == ()

@@ -181,3 +181,81 @@ def test_cloudflare_names_may_lie_in_further_zones(tmp_path: Path) -> None:
         "names[1].name: 'api.example.net' is outside the zones 'example.test', 'example.org' "
         "of [Cloudflare]"
     ]
+
+
+# -- all_down and degraded_ttl (issue 15) ------------------------------------------------
+
+
+def test_all_down_and_degraded_ttl_follow_the_ttl_chain(tmp_path: Path) -> None:
+    """name, else its primary pool, else the provider section, else fail-open / None."""
+    text = (
+        POOLS.replace(
+            "ttl = 30\n", 'ttl = 30\nall_down = "fail-closed"\ndegraded_ttl = 10\n', 1
+        ).replace("ttl = 300\n", 'ttl = 300\nall_down = "fail-open"\n')
+        + ZONEFILE
+        + 'degraded_ttl = 20\nall_down = "fail-closed"\n'
+    )
+    config = load(tmp_path, text)
+    specs = {s.name: s for s in publication(config, ["zonefile"]).specs}
+    www, api = specs["www.example.test"], specs["api.example.test"]
+    assert (www.all_down, www.degraded_ttl, www.ttl) == ("fail-closed", 10, 30)
+    assert (api.all_down, api.degraded_ttl, api.ttl) == ("fail-open", 20, 300)
+    plain = {s.name: s for s in publication(load(tmp_path, POOLS + ZONEFILE), ["zonefile"]).specs}
+    assert {(s.all_down, s.degraded_ttl) for s in plain.values()} == {("fail-open", None)}
+    legacy = ZONEFILE + 'hostnames = ["www"]\nip_addresses = ["192.0.2.1"]\n'
+    legacy += 'all_down = "fail-closed"\ndegraded_ttl = 5\n'
+    [spec] = publication(load(tmp_path, legacy), ["zonefile"]).specs
+    assert (spec.all_down, spec.degraded_ttl, spec.ttl) == ("fail-closed", 5, 120)
+
+
+def test_all_down_and_degraded_ttl_are_checked_at_their_keys(tmp_path: Path) -> None:
+    bad = POOLS.replace("ttl = 300\n", 'ttl = 300\nall_down = "closed"\ndegraded_ttl = 0\n')
+    assert problems_of(tmp_path, bad + ZONEFILE) == [
+        "names[1].all_down: Input should be 'fail-open', 'fail-closed' or 'backup'",
+        "names[1].degraded_ttl: must be between 1 and 86400, not 0: a TTL of 0 makes every "
+        "resolver ask again at every query",
+    ]
+
+
+def test_all_down_and_degraded_ttl_against_the_run(tmp_path: Path) -> None:
+    # backup with one pool; a degraded TTL that lowers nothing (the pool's, the section's)
+    text = (
+        POOLS.replace("ttl = 300\n", 'ttl = 300\nall_down = "backup"\n').replace(
+            "max_down_share = 0.3\n", "max_down_share = 0.3\ndegraded_ttl = 300\n"
+        )
+        + ZONEFILE
+        + "degraded_ttl = 60\n"
+    )
+    assert run_problems(tmp_path, text) == [
+        "names[1].all_down: 'backup' keeps the last backup pool when every address is down, "
+        "but pools lists only one (add a backup pool, or use 'fail-open' or 'fail-closed')",
+        "pools[1].degraded_ttl: 300 is not lower than the TTL of api.example.test at zonefile "
+        "(300 s): nothing would be lowered",
+        "Zonefile.degraded_ttl: 60 is not lower than the TTL of www.example.test at zonefile "
+        "(30 s): nothing would be lowered",
+    ]
+
+
+def test_degraded_ttl_at_cloudflare(tmp_path: Path) -> None:
+    names = '[[pools]]\nname = "web"\naddresses = ["192.0.2.1"]\n\n'
+    names += '[[names]]\nname = "www.example.test"\npools = ["web"]\ndegraded_ttl = 20\n\n'
+    cloudflare = '[Cloudflare]\ndns_domain = "example.test"\n'
+    path = tmp_path / "goavail.toml"
+
+    def problems(text: str) -> list[str]:
+        path.write_text(text)
+        try:
+            check_loaded(load_config(path), Options(path, True, "ip", "cloudflare"))
+        except ConfigError as exc:
+            return exc.problems
+        return []
+
+    assert problems(names + cloudflare) == [
+        "names[0].degraded_ttl: 20 is below Cloudflare's shortest TTL, 30 seconds"
+    ]
+    # ttl = 1 is "automatic", 300 s: 60 lowers it
+    assert problems(names.replace("= 20", "= 60") + cloudflare) == []
+    assert problems(names.replace("= 20", "= 60") + cloudflare + "dns_proxied = true\n") == [
+        "names[0].degraded_ttl: www.example.test is proxied at Cloudflare ([Cloudflare] "
+        "dns_proxied), whose records always have the automatic TTL"
+    ]

@@ -1,7 +1,8 @@
 """Everything every DNS provider shares: dry-run, audit records, idempotency, error kinds.
 
-A concrete provider (Cloudflare, zone file, ...) implements three small hooks —
-``_list``, ``_create`` and ``_delete`` — and raises the exceptions below. A
+A concrete provider (Cloudflare, zone file, ...) implements four small hooks —
+``_list``, ``_create``, ``_delete`` and ``_update_ttl`` — and raises the exceptions
+below. A
 provider whose API can list a whole zone also overrides ``_list_names`` so that
 the reconciler's read of every managed name (:meth:`Provider.records_for`) costs
 a few paged listings per zone instead of one call per name. Dry-run
@@ -24,7 +25,7 @@ import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import ClassVar, TypeVar
 
@@ -117,11 +118,14 @@ class Clock:
 
 
 class RecordExists(Exception):
-    """Raised by ``_create`` when an identical record already exists (treated as success)."""
+    """Raised by ``_create`` when an identical record already exists, and by
+    ``_update_ttl`` when the record already has the TTL asked for (treated as success)."""
 
 
 class RecordMissing(Exception):
-    """Raised by ``_delete`` when the record is already gone (treated as success)."""
+    """Raised by ``_delete`` when the record is already gone, and by ``_update_ttl``
+    when there is no record to update (both treated as success: the next pass reads
+    the name again and plans what is left)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +178,8 @@ class Provider(ABC):
             is reported (a few quick tries; the reconciler retries whole passes
             on top of that, with longer backoff).
 
-    Subclasses set ``name`` and implement ``_list``, ``_create``, ``_delete``
-    and, if they hold connections, ``close``; those that can read many names at
+    Subclasses set ``name`` and implement ``_list``, ``_create``, ``_delete``,
+    ``_update_ttl`` and, if they hold connections, ``close``; those that can read many names at
     once (a zone listing) override ``_list_names``.
     """
 
@@ -195,6 +199,8 @@ class Provider(ABC):
         """Exceptions of the provider's hooks that are not :class:`ProviderError`."""
         # Dry-run overlay: record key -> Record (would be created) or None (would be deleted).
         self._overlay: dict[tuple[str, RecordType, str], Record | None] = {}
+        # Dry-run TTL overlay: record key -> the TTL an update would have given it.
+        self._ttl_overlay: dict[tuple[str, RecordType, str], int | None] = {}
 
     # -- hooks for subclasses -------------------------------------------------
 
@@ -239,8 +245,11 @@ class Provider(ABC):
 
     @abstractmethod
     async def _create(self, record: Record) -> None:
-        """Create ``record``. Its ``ttl``/``proxied`` are the configured ones (the reconciler
-        passes them to the planner); a provider may apply its own configured values instead.
+        """Create ``record``. Its ``ttl``/``proxied`` are the name's configured ones (the
+        planner sets them; ``ttl`` is the lowered one while the name is degraded); a
+        provider uses its own configured values only where ``record`` has None. A
+        provider keeping record sets adds the address to an existing set, which keeps
+        the set's TTL (RFC 2181 §5.2: one TTL per set); a later ``update`` fixes it.
 
         Raises:
             RecordExists: an identical record is already there.
@@ -256,6 +265,21 @@ class Provider(ABC):
             ProviderError: anything else.
         """
 
+    @abstractmethod
+    async def _update_ttl(self, record: Record) -> None:
+        """Give the existing ``record`` (name, type, content; ``id`` as read) the TTL
+        ``record.ttl``, in ONE write that never removes it: a record update
+        (Cloudflare), an UPSERT of its set (Route 53), one atomic UPDATE message that
+        replaces the set (RFC 2136), one rewrite of the file (zone file). Providers
+        keeping sets change the whole set's TTL; the other records of the set then
+        answer "already done".
+
+        Raises:
+            RecordExists: the record already has that TTL (nothing is written).
+            RecordMissing: the record is not there (nothing is written).
+            ProviderError: anything else.
+        """
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The default does nothing."""
 
@@ -264,6 +288,8 @@ class Provider(ABC):
     async def _apply_one(self, change: Change) -> None:
         if change.action == "create":
             await self._create(change.record)
+        elif change.action == "update":
+            await self._update_ttl(change.record)
         else:
             await self._delete(change.record)
 
@@ -418,18 +444,19 @@ class Provider(ABC):
         Linear in records + overlay entries: the would-be creates are grouped by
         name once.
         """
-        if not self.dry_run or not self._overlay:
+        if not self.dry_run or not (self._overlay or self._ttl_overlay):
             return current
         created: dict[str, list[Record]] = {}
         for key, r in self._overlay.items():
             if r is not None and key[0] in current and r.type in types:
                 created.setdefault(key[0], []).append(r)
         result: dict[str, list[Record]] = {}
+        ttls = self._ttl_overlay
         for name, records in current.items():
             seen = {r.key for r in records}
             kept = [r for r in records if self._overlay.get(r.key, r) is not None]
             kept.extend(r for r in created.get(name, ()) if r.key not in seen)
-            result[name] = kept
+            result[name] = [replace(r, ttl=ttls[r.key]) if r.key in ttls else r for r in kept]
         return result
 
     async def apply(
@@ -451,8 +478,8 @@ class Provider(ABC):
         failure; errors are in the returned outcomes.
 
         Args:
-            changes: creates and deletes, in the order to make them (the planner
-                puts creates first: make before break).
+            changes: creates, TTL updates and deletes, in the order to make them
+                (the planner puts creates first: make before break).
             guard: when given, every delete is first checked with
                 :meth:`NameGuard.allows` and deferred (not sent) when it would
                 leave its name and family with no managed record; every outcome
@@ -504,7 +531,12 @@ class Provider(ABC):
     async def _apply_change(self, change: Change) -> Outcome:
         """Make (or, in dry-run, record) one change and audit it."""
         if self.dry_run:
-            self._overlay[change.record.key] = change.record if change.action == "create" else None
+            key = change.record.key
+            if change.action == "update":
+                self._ttl_overlay[key] = change.record.ttl
+            else:
+                self._overlay[key] = change.record if change.action == "create" else None
+                self._ttl_overlay.pop(key, None)
             self.audit.record(self.name, change, dry_run=True, outcome="planned")
             return Outcome(change, ok=True)
         what = f"{self.name}: {change.action} {change.record.name} {change.record.content}"

@@ -12,7 +12,12 @@ https://developers.cloudflare.com/fundamentals/api/troubleshooting/):
 
 * 81057 "Record already exists." / 81058 "An identical record already exists."
   (HTTP 400) on create: the record is there, which is what goavail wanted.
-* 81044 "Record does not exist." (HTTP 404) on delete: already gone.
+* 81044 "Record does not exist." (HTTP 404) on delete: already gone (on a TTL
+  update: nothing to update; the next pass plans again).
+
+A TTL update is one ``PATCH /zones/{zone}/dns_records/{id}`` (the SDK's
+``dns.records.edit``) with the record's name, type, content and the new ``ttl``:
+the record is changed in place, never removed.
 * 7003 "Could not route to ..., perhaps your object identifier is invalid?"
   (HTTP 400): the cached zone id is no longer valid; it is looked up again on
   the next call.
@@ -505,7 +510,7 @@ class CloudflareProvider(Provider):
                     name=record.name,
                     type=record.type,
                     content=record.content,
-                    ttl=self.ttl,
+                    ttl=self.ttl if record.ttl is None else record.ttl,
                     proxied=self.proxied,
                 ),
                 what,
@@ -549,6 +554,43 @@ class CloudflareProvider(Provider):
         # as for creates: unknown whether it happened; a retry answers "missing" if so
         if deleted is None or getattr(deleted, "id", None) != record_id:
             raise _malformed(what, "the answer does not name the deleted record's id")
+
+    async def _update_ttl(self, record: Record) -> None:
+        zone_id = await self._zone_id_for(record)
+        ttl = self.ttl if record.ttl is None else record.ttl
+        record_id = record.id
+        if record_id is None:
+            match = [r for r in await self._list(record.name) if r.key == record.key]
+            if not match:
+                raise RecordMissing(_describe(record))
+            if match[0].ttl == ttl:
+                raise RecordExists(f"{_describe(record)} TTL {ttl}")
+            record_id = match[0].id
+            assert record_id is not None  # set by _list
+        what = f"set TTL {ttl} of {_describe(record)}"
+        try:
+            edited = await self._sdk(
+                lambda: self._client.dns.records.edit(
+                    record_id,
+                    zone_id=zone_id,
+                    name=record.name,
+                    type=record.type,
+                    content=record.content,
+                    ttl=ttl,
+                ),
+                what,
+            )
+        except (cloudflare.NotFoundError, cloudflare.BadRequestError) as exc:
+            if CODE_RECORD_MISSING in _codes(exc) or (
+                isinstance(exc, cloudflare.NotFoundError) and not _codes(exc)
+            ):
+                raise RecordMissing(_describe(record)) from None
+            raise self._error(exc, what) from None
+        if edited is None:
+            raise _malformed(what, "no record in the answer (success false or no result)")
+        made = _record(edited, record.name, what)
+        if made is None or made.key != record.key or made.ttl != ttl:
+            raise _malformed(what, "the answer shows another record or TTL than asked for")
 
     # -- errors -------------------------------------------------------------------------------
 

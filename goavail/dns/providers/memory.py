@@ -38,7 +38,8 @@ class MemoryProvider(Provider):
             self._put(r)
         self._failures: list[tuple[str | None, Exception, bool]] = []
         self.calls: list[str] = []
-        """Every backend call made, as "list NAME", "create KEY", "delete KEY"."""
+        """Every backend call made, as "list NAME", "create KEY", "delete KEY",
+        "update KEY"."""
         self.on_call: Callable[[str], None] | None = None
 
     def _put(self, r: Record) -> None:
@@ -57,8 +58,8 @@ class MemoryProvider(Provider):
         error: Exception | None = None,
         retry_after: float | None = None,
     ) -> None:
-        """Make the next ``n`` backend calls (only "list", "create" or "delete" calls
-        when ``on`` is given) fail.
+        """Make the next ``n`` backend calls (only "list", "create", "delete" or
+        "update" calls when ``on`` is given) fail.
 
         Args:
             n: how many calls fail.
@@ -114,3 +115,19 @@ class MemoryProvider(Provider):
             raise fault[0]
         if missing:
             raise RecordMissing(str(record.key))
+
+    async def _update_ttl(self, record: Record) -> None:
+        """Replace the stored record's TTL in place (one step: never absent)."""
+        fault = self._fault("update")
+        old = self.store.get(record.key)
+        if old is not None and old.ttl != record.ttl and (fault is None or fault[1]):
+            self.store[record.key] = Record(
+                old.name, old.type, old.content, record.ttl, old.proxied, old.id
+            )
+        self._called(f"update {record.key}")
+        if fault is not None:
+            raise fault[0]
+        if old is None:
+            raise RecordMissing(str(record.key))
+        if old.ttl == record.ttl:
+            raise RecordExists(str(record.key))

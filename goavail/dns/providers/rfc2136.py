@@ -21,7 +21,11 @@ exactly what goavail just read. So a create adds the address to the set it
 read (keeping the set's TTL; a new set gets ``ttl``), a delete removes one
 address from it, and a concurrent change by someone else makes the server
 refuse the update (NXRRSET/YXRRSET) instead of goavail acting on a stale
-view; that is transient, and the retry re-reads. Creating an address already
+view; that is transient, and the retry re-reads. A TTL update replaces the set
+with the same addresses at the new TTL — a delete of the RRset and the adds, in
+ONE message under the same prerequisite — which the server applies atomically
+(RFC 2136 §3.7): the name is never without the set, not even between the two
+halves, and a failure leaves the old set as it was. Creating an address already
 there and deleting one already gone are detected on that read
 (:class:`~goavail.dns.providers.base.RecordExists` / ``RecordMissing``).
 
@@ -279,7 +283,7 @@ class Rfc2136Provider(Provider):
         update = self._update()
         if current.rrset is None:
             update.absent(absolute, rdtype)
-            ttl = self.ttl
+            ttl = self.ttl if record.ttl is None else record.ttl
         else:
             update.present(absolute, *current.rrset)
             ttl = current.rrset.ttl
@@ -297,6 +301,20 @@ class Rfc2136Provider(Provider):
         update.present(absolute, *current.rrset)
         update.delete(absolute, rdata)
         await self._send_update(update, f"delete {_describe(record)}")
+
+    async def _update_ttl(self, record: Record) -> None:
+        absolute = self._in_zone(record)
+        rdtype = _RDTYPES[record.type]
+        current = await self._current(absolute, rdtype)
+        if current.rrset is None or record.content not in current.addresses():
+            raise RecordMissing(_describe(record))
+        ttl = self.ttl if record.ttl is None else record.ttl
+        if current.rrset.ttl == ttl:
+            raise RecordExists(f"{_describe(record)} TTL {ttl}")
+        update = self._update()
+        update.present(absolute, *current.rrset)
+        update.replace(absolute, ttl, *current.rrset)  # delete the set + add: one message
+        await self._send_update(update, f"set TTL {ttl} of {record.name} {record.type}")
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -18,7 +18,9 @@ create or delete here reads the sets of the name
   is ambiguous and a permanent error naming the sets;
 * a set that would become empty is deleted; a name without a set of the type
   gets a plain set with the configured ``ttl``;
-* alias sets (``AliasTarget``) are neither listed nor changed.
+* alias sets (``AliasTarget``) are neither listed nor changed;
+* a TTL update is one ``UPSERT`` of each set holding the address, with the same
+  values and attributes and the new ``TTL``: atomic, so the set never goes away.
 
 Two agents writing one set at the same moment can overwrite each other's
 UPSERT (Route 53 has no conditional write); the reconciler re-reads on every
@@ -471,7 +473,7 @@ class Route53Provider(Provider):
             new: Any = {
                 "Name": record.name,
                 "Type": record.type,
-                "TTL": self.ttl,
+                "TTL": self.ttl if record.ttl is None else record.ttl,
                 "ResourceRecords": [{"Value": record.content}],
             }
         else:
@@ -498,6 +500,22 @@ class Route53Provider(Provider):
                 changes.append({"Action": "DELETE", "ResourceRecordSet": rrset})
         if not changes:
             raise RecordMissing(_describe(record))
+        await self._change(zone_id, changes, record)
+
+    async def _update_ttl(self, record: Record) -> None:
+        zone_id = await self._zone_id_for(record)
+        ttl = self.ttl if record.ttl is None else record.ttl
+        holding = [s for s in await self._sets_of(record) if record.content in _values(s)]
+        if not holding:
+            raise RecordMissing(_describe(record))
+        changes: list[ChangeTypeDef] = []
+        for rrset in holding:
+            if rrset.get("TTL") != ttl:
+                new = copy.deepcopy(rrset)
+                new["TTL"] = ttl
+                changes.append({"Action": "UPSERT", "ResourceRecordSet": new})
+        if not changes:
+            raise RecordExists(f"{_describe(record)} TTL {ttl}")
         await self._change(zone_id, changes, record)
 
     # -- internals ------------------------------------------------------------------------------

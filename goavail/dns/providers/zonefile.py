@@ -11,7 +11,8 @@ How the file is treated:
   changed on disk, so an operator may edit it while goavail runs; a pass of
   the reconciler reads it once for all its names
   (:meth:`~goavail.dns.providers.base.Provider.records_for`). Only the A and AAAA rdata that
-  goavail is asked to create or delete change; every other record (SOA fields
+  goavail is asked to create or delete change (and, for a TTL update, the TTL
+  of that name's A or AAAA set); every other record (SOA fields
   other than the serial, NS, MX, TXT, CNAME, other names, other addresses of
   the same name) is kept. The file is parsed and written with dnspython, so its
   *content* is preserved, but its *layout* is normalised on the first write:
@@ -85,6 +86,8 @@ NEW_FILE_MODE = 0o644
 
 _RELATIVES_KEPT: Final = 1 << 16
 """Names whose origin-relative form :meth:`ZonefileProvider._relative` remembers."""
+_Action = Literal["create", "delete", "update"]
+
 _RDTYPES: dict[RecordType, dns.rdatatype.RdataType] = {
     "A": dns.rdatatype.A,
     "AAAA": dns.rdatatype.AAAA,
@@ -270,9 +273,20 @@ class ZonefileProvider(Provider):
         """
         await self._change("delete", record)
 
+    async def _update_ttl(self, record: Record) -> None:
+        """Give ``record``'s RRset the TTL ``record.ttl`` (one atomic rewrite of the file,
+        serial bumped, reload).
+
+        Raises:
+            RecordExists: the set already has that TTL (the file is not written).
+            RecordMissing: the address is not in the set (the file is not written).
+            ProviderError: see :meth:`_create`.
+        """
+        await self._change("update", record)
+
     # -- internals ------------------------------------------------------------------
 
-    async def _change(self, action: Literal["create", "delete"], record: Record) -> None:
+    async def _change(self, action: _Action, record: Record) -> None:
         async with self._lock:
             await asyncio.to_thread(self._change_sync, action, record)
             await self._reload()
@@ -329,7 +343,7 @@ class ZonefileProvider(Provider):
         loaded.records[name] = records  # the parse never changes: asked again each pass
         return list(records)
 
-    def _change_sync(self, action: Literal["create", "delete"], record: Record) -> None:
+    def _change_sync(self, action: _Action, record: Record) -> None:
         relative = self._relative(record.name)
         if relative is None:
             raise ProviderError(
@@ -365,7 +379,15 @@ class ZonefileProvider(Provider):
             rdataset = zone.find_rdataset(relative, rdtype, create=True)
             if rdata in rdataset:
                 raise RecordExists(f"{record.name} {record.type} {record.content}")
-            rdataset.add(rdata, None if len(rdataset) else self.ttl)
+            rdataset.add(rdata, None if len(rdataset) else self._ttl_of(record))
+        elif action == "update":
+            existing = zone.get_rdataset(relative, rdtype)
+            if existing is None or rdata not in existing:
+                raise RecordMissing(f"{record.name} {record.type} {record.content}")
+            ttl = self._ttl_of(record)
+            if existing.ttl == ttl:
+                raise RecordExists(f"{record.name} {record.type} TTL {ttl}")
+            existing.ttl = ttl
         else:
             existing = zone.get_rdataset(relative, rdtype)
             if existing is None or rdata not in existing:
@@ -387,6 +409,10 @@ class ZonefileProvider(Provider):
             record.content,
             serial,
         )
+
+    def _ttl_of(self, record: Record) -> int:
+        """The TTL to give ``record``'s set: its own, else the provider's ``ttl``."""
+        return self.ttl if record.ttl is None else record.ttl
 
     @property
     def _origin_text(self) -> str:
