@@ -32,6 +32,7 @@ from goavail.config.providers import (
     Route53Section,
     ZonefileSection,
 )
+from goavail.config.proxy import ProxySection, proxy_problems
 from goavail.config.values import (
     _MODEL_CONFIG,
     _PROBE_INTERVAL,
@@ -88,6 +89,8 @@ class Config(BaseModel):
             publishes to at once (registry names, e.g. ``["cloudflare", "route53"]``),
             or None: the one provider of ``--dns-provider`` (see
             :func:`run_providers`).
+        proxy: the ``[Proxy]`` section of ``goavail proxy`` (see
+            :class:`~goavail.config.proxy.ProxySection`), or None.
     """
 
     model_config = _MODEL_CONFIG
@@ -151,6 +154,8 @@ class Config(BaseModel):
     brake: BrakeSection | None = Field(default=None, alias="Brake")
     # several providers at once (goavail/pools.py, run_providers below)
     providers: list[str] | None = None
+    # the failover TCP proxy of `goavail proxy` (goavail/proxy/, config/proxy.py)
+    proxy: ProxySection | None = Field(default=None, alias="Proxy")
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -329,6 +334,13 @@ class Config(BaseModel):
         ]
         if problems:
             raise _Problems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _proxy_against_checks(self) -> Config:
+        """``[Proxy] checks`` name ``[[checks]]`` ids (see :func:`proxy_problems`)."""
+        if self.proxy is not None and (found := proxy_problems(self.proxy, self.checks)):
+            raise _Problems([(("Proxy", *loc), message) for loc, message in found])
         return self
 
     def brake_settings(self) -> BrakeSection | None:

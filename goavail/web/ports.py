@@ -6,7 +6,8 @@ only direction of import between the two:
 
 * :class:`StateSource`: a :class:`~goavail.web.snapshot.Snapshot` for the page, the
   status API and the metrics, and a :class:`HealthView` for ``/_health``;
-* :class:`OverridePort`: ``POST /api/overrides``.
+* :class:`OverridePort`: ``POST /api/overrides``;
+* :class:`ProxySource`: what ``goavail proxy``'s server shows (:mod:`goavail.web.proxy`).
 
 Every method is called on the agent's event loop and must not block.
 """
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from goavail.decision import Override
 from goavail.health import State
 from goavail.overrides import OverrideEntry
-from goavail.web.snapshot import ReloadOutcome, Snapshot
+from goavail.web.snapshot import ProxySnapshot, ReloadOutcome, Snapshot
 
 if TYPE_CHECKING:
     from goavail.brake import BrakeResult
@@ -123,3 +124,11 @@ class OverridePort(Protocol):
 
 class AgentPorts(StateSource, OverridePort, Protocol):
     """Everything :class:`goavail.web.server.WebServer` is given."""
+
+
+class ProxySource(Protocol):
+    """Read side of ``goavail proxy``'s HTTP server (:mod:`goavail.web.proxy`)."""
+
+    def proxy_snapshot(self) -> ProxySnapshot:
+        """A copy of every proxy's state (no I/O)."""
+        ...
