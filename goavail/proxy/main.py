@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from goavail import __version__
 from goavail.config import Config, ConfigError, ProxySection, proxy_problems
 from goavail.config.checks import CheckSection
-from goavail.config.load import _format_errors
+from goavail.config.load import _format_errors, _key_path
 from goavail.proxy.service import Proxy
 from goavail.web.snapshot import ProxySnapshot
 
@@ -80,7 +80,7 @@ def settings_from(
     checks = list(config.checks) if config is not None else []
     found = proxy_problems(merged, checks)
     if found:
-        lines = [f"Proxy.{'.'.join(map(str, loc))}: {message}" for loc, message in found]
+        lines = [f"{_key_path(('Proxy', *loc))}: {message}" for loc, message in found]
         raise ConfigError([_from_flag(line, given) for line in lines], source)
     by_id = {check.id: check for check in checks}
     return merged, [by_id[i] for i in merged.checks or ()]
