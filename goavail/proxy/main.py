@@ -37,7 +37,6 @@ FLAGS: dict[str, str] = {
     "drain": "--drain",
     "max_connections": "--max-connections",
     "relay": "--relay",
-    "failback": "--failback",
 }
 """``[Proxy]`` key -> the ``goavail proxy`` flag that sets it."""
 
