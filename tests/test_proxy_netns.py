@@ -11,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import stat
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,14 @@ def script(path: Path, body: str) -> Path:
 
 def lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
+
+
+def clear(log: Path) -> None:
+    log.write_text("")
+
+
+def running_pid(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
 
 
 class Backend:
@@ -143,7 +150,7 @@ async def test_failover_relays_to_the_next_backend_only_after_check_and_triggers
     async with running(check=[str(check)], on_failover=str(triggers)) as proxy:
         assert await ask() == A
         assert lines(log) == [f"check {A}", f"trigger {A}", f"trigger-2 {A}", f"conn {A}"]
-        log.write_text("")
+        clear(log)
         await backend_a.stop()  # the primary dies
         answers = await asyncio.gather(*(ask() for _ in range(5)))
         assert answers == [B] * 5
@@ -175,7 +182,7 @@ async def test_a_hanging_check_is_timed_out_and_counts_as_failed(
         assert await ask() == B
     assert any(f"{A} discarded: the check timeout" in r.getMessage() for r in caplog.records)
     hung = int(pid_file.read_text())
-    assert not Path(f"/proc/{hung}").exists()  # killed with its process group, and reaped
+    assert not running_pid(hung)  # killed with its process group, and reaped
     for backend in backends:
         await backend.stop()
 
@@ -324,7 +331,7 @@ async def test_the_connection_limit_holds_the_rest_in_the_backlog(log: Path) -> 
         for reader, writer in held:
             writer.write(b"hello\n")
             assert await reader.readline() == (A + "\n").encode()
-        third: Awaitable[str] = asyncio.ensure_future(ask())
+        third: asyncio.Task[str] = asyncio.ensure_future(ask())
         await asyncio.sleep(0.3)
         assert not third.done()  # the kernel completed its handshake; the proxy waits
         assert (proxy.view().active, proxy.view().total) == (2, 2)
