@@ -77,6 +77,10 @@ EXPOSE 7946/tcp 7946/udp 8080/tcp
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; u.urlopen(os.environ.get('GOAVAIL_HEALTH_URL', 'http://127.0.0.1:8080/_health'), timeout=4)"]
 
+# The failover proxy (`goavail proxy`, s6/services/proxy) is off unless HOSTS is set
+# (flopsy's PORT, HOSTS and MAX_BACKOFF; /etc/flopsy/check-host.sh and
+# /etc/flopsy/triggers.d may be mounted) or GOAVAIL_PROXY=1; see docs/proxy.md.
+
 # SIGTERM (docker stop) makes s6-svscan stop every service, wait for the loggers
 # to flush, and exec into .s6-svscan/finish.
 CMD ["s6-svscan", "/etc/s6/services"]

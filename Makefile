@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd podman runc mmdebstrap
+APT_PACKAGES := nftables serf s6 fping iproute2 chromium knot systemd podman runc mmdebstrap socat
 
 .PHONY: run test venv test-deps demo-down demo-up clean bench image wheelhouse image-test-inputs
 
@@ -86,6 +86,11 @@ $(TEST_CACHE)/base-bookworm.tar:
 ## authoritative server serving it, p50/p99, for RFC 2136 + Knot primary/secondary and the
 ## zone file + Knot; BENCH_PROPAGATION withdraw+restore trials per set-up (about 3 min at 20):
 ##   make bench BENCH_SIZES=0 BENCH_PROPAGATION=20
+## Failover proxy (bench/proxy.py, bench/results/proxy.json): throughput and connections/s
+## on loopback, direct vs goavail proxy (splice, stream) vs socat, BENCH_PROXY_MIB MiB per
+## transfer and BENCH_PROXY_CONNS connections per case, and the failover time over
+## BENCH_PROXY trials (about 1 minute at 5):
+##   make bench BENCH_SIZES=0 BENCH_PROXY=5
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
 BENCH_LATENCY ?= 0
@@ -107,6 +112,11 @@ BENCH_PAGE_RENDERS ?= 50
 BENCH_PAGE_ARGS ?= --renders $(BENCH_PAGE_RENDERS) --json bench/results/page.json
 BENCH_PROPAGATION ?= 0
 BENCH_PROPAGATION_ARGS ?= --trials $(BENCH_PROPAGATION) --json bench/results/propagation.json
+BENCH_PROXY ?= 0
+BENCH_PROXY_MIB ?= 2048
+BENCH_PROXY_CONNS ?= 2000
+BENCH_PROXY_ARGS ?= --failover-trials $(BENCH_PROXY) --mib $(BENCH_PROXY_MIB) \
+	--connections $(BENCH_PROXY_CONNS) --json bench/results/proxy.json
 bench: venv test-deps
 	@test "$$(id -u)" = 0 || (echo "make bench needs root (raw ICMP sockets, unshare -n)"; exit 1)
 	@if [ "$(BENCH_SIZES)" != 0 ] || [ "$(BENCH_LATENCY)" != 0 ]; then \
@@ -130,11 +140,16 @@ bench: venv test-deps
 	  echo "$(BIN)/python -m bench.propagation $(BENCH_PROPAGATION_ARGS)"; \
 	  $(BIN)/python -m bench.propagation $(BENCH_PROPAGATION_ARGS); \
 	fi
+	@if [ "$(BENCH_PROXY)" != 0 ]; then \
+	  echo "$(BIN)/python -m bench.proxy $(BENCH_PROXY_ARGS)"; \
+	  $(BIN)/python -m bench.proxy $(BENCH_PROXY_ARGS); \
+	fi
 
 test-deps:
 	@missing=""; \
 	for cmd in nft:nftables serf:serf s6-svscan:s6 fping:fping ip:iproute2 chromium:chromium knotd:knot \
-	           systemd-analyze:systemd podman:podman runc:runc mmdebstrap:mmdebstrap; do \
+	           systemd-analyze:systemd podman:podman runc:runc mmdebstrap:mmdebstrap \
+	           socat:socat; do \
 	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${cmd%%:*} >/dev/null 2>&1 \
 	    || missing="$$missing $${cmd##*:}"; \
 	done; \

@@ -4,6 +4,8 @@
     goavail validate [-f goavail.toml] [-p PROVIDER] [-t ip|tcp]
     goavail plan     [-f goavail.toml] [-p PROVIDER] [-t ip|tcp] [--json] [--detailed-exitcode]
     goavail failback TARGET [-f goavail.toml] [--url URL ...] [--reason TEXT]
+    goavail proxy    [-f goavail.toml] [-p PORT | -b IP:PORT] [-H HOST:PORT,...] [-c CHECK]
+                     [--on-failover PATH] [-B MAX_BACKOFF] ... (flopsy's flags)
     goavail --version
 
 Without ``-p``, the provider is the one of the file's only provider section
@@ -623,3 +625,110 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _duration_flag(value: str | None) -> float | str | None:
+    """A duration flag: a bare number is seconds (flopsy's ``--max-backoff 30``); any
+    other text goes to the ``[Proxy]`` validation as it is (``"500ms"``, ``"1m"``)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+@app.command()
+def proxy(
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config-file", "-f", help="TOML file with a [Proxy] section (and [[checks]])."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", "-p", help="Port to accept on, every address.")
+    ] = None,
+    bind: Annotated[
+        str | None, typer.Option("--bind", "-b", help="IP:PORT to accept on instead of --port.")
+    ] = None,
+    hosts: Annotated[
+        str | None,
+        typer.Option("--hosts", "-H", help="Backends, comma-separated HOST:PORT, by preference."),
+    ] = None,
+    check: Annotated[
+        str | None,
+        typer.Option(
+            "--check", "--check-host", "-c", help="Program run as `CHECK host:port`; 0 = usable."
+        ),
+    ] = None,
+    on_failover: Annotated[
+        Path | None,
+        typer.Option(
+            "--on-failover",
+            help="Trigger program, or directory of them, run with the new primary.",
+        ),
+    ] = None,
+    max_backoff: Annotated[
+        str | None,
+        typer.Option("--max-backoff", "-B", help="Longest wait between selection rounds (30s)."),
+    ] = None,
+    drain: Annotated[
+        str | None,
+        typer.Option("--drain", help="Close connections to a former primary after this long."),
+    ] = None,
+    max_connections: Annotated[
+        int | None, typer.Option("--max-connections", help="Connections at once (1000).")
+    ] = None,
+    relay: Annotated[
+        str | None, typer.Option("--relay", help="auto (default), splice or stream.")
+    ] = None,
+    status_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--status-listen",
+            help="IP:PORT of the status page, /api/status, /metrics ('off': none). "
+            "Default: [Server] of -f's file, else none.",
+        ),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Log at debug level.")] = False,
+    log_format: Annotated[
+        LogFormat, typer.Option("--log-format", help="Log lines as text or JSON.")
+    ] = LogFormat.text,
+) -> None:
+    """Relay TCP connections to one primary backend and fail over (flopsy), until SIGTERM."""
+    from goavail.config import split_host_port
+    from goavail.proxy.main import run, settings_from
+
+    setup_logging(log_format.value, debug)
+    config: Config | None = None
+    if config_file is not None:
+        try:
+            config = load_config(config_file)
+        except ConfigError as exc:
+            raise _fail(str(exc), 2) from None
+    flags: dict[str, Any] = {
+        "port": port,
+        "listen": bind,
+        "hosts": hosts,
+        "check": check,
+        "on_failover": str(on_failover) if on_failover is not None else None,
+        "max_backoff": _duration_flag(max_backoff),
+        "drain": _duration_flag(drain),
+        "max_connections": max_connections,
+        "relay": relay,
+    }
+    try:
+        settings, checks = settings_from(config, flags, base_dir=Path.cwd())
+    except ConfigError as exc:
+        raise _fail(str(exc), 2) from None
+    status: tuple[str, int] | None = None
+    setting = "--status-listen"
+    if status_listen is not None and status_listen != "off":
+        try:
+            status = split_host_port(status_listen)
+        except ValueError as exc:
+            raise _fail(f"--status-listen: {exc}", 2) from None
+    elif status_listen is None and config is not None and config.server.enabled:
+        status, setting = config.server.host_port(), "[Server] listen"
+    raise typer.Exit(asyncio.run(run(settings, checks, status, status_setting=setting)))

@@ -23,6 +23,7 @@ Shape (TOML key -> Python attribute, and the module of each subject)::
     [[names]]    -> Config.names       (list of NameSection)               (pools)
     [Brake]      -> Config.brake       (BrakeSection)                      (pools)
     providers                          -> Config.providers (provider names)  (model)
+    [Proxy]      -> Config.proxy       (ProxySection; goavail proxy)       (proxy)
 
 Durations, ranges, names and addresses are in :mod:`goavail.config.values`; reading
 the file in :mod:`goavail.config.load`. Durations are float seconds. Validation
@@ -58,6 +59,7 @@ from goavail.config.providers import (
     Route53Section,
     ZonefileSection,
 )
+from goavail.config.proxy import RELAY_MODES, ProxySection, proxy_problems
 from goavail.config.values import (
     Duration,
     Within,
@@ -72,6 +74,7 @@ __all__ = [
     "CHECK_TYPES",
     "DEFAULT_PROVIDER",
     "PROVIDERS",
+    "RELAY_MODES",
     "BrakeSection",
     "CheckSection",
     "CloudflareSection",
@@ -84,6 +87,7 @@ __all__ = [
     "NameSection",
     "NotificationSection",
     "PoolSection",
+    "ProxySection",
     "RFC2136Section",
     "Route53Section",
     "ServerSection",
@@ -97,6 +101,7 @@ __all__ = [
     "parse_duration",
     "provider_sections",
     "providers_in_use",
+    "proxy_problems",
     "qualify",
     "run_providers",
     "split_host_port",

@@ -33,6 +33,7 @@ from goavail.config.providers import (
     Route53Section,
     ZonefileSection,
 )
+from goavail.config.proxy import ProxySection, proxy_problems
 from goavail.config.values import (
     _MODEL_CONFIG,
     _PROBE_INTERVAL,
@@ -94,6 +95,8 @@ class Config(BaseModel):
         failback: how a target comes back after being down, where no pool or name
             says (``auto``, the default; ``after 5m``; ``manual``): see
             :mod:`goavail.gates`.
+        proxy: the ``[Proxy]`` section of ``goavail proxy`` (see
+            :class:`~goavail.config.proxy.ProxySection`), or None.
     """
 
     model_config = _MODEL_CONFIG
@@ -160,6 +163,8 @@ class Config(BaseModel):
     # flap damping and gated failback (goavail/gates.py, goavail/config/gates.py)
     damping: DampingSection | None = Field(default=None, alias="Damping")
     failback: FailbackValue = AUTO
+    # the failover TCP proxy of `goavail proxy` (goavail/proxy/, config/proxy.py)
+    proxy: ProxySection | None = Field(default=None, alias="Proxy")
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -338,6 +343,13 @@ class Config(BaseModel):
         ]
         if problems:
             raise _Problems(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _proxy_against_checks(self) -> Config:
+        """``[Proxy] checks`` name ``[[checks]]`` ids (see :func:`proxy_problems`)."""
+        if self.proxy is not None and (found := proxy_problems(self.proxy, self.checks)):
+            raise _Problems([(("Proxy", *loc), message) for loc, message in found])
         return self
 
     def brake_settings(self) -> BrakeSection | None:

@@ -4,7 +4,8 @@
 * :mod:`goavail.web.status` turns a snapshot into the ``/api/status`` document (and the page);
 * :mod:`goavail.web.metrics` turns a snapshot into Prometheus metrics;
 * :mod:`goavail.web.selfcheck` runs goavail's own health probes (Philae format);
-* :mod:`goavail.web.server` is the aiohttp server that serves them.
+* :mod:`goavail.web.server` is the aiohttp server that serves them;
+* :mod:`goavail.web.proxy` is ``goavail proxy``'s own small server (a ``ProxySnapshot``).
 """
 
 from goavail.errors import GoavailError

@@ -9,6 +9,7 @@ only direction of import between the two:
 * :class:`OverridePort`: ``POST /api/overrides``;
 * :class:`FailbackPort`: ``POST /api/failback`` (release a target held by its failback
   gate, :mod:`goavail.gates`).
+* :class:`ProxySource`: what ``goavail proxy``'s server shows (:mod:`goavail.web.proxy`).
 
 Every method is called on the agent's event loop and must not block.
 """
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from goavail.decision import Override
 from goavail.health import State
 from goavail.overrides import OverrideEntry
-from goavail.web.snapshot import ReloadOutcome, Snapshot
+from goavail.web.snapshot import ProxySnapshot, ReloadOutcome, Snapshot
 
 if TYPE_CHECKING:
     from goavail.brake import BrakeResult
@@ -161,3 +162,11 @@ class FailbackPort(Protocol):
 
 class AgentPorts(StateSource, OverridePort, FailbackPort, Protocol):
     """Everything :class:`goavail.web.server.WebServer` is given."""
+
+
+class ProxySource(Protocol):
+    """Read side of ``goavail proxy``'s HTTP server (:mod:`goavail.web.proxy`)."""
+
+    def proxy_snapshot(self) -> ProxySnapshot:
+        """A copy of every proxy's state (no I/O)."""
+        ...

@@ -95,6 +95,76 @@ class ProviderView:
 
 
 @dataclass(frozen=True, slots=True)
+class BackendView:
+    """One backend of a failover proxy (``goavail proxy``).
+
+    Attributes:
+        address: ``"host:port"`` as configured.
+        primary: connections go to it now.
+        verdict: the checks' combined state (``"up"``, ``"down"``, ``"unknown"``), or
+            ``""`` when no checks judge the backends.
+        active: connections relayed to it now.
+    """
+
+    address: str
+    primary: bool
+    verdict: str
+    active: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyView:
+    """A failover proxy (``goavail proxy``, see :mod:`goavail.proxy`), at one instant.
+
+    Attributes:
+        listen: the address it accepts on.
+        relay: ``"splice"`` or ``"stream"``.
+        phase: ``"serving"`` (a primary takes connections) or ``"selecting"``.
+        primary: the serving primary, None while selecting.
+        selections: primaries selected so far (the first included).
+        failovers: selections that moved from one backend to another.
+        selecting_for: seconds the current selection has lasted, None while serving.
+        last_failover: Unix time of the last failover, or None.
+        last_selection_seconds: seconds from the loss of the primary (or the start) to
+            the gate's opening after the last selection (check and triggers included).
+        active: connections being relayed; waiting: accepted, waiting for a primary.
+        total: connections accepted; refused: closed without reaching any backend.
+        bytes_up, bytes_down: bytes relayed to the backends, to the clients.
+        max_connections: the connection limit.
+        backends: every backend in configuration order.
+    """
+
+    listen: str
+    relay: str
+    phase: str
+    primary: str | None
+    selections: int
+    failovers: int
+    selecting_for: float | None
+    last_failover: float | None
+    last_selection_seconds: float | None
+    active: int
+    waiting: int
+    total: int
+    refused: int
+    bytes_up: int
+    bytes_down: int
+    max_connections: int
+    backends: tuple[BackendView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySnapshot:
+    """What the proxy's HTTP side shows: ``wall`` (Unix seconds), the version, the
+    process's start (Unix seconds) and each proxy."""
+
+    wall: float
+    version: str
+    started_at: float
+    proxies: tuple[ProxyView, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything the HTTP side shows, copied at one instant (``wall``: Unix seconds,
     ``monotonic``: ``time.monotonic()``). Field meanings follow the agent's attributes.
