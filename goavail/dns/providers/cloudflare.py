@@ -26,11 +26,14 @@ than goavail has names in it is read name by name instead (see
 :meth:`CloudflareProvider._read_zone`). Records at names goavail does not
 manage are dropped.
 
-Listings are read page by page through the SDK's raw-response API
-(``client.dns.records.with_raw_response.list``: the SDK's client, auth, base URL
-and errors, but no pydantic model per record; the JSON envelope is read here,
-which costs a tenth of the CPU and memory at 10,000 records, see BENCHMARKS.md,
-issue 14), :data:`_PER_PAGE` records per page, and checked against their
+Requests go through the SDK's client as its README's "custom/undocumented
+requests" (``client.get/post/delete(path, cast_to=httpx.Response)``): the SDK's
+authentication, base URL, timeout, connection pool and error classes, but the
+JSON envelope is read here (:func:`_envelope`), with no pydantic model per record
+and without importing the SDK's ``dns`` and ``zones`` resources and their types
+(about 570 modules). At 10,000 records that is about a tenth of the CPU of a pass
+and 9 MB less resident memory (BENCHMARKS.md, issue 14). Listings ask for
+:data:`_PER_PAGE` records per page and are checked against their
 ``result_info`` (``page``, ``per_page``, ``count``, ``total_count``,
 ``total_pages``): at most :data:`MAX_PAGES` pages, and an answer that does not
 add up is a failed read, never "no records". Any answer that is not JSON, or
@@ -53,13 +56,12 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 import cloudflare
+import httpx
 from cloudflare import AsyncCloudflare
-
-if TYPE_CHECKING:
-    from cloudflare._response import AsyncAPIResponse
 
 from goavail.dns.audit import AuditLog
 from goavail.dns.backoff import parse_retry_after
@@ -289,15 +291,7 @@ class CloudflareProvider(Provider):
         async with self._zone_lock:
             if zone not in self._zone_ids:
                 what = f"look up zone {zone}"
-                zones = await self._read_pages(
-                    functools.partial(
-                        self._client.zones.with_raw_response.list,
-                        name=zone,
-                        per_page=_ZONES_PER_PAGE,
-                    ),
-                    _ZONES_PER_PAGE,
-                    what,
-                )
+                zones = await self._read_pages("/zones", {"name": zone}, _ZONES_PER_PAGE, what)
                 for item in zones:
                     zname, zid = item.get("name"), item.get("id")
                     if not isinstance(zname, str) or not isinstance(zid, str) or not zid:
@@ -337,14 +331,7 @@ class CloudflareProvider(Provider):
         wanted = normalize_name(name)
         what = f"list {name}"
         items = await self._read_pages(
-            functools.partial(
-                self._client.dns.records.with_raw_response.list,
-                zone_id=zone_id,
-                name={"exact": name},
-                per_page=_PER_PAGE,
-            ),
-            _PER_PAGE,
-            what,
+            _records_path(zone_id), {"name": {"exact": name}}, _PER_PAGE, what
         )
         # the API filter is case-insensitive; keep exactly the name asked for
         return [r for item in items if (r := _record(item, wanted, what)) is not None]
@@ -415,12 +402,8 @@ class CloudflareProvider(Provider):
             what = f"list the {rtype} records of zone {zone}"
             try:
                 items = await self._read_pages(
-                    functools.partial(
-                        self._client.dns.records.with_raw_response.list,
-                        zone_id=zone_id,
-                        type=rtype,
-                        per_page=per_page,
-                    ),
+                    _records_path(zone_id),
+                    {"type": rtype},
                     per_page,
                     what,
                     retry=True,
@@ -444,7 +427,8 @@ class CloudflareProvider(Provider):
 
     async def _read_pages(
         self,
-        call: Callable[..., Awaitable[AsyncAPIResponse[Any]]],
+        path: str,
+        params: Mapping[str, Any],
         per_page: int,
         what: str,
         *,
@@ -453,15 +437,15 @@ class CloudflareProvider(Provider):
     ) -> list[dict[str, Any]]:
         """Every item of a paginated listing, each page checked against its ``result_info``.
 
-        Pages are asked for one by one (``call(page=N)``, through the SDK's
-        raw-response API: the SDK sends the request and raises its errors, the
-        JSON envelope is read here, see :func:`_page_items`) while
-        ``result_info.page`` is below ``total_pages``: exactly the pages that hold
-        items, no extra empty page (the SDK's auto-pager only stops at an empty one).
+        Pages are asked for one by one (``GET path?page=N&per_page=...``, see
+        :meth:`_get`) while ``result_info.page`` is below ``total_pages``: exactly
+        the pages that hold items, no extra empty page (the SDK's auto-pager only
+        stops at an empty one).
 
         Args:
-            call: an SDK ``with_raw_response`` listing with its filters and
-                ``per_page`` bound; called with ``page=N``.
+            path: the listing's path, e.g. ``/zones/{id}/dns_records``.
+            params: its filters (a nested dict is sent as the SDK sends it:
+                ``{"name": {"exact": n}}`` is ``name.exact=n``).
             per_page: the page size asked for.
             what: the operation, for messages.
             retry: run each request (each page) through
@@ -482,8 +466,8 @@ class CloudflareProvider(Provider):
             number: int, totals: tuple[int, int] | None
         ) -> tuple[list[dict[str, Any]], tuple[int, int]]:
             async def once() -> tuple[list[dict[str, Any]], tuple[int, int]]:
-                raw = await self._listing(functools.partial(call, page=number), what)
-                body = await self._sdk(raw.read, what)
+                query = {**params, "page": number, "per_page": per_page}
+                body = await self._listing(functools.partial(self._get, path, query), what)
                 return _page_items(body, number, per_page, totals, what)
 
             if not retry:
@@ -503,6 +487,15 @@ class CloudflareProvider(Provider):
             raise _malformed(what, "the same item on two pages (does the server ignore `page`?)")
         return items
 
+    async def _get(self, path: str, query: Mapping[str, Any]) -> bytes:
+        """``GET path?query`` through the SDK's client; the body of its 2xx answer.
+
+        Raises:
+            cloudflare.APIError: as the SDK raises it (status, timeout, connection).
+        """
+        reply = await self._client.get(path, cast_to=httpx.Response, options={"params": query})
+        return reply.content
+
     async def _listing(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """:meth:`_sdk` for a listing: a 400 or 404 is an error like any other (no listing
         answers with a code a caller acts on; 7003, a stale zone id, clears the cache)."""
@@ -515,10 +508,10 @@ class CloudflareProvider(Provider):
         """``await call()``: an SDK request, with its errors made :class:`ProviderError`.
 
         :class:`cloudflare.BadRequestError` and :class:`cloudflare.NotFoundError`
-        pass through (callers read their codes). An answer the SDK cannot parse
-        (a 200 whose body is not JSON, an HTML page) surfaces from the SDK as
-        ``ValueError``/``TypeError``/``AttributeError``/``LookupError``; it
-        becomes a transient error (see :func:`_malformed`).
+        pass through (callers read their codes). Anything else ``call`` raises as
+        ``ValueError``/``TypeError``/``AttributeError``/``LookupError`` (an answer
+        that could not be read) becomes a transient error (see :func:`_malformed`);
+        the body of a 2xx answer is read by :func:`_envelope`, not by the SDK.
         """
         try:
             return await call()
@@ -535,15 +528,17 @@ class CloudflareProvider(Provider):
     async def _create(self, record: Record) -> None:
         zone_id = await self._zone_id_for(record)
         what = f"create {_describe(record)}"
+        body = {
+            "name": record.name,
+            "type": record.type,
+            "content": record.content,
+            "ttl": self.ttl,
+            "proxied": self.proxied,
+        }
         try:
-            created = await self._sdk(
-                lambda: self._client.dns.records.create(
-                    zone_id=zone_id,
-                    name=record.name,
-                    type=record.type,
-                    content=record.content,
-                    ttl=self.ttl,
-                    proxied=self.proxied,
+            reply = await self._sdk(
+                lambda: self._client.post(
+                    _records_path(zone_id), cast_to=httpx.Response, body=body
                 ),
                 what,
             )
@@ -555,8 +550,9 @@ class CloudflareProvider(Provider):
             raise self._error(exc, what) from None
         # The answer must show the record made: a 200 with success false or no
         # result leaves it unknown whether it was (a retry answers "exists" if so).
-        if created is None:
-            raise _malformed(what, "no record in the answer (success false or no result)")
+        created = _envelope(reply.content, what).get("result")
+        if not isinstance(created, dict):
+            raise _malformed(what, "no record in the answer (no result)")
         made = _record(created, record.name, what)
         if made is None or made.key != record.key:
             raise _malformed(what, "the answer shows another record than the one asked for")
@@ -571,10 +567,9 @@ class CloudflareProvider(Provider):
             record_id = match[0].id
             assert record_id is not None  # set by _list
         what = f"delete {_describe(record)}"
+        path = f"{_records_path(zone_id)}/{quote(record_id, safe='')}"
         try:
-            deleted = await self._sdk(
-                lambda: self._client.dns.records.delete(record_id, zone_id=zone_id), what
-            )
+            reply = await self._sdk(lambda: self._client.delete(path, cast_to=httpx.Response), what)
         except cloudflare.NotFoundError as exc:
             if not _codes(exc) or CODE_RECORD_MISSING in _codes(exc):
                 raise RecordMissing(_describe(record)) from None
@@ -584,7 +579,8 @@ class CloudflareProvider(Provider):
                 raise RecordMissing(_describe(record)) from None
             raise self._error(exc, what) from None
         # as for creates: unknown whether it happened; a retry answers "missing" if so
-        if deleted is None or getattr(deleted, "id", None) != record_id:
+        deleted = _envelope(reply.content, what).get("result")
+        if not isinstance(deleted, dict) or deleted.get("id") != record_id:
             raise _malformed(what, "the answer does not name the deleted record's id")
 
     # -- errors -------------------------------------------------------------------------------
@@ -674,6 +670,35 @@ def _int_field(info: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
+def _records_path(zone_id: str) -> str:
+    """``/zones/{zone_id}/dns_records``, the id quoted as the SDK quotes path parameters."""
+    return f"/zones/{quote(zone_id, safe='')}/dns_records"
+
+
+def _envelope(body: bytes, what: str) -> dict[str, Any]:
+    """Cloudflare's JSON envelope of a 2xx answer, checked to say ``success: true``. Pure.
+
+    Raises:
+        ProviderError: transient (see :func:`_malformed`): the body is not a JSON
+            object (an HTML page from an edge or proxy, a truncated body), or
+            ``success`` is not ``true``.
+    """
+    try:
+        envelope = json.loads(body)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise _malformed(
+            what, f"not Cloudflare's JSON envelope ({type(exc).__name__}: {exc})"[:200]
+        ) from None
+    if not isinstance(envelope, dict):
+        raise _malformed(what, f"not Cloudflare's JSON envelope (a JSON {type(envelope).__name__})")
+    if envelope.get("success") is not True:
+        errors = envelope.get("errors")
+        codes = [e.get("code") for e in errors or [] if isinstance(e, dict)]
+        detail = f"success is {envelope.get('success')!r}"
+        raise _malformed(what, detail + (f" (codes {codes})" if codes else ""))
+    return envelope
+
+
 def _page_items(
     body: bytes,
     number: int,
@@ -685,7 +710,8 @@ def _page_items(
 
     ``body`` is the answer's JSON, Cloudflare's envelope. Checks (any failure is a
     transient error, see :func:`_malformed`): the body is a JSON object that says
-    ``success: true`` and has a ``result`` list of objects and a ``result_info``;
+    ``success: true`` (:func:`_envelope`) and has a ``result`` list of objects and a
+    ``result_info``;
     ``result_info.page`` is ``number`` (a server that ignores ``page`` answers page
     1 again) and ``per_page`` what was asked (a smaller one would make a short
     read); ``total_pages`` is ``ceil(total_count / per_page)``, at most
@@ -701,19 +727,7 @@ def _page_items(
     Raises:
         ProviderError: transient, naming what does not add up.
     """
-    try:
-        envelope = json.loads(body)
-    except ValueError as exc:  # also UnicodeDecodeError
-        raise _malformed(
-            what, f"not Cloudflare's JSON envelope ({type(exc).__name__}: {exc})"[:200]
-        ) from None
-    if not isinstance(envelope, dict):
-        raise _malformed(what, f"not Cloudflare's JSON envelope (a JSON {type(envelope).__name__})")
-    if envelope.get("success") is not True:
-        errors = envelope.get("errors")
-        codes = [e.get("code") for e in errors or [] if isinstance(e, dict)]
-        detail = f"success is {envelope.get('success')!r}"
-        raise _malformed(what, detail + (f" (codes {codes})" if codes else ""))
+    envelope = _envelope(body, what)
     result = envelope.get("result")
     if not isinstance(result, list):
         raise _malformed(what, "no result list")
@@ -750,11 +764,10 @@ def _page_items(
 _FAMILY: dict[str, int] = {"A": 4, "AAAA": 6}
 
 
-def _record(item: Mapping[str, Any] | object, wanted: str, what: str) -> Record | None:
-    """The :class:`Record` a record stands for, if it is an A/AAAA at ``wanted``.
+def _record(item: Mapping[str, Any], wanted: str, what: str) -> Record | None:
+    """The :class:`Record` a record's JSON object stands for, if it is an A/AAAA at ``wanted``.
 
-    ``item`` is a record's JSON object (a listing's, see :func:`_page_items`) or the
-    SDK's record model (what ``create`` answers). Records at other names (the API's
+    Records at other names (the API's
     name filter ignores case; goavail keeps the exact name) and of other types are
     None. A record whose name or type cannot be read, or an A/AAAA at ``wanted``
     without a string id, a valid address of its family, an integer TTL >= 1
@@ -766,16 +779,13 @@ def _record(item: Mapping[str, Any] | object, wanted: str, what: str) -> Record 
         ProviderError: transient (see :func:`_malformed`).
     """
 
-    def get(key: str) -> Any:
-        return item.get(key) if isinstance(item, Mapping) else getattr(item, key, None)
-
-    name, rtype = get("name"), get("type")
+    name, rtype = item.get("name"), item.get("type")
     if not isinstance(name, str) or not isinstance(rtype, str):
         raise _malformed(what, f"a record with name {name!r} and type {rtype!r}")
     if normalize_name(name) != wanted or rtype not in _FAMILY:
         return None
-    rid, content, proxied = get("id"), get("content"), get("proxied")
-    shown = ttl = get("ttl")
+    rid, content, proxied = item.get("id"), item.get("content"), item.get("proxied")
+    shown = ttl = item.get("ttl")
     if isinstance(ttl, str):
         with contextlib.suppress(ValueError):
             ttl = float(ttl)
