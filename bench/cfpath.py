@@ -65,6 +65,7 @@ from bench.run import (
     loopback_targets,
     machine,
     measure_fping,
+    profile,
     sample,
     start,
     stop,
@@ -315,6 +316,8 @@ def measure(n: int, args: argparse.Namespace) -> CfResult:
             last = sample(proc.pid)
             passes_after = reconcile_passes(base)
             counts_after = collections.Counter(stub.state.counts)
+            if args.profile_dir is not None:
+                profile(proc.pid, n, args)
             pages = {p: PageTiming(p) for p in ("/", "/api/status")}
             page_first = sample(proc.pid)
             while time.monotonic() < page_first.at + args.page_duration:
@@ -325,9 +328,10 @@ def measure(n: int, args: argparse.Namespace) -> CfResult:
                 )
             page_last = sample(proc.pid)
             result.page_window_s = round(page_last.at - page_first.at, 1)
-            result.page_window_cpu_per_round = round(
-                (page_last.cpu - page_first.cpu) / (page_last.at - page_first.at), 4
-            )
+            if args.page_duration > 0:
+                result.page_window_cpu_per_round = round(
+                    (page_last.cpu - page_first.cpu) / (page_last.at - page_first.at), 4
+                )
             result.rss_after_pages_mb = round(page_last.rss_mb, 1)
             result.peak_rss_after_pages_mb = round(page_last.hwm_mb, 1)
             watcher.poll()
@@ -440,6 +444,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=30.0, help="warm-up limit, s (+ N/2000)")
     p.add_argument("--settle", type=float, default=3.0, help="pause before a window, s")
     p.add_argument("--no-fping", action="store_true", help="measure goavail only")
+    p.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        help="after the window, sample goavail 20 s with py-spy and write a summary here",
+    )
     p.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
     args = p.parse_args(list(argv))
     args.interval = 1.0
