@@ -80,7 +80,7 @@ $(TEST_CACHE)/base-bookworm.tar:
 ## The path users run (bench/cfpath.py, bench/results/cloudflare.json; issue 14): the
 ## Cloudflare provider through its SDK against the stand-in over HTTP, --no-dry-run, the
 ## server on, 10,000 and 50,000 targets in 5 zones (2 per name), a 130 s window with
-## resyncs every 20 s, then 60 s of page GETs, fping on the same targets (about 12 minutes):
+## resyncs every 20 s, then 60 s of page GETs, fping on the same targets (about 15 minutes):
 ##   make bench BENCH_PATH=cloudflare   (sizes: BENCH_CF_SIZES=10000,50000)
 BENCH_PATH ?= zonefile
 BENCH_CF_SIZES ?= 10000,50000
