@@ -91,6 +91,16 @@ $(TEST_CACHE)/base-bookworm.tar:
 ## transfer and BENCH_PROXY_CONNS connections per case, and the failover time over
 ## BENCH_PROXY trials (about 1 minute at 5):
 ##   make bench BENCH_SIZES=0 BENCH_PROXY=5
+## The path users run (bench/cfpath.py, bench/results/cloudflare.json; issue 14): the
+## Cloudflare provider through its SDK against the stand-in over HTTP, --no-dry-run, the
+## server on, 10,000 and 50,000 targets in 5 zones (2 per name), a 130 s window with
+## resyncs every 20 s, then 60 s of page GETs, fping on the same targets (about 15 minutes):
+##   make bench BENCH_PATH=cloudflare   (sizes: BENCH_CF_SIZES=10000,50000)
+BENCH_PATH ?= zonefile
+BENCH_CF_SIZES ?= 10000,50000
+BENCH_CF_DURATION ?= 130
+BENCH_CF_ARGS ?= --targets $(BENCH_CF_SIZES) --duration $(BENCH_CF_DURATION) \
+	--json bench/results/cloudflare.json
 BENCH_SIZES ?= 1000,10000,50000
 BENCH_DURATION ?= 60
 BENCH_LATENCY ?= 0
@@ -119,7 +129,12 @@ BENCH_PROXY_ARGS ?= --failover-trials $(BENCH_PROXY) --mib $(BENCH_PROXY_MIB) \
 	--connections $(BENCH_PROXY_CONNS) --json bench/results/proxy.json
 bench: venv test-deps
 	@test "$$(id -u)" = 0 || (echo "make bench needs root (raw ICMP sockets, unshare -n)"; exit 1)
-	@if [ "$(BENCH_SIZES)" != 0 ] || [ "$(BENCH_LATENCY)" != 0 ]; then \
+	@if [ "$(BENCH_PATH)" = cloudflare ]; then \
+	  echo "$(BIN)/python -m bench.cfpath $(BENCH_CF_ARGS)"; \
+	  $(BIN)/python -m bench.cfpath $(BENCH_CF_ARGS); \
+	elif [ "$(BENCH_PATH)" != zonefile ]; then \
+	  echo "make bench: BENCH_PATH is zonefile (default) or cloudflare"; exit 2; \
+	elif [ "$(BENCH_SIZES)" != 0 ] || [ "$(BENCH_LATENCY)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.run $(BENCH_ARGS)"; \
 	  $(BIN)/python -m bench.run $(BENCH_ARGS); \
 	fi

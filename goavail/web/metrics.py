@@ -30,8 +30,6 @@ from prometheus_client.core import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from goavail.cluster.service import CLUSTER_REJECT_REASONS
-from goavail.cluster.wire import REJECT_REASONS
 from goavail.dns.propagation import PROPAGATION_BUCKETS, PropagationView
 from goavail.health import State
 from goavail.stats import RTT_BUCKETS
@@ -324,6 +322,11 @@ def _cluster(snap: Snapshot) -> Iterator[Metric]:
     cluster = snap.cluster
     if cluster is None:
         return
+    # here, not at the top: the cluster layer (cryptography, msgpack: about 18 MB of
+    # resident memory) is imported only by agents that run it (BENCHMARKS.md, issue 14)
+    from goavail.cluster.service import CLUSTER_REJECT_REASONS
+    from goavail.cluster.wire import REJECT_REASONS
+
     received = CounterMetricFamily(
         "goavail_gossip_messages",
         "Cluster messages received (notices, pulls and their replies), by result (accepted, "

@@ -77,6 +77,13 @@ def stub(cf_server: CloudflareStub, monkeypatch: pytest.MonkeyPatch) -> Cloudfla
 
 
 @pytest.fixture
+def pages_of_100(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listings ask for 100 records per page (the API's default; goavail asks for 5,000),
+    so that paging is exercised with a few hundred records."""
+    monkeypatch.setattr(cloudflare_provider, "_PER_PAGE", 100)
+
+
+@pytest.fixture
 async def make_cf(stub: CloudflareStub) -> AsyncIterator[MakeProvider]:
     """``make_cf(**overrides)`` builds a provider on the stand-in; all are closed afterwards."""
     made: list[CloudflareProvider] = []
@@ -169,6 +176,7 @@ async def test_zone_name_is_normalised(stub: CloudflareStub, make_cf: MakeProvid
 # -- reading ------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("pages_of_100")
 async def test_list_follows_pagination(stub: CloudflareStub, make_cf: MakeProvider) -> None:
     name = f"big.{ZONE}"
     for i in range(130):
@@ -237,6 +245,7 @@ def _listings(stub: CloudflareStub) -> list[RequestLogEntry]:
     return [e for e in stub.requests if e.route == RECORDS_ROUTE and e.method == "GET"]
 
 
+@pytest.mark.usefixtures("pages_of_100")
 async def test_a_pass_over_200_names_costs_one_request_per_page_of_records(
     stub: CloudflareStub, make_cf: MakeProvider
 ) -> None:
@@ -294,6 +303,7 @@ async def test_names_in_two_zones_cost_one_listing_each(
     assert stub.count() == 2
 
 
+@pytest.mark.usefixtures("pages_of_100")
 @pytest.mark.parametrize(
     "fault",
     [
@@ -361,6 +371,32 @@ async def test_a_large_zone_with_few_names_is_read_name_by_name(
     stub.clear_log()
     await p.records_for(names[:2])
     assert [dict(e.query).get("name.exact") for e in _listings(stub)] == names[:2]
+
+
+@pytest.mark.parametrize(
+    ("names", "per_page"),
+    [
+        (3, 300),  # a zone read at once only up to 100 records per name: no larger page
+        (60, 5000),  # 6,000 allowed: one page of the most goavail asks for
+    ],
+)
+async def test_a_zone_listing_asks_for_large_pages(
+    stub: CloudflareStub, make_cf: MakeProvider, names: int, per_page: int
+) -> None:
+    """5,000 records per page (the API allows up to 5,000,000), fewer when a zone of more
+    than 100 records per name would be read name by name anyway."""
+    wanted = [f"host{i:03d}.{ZONE}" for i in range(names)]
+    _seed_zone(stub, wanted)
+    p = make_cf()
+    await p.zone_id()
+    stub.clear_log()
+    got = await p.records_for(wanted, A_ONLY)
+    assert all(_keys(got[n]) == {(n, "A", "192.0.2.1")} for n in wanted)
+    assert [dict(e.query).get("per_page") for e in _listings(stub)] == [str(per_page)]
+    assert stub.count() == 1  # names + 50 others: one page
+    stub.clear_log()
+    await p.records(wanted[0])
+    assert [dict(e.query).get("per_page") for e in _listings(stub)] == ["5000"]
 
 
 async def test_records_for_outside_the_zones_and_writes_there_fail(
@@ -846,6 +882,7 @@ def _seed(stub: CloudflareStub, name: str, n: int) -> None:
         stub.add_record(ZONE, name, "A", f"198.51.100.{i}" if i < 100 else f"203.0.113.{i}")
 
 
+@pytest.mark.usefixtures("pages_of_100")
 @pytest.mark.parametrize(
     ("pager", "message", "requests"),
     [
@@ -895,6 +932,7 @@ async def test_a_server_ignoring_page_is_fine_for_a_single_page(
     assert [r.content for r in await timed_cf.records(www)] == ["192.0.2.1"]
 
 
+@pytest.mark.usefixtures("pages_of_100")
 async def test_pages_are_bounded(
     stub: CloudflareStub, timed_cf: CloudflareProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:

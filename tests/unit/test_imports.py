@@ -30,3 +30,32 @@ def test_heavy_libraries_are_imported_only_when_needed(entry: str) -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert out.split() == []
+
+
+CLUSTER_ONLY = (
+    "goavail.cluster.service",
+    "goavail.cluster.wire",
+    "cryptography",
+    "msgpack",
+    "httpx._main",  # httpx's command-line client (see goavail/__init__.py)
+    "rich",
+    "pygments",
+)
+"""The cluster layer (about 6 MB of resident memory an agent without a cluster never
+needs) and httpx's command-line client (3.6 MB)."""
+
+
+@pytest.mark.parametrize(
+    "entry", ["goavail.web.server", "goavail.web.metrics", "goavail.dns.providers.cloudflare"]
+)
+def test_the_server_and_the_cloudflare_provider_import_no_cluster_layer_nor_httpx_cli(
+    entry: str,
+) -> None:
+    code = (
+        f"import sys, {entry}; "
+        f"print(' '.join(m for m in {CLUSTER_ONLY!r} if sys.modules.get(m) is not None))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    assert out.split() == []

@@ -25,17 +25,24 @@ the record is changed in place, never removed.
 Reading many names (:meth:`~goavail.dns.providers.base.Provider.records_for`, what
 the reconciler does at every pass) lists each zone's A records, then its AAAA
 records (``GET /zones/{zone_id}/dns_records?type=A``, paged): a pass costs
-``ceil(A records / 100) + ceil(AAAA records / 100)`` requests per zone, whatever
+``ceil(A records / 5000) + ceil(AAAA records / 5000)`` requests per zone, whatever
 the number of names, instead of one per name. A zone holding far more records
 than goavail has names in it is read name by name instead (see
 :meth:`CloudflareProvider._read_zone`). Records at names goavail does not
 manage are dropped.
 
-Listings are read page by page through the SDK's page objects and checked
-against their ``result_info`` (``page``, ``per_page``, ``count``,
-``total_count``, ``total_pages``): at most :data:`MAX_PAGES` pages, and an
-answer that does not add up is a failed read, never "no records". Any answer
-the SDK cannot parse, or that lacks a field goavail relies on, is a transient
+Requests go through the SDK's client as its README's "custom/undocumented
+requests" (``client.get/post/delete(path, cast_to=httpx.Response)``): the SDK's
+authentication, base URL, timeout, connection pool and error classes, but the
+JSON envelope is read here (:func:`_envelope`), with no pydantic model per record
+and without importing the SDK's ``dns`` and ``zones`` resources and their types
+(about 570 modules). At 10,000 records that is about a tenth of the CPU of a pass
+and 9 MB less resident memory (BENCHMARKS.md, issue 14). Listings ask for
+:data:`_PER_PAGE` records per page and are checked against their
+``result_info`` (``page``, ``per_page``, ``count``, ``total_count``,
+``total_pages``): at most :data:`MAX_PAGES` pages, and an answer that does not
+add up is a failed read, never "no records". Any answer that is not JSON, or
+that lacks a field goavail relies on, is a transient
 :class:`~goavail.dns.providers.base.ProviderError` (see :func:`_malformed`).
 A ``Retry-After`` (seconds or HTTP-date) on a 429 or 5xx answer is read with
 :func:`goavail.dns.backoff.parse_retry_after`; the base class then lets no call
@@ -47,16 +54,19 @@ Secrets (API token, global API key) never appear in error messages or reprs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import ipaddress
+import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 import cloudflare
+import httpx
 from cloudflare import AsyncCloudflare
-from cloudflare.pagination import AsyncV4PagePaginationArray
 
 from goavail.dns.audit import AuditLog
 from goavail.dns.backoff import parse_retry_after
@@ -150,21 +160,35 @@ def credentials_from_env(environ: Mapping[str, str]) -> CloudflareCredentials:
     )
 
 
-_PER_PAGE = 100
-"""Records asked for per page when listing DNS records (the API default is 100)."""
+_PER_PAGE = 5000
+"""Records asked for per page when listing DNS records.
+
+The API's default is 100; its schema allows up to 5,000,000
+(``dns-records_per_page``: minimum 1, maximum 5e6, in Cloudflare's OpenAPI
+description of ``GET /zones/{zone_id}/dns_records``; older API documentation gave
+5,000 as the maximum). 5,000 is within both, makes a zone of up to 5,000 A records
+one request per pass (10,000 targets in 5 zones: 5 requests instead of 100), and
+bounds what one page costs to read (about 2 MB of JSON) when a large zone turns
+out to be cheaper to read name by name (see :meth:`CloudflareProvider._read_zone`)."""
+
+_ZONE_RECORDS_PER_NAME = 100
+"""A zone is listed at once when it holds at most this many records of a type per name of
+goavail's in it, else read name by name (the threshold of one 100-record page per name
+that a name-by-name read would cost in requests)."""
 
 _ZONES_PER_PAGE = 50
 """Zones asked for per page when looking the zone up (the API's maximum, 5..50)."""
 
 MAX_PAGES = 1000
-"""The most pages one listing may have (100,000 records of :data:`_PER_PAGE`); a server
+"""The most pages one listing may have (5,000,000 records of :data:`_PER_PAGE`); a server
 that announces more is not believed, and a listing is never walked further (a zone listing
 included: a zone of more than 100,000 A records cannot be read at once).
 
 No name can answer a DNS query with more than about 4,096 addresses (a DNS message over TCP
 is at most 65,535 bytes and an A record in it at least 16; RFC 1035 §4.1.3), but goavail's
 configuration gives every hostname every address, and its benchmarks hold up to 50,000
-records under one name: 1,000 pages covers that with room, and still bounds a pager that a
+records under one name: 1,000 pages covers that with room (and the zone listing's page of
+zones, 50 per page, 50,000 zones), and still bounds a pager that a
 server could otherwise keep asking for ever (a server that repeats a page is caught at the
 second page; see :meth:`CloudflareProvider._read_pages`)."""
 
@@ -272,13 +296,9 @@ class CloudflareProvider(Provider):
         async with self._zone_lock:
             if zone not in self._zone_ids:
                 what = f"look up zone {zone}"
-                zones = await self._read_pages(
-                    lambda: self._client.zones.list(name=zone, per_page=_ZONES_PER_PAGE),
-                    _ZONES_PER_PAGE,
-                    what,
-                )
+                zones = await self._read_pages("/zones", {"name": zone}, _ZONES_PER_PAGE, what)
                 for item in zones:
-                    zname, zid = getattr(item, "name", None), getattr(item, "id", None)
+                    zname, zid = item.get("name"), item.get("id")
                     if not isinstance(zname, str) or not isinstance(zid, str) or not zid:
                         raise _malformed(what, "a zone without a name or id")
                     if normalize_name(zname) == zone:
@@ -316,11 +336,7 @@ class CloudflareProvider(Provider):
         wanted = normalize_name(name)
         what = f"list {name}"
         items = await self._read_pages(
-            lambda: self._client.dns.records.list(
-                zone_id=zone_id, name={"exact": name}, per_page=_PER_PAGE
-            ),
-            _PER_PAGE,
-            what,
+            _records_path(zone_id), {"name": {"exact": name}}, _PER_PAGE, what
         )
         # the API filter is case-insensitive; keep exactly the name asked for
         return [r for item in items if (r := _record(item, wanted, what)) is not None]
@@ -360,7 +376,8 @@ class CloudflareProvider(Provider):
         """The records of ``types`` at ``names`` (normalised) in ``zone``, one listing per type.
 
         Each listing (``GET /zones/{id}/dns_records?type=A``, :data:`_PER_PAGE` per
-        page) is checked page by page as any listing (:meth:`_read_pages`); each
+        page, or fewer: see below) is checked page by page as any listing
+        (:meth:`_read_pages`); each
         request, the zone lookup included, is retried on its own
         (:meth:`~goavail.dns.providers.base.Provider._retrying`: backoff,
         ``Retry-After``), so a fault in the middle of a listing costs that page
@@ -368,9 +385,11 @@ class CloudflareProvider(Provider):
 
         None when reading name by name is cheaper: when there are no more names
         than types (one request per name reads both types), or when a listing
-        turns out to have more pages than there are names (a large zone with few
-        of goavail's names in it; its first page is then wasted, so a pass never
-        costs more than ``2 * len(names) + 1`` requests for the zone).
+        turns out to hold more than :data:`_ZONE_RECORDS_PER_NAME` records per
+        name (a large zone with few of goavail's names in it). Pages then ask for
+        no more than that many records in all, so the first page, wasted, is
+        small, and a pass never costs more than ``2 * len(names) + 1`` requests
+        for the zone.
 
         Raises:
             ProviderError: the zone or a page could not be read (after retries),
@@ -382,26 +401,24 @@ class CloudflareProvider(Provider):
             functools.partial(self.zone_id, zone), f"{self.name}: look up zone {zone}"
         )
         found: dict[str, list[Record]] = {name: [] for name in names}
+        most = _ZONE_RECORDS_PER_NAME * len(names)
+        per_page = min(_PER_PAGE, most)
         for rtype in (t for t in _TYPES if t in types):
             what = f"list the {rtype} records of zone {zone}"
             try:
                 items = await self._read_pages(
-                    functools.partial(
-                        self._client.dns.records.list,
-                        zone_id=zone_id,
-                        type=rtype,
-                        per_page=_PER_PAGE,
-                    ),
-                    _PER_PAGE,
+                    _records_path(zone_id),
+                    {"type": rtype},
+                    per_page,
                     what,
                     retry=True,
-                    max_pages=len(names),
+                    max_items=most,
                 )
             except _TooManyPages as exc:
                 log.debug("cloudflare: %s: %s; reading name by name", what, exc)
                 return None
             for item in items:
-                name, itype = getattr(item, "name", None), getattr(item, "type", None)
+                name, itype = item.get("name"), item.get("type")
                 if not isinstance(name, str) or itype != rtype:
                     # a record without a name, or of another type than the filter asked
                     # for: the server ignored the filter, or the answer is garbled
@@ -415,61 +432,74 @@ class CloudflareProvider(Provider):
 
     async def _read_pages(
         self,
-        first: Callable[[], Awaitable[AsyncV4PagePaginationArray[T]]],
+        path: str,
+        params: Mapping[str, Any],
         per_page: int,
         what: str,
         *,
         retry: bool = False,
-        max_pages: int | None = None,
-    ) -> list[T]:
+        max_items: int | None = None,
+    ) -> list[dict[str, Any]]:
         """Every item of a paginated listing, each page checked against its ``result_info``.
 
-        Pages are fetched through the SDK's page object (``get_next_page`` asks
-        for ``page + 1`` with the same filters) while ``result_info.page`` is below
-        ``total_pages``: exactly the pages that hold items, no extra empty page
-        (the SDK's auto-pager only stops at an empty one).
+        Pages are asked for one by one (``GET path?page=N&per_page=...``, see
+        :meth:`_get`) while ``result_info.page`` is below ``total_pages``: exactly
+        the pages that hold items, no extra empty page (the SDK's auto-pager only
+        stops at an empty one).
 
         Args:
-            first: makes the SDK request for page 1 (asking ``per_page`` items).
+            path: the listing's path, e.g. ``/zones/{id}/dns_records``.
+            params: its filters (a nested dict is sent as the SDK sends it:
+                ``{"name": {"exact": n}}`` is ``name.exact=n``).
             per_page: the page size asked for.
             what: the operation, for messages.
             retry: run each request (each page) through
                 :meth:`~goavail.dns.providers.base.Provider._retrying`; for callers
                 that do not retry the whole listing themselves.
-            max_pages: when page 1 announces more pages than this, stop there.
+            max_items: when page 1 announces more items than this, stop there.
+
+        Returns:
+            The items (JSON objects) of every page, in order.
 
         Raises:
             ProviderError: the request failed (see :meth:`_error`), or an answer
-                is inconsistent (transient; see :func:`_check_page`).
-            _TooManyPages: ``max_pages`` is exceeded (after one request).
+                is inconsistent (transient; see :func:`_page_items`).
+            _TooManyPages: ``max_items`` is exceeded (after one request).
         """
 
         async def fetch(
-            call: Callable[[], Awaitable[AsyncV4PagePaginationArray[T]]],
-            number: int,
-            totals: tuple[int, int] | None,
-        ) -> tuple[AsyncV4PagePaginationArray[T], Sequence[T], tuple[int, int]]:
-            async def once() -> tuple[AsyncV4PagePaginationArray[T], Sequence[T], tuple[int, int]]:
-                page = await self._listing(call, what)
-                return (page, *_check_page(page, number, per_page, totals, what))
+            number: int, totals: tuple[int, int] | None
+        ) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+            async def once() -> tuple[list[dict[str, Any]], tuple[int, int]]:
+                query = {**params, "page": number, "per_page": per_page}
+                body = await self._listing(functools.partial(self._get, path, query), what)
+                return _page_items(body, number, per_page, totals, what)
 
             if not retry:
                 return await once()
             return await self._retrying(once, f"{self.name}: {what} (page {number})")
 
-        page, result, totals = await fetch(first, 1, None)
-        if max_pages is not None and totals[1] > max_pages:
-            raise _TooManyPages(f"{totals[1]} pages, more than {max_pages}")
-        items: list[T] = list(result)
+        items, totals = await fetch(1, None)
+        if max_items is not None and totals[0] > max_items:
+            raise _TooManyPages(f"{totals[0]} items, more than {max_items}")
         number = 1
         while number < totals[1]:
             number += 1
-            page, result, totals = await fetch(page.get_next_page, number, totals)
+            result, totals = await fetch(number, totals)
             items.extend(result)
-        ids = [i for item in items if (i := getattr(item, "id", None)) is not None]
+        ids = [i for item in items if (i := item.get("id")) is not None]
         if len(set(ids)) != len(ids):  # items without an id are reported by the caller
             raise _malformed(what, "the same item on two pages (does the server ignore `page`?)")
         return items
+
+    async def _get(self, path: str, query: Mapping[str, Any]) -> bytes:
+        """``GET path?query`` through the SDK's client; the body of its 2xx answer.
+
+        Raises:
+            cloudflare.APIError: as the SDK raises it (status, timeout, connection).
+        """
+        reply = await self._client.get(path, cast_to=httpx.Response, options={"params": query})
+        return reply.content
 
     async def _listing(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """:meth:`_sdk` for a listing: a 400 or 404 is an error like any other (no listing
@@ -483,10 +513,10 @@ class CloudflareProvider(Provider):
         """``await call()``: an SDK request, with its errors made :class:`ProviderError`.
 
         :class:`cloudflare.BadRequestError` and :class:`cloudflare.NotFoundError`
-        pass through (callers read their codes). An answer the SDK cannot parse
-        (a 200 whose body is not JSON, an HTML page) surfaces from the SDK as
-        ``ValueError``/``TypeError``/``AttributeError``/``LookupError``; it
-        becomes a transient error (see :func:`_malformed`).
+        pass through (callers read their codes). Anything else ``call`` raises as
+        ``ValueError``/``TypeError``/``AttributeError``/``LookupError`` (an answer
+        that could not be read) becomes a transient error (see :func:`_malformed`);
+        the body of a 2xx answer is read by :func:`_envelope`, not by the SDK.
         """
         try:
             return await call()
@@ -503,15 +533,17 @@ class CloudflareProvider(Provider):
     async def _create(self, record: Record) -> None:
         zone_id = await self._zone_id_for(record)
         what = f"create {_describe(record)}"
+        body = {
+            "name": record.name,
+            "type": record.type,
+            "content": record.content,
+            "ttl": self.ttl if record.ttl is None else record.ttl,
+            "proxied": self.proxied,
+        }
         try:
-            created = await self._sdk(
-                lambda: self._client.dns.records.create(
-                    zone_id=zone_id,
-                    name=record.name,
-                    type=record.type,
-                    content=record.content,
-                    ttl=self.ttl if record.ttl is None else record.ttl,
-                    proxied=self.proxied,
+            reply = await self._sdk(
+                lambda: self._client.post(
+                    _records_path(zone_id), cast_to=httpx.Response, body=body
                 ),
                 what,
             )
@@ -523,8 +555,9 @@ class CloudflareProvider(Provider):
             raise self._error(exc, what) from None
         # The answer must show the record made: a 200 with success false or no
         # result leaves it unknown whether it was (a retry answers "exists" if so).
-        if created is None:
-            raise _malformed(what, "no record in the answer (success false or no result)")
+        created = _envelope(reply.content, what).get("result")
+        if not isinstance(created, dict):
+            raise _malformed(what, "no record in the answer (no result)")
         made = _record(created, record.name, what)
         if made is None or made.key != record.key:
             raise _malformed(what, "the answer shows another record than the one asked for")
@@ -539,10 +572,9 @@ class CloudflareProvider(Provider):
             record_id = match[0].id
             assert record_id is not None  # set by _list
         what = f"delete {_describe(record)}"
+        path = f"{_records_path(zone_id)}/{quote(record_id, safe='')}"
         try:
-            deleted = await self._sdk(
-                lambda: self._client.dns.records.delete(record_id, zone_id=zone_id), what
-            )
+            reply = await self._sdk(lambda: self._client.delete(path, cast_to=httpx.Response), what)
         except cloudflare.NotFoundError as exc:
             if not _codes(exc) or CODE_RECORD_MISSING in _codes(exc):
                 raise RecordMissing(_describe(record)) from None
@@ -552,7 +584,8 @@ class CloudflareProvider(Provider):
                 raise RecordMissing(_describe(record)) from None
             raise self._error(exc, what) from None
         # as for creates: unknown whether it happened; a retry answers "missing" if so
-        if deleted is None or getattr(deleted, "id", None) != record_id:
+        deleted = _envelope(reply.content, what).get("result")
+        if not isinstance(deleted, dict) or deleted.get("id") != record_id:
             raise _malformed(what, "the answer does not name the deleted record's id")
 
     async def _update_ttl(self, record: Record) -> None:
@@ -568,17 +601,11 @@ class CloudflareProvider(Provider):
             record_id = match[0].id
             assert record_id is not None  # set by _list
         what = f"set TTL {ttl} of {_describe(record)}"
+        path = f"{_records_path(zone_id)}/{quote(record_id, safe='')}"
+        body = {"name": record.name, "type": record.type, "content": record.content, "ttl": ttl}
         try:
-            edited = await self._sdk(
-                lambda: self._client.dns.records.edit(
-                    record_id,
-                    zone_id=zone_id,
-                    name=record.name,
-                    type=record.type,
-                    content=record.content,
-                    ttl=ttl,
-                ),
-                what,
+            reply = await self._sdk(
+                lambda: self._client.patch(path, cast_to=httpx.Response, body=body), what
             )
         except (cloudflare.NotFoundError, cloudflare.BadRequestError) as exc:
             if CODE_RECORD_MISSING in _codes(exc) or (
@@ -586,8 +613,9 @@ class CloudflareProvider(Provider):
             ):
                 raise RecordMissing(_describe(record)) from None
             raise self._error(exc, what) from None
-        if edited is None:
-            raise _malformed(what, "no record in the answer (success false or no result)")
+        edited = _envelope(reply.content, what).get("result")
+        if not isinstance(edited, dict):
+            raise _malformed(what, "no record in the answer (no result)")
         made = _record(edited, record.name, what)
         if made is None or made.key != record.key or made.ttl != ttl:
             raise _malformed(what, "the answer shows another record or TTL than asked for")
@@ -667,33 +695,68 @@ def _malformed(what: str, detail: str) -> ProviderError:
     return ProviderError(f"cloudflare: {what} failed: malformed answer: {detail}", transient=True)
 
 
-def _int_field(info: Any, name: str) -> int | None:
-    """``result_info.<name>`` when it is a non-negative integer, else None."""
-    value = getattr(info, name, None)
+def _int_field(info: Mapping[str, Any], name: str) -> int | None:
+    """``result_info.<name>`` when it is a non-negative integer, else None.
+
+    An integral float counts (``2.0``), as the SDK's models read it."""
+    value = info.get(name)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         return None
     return value
 
 
-def _check_page(
-    page: AsyncV4PagePaginationArray[T],
+def _records_path(zone_id: str) -> str:
+    """``/zones/{zone_id}/dns_records``, the id quoted as the SDK quotes path parameters."""
+    return f"/zones/{quote(zone_id, safe='')}/dns_records"
+
+
+def _envelope(body: bytes, what: str) -> dict[str, Any]:
+    """Cloudflare's JSON envelope of a 2xx answer, checked to say ``success: true``. Pure.
+
+    Raises:
+        ProviderError: transient (see :func:`_malformed`): the body is not a JSON
+            object (an HTML page from an edge or proxy, a truncated body), or
+            ``success`` is not ``true``.
+    """
+    try:
+        envelope = json.loads(body)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise _malformed(
+            what, f"not Cloudflare's JSON envelope ({type(exc).__name__}: {exc})"[:200]
+        ) from None
+    if not isinstance(envelope, dict):
+        raise _malformed(what, f"not Cloudflare's JSON envelope (a JSON {type(envelope).__name__})")
+    if envelope.get("success") is not True:
+        errors = envelope.get("errors")
+        codes = [e.get("code") for e in errors or [] if isinstance(e, dict)]
+        detail = f"success is {envelope.get('success')!r}"
+        raise _malformed(what, detail + (f" (codes {codes})" if codes else ""))
+    return envelope
+
+
+def _page_items(
+    body: bytes,
     number: int,
     per_page: int,
     totals: tuple[int, int] | None,
     what: str,
-) -> tuple[Sequence[T], tuple[int, int]]:
+) -> tuple[list[dict[str, Any]], tuple[int, int]]:
     """The items of page ``number`` of a listing, after checking that the page adds up.
 
-    Checks (any failure is a transient error, see :func:`_malformed`): the
-    envelope says ``success: true`` and has a ``result`` list and a
-    ``result_info``; ``result_info.page`` is ``number`` (a server that ignores
-    ``page`` answers page 1 again) and ``per_page`` what was asked (a smaller
-    one would make a short read); ``total_pages`` is ``ceil(total_count /
-    per_page)``, at most :data:`MAX_PAGES`, and the same on every page
-    (``totals``, from page 1); the page holds exactly the items these
-    numbers imply (and ``count`` says so, when present).
+    ``body`` is the answer's JSON, Cloudflare's envelope. Checks (any failure is a
+    transient error, see :func:`_malformed`): the body is a JSON object that says
+    ``success: true`` (:func:`_envelope`) and has a ``result`` list of objects and a
+    ``result_info``;
+    ``result_info.page`` is ``number`` (a server that ignores ``page`` answers page
+    1 again) and ``per_page`` what was asked (a smaller one would make a short
+    read); ``total_pages`` is ``ceil(total_count / per_page)``, at most
+    :data:`MAX_PAGES`, and the same on every page (``totals``, from page 1); the
+    page holds exactly the items these numbers imply (and ``count`` says so, when
+    present).
 
-    Pure: reads the page object only.
+    Pure.
 
     Returns:
         (the items, (total_count, total_pages)).
@@ -701,16 +764,14 @@ def _check_page(
     Raises:
         ProviderError: transient, naming what does not add up.
     """
-    extra = page.model_extra or {}
-    if extra.get("success") is not True:
-        codes = [e.get("code") for e in extra.get("errors") or [] if isinstance(e, dict)]
-        detail = f"success is {extra.get('success')!r}"
-        raise _malformed(what, detail + (f" (codes {codes})" if codes else ""))
-    result = getattr(page, "result", None)
+    envelope = _envelope(body, what)
+    result = envelope.get("result")
     if not isinstance(result, list):
         raise _malformed(what, "no result list")
-    info = page.result_info
-    if info is None:
+    if not all(isinstance(item, dict) for item in result):
+        raise _malformed(what, "a result item that is not a JSON object")
+    info = envelope.get("result_info")
+    if not isinstance(info, dict):
         raise _malformed(what, "no result_info")
     got_page, got_per_page = _int_field(info, "page"), _int_field(info, "per_page")
     total_count, total_pages = _int_field(info, "total_count"), _int_field(info, "total_pages")
@@ -727,7 +788,7 @@ def _check_page(
     if totals is not None and totals != (total_count, total_pages):
         raise _malformed(what, "the listing changed between pages")
     expected = min(per_page, max(0, total_count - (number - 1) * per_page))
-    count = getattr(info, "count", None)
+    count = info.get("count")
     if len(result) != expected or (count is not None and count != len(result)):
         raise _malformed(
             what,
@@ -740,27 +801,31 @@ def _check_page(
 _FAMILY: dict[str, int] = {"A": 4, "AAAA": 6}
 
 
-def _record(item: object, wanted: str, what: str) -> Record | None:
-    """The :class:`Record` an SDK record object stands for, if it is an A/AAAA at ``wanted``.
+def _record(item: Mapping[str, Any], wanted: str, what: str) -> Record | None:
+    """The :class:`Record` a record's JSON object stands for, if it is an A/AAAA at ``wanted``.
 
-    Records at other names (the API's name filter ignores case; goavail keeps
-    the exact name) and of other types are None. A record whose name or type
-    cannot be read, or an A/AAAA at ``wanted`` without a string id, a valid
-    address of its family, an integer TTL >= 1 (integral floats accepted: the
-    SDK parses numbers as floats) or a boolean/absent ``proxied``, is a
-    malformed answer: skipping it could read a name as having fewer (or no)
-    records than it has.
+    Records at other names (the API's
+    name filter ignores case; goavail keeps the exact name) and of other types are
+    None. A record whose name or type cannot be read, or an A/AAAA at ``wanted``
+    without a string id, a valid address of its family, an integer TTL >= 1
+    (integral floats and numeric strings accepted, as the SDK's models read them:
+    ``"300"`` is 300) or a boolean/absent ``proxied``, is a malformed answer:
+    skipping it could read a name as having fewer (or no) records than it has.
 
     Raises:
         ProviderError: transient (see :func:`_malformed`).
     """
-    name, rtype = getattr(item, "name", None), getattr(item, "type", None)
+
+    name, rtype = item.get("name"), item.get("type")
     if not isinstance(name, str) or not isinstance(rtype, str):
         raise _malformed(what, f"a record with name {name!r} and type {rtype!r}")
     if normalize_name(name) != wanted or rtype not in _FAMILY:
         return None
-    rid, content = getattr(item, "id", None), getattr(item, "content", None)
-    ttl, proxied = getattr(item, "ttl", None), getattr(item, "proxied", None)
+    rid, content, proxied = item.get("id"), item.get("content"), item.get("proxied")
+    shown = ttl = item.get("ttl")
+    if isinstance(ttl, str):
+        with contextlib.suppress(ValueError):
+            ttl = float(ttl)
     label = f"{rtype} {name}"
     if not isinstance(rid, str) or not rid:
         raise _malformed(what, f"{label} without an id")
@@ -773,10 +838,10 @@ def _record(item: object, wanted: str, what: str) -> Record | None:
     if (
         isinstance(ttl, bool)
         or not isinstance(ttl, int | float)
-        or ttl != int(ttl)  # also catches nan; inf fails int() below
-        or not 1 <= ttl <= 2**31 - 1
+        or not 1 <= ttl <= 2**31 - 1  # also false for nan (Python's json reads NaN)
+        or ttl != int(ttl)
     ):
-        raise _malformed(what, f"{label} with ttl {ttl!r}"[:200])
+        raise _malformed(what, f"{label} with ttl {shown!r}"[:200])
     if proxied is not None and not isinstance(proxied, bool):
         raise _malformed(what, f"{label} with proxied {proxied!r}"[:200])
     record_type: RecordType = "A" if rtype == "A" else "AAAA"
