@@ -6,6 +6,7 @@ production; the provider never passes a base URL.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -1055,3 +1056,76 @@ async def test_no_name_is_left_empty_after_any_request(
     final = stub.records(ZONE)
     assert {r["content"] for r in final if r["name"] == www} == {a2}
     assert {r["content"] for r in final if r["name"] == api} == {a2}
+
+
+async def test_proxied_names_are_verified_through_the_api_not_dns(
+    stub: CloudflareStub, make_cf: MakeProvider
+) -> None:
+    """Served-answer verification (issue 15) of a proxied name: Cloudflare answers DNS
+    queries for it with its own edge addresses, so the verifier reads the record through
+    the API instead and never asks a name server. The withdrawal of 192.0.2.2 is reported
+    lagging while the API still lists it, and propagated once it is gone."""
+    from goavail.config.verify import VerifySection
+    from goavail.dns.plan import NameSpec
+    from goavail.dns.propagation import API
+    from goavail.dns.reconcile import PassOutcome
+    from goavail.dns.verifier import Verifier
+
+    www = f"www.{ZONE}"
+    stub.add_record(ZONE, www, "A", "192.0.2.1", proxied=True)
+    gone = stub.add_record(ZONE, www, "A", "192.0.2.2", proxied=True)
+    provider = make_cf(proxied=True)
+    clock = [0.0]
+    asked: list[str] = []
+    lags: list[tuple[str, bool]] = []
+
+    async def ask(source: str, key: object, *, query_timeout: float, retries: int) -> object:
+        asked.append(source)  # never: a proxied name is not asked over DNS
+        raise AssertionError("a name server was asked about a proxied name")
+
+    reads = 0
+    real_records_for = provider.records_for
+
+    async def counted_records_for(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        clock[0] += 0.5
+        if reads == 4:  # the API stops listing the withdrawn record after 4 reads
+            with stub.state.lock:
+                stub.state.records_by_zone[stub.state.zone_id(ZONE)].pop(gone)
+        return await real_records_for(*args, **kwargs)
+
+    provider.records_for = counted_records_for  # type: ignore[method-assign]
+    verifier = Verifier(
+        "cloudflare",
+        VerifySection(servers=["127.0.0.1:53"], limit=1.0, interval=0.01),
+        zone=ZONE,
+        provider=provider,
+        resync_interval=60.0,
+        on_lag=lambda _, lag, on: lags.append((lag.source, on)),
+        monotonic=lambda: clock[0],
+        ask=ask,
+    )
+    spec = NameSpec(www, (("192.0.2.1", "192.0.2.2"),), proxied=True)
+    runner = asyncio.create_task(verifier.run())
+    try:
+        verifier.offer(
+            PassOutcome(
+                {www: [Record(www, "A", "192.0.2.1", proxied=True)]},
+                (spec,),
+                (),
+                {(www, "A"): 0.0},
+                0.0,
+            )
+        )
+        async with asyncio.timeout(10):
+            while verifier.view().count == 0:
+                await asyncio.sleep(0.01)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert asked == []
+    assert lags == [(API, True), (API, False)]
+    assert reads >= 4
+    [state] = verifier.answer(www)
+    assert state.planned == {"192.0.2.1"} and state.behind == ()
