@@ -283,3 +283,20 @@ def test_invalid_arguments() -> None:
         Rfc2136Provider(**common, server="127.0.0.1", port=53, zone="a..b", ttl=60)
     with pytest.raises(ValueError, match="IP"):
         Rfc2136Provider(**common, server="ns1.example.test", port=53, zone=ZONE, ttl=60)
+
+
+@pytest.mark.netns
+async def test_the_ns_set_of_a_zone_is_resolved_through_the_configured_resolver() -> None:
+    """``verify = true`` asks the zone's NS set (issue 15): its NS names and their
+    addresses, resolved through ``[...] verify resolver``; here a real knotd answers for
+    the zone (``@ NS ns1``, ``ns1 A 127.0.0.1``, and ``ns2 AAAA ::1`` added), so the set is
+    both addresses on port 53. A zone it has no NS set for is an error, not an empty set."""
+    import dns.exception
+
+    from goavail.dns.verifier import resolve_ns_set
+
+    with KnotServer("example.test", records=["@ IN NS ns2", "ns2 IN AAAA ::1"]) as knot:
+        servers = await resolve_ns_set("example.test", [knot.address], 2.0)
+        assert servers == ("127.0.0.1:53", "[::1]:53")
+        with pytest.raises(dns.exception.DNSException):
+            await resolve_ns_set("elsewhere.test", [knot.address], 0.5)
