@@ -105,6 +105,7 @@ def render(doc: dict[str, Any]) -> str:
         "Pools: "
         + "; ".join(f"{p['name']} ({p['role']}): {', '.join(p['addresses'])}" for p in doc["pools"])
     )
+    out.append("")
     for p in doc["providers"]:
         out.append(
             f"{p['provider']}: in DNS: {_records(p['current'])}; planned: {_records(p['planned'])}"

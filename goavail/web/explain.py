@@ -131,7 +131,7 @@ def _checks(snap: Snapshot, address: str, health: Health, last: ProbeResult | No
     return shown
 
 
-def _gate_sentence(own: State, fields: dict[str, Any]) -> str:
+def _gate_sentence(address: str, own: State, fields: dict[str, Any]) -> str:
     damping, failback = fields["damping"], fields["failback"]
     announced = fields["announced"]
     if damping["suppressed"]:
@@ -147,7 +147,7 @@ def _gate_sentence(own: State, fields: dict[str, Any]) -> str:
     if failback["gate"] == "operator":
         return (
             "recovered, but failback = manual: announced down until an operator releases "
-            "it (goavail failback TARGET)"
+            f"it (goavail failback {address})"
         )
     extra = f" (damping penalty {damping['penalty']:g})" if damping["penalty"] else ""
     if announced == own.value:
@@ -400,12 +400,15 @@ def explain_document(snap: Snapshot, name: str) -> dict[str, Any] | None:
             in_dns = any(r["address"] == address for r in doc["current"])
             is_planned = (rtype, address) in planned
             choice = _family(explanation, rtype)
+            reason = why(mine, address, choice, effective, is_planned, held, override)
+            if health.state is State.UP and fields["announced"] == "down" and not is_planned:
+                reason += " (the checks say up; its gates hold it down)"
             answer.append(
                 {
                     "provider": view.name,
                     "in_dns": in_dns,
                     "planned": is_planned,
-                    "why": why(mine, address, choice, effective, is_planned, held, override),
+                    "why": reason,
                 }
             )
         entry = own.as_dict() if own else None
@@ -420,7 +423,7 @@ def explain_document(snap: Snapshot, name: str) -> dict[str, Any] | None:
                 "own": health.state.value,
                 "since": rfc3339(since),
                 **fields,
-                "gates": _gate_sentence(health.state, fields),
+                "gates": _gate_sentence(address, health.state, fields),
                 "votes": votes,
                 "quorum": quorum,
                 "decision": snap.decisions.get(address, State.UNKNOWN).value,
