@@ -810,6 +810,8 @@ class Agent:
             failback_default=self.gates.default,
             propagation=self.verifiers.views() if self.verifiers is not None else (),
             fail_closed=tuple({(c.name, c.type): c for v in views for c in v.fail_closed}.values()),
+            check_sections=tuple(c.section for c in self.checks.checks.values()),
+            assignment=self.checks.assignment,
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:

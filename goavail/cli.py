@@ -4,6 +4,7 @@
     goavail validate [-f goavail.toml] [-p PROVIDER] [-t ip|tcp]
     goavail plan     [-f goavail.toml] [-p PROVIDER] [-t ip|tcp] [--json] [--detailed-exitcode]
     goavail failback TARGET [-f goavail.toml] [--url URL ...] [--reason TEXT]
+    goavail explain  NAME [-f goavail.toml] [--url URL] [--json]
     goavail proxy    [-f goavail.toml] [-p PORT | -b IP:PORT] [-H HOST:PORT,...] [-c CHECK]
                      [--on-failover PATH] [-B MAX_BACKOFF] ... (flopsy's flags)
     goavail --version
@@ -617,6 +618,49 @@ def failback_command(
             )
     if failed:
         raise typer.Exit(1)
+
+
+@app.command("explain")
+def explain_command(
+    name: Annotated[str, typer.Argument(help="The managed name to explain.")],
+    config_file: ConfigOpt = Path("goavail.toml"),
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", help="The agent's HTTP address (default: [Server] listen of the config file)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the JSON document.")] = False,
+) -> None:
+    """Why NAME has exactly its records now, from the running agent (GET /api/explain):
+    per address its checks, verdicts, gates, votes, override, brake and planned answer.
+
+    Exit 0 on an answer, 1 when the agent cannot be reached, 2 for a name it does not
+    manage (or bad usage).
+    """
+    import httpx
+
+    from goavail.explain import render
+
+    try:
+        base = (url or agent_url(config_file)).rstrip("/")
+    except ConfigError as exc:
+        raise _fail(f"{exc} (or give --url)", 2) from None
+    try:
+        answer = httpx.get(base + "/api/explain", params={"name": name}, timeout=FAILBACK_TIMEOUT)
+    except httpx.HTTPError as exc:
+        raise _fail(f"{base}: cannot reach the agent: {exc}", 1) from None
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise _fail(f"{base}: {answer.status_code} {answer.reason_phrase}: not the agent's API", 1)
+    if answer.status_code in (400, 404):
+        raise _fail(f"{base}: {body.get('error', answer.reason_phrase)}", 2)
+    if answer.status_code != 200:
+        raise _fail(f"{base}: {answer.status_code} {body.get('error', answer.reason_phrase)}", 1)
+    typer.echo(json.dumps(body, indent=2, ensure_ascii=False) if as_json else render(body))
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ Endpoints (``[Server] listen``, default ``127.0.0.1:8080``):
                            (:mod:`goavail.web.selfcheck`)
 ``GET /metrics``           Prometheus text format (:mod:`goavail.web.metrics`)
 ``GET /api/status``        JSON of everything the page shows (:mod:`goavail.web.status`)
+``GET /api/explain``       ``?name=NAME``: why the name has its records now, JSON
+                           (:mod:`goavail.web.explain`; ``goavail explain NAME``)
 ``POST /api/overrides``    set a target's maintenance override; needs
                            ``Authorization: Bearer <GOAVAIL_ADMIN_TOKEN>``
 ``POST /api/failback``     release a recovered target its failback gate holds
@@ -47,6 +49,7 @@ from goavail.decision import Override
 from goavail.logs import REDACTOR
 from goavail.overrides import check_reason, check_target, parse_mode
 from goavail.web import ServerError
+from goavail.web.explain import explain_document
 from goavail.web.listing import API_DEFAULTS, PAGE_DEFAULTS, IndexCache, Query, parse_query
 from goavail.web.metrics import CONTENT_TYPE, AgentMetrics
 from goavail.web.page import render_page
@@ -92,6 +95,11 @@ PAGE_POLICY = (
 """Content-Security-Policy of the status page: no script of any kind may run (the page
 needs none), nothing is loaded from elsewhere, its filter form only goes back to the
 page itself, and it cannot be framed."""
+
+
+MAX_NAME_SHOWN = 255
+"""Characters of an unknown ``name`` repeated in ``/api/explain``'s 404 (a DNS name's
+longest text form)."""
 
 
 def _json(data: object, status: int = 200) -> web.Response:
@@ -208,6 +216,7 @@ class WebServer:
         app.router.add_get("/_health", self.health)
         app.router.add_get("/metrics", self.prometheus)
         app.router.add_get("/api/status", self.status)
+        app.router.add_get("/api/explain", self.explain)
         app.router.add_post("/api/overrides", self.set_override)
         app.router.add_post("/api/failback", self.failback)
         return app
@@ -362,6 +371,24 @@ class WebServer:
             lambda: json.dumps(self._document(snap, query), indent=2, ensure_ascii=False) + "\n"
         )
         return web.Response(text=text, content_type="application/json")
+
+    async def explain(self, request: web.Request) -> web.Response:
+        """``GET /api/explain?name=NAME``: why ``NAME`` has exactly its records now
+        (:func:`goavail.web.explain.explain_document`). 400 without a name, 404 naming
+        the managed names' count for a name that is not managed."""
+        name = request.query.get("name", "").strip()
+        if not name:
+            return _error(400, "give the name to explain: /api/explain?name=NAME")
+        snap = self.agent.snapshot(admin_api=self.admin_api)
+        doc = await asyncio.to_thread(explain_document, snap, name)
+        if doc is None:
+            shown = REDACTOR.redact(name[:MAX_NAME_SHOWN])
+            return _error(
+                404,
+                f"{shown!r} is not a name this agent manages ({len(snap.names)} managed "
+                "names: see /api/status)",
+            )
+        return _json(doc)
 
     async def page(self, request: web.Request) -> web.Response:
         """``GET /``: the status page, filtered and paged by the query parameters (see

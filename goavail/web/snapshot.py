@@ -19,12 +19,13 @@ from typing import Any, NamedTuple
 
 from goavail.brake import BrakeResult
 from goavail.checks.base import ProbeResult
-from goavail.config import Config
+from goavail.config import CheckSection, Config
 from goavail.decision import Override
 from goavail.dns.model import Change, Explanation, FailClosed, FailOpen, Record
 from goavail.dns.propagation import PropagationView
 from goavail.gates import AUTO, Failback, GateView
 from goavail.health import Health, State
+from goavail.judges import Assignment
 from goavail.overrides import OverrideEntry
 from goavail.pools import Publication
 
@@ -249,6 +250,13 @@ class Snapshot:
     :mod:`goavail.dns.propagation`)."""
     fail_closed: tuple[FailClosed, ...] = ()
     """Fail-closed cases of every provider, once per name and type."""
+    check_sections: tuple[CheckSection, ...] = ()
+    """The run's checks in configuration order (``[[checks]]``, or the one synthesized
+    from ``--type``; references, not copies): what ``goavail explain`` shows of each."""
+    assignment: Assignment | None = None
+    """Which checks judge which targets with which ``(fall, rise)`` (the
+    :class:`~goavail.checks.multi.CheckSet`'s, an immutable value; None: every check
+    judges every target with its own thresholds)."""
 
     @property
     def targets(self) -> Iterator[TargetRow]:
