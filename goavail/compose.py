@@ -47,6 +47,7 @@ from goavail.dns.registry import build_provider as build_from_registry
 from goavail.dns.registry import record_attributes
 from goavail.errors import SetupError
 from goavail.events import Bus
+from goavail.fip.groups import without_fip_judges
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner, hooks_dir_problem
 from goavail.judges import Assignment, assign
@@ -89,7 +90,7 @@ def check_loaded(config: Config, options: Options) -> None:
         problems += pool_problems(
             config, providers_in_use(config, options.provider), run_of(config, options)
         )
-        problems += assignment_of(config, options).problems
+        problems += without_fip_judges(config, assignment_of(config, options).problems)
     problems += check_problems(config.checks)
     hooks_problem = hooks_dir_problem(config.hooks_dir)
     if hooks_problem is not None:
