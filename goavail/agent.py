@@ -66,6 +66,7 @@ from goavail.web.snapshot import ClusterView, ProviderView, ReloadOutcome, Snaps
 if TYPE_CHECKING:
     from goavail.cluster.serf_agent import NameConflict
     from goavail.cluster.service import Cluster
+    from goavail.fip.runtime import FipRuntime
     from goavail.web.server import WebServer
 
 log = logging.getLogger("goavail.agent")
@@ -241,6 +242,8 @@ class Agent:
         self.last_reload: ReloadOutcome | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)  # per-probe lines (read once)
         self.web: WebServer | None = None
+        self.fips: FipRuntime | None = None
+        """The ``[[floating_ips]]`` groups (:mod:`goavail.fip`), or None."""
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
@@ -393,6 +396,13 @@ class Agent:
         votes = f" (votes: {self.cluster.describe_votes(target)})" if self.cluster else ""
         log.info("decision for %s: %s%s", target, state, votes, extra={"target": target})
         self._trigger_all()
+        if self.fips is not None:
+            self.fips.trigger()
+
+    def fip_verdict(self, target: str, state: State) -> None:
+        """A floating-IP server's checked state changed (:mod:`goavail.fip.runtime`):
+        the same decision path as a DNS target's verdict (quorum, gossip)."""
+        self._verdict(target, state)
 
     def on_override(self, target: str) -> None:
         """This agent's own override of ``target`` changed: announce it and re-plan."""
@@ -631,6 +641,7 @@ class Agent:
             ),
             publication=self.publication,
             dns_providers=views,
+            floating_ips=() if self.fips is None else self.fips.views(),
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
@@ -715,6 +726,8 @@ class Agent:
             await self.web.start()
         try:
             await self.checks.start()
+            if self.fips is not None:
+                await self.fips.start()
         except BaseException:
             if self.web is not None:
                 await self.web.stop()
@@ -759,6 +772,8 @@ class Agent:
                     tasks.append(tg.create_task(self.cluster.run(), name="cluster"))
                 if self.web is not None:
                     tasks.append(tg.create_task(self.web.run(), name="web"))
+                if self.fips is not None:
+                    tasks.append(tg.create_task(self.fips.run(), name="floating-ips"))
                 await self._stop.wait()
                 log.info("stopping")
                 for task in [*tasks, *self._reconciling.values()]:
@@ -779,6 +794,8 @@ class Agent:
                     if self.cluster is not None:
                         await self.cluster.stop()
                     await self.checks.close()
+                    if self.fips is not None:
+                        await self.fips.close()
                     for provider in self.providers.values():
                         await provider.close()
                     await flush
@@ -991,6 +1008,8 @@ class Agent:
             )
         if new.server != old.server:
             log.warning("[Server] changed: restart goavail to apply it")
+        if new.floating_ips != old.floating_ips:
+            log.warning("[[floating_ips]] changed: restart goavail to apply it")
         engines_rebuilt = prepared.single and bool(prepared.fresh)
         retired = self.checks.commit(prepared, new_targets)
         old_providers, old_audit = dict(self.providers), self.audit

@@ -59,6 +59,7 @@ from goavail.pools import problems as pool_problems
 
 if TYPE_CHECKING:
     from goavail.cluster.service import Cluster
+    from goavail.fip.runtime import FipRuntime
 
 log = logging.getLogger("goavail.agent")
 
@@ -356,6 +357,49 @@ def reconciler_factory(agent: Agent, cluster: Cluster | None) -> ReconcilerFacto
     return make
 
 
+def build_fips(
+    agent: Agent,
+    config: Config,
+    options: Options,
+    sections: list[CheckSection],
+    cluster: Cluster | None,
+) -> FipRuntime:
+    """The ``[[floating_ips]]`` groups, tied to the agent's decision stage, its audit
+    log and (cluster mode) the cluster (see :mod:`goavail.fip.runtime`).
+
+    Raises:
+        SetupError: ``HCLOUD_TOKEN`` is missing.
+    """
+    from goavail.fip.runtime import FipRuntime
+
+    decision = agent.decision
+
+    def added(addresses: list[str]) -> None:
+        if cluster is not None:
+            cluster.targets_added()
+
+    def removed(addresses: list[str]) -> None:
+        for address in addresses:
+            if address in agent.targets:
+                continue
+            decision.forget(address)
+            if cluster is not None:
+                cluster.forget_target(address)
+
+    return FipRuntime(
+        config,
+        sections,
+        dry_run=options.dry_run,
+        audit=lambda: agent.audit,
+        decisions=decision.effective,
+        agreed=decision.agreed,
+        verdict=agent.fip_verdict,
+        dns_targets=agent.targets,
+        on_added=added,
+        on_removed=removed,
+    )
+
+
 def compose(config: Config, options: Options) -> Agent:
     """Build a whole agent from a validated config (see :func:`load_checked`).
 
@@ -404,7 +448,9 @@ def compose(config: Config, options: Options) -> Agent:
             node=node,
             members=members,
             stage=decision,
-            targets=lambda: agent.targets,
+            targets=lambda: (
+                agent.targets if agent.fips is None else agent.fips.watching(agent.targets)
+            ),
             on_decision=agent.on_decision,
             on_quorum=agent.on_quorum,
             on_name_conflict=agent.on_name_conflict,
@@ -420,6 +466,8 @@ def compose(config: Config, options: Options) -> Agent:
         audit.close()
         raise
     check_list, single = check_sections(config, options)
+    if config.floating_ips:
+        agent.fips = build_fips(agent, config, options, check_list, cluster)
     make_reconciler = reconciler_factory(agent, cluster)
     reconcilers = {
         name: make_reconciler(name, provider, agent.publication.specs_for(name), sections[name])
@@ -456,6 +504,7 @@ def compose(config: Config, options: Options) -> Agent:
 __all__ = [
     "Assembler",
     "assignment_of",
+    "build_fips",
     "build_provider",
     "build_providers",
     "check_loaded",

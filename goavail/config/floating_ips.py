@@ -112,11 +112,17 @@ def floating_ip_problems(
         first = seen.setdefault(group.id, i)
         if first != i:
             problems.append(
-                (("floating_ips", i, "id"), f"{group.id!r} is used twice (also floating_ips[{first}])")
+                (
+                    ("floating_ips", i, "id"),
+                    f"{group.id!r} is used twice (also floating_ips[{first}])",
+                )
             )
         for j, wanted in enumerate(group.checks or ()):
             if wanted not in check_ids:
                 problems.append(
-                    (("floating_ips", i, "checks", j), f"no check {wanted!r} ([[checks]] ids: {known})")
+                    (
+                        ("floating_ips", i, "checks", j),
+                        f"no check {wanted!r} ([[checks]] ids: {known})",
+                    )
                 )
     return problems

@@ -8,9 +8,7 @@ from collections.abc import Iterable, Sequence
 from goavail.config import CheckSection, Config, FloatingIpSection
 
 
-def group_checks(
-    group: FloatingIpSection, sections: Sequence[CheckSection]
-) -> list[CheckSection]:
+def group_checks(group: FloatingIpSection, sections: Sequence[CheckSection]) -> list[CheckSection]:
     """The checks that judge ``group``'s servers: the ones its ``checks`` names (in
     ``[[checks]]`` order), else every check of ``sections`` (the ``[[checks]]``
     entries, or the one ``--type`` probe)."""
@@ -22,9 +20,7 @@ def group_checks(
 
 def fip_judges(config: Config) -> set[str]:
     """The ``[[checks]]`` ids that judge some group's servers."""
-    return {
-        s.id for group in config.floating_ips for s in group_checks(group, config.checks)
-    }
+    return {s.id for group in config.floating_ips for s in group_checks(group, config.checks)}
 
 
 def without_fip_judges(config: Config, problems: Iterable[str]) -> list[str]:
