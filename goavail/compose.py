@@ -91,7 +91,9 @@ def check_loaded(config: Config, options: Options) -> None:
         problems += pool_problems(
             config, providers_in_use(config, options.provider), run_of(config, options)
         )
-        problems += without_fip_judges(config, assignment_of(config, options).problems)
+        problems += without_fip_judges(
+            config, check_sections(config, options)[0], assignment_of(config, options).problems
+        )
     problems += check_problems(config.checks)
     hooks_problem = hooks_dir_problem(config.hooks_dir)
     if hooks_problem is not None:

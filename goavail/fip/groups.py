@@ -18,18 +18,26 @@ def group_checks(group: FloatingIpSection, sections: Sequence[CheckSection]) -> 
     return [s for s in sections if s.id in wanted]
 
 
-def fip_judges(config: Config) -> set[str]:
-    """The ``[[checks]]`` ids that judge some group's servers."""
-    return {s.id for group in config.floating_ips for s in group_checks(group, config.checks)}
+def fip_judges(config: Config, sections: Sequence[CheckSection]) -> set[str]:
+    """The ids of the checks (of ``sections``, the run's) that judge a group's servers."""
+    return {s.id for group in config.floating_ips for s in group_checks(group, sections)}
 
 
-def without_fip_judges(config: Config, problems: Iterable[str]) -> list[str]:
+def without_fip_judges(
+    config: Config, sections: Sequence[CheckSection], problems: Iterable[str]
+) -> list[str]:
     """``problems`` without the "judges no target" ones of checks that judge a group's
-    servers (:func:`goavail.judges.assign` sees only the DNS targets)."""
-    judged = fip_judges(config)
+    servers (:func:`goavail.judges.assign` sees only the DNS targets).
+
+    Args:
+        config: the validated configuration.
+        sections: the run's checks (``[[checks]]``, or the ``--type`` probe).
+        problems: :func:`goavail.judges.assign`'s problems.
+    """
+    judged = fip_judges(config, sections)
     prefixes = tuple(
         f"checks[{i}].id: {check.id!r} judges no target"
-        for i, check in enumerate(config.checks)
+        for i, check in enumerate(sections)
         if check.id in judged
     )
     return [p for p in problems if not (prefixes and p.startswith(prefixes))]

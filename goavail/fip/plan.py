@@ -9,7 +9,9 @@ its README), made precise here, plus goavail's rule of minimal re-targets:
    executing any plan").
 2. **All down means all up.** If every server is unhealthy, every server is considered
    healthy (Envoy's panic threshold, flipper's first rule): nothing moves because of
-   an outage that looks total from here (more likely this agent's own network).
+   an outage that looks total from here (more likely this agent's own network); an IP
+   on a server of the group stays there (even off its canonical server), only IPs
+   unassigned or on foreign servers are placed.
 3. **Location first.** A floating IP's candidates are the healthy servers in its own
    location (its ``home_location``); only when none is healthy there, every healthy
    server of the group.
@@ -158,9 +160,10 @@ def plan(servers: Iterable[Server], ips: Iterable[FloatingIp], health: Mapping[s
         local = [s for s in healthy if s.location == ip.location]
         return local or healthy
 
-    # rule 4: the canonical target, where it is a healthy candidate
+    # rule 4: the canonical target, where it is a healthy candidate (not when every
+    # server is down: then an IP on a server of the group stays there, rule 2)
     for ip in flips:
-        if ip.index is None:
+        if ip.index is None or (all_down and ip.server in by_id):
             continue
         for server in candidates(ip):
             if server.index == ip.index and server.location == ip.location:

@@ -238,7 +238,11 @@ class GroupReconciler:
         ips = await self.hetzner.floating_ips(self.section.floating_ip_selector)
         before = self.inventory
         inventory = Inventory(tuple(servers), tuple(ips), time.monotonic(), tuple(skipped))
-        if before is None or before.servers != inventory.servers or before.skipped != inventory.skipped:
+        if (
+            before is None
+            or before.servers != inventory.servers
+            or before.skipped != inventory.skipped
+        ):
             log.info(
                 "floating IPs %s: %d server(s) (%s), %d floating IP(s)%s",
                 self.id,

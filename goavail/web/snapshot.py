@@ -268,7 +268,9 @@ def combine(views: tuple[ProviderView, ...]) -> Combined:
         tuple(c for v in views for c in v.pending),
         tuple(fail_open.values()),
         {name: list(records.values()) for name, records in current.items()},
-        None if any(r is None for r in reads) else min(r for r in reads if r is not None),
+        None
+        if any(r is None for r in reads)
+        else min((r for r in reads if r is not None), default=None),
         all(v.converged for v in views),
         max((v.retries for v in views), default=0),
         sum(v.passes for v in views),

@@ -82,6 +82,14 @@ FLEET3 = [srv(0), srv(1), srv(2)]
             [],
         ),
         (
+            "every server down: not even the canonical target pulls an IP back",
+            [srv(0, index=0), srv(1, index=1)],
+            [D, D],
+            [fip(0, index=0, on=1)],
+            {"f0": "s1"},
+            [],
+        ),
+        (
             "every server down: an unassigned IP is still placed",
             FLEET3,
             [D, D, D],
