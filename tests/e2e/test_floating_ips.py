@@ -4,7 +4,7 @@ network namespace), and the Hetzner Cloud API stand-in reached through the ``hcl
 SDK (``HCLOUD_ENDPOINT``).
 
 * a server's check fails: its floating IP moves to a healthy server (the log names the
-  move; the bound ``fall × interval + timeout + one action`` is the design, the test
+  move; the bound ``fall x interval + timeout + one action`` is the design, the test
   waits for the move without timing it);
 * it recovers: its canonical floating IP comes back;
 * every server down: nothing moves;
@@ -20,7 +20,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import FAST, GoavailProcess, free_port, hold, http, metric, wait_until
+from tests.e2e.harness import (
+    FAST,
+    GoavailProcess,
+    free_port,
+    hold,
+    http,
+    metric,
+    run_goavail,
+    wait_until,
+)
 from tests.hcloudstub import HcloudStub
 from tests.netns import Nft
 
@@ -142,3 +151,34 @@ def test_dry_run_only_records(tmp_path: Path, hcloud: HcloudStub) -> None:
         proc.wait_for(r"FLOATING IP ip2 .* -> lb2 .*dry_run=true outcome=planned", timeout=20.0)
         hold(lambda: hcloud.state.count("POST", "/v1/floating_ips") == 0, 2.0)
         assert proc.stop() == 0
+
+
+def test_plan_shows_the_moves_and_validate_accepts_a_file_without_dns(
+    tmp_path: Path, hcloud: HcloudStub, nft: Nft
+) -> None:
+    path = tmp_path / "goavail.toml"
+    path.write_text(config(f"127.0.0.1:{free_port()}"))
+    checked = run_goavail("validate", "--config-file", str(path))
+    assert checked.returncode == 0, checked.stderr
+    assert "floating IP group(s) web" in checked.stdout
+    nft.blackhole(LB[1])
+    done = run_goavail("plan", "--config-file", str(path), "--detailed-exitcode", env=hcloud.env())
+    assert done.returncode == 2, done.stdout + done.stderr  # changes pending
+    assert "  server lb1 127.16.2.2 fsn1: down" in done.stdout
+    assert "  ip0 203.0.113.20: unassigned -> lb0 (canonical target (resource_index 0))" in (
+        done.stdout
+    )
+    assert "  ip1 203.0.113.21: unassigned -> lb0 " in done.stdout  # least loaded, by name
+    as_json = run_goavail("plan", "--config-file", str(path), "--json", env=hcloud.env())
+    doc = json.loads(as_json.stdout)
+    assert [m["to"] for m in doc["floating_ips"][0]["moves"]] == ["lb0", "lb0", "lb2"]
+    assert hcloud.state.count("POST", "/v1/floating_ips") == 0
+    assert hcloud.state.token not in done.stdout + done.stderr
+
+
+def test_a_missing_token_is_a_setup_error(tmp_path: Path) -> None:
+    path = tmp_path / "goavail.toml"
+    path.write_text(config(f"127.0.0.1:{free_port()}"))
+    done = run_goavail("monitor", "--config-file", str(path))
+    assert done.returncode == 2
+    assert "HCLOUD_TOKEN" in done.stderr and "Traceback" not in done.stderr

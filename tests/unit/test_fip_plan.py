@@ -221,7 +221,7 @@ def test_reasons_name_the_rule() -> None:
         ({"resource_index": "12"}, 12),
         ({"resource_index": "-1"}, None),
         ({"resource_index": "one"}, None),
-        ({"resource_index": "١"}, None),
+        ({"resource_index": "\u0661"}, None),
     ],
 )
 def test_resource_index_label(labels: Mapping[str, str], expected: int | None) -> None:

@@ -218,7 +218,7 @@ async def test_api_errors_are_retried_until_the_plan_is_made(
     stub: HcloudStub, tmp_path: Path, status: int
 ) -> None:
     fleet(stub)
-    reconciler, audit = group(stub, {S0: U, S1: U, S2: U}, tmp_path)
+    reconciler, _ = group(stub, {S0: U, S1: U, S2: U}, tmp_path)
     stub.state.fail_next(3 if status == 429 else 2, status)
     await converge(reconciler)
     assert stub.state.targets() == {"ip0": "lb0", "ip1": "lb1", "other": None}
@@ -226,9 +226,7 @@ async def test_api_errors_are_retried_until_the_plan_is_made(
         assert reconciler.failed_passes >= 1
 
 
-async def test_half_the_requests_failing_still_converges(
-    stub: HcloudStub, tmp_path: Path
-) -> None:
+async def test_half_the_requests_failing_still_converges(stub: HcloudStub, tmp_path: Path) -> None:
     fleet(stub)
     decisions = {S0: U, S1: U, S2: U}
     reconciler, _ = group(stub, decisions, tmp_path)
