@@ -145,6 +145,7 @@ class StubState:
         """``(floating IP id, server id)`` of every assign action that succeeded."""
         self._fail: list[int] = []
         self._error_rate = 0.0
+        self._error_statuses: tuple[int, ...] = (500, 503, 429)
         self._random = random.Random(seed)
         self._next_id = 1
 
@@ -188,10 +189,11 @@ class StubState:
         with self.lock:
             self._fail.extend([status] * n)
 
-    def set_error_rate(self, rate: float) -> None:
-        """Answer a share ``rate`` of requests with 500, 503 or 429 (seeded random)."""
+    def set_error_rate(self, rate: float, statuses: tuple[int, ...] = (500, 503, 429)) -> None:
+        """Answer a share ``rate`` of requests with one of ``statuses`` (seeded random)."""
         with self.lock:
             self._error_rate = rate
+            self._error_statuses = statuses
 
     def count(self, method: str, prefix: str, status: int | None = None) -> int:
         """How many requests ``method`` on a path starting with ``prefix`` were made."""
@@ -220,7 +222,7 @@ class StubState:
             if self._fail:
                 return self._fail.pop(0)
             if self._error_rate and self._random.random() < self._error_rate:
-                return self._random.choice([500, 503, 429])
+                return self._random.choice(self._error_statuses)
             return None
 
     def list(self, kind: str, query: dict[str, str]) -> JSON:
