@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from goavail.cluster.serf_agent import NameConflict
     from goavail.cluster.service import Cluster
     from goavail.dns.verifiers import VerifierSet
+    from goavail.fip.runtime import FipRuntime
     from goavail.web.server import WebServer
 
 log = logging.getLogger("goavail.agent")
@@ -250,6 +251,8 @@ class Agent:
         self.last_reload: ReloadOutcome | None = None
         self._debug = log.isEnabledFor(logging.DEBUG)  # per-probe lines (read once)
         self.web: WebServer | None = None
+        self.fips: FipRuntime | None = None
+        """The ``[[floating_ips]]`` groups (:mod:`goavail.fip`), or None."""
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
@@ -563,6 +566,13 @@ class Agent:
             log.log(level, "decision for %s: %s%s", target, state, votes, extra={"target": target})
         self.warm_up.check()
         self._trigger_all()
+        if self.fips is not None:
+            self.fips.trigger()
+
+    def fip_verdict(self, target: str, state: State) -> None:
+        """A floating-IP server's checked state changed (:mod:`goavail.fip.runtime`):
+        the same decision path as a DNS target's verdict (quorum, gossip)."""
+        self._verdict(target, state)
 
     def on_override(self, target: str) -> None:
         """This agent's own override of ``target`` changed: announce it and re-plan."""
@@ -812,6 +822,7 @@ class Agent:
             fail_closed=tuple({(c.name, c.type): c for v in views for c in v.fail_closed}.values()),
             check_sections=tuple(c.section for c in self.checks.checks.values()),
             assignment=self.checks.assignment,
+            floating_ips=() if self.fips is None else self.fips.views(),
         )
 
     def _rows(self) -> list[tuple[str, Health, ProbeResult | None, float]]:
@@ -897,6 +908,8 @@ class Agent:
             await self.web.start()
         try:
             await self.checks.start()
+            if self.fips is not None:
+                await self.fips.start()
         except BaseException:
             if self.web is not None:
                 await self.web.stop()
@@ -943,6 +956,8 @@ class Agent:
                     tasks.append(tg.create_task(self.web.run(), name="web"))
                 if self.verifiers is not None:
                     tasks.append(tg.create_task(self.verifiers.run(), name="verify"))
+                if self.fips is not None:
+                    tasks.append(tg.create_task(self.fips.run(), name="floating-ips"))
                 await self._stop.wait()
                 log.info("stopping")
                 for task in [*tasks, *self._reconciling.values()]:
@@ -966,6 +981,8 @@ class Agent:
                     if self.cluster is not None:
                         await self.cluster.stop()
                     await self.checks.close()
+                    if self.fips is not None:
+                        await self.fips.close()
                     for provider in self.providers.values():
                         await provider.close()
                     await flush
@@ -1190,6 +1207,8 @@ class Agent:
             )
         if new.server != old.server:
             log.warning("[Server] changed: restart goavail to apply it")
+        if new.floating_ips != old.floating_ips:
+            log.warning("[[floating_ips]] changed: restart goavail to apply it")
         engines_rebuilt = prepared.single and bool(prepared.fresh)
         retired = self.checks.commit(prepared, new_targets)
         old_providers, old_audit = dict(self.providers), self.audit

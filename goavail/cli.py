@@ -230,9 +230,16 @@ def validate(
         )
         if options.explicit_provider:
             where += f" (-p restricts the file's providers {', '.join(config.providers)})"
+    if config.floating_ips:
+        groups = ", ".join(g.id for g in config.floating_ips)
+        fips = f"floating IP group(s) {groups}"
+        if not run_of(config, options):
+            where, pools = fips, ""
+        else:
+            pools += f", {fips}"
     typer.echo(
         f"{config_file}: OK — {len(published.targets)} target(s), "
-        f"names {', '.join(published.names)}, {where}{pools}{checks}"
+        f"names {', '.join(published.names) or 'none'}, {where}{pools}{checks}"
     )
     for line in _judging_lines(config, options, published):
         typer.echo(line)
@@ -417,17 +424,32 @@ def plan_command(
     logging.getLogger().setLevel(logging.WARNING)
     invalid = 1 if detailed_exitcode else 2
     config, options = _load(config_file, dns_provider, probe_type=probe_type, invalid=invalid)
+    from goavail.fip.hetzner import HetznerError
+    from goavail.fip.oneshot import GroupPlan, plan_groups, plan_json, plan_lines
+
+    groups: list[GroupPlan] = []
     try:
-        audits, plans = asyncio.run(_run_plan(config, options))
+        audits, plans = (
+            asyncio.run(_run_plan(config, options)) if run_of(config, options) else ([], {})
+        )
+        if config.floating_ips:
+            groups = asyncio.run(plan_groups(config, check_sections(config, options)[0]))
     except (SetupError, ConfigError) as exc:
         raise _fail(str(exc), invalid) from None
-    except (ProbeSetupError, ProviderError, _ProviderFailed) as exc:
+    except (ProbeSetupError, ProviderError, _ProviderFailed, HetznerError) as exc:
         raise _fail(str(exc), 1) from None
     if as_json:
-        typer.echo(json.dumps(_plan_json(audits, plans), indent=2))
+        doc = _plan_json(audits, plans)
+        if groups:
+            doc["floating_ips"] = plan_json(groups)
+        typer.echo(json.dumps(doc, indent=2))
     else:
-        typer.echo(_plan_table(audits, plans))
-    if detailed_exitcode and any(plan.changes for plan in plans.values()):
+        if plans:
+            typer.echo(_plan_table(audits, plans))
+        for line in plan_lines(groups):
+            typer.echo(line)
+    moves = any(g.plan.moves for g in groups)
+    if detailed_exitcode and (moves or any(plan.changes for plan in plans.values())):
         raise typer.Exit(CHANGES_PENDING)
 
 

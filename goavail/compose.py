@@ -49,6 +49,7 @@ from goavail.dns.registry import record_attributes
 from goavail.dns.verifiers import VerifierSet
 from goavail.errors import SetupError
 from goavail.events import Bus, PropagationLagChanged
+from goavail.fip.groups import without_fip_judges
 from goavail.heartbeat import Heartbeat
 from goavail.hooks import HookRunner, hooks_dir_problem
 from goavail.judges import Assignment, assign
@@ -61,6 +62,7 @@ from goavail.pools import problems as pool_problems
 if TYPE_CHECKING:
     from goavail.cluster.service import Cluster
     from goavail.dns.verifier import Verifier
+    from goavail.fip.runtime import FipRuntime
 
 log = logging.getLogger("goavail.agent")
 
@@ -92,7 +94,9 @@ def check_loaded(config: Config, options: Options) -> None:
         problems += pool_problems(
             config, providers_in_use(config, options.provider), run_of(config, options)
         )
-        problems += assignment_of(config, options).problems
+        problems += without_fip_judges(
+            config, check_sections(config, options)[0], assignment_of(config, options).problems
+        )
     problems += check_problems(config.checks)
     hooks_problem = hooks_dir_problem(config.hooks_dir)
     if hooks_problem is not None:
@@ -399,6 +403,49 @@ def reconciler_factory(
     return make
 
 
+def build_fips(
+    agent: Agent,
+    config: Config,
+    options: Options,
+    sections: list[CheckSection],
+    cluster: Cluster | None,
+) -> FipRuntime:
+    """The ``[[floating_ips]]`` groups, tied to the agent's decision stage, its audit
+    log and (cluster mode) the cluster (see :mod:`goavail.fip.runtime`).
+
+    Raises:
+        SetupError: ``HCLOUD_TOKEN`` is missing.
+    """
+    from goavail.fip.runtime import FipRuntime
+
+    decision = agent.decision
+
+    def added(addresses: list[str]) -> None:
+        if cluster is not None:
+            cluster.targets_added()
+
+    def removed(addresses: list[str]) -> None:
+        for address in addresses:
+            if address in agent.targets:
+                continue
+            decision.forget(address)
+            if cluster is not None:
+                cluster.forget_target(address)
+
+    return FipRuntime(
+        config,
+        sections,
+        dry_run=options.dry_run,
+        audit=lambda: agent.audit,
+        decisions=decision.effective,
+        agreed=decision.agreed,
+        verdict=agent.fip_verdict,
+        dns_targets=agent.targets,
+        on_added=added,
+        on_removed=removed,
+    )
+
+
 def compose(config: Config, options: Options) -> Agent:
     """Build a whole agent from a validated config (see :func:`load_checked`).
 
@@ -447,7 +494,9 @@ def compose(config: Config, options: Options) -> Agent:
             node=node,
             members=members,
             stage=decision,
-            targets=lambda: agent.targets,
+            targets=lambda: (
+                agent.targets if agent.fips is None else agent.fips.watching(agent.targets)
+            ),
             on_decision=agent.on_decision,
             on_quorum=agent.on_quorum,
             on_name_conflict=agent.on_name_conflict,
@@ -464,6 +513,8 @@ def compose(config: Config, options: Options) -> Agent:
         raise
     check_list, single = check_sections(config, options)
     verifiers = verifier_set(agent, providers)
+    if config.floating_ips:
+        agent.fips = build_fips(agent, config, options, check_list, cluster)
     make_reconciler = reconciler_factory(agent, cluster, verifiers)
     reconcilers = {
         name: make_reconciler(name, provider, agent.publication.specs_for(name), sections[name])
@@ -501,6 +552,7 @@ def compose(config: Config, options: Options) -> Agent:
 __all__ = [
     "Assembler",
     "assignment_of",
+    "build_fips",
     "build_provider",
     "build_providers",
     "check_loaded",

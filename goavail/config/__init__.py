@@ -24,6 +24,7 @@ Shape (TOML key -> Python attribute, and the module of each subject)::
     [Brake]      -> Config.brake       (BrakeSection)                      (pools)
     providers                          -> Config.providers (provider names)  (model)
     [Proxy]      -> Config.proxy       (ProxySection; goavail proxy)       (proxy)
+    [[floating_ips]] -> Config.floating_ips (list of FloatingIpSection)    (floating_ips)
 
 Durations, ranges, names and addresses are in :mod:`goavail.config.values`; reading
 the file in :mod:`goavail.config.load`. Durations are float seconds. Validation
@@ -38,6 +39,7 @@ file in :func:`load_config`. This face hands on the names callers use.
 
 from goavail.config.checks import CHECK_TYPES, CheckSection
 from goavail.config.errors import ConfigError
+from goavail.config.floating_ips import FloatingIpSection
 from goavail.config.load import load_config
 from goavail.config.members import Members, cluster_mode
 from goavail.config.model import (
@@ -46,6 +48,7 @@ from goavail.config.model import (
     Config,
     check_runtime,
     choose_provider,
+    fip_only,
     provider_sections,
     providers_in_use,
     run_providers,
@@ -82,6 +85,7 @@ __all__ = [
     "ConfigError",
     "DnsSection",
     "Duration",
+    "FloatingIpSection",
     "HeartbeatSection",
     "Members",
     "NameSection",
@@ -96,6 +100,7 @@ __all__ = [
     "check_runtime",
     "choose_provider",
     "cluster_mode",
+    "fip_only",
     "format_duration",
     "load_config",
     "parse_duration",

@@ -17,6 +17,7 @@ from pydantic import (
 
 from goavail.config.checks import CheckSection, _Invalid
 from goavail.config.errors import ConfigError, _Problems
+from goavail.config.floating_ips import FloatingIpSection, floating_ip_problems
 from goavail.config.gates import AUTO, DampingSection, FailbackValue, target_failback
 from goavail.config.members import Members
 from goavail.config.notifications import (
@@ -97,6 +98,8 @@ class Config(BaseModel):
             :mod:`goavail.gates`.
         proxy: the ``[Proxy]`` section of ``goavail proxy`` (see
             :class:`~goavail.config.proxy.ProxySection`), or None.
+        floating_ips: ``[[floating_ips]]`` groups (see :class:`FloatingIpSection`); a
+            file with groups needs no DNS provider section (see :func:`fip_only`).
     """
 
     model_config = _MODEL_CONFIG
@@ -165,6 +168,8 @@ class Config(BaseModel):
     failback: FailbackValue = AUTO
     # the failover TCP proxy of `goavail proxy` (goavail/proxy/, config/proxy.py)
     proxy: ProxySection | None = Field(default=None, alias="Proxy")
+    # floating IPs (goavail/fip/)
+    floating_ips: list[FloatingIpSection] = Field(default_factory=list)
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -334,6 +339,14 @@ class Config(BaseModel):
         return value
 
     @model_validator(mode="after")
+    def _check_floating_ips(self) -> Config:
+        """``[[floating_ips]]`` ids unique, their ``checks`` existing ``[[checks]]`` ids."""
+        problems = floating_ip_problems(self.floating_ips, [c.id for c in self.checks])
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    @model_validator(mode="after")
     def _providers_have_sections(self) -> Config:
         """Each provider of ``providers`` has its section in the file."""
         problems: list[tuple[tuple[str | int, ...], str]] = [
@@ -499,6 +512,18 @@ def provider_sections(config: Config) -> list[str]:
     return [name for name in PROVIDERS if getattr(config, name) is not None]
 
 
+def fip_only(config: Config, *, explicit: bool = False) -> bool:
+    """Whether a run manages floating IPs only: the file has ``[[floating_ips]]`` groups,
+    no DNS provider section and no ``providers`` list, and ``--dns-provider`` was not
+    given. Such a run has no DNS provider (:func:`run_providers` returns ``()``)."""
+    return (
+        bool(config.floating_ips)
+        and not explicit
+        and config.providers is None
+        and not provider_sections(config)
+    )
+
+
 def choose_provider(config: Config, requested: str | None) -> str:
     """The provider a run uses: ``--dns-provider`` when given, else the file's only one.
 
@@ -530,8 +555,10 @@ def run_providers(config: Config, provider: str, *, explicit: bool) -> tuple[str
         Without a top-level ``providers`` list: ``(provider,)``, the one provider of
         today. With one: the list, unless ``--dns-provider`` was given, which restricts
         the run to that one provider (it must be in the list; :func:`check_runtime`
-        says so).
+        says so). A floating-IP-only file (:func:`fip_only`): ``()``.
     """
+    if fip_only(config, explicit=explicit):
+        return ()
     if config.providers is None or explicit:
         return (provider,)
     return tuple(config.providers)
@@ -539,7 +566,11 @@ def run_providers(config: Config, provider: str, *, explicit: bool) -> tuple[str
 
 def providers_in_use(config: Config, provider: str) -> tuple[str, ...]:
     """The providers whose zones the file's ``[[names]]`` are checked against: the
-    ``providers`` list, else ``(provider,)`` (``--dns-provider``'s, explicit or chosen)."""
+    ``providers`` list, else ``(provider,)`` (``--dns-provider``'s, explicit or chosen);
+    ``()`` for a floating-IP-only file (:func:`fip_only`; with ``--dns-provider``,
+    :func:`check_runtime` reports the missing section first)."""
+    if fip_only(config):
+        return ()
     return (provider,) if config.providers is None else tuple(config.providers)
 
 
@@ -584,6 +615,8 @@ def check_runtime(
                 f"providers: --dns-provider {provider} is not in the list ({listed}): "
                 "with a providers list, --dns-provider restricts the run to one of them"
             )
+        section_problem = None
+    elif fip_only(config, explicit=explicit):
         section_problem = None
     else:
         section_problem = _section_problem(config, provider)

@@ -158,6 +158,15 @@ class AuditLog:
         self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False), entry)
         return entry
 
+    def extra(self, entry: dict[str, Any], message: str) -> dict[str, Any]:
+        """Write a record of another actuator (a floating IP re-target, see
+        :mod:`goavail.fip.reconcile`): ``entry`` gets ``time`` and is logged at INFO as
+        ``message``; ``on_record`` is not called (it expects DNS records). Returns it."""
+        entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **entry}
+        log.info("%s", message, extra={"audit": entry})
+        self._write(json.dumps(entry, separators=(",", ":"), ensure_ascii=False), entry)
+        return entry
+
     def _write(self, line: str, entry: dict[str, Any]) -> None:
         if self._file is not None:
             self._file.write(line + "\n")

@@ -62,6 +62,49 @@ def families(snap: Snapshot) -> Iterator[Metric]:
     yield from _side_effects(snap)
     if snap.propagation:
         yield from propagation_families(snap.propagation)
+    yield from _floating_ips(snap)
+
+
+def _floating_ips(snap: Snapshot) -> Iterator[Metric]:
+    """``[[floating_ips]]``: each IP's target, the groups' convergence and counters."""
+    if not snap.floating_ips:
+        return
+    target = GaugeMetricFamily(
+        "goavail_floating_ip_target",
+        "1 for the server a floating IP targets now (its current assignment).",
+        labels=["group", "floating_ip", "address", "server"],
+    )
+    planned = GaugeMetricFamily(
+        "goavail_floating_ip_planned",
+        "1 for the server the plan wants a floating IP on.",
+        labels=["group", "floating_ip", "address", "server"],
+    )
+    converged = GaugeMetricFamily(
+        "goavail_floating_ips_converged",
+        "1 when every floating IP of the group targets its planned server.",
+        labels=["group"],
+    )
+    moves = CounterMetricFamily(
+        "goavail_floating_ip_moves",
+        "Floating IP re-targets by outcome: applied, error (dry-run moves are not counted).",
+        labels=["group", "outcome"],
+    )
+    failed = CounterMetricFamily(
+        "goavail_floating_ip_failed_passes",
+        "Reconciler passes of the group that failed (a read or an assign).",
+        labels=["group"],
+    )
+    for g in snap.floating_ips:
+        for ip in g.ips:
+            if ip.current is not None:
+                target.add_metric([g.id, ip.name, ip.address, ip.current], 1.0)
+            if ip.planned is not None:
+                planned.add_metric([g.id, ip.name, ip.address, ip.planned], 1.0)
+        converged.add_metric([g.id], 1.0 if g.converged else 0.0)
+        moves.add_metric([g.id, "applied"], g.moves)
+        moves.add_metric([g.id, "error"], g.failed_moves)
+        failed.add_metric([g.id], g.failed_passes)
+    yield from (target, planned, converged, moves, failed)
 
 
 def _agent(snap: Snapshot) -> Iterator[Metric]:

@@ -65,6 +65,54 @@ class ClusterView:
 
 
 @dataclass(frozen=True, slots=True)
+class FloatingIpRow:
+    """One floating IP of a group: its name, address, home location, the server it
+    targets now and the one the plan wants (server names; None: unassigned / no plan)."""
+
+    name: str
+    address: str
+    location: str
+    current: str | None
+    planned: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FloatingIpView:
+    """One ``[[floating_ips]]`` group (see :class:`goavail.fip.reconcile.GroupReconciler`).
+
+    Attributes:
+        id: the group's id.
+        servers: ``(name, address, location, decided state)`` per server.
+        ips: the group's floating IPs.
+        pending: servers whose health is not known yet (nothing is planned).
+        all_down: every server is down (all considered healthy).
+        dry_run: moves are only recorded (dry-run or ``read_only``).
+        read_at: ``time.monotonic()`` of the last read, or None.
+        last_error: the last failure, or None.
+        moves, failed_moves, passes, failed_passes, held: counters.
+    """
+
+    id: str
+    servers: tuple[tuple[str, str, str, State], ...]
+    ips: tuple[FloatingIpRow, ...]
+    pending: tuple[str, ...]
+    all_down: bool
+    dry_run: bool
+    read_at: float | None
+    last_error: str | None
+    moves: int
+    failed_moves: int
+    passes: int
+    failed_passes: int
+    held: int
+
+    @property
+    def converged(self) -> bool:
+        """Every floating IP targets its planned server."""
+        return all(row.current == row.planned for row in self.ips if row.planned is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderView:
     """One DNS provider of the run and its reconciler (see
     :class:`goavail.dns.reconcile.Reconciler` for the fields' meanings).
@@ -230,6 +278,8 @@ class Snapshot:
     heartbeat: tuple[int, int] | None
     """``(ok, failed)`` GETs of the heartbeat, None when ``[Heartbeat]`` is not set."""
     dns_providers: tuple[ProviderView, ...] = ()
+    floating_ips: tuple[FloatingIpView, ...] = ()
+    """The ``[[floating_ips]]`` groups (empty without them)."""
     """Each provider of the run and its reconciler, in the run's order."""
     publication: Publication | None = None
     """The names, their pools (priority order) and the pools' targets of the running
@@ -317,7 +367,9 @@ def combine(views: tuple[ProviderView, ...]) -> Combined:
         tuple(c for v in views for c in v.pending),
         tuple(fail_open.values()),
         {name: list(records.values()) for name, records in current.items()},
-        None if any(r is None for r in reads) else min(r for r in reads if r is not None),
+        None
+        if any(r is None for r in reads)
+        else min((r for r in reads if r is not None), default=None),
         all(v.converged for v in views),
         max((v.retries for v in views), default=0),
         sum(v.passes for v in views),

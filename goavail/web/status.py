@@ -135,6 +135,42 @@ def _providers(snap: Snapshot) -> list[dict[str, Any]]:
     ]
 
 
+def floating_ips(snap: Snapshot) -> list[dict[str, Any]]:
+    """Each ``[[floating_ips]]`` group: servers, floating IPs (current and planned
+    target) and the reconciler's state (``/api/status`` ``floating_ips``)."""
+    return [
+        {
+            "id": g.id,
+            "dry_run": g.dry_run,
+            "converged": g.converged,
+            "pending": list(g.pending),
+            "all_down": g.all_down,
+            "servers": [
+                {"name": n, "address": a, "location": loc, "state": str(state)}
+                for n, a, loc, state in g.servers
+            ],
+            "floating_ips": [
+                {
+                    "name": ip.name,
+                    "address": ip.address,
+                    "location": ip.location,
+                    "target": ip.current,
+                    "planned": ip.planned,
+                }
+                for ip in g.ips
+            ],
+            "moves": g.moves,
+            "failed_moves": g.failed_moves,
+            "held": g.held,
+            "passes": g.passes,
+            "failed_passes": g.failed_passes,
+            "last_error": _redact(g.last_error),
+            "read_seconds_ago": None if g.read_at is None else max(0.0, snap.monotonic - g.read_at),
+        }
+        for g in snap.floating_ips
+    ]
+
+
 def rfc3339(seconds: float) -> str:
     """Unix seconds as RFC 3339 UTC text to the second: ``"2026-11-21T03:00:00Z"``."""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -692,6 +728,7 @@ def status_document(
                 else {}
             ),
         },
+        "floating_ips": floating_ips(snap),
         "cluster": None
         if cluster is None
         else {
