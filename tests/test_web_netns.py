@@ -314,6 +314,7 @@ async def test_status_document(served: Served) -> None:
         "dns",
         "cluster",
         "audit",
+        "floating_ips",  # issue 16: floating IP groups (empty without [[floating_ips]])
     }
     assert doc["agent"]["mode"] == "single" and doc["agent"]["admin_api"] is True
     assert doc["summary"] == {
