@@ -4,8 +4,9 @@ Usage (no root; nothing is probed, no socket is opened)::
 
     .venv/bin/python -m bench.memory --targets 2000,10000 --json bench/results/memory.json
 
-(``make bench BENCH_SIZES=0 BENCH_MEMORY=1``.) For each size N, in a fresh
-interpreter (so that one size's garbage and caches do not count in the other's):
+(``make bench BENCH_SIZES=0 BENCH_MEMORY=1``, sizes ``BENCH_MEMORY_SIZES``.) For each
+size N, in a fresh interpreter (so that one size's garbage and caches do not count in
+the other's):
 
 1. the configuration of :mod:`bench.cfpath` (N targets as N/2 names of two, each its
    own ``[[pools]]`` entry, over 5 Cloudflare zones) is written to a temporary
