@@ -96,6 +96,13 @@ $(TEST_CACHE)/base-bookworm.tar:
 ## server on, 10,000 and 50,000 targets in 5 zones (2 per name), a 130 s window with
 ## resyncs every 20 s, then 60 s of page GETs, fping on the same targets (about 15 minutes):
 ##   make bench BENCH_PATH=cloudflare   (sizes: BENCH_CF_SIZES=10000,50000)
+## Where the per-target bytes go (bench/memory.py, bench/results/memory.json; issue 14):
+## tracemalloc of the composed agent (the Cloudflare path's config, nothing probed) at
+## BENCH_MEMORY_SIZES, bytes per target per module (about 10 minutes at 2,000,10,000):
+##   make bench BENCH_SIZES=0 BENCH_MEMORY=1
+BENCH_MEMORY ?= 0
+BENCH_MEMORY_SIZES ?= 2000,10000
+BENCH_MEMORY_ARGS ?= --targets $(BENCH_MEMORY_SIZES) --json bench/results/memory.json
 BENCH_PATH ?= zonefile
 BENCH_CF_SIZES ?= 10000,50000
 BENCH_CF_DURATION ?= 130
@@ -146,6 +153,10 @@ bench: venv test-deps
 	@if [ "$(BENCH_SOAK)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.soak $(BENCH_SOAK_ARGS)"; \
 	  $(BIN)/python -m bench.soak $(BENCH_SOAK_ARGS); \
+	fi
+	@if [ "$(BENCH_MEMORY)" != 0 ]; then \
+	  echo "$(BIN)/python -m bench.memory $(BENCH_MEMORY_ARGS)"; \
+	  $(BIN)/python -m bench.memory $(BENCH_MEMORY_ARGS); \
 	fi
 	@if [ "$(BENCH_PAGE)" != 0 ]; then \
 	  echo "$(BIN)/python -m bench.page $(BENCH_PAGE_ARGS)"; \

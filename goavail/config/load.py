@@ -7,6 +7,7 @@ import difflib
 import sys
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,24 @@ def load_config(path: Path | str) -> Config:
         # `from None`: the ValidationError's text would carry input values.
         raise ConfigError(_format_errors(exc), path) from None
     config._source = path
+    _share_fields_sets([*config.pools, *config.names])
     return config
+
+
+def _share_fields_sets(models: Sequence[BaseModel]) -> None:
+    """Give models with the same set fields one shared ``__pydantic_fields_set__``.
+
+    pydantic keeps a set of the names given per model instance (216 bytes and more
+    each); ``[[pools]]`` and ``[[names]]`` entries are thousands in a fleet's file and
+    mostly alike. Safe because the models are frozen (no assignment adds to the set)
+    and pydantic copies the set for ``model_copy``.
+    """
+    shared: dict[frozenset[str], set[str]] = {}
+    for model in models:
+        fields = model.__pydantic_fields_set__
+        one = shared.setdefault(frozenset(fields), fields)
+        if one is not fields:
+            object.__setattr__(model, "__pydantic_fields_set__", one)
 
 
 _TYPE_MESSAGES: dict[str, str] = {

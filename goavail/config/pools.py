@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
@@ -27,7 +28,7 @@ def _check_fqdn(value: str) -> str:
     name = value.lower().removesuffix(".")
     if not _is_dns_name(name, wildcard=True) or "." not in name:
         raise ValueError(f"{value!r} is not a fully qualified name (e.g. 'www.example.com')")
-    return name
+    return sys.intern(name)  # shared by the specs, the reconciler's tables, the records
 
 
 _DOWN_SHARE = Within(

@@ -7,6 +7,7 @@ import ipaddress
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -288,7 +289,9 @@ def _check_ip(value: str) -> str:
             f"{value!r} is an IPv4-mapped IPv6 address (not reachable over IPv6, not for an "
             f"AAAA record): write {address.ipv4_mapped}"
         )
-    return str(address)
+    # interned: a fleet's addresses recur in pools, the publication, the agent's tables
+    # and every record read from the provider (see Record in goavail/dns/model.py)
+    return sys.intern(str(address))
 
 
 def qualify(hostname: str, domain: str) -> str:
@@ -353,7 +356,7 @@ def _check_label(value: str) -> str:
             f"{value!r} must be 1-63 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-    return value
+    return sys.intern(value)  # a pool's name recurs in every [[names]] entry using it
 
 
 def _check_host_port(value: str) -> str:

@@ -59,6 +59,7 @@ import functools
 import ipaddress
 import json
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -848,7 +849,7 @@ def _record(item: Mapping[str, Any], wanted: str, what: str) -> Record | None:
     return Record(
         name=wanted,
         type=record_type,
-        content=str(address),
+        content=sys.intern(str(address)),  # the config's own string (interned there)
         ttl=int(ttl),
         proxied=proxied,
         id=rid,
