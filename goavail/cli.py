@@ -709,7 +709,7 @@ def proxy(
     config_file: Annotated[
         Path | None,
         typer.Option(
-            "--config-file", "-f", help="TOML file with a [Proxy] section (and [[checks]])."
+            "--config-file", "-f", help="TOML file with a [Proxy] section (and \\[\\[checks]])."
         ),
     ] = None,
     port: Annotated[
