@@ -66,7 +66,7 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
     found = problems(
         tmp_path,
         '[Proxy]\nport = 8080\nlisten = "localhost:1"\n'
-        'hosts = ["10.0.0.1:5432", "nope", "10.0.0.1:5432", "10.0.0.2:99999"]\n'
+        'hosts = ["192.0.2.11:5432", "nope", "192.0.2.11:5432", "192.0.2.12:99999"]\n'
         'check = []\nmax_backoff = "10ms"\nrelay = "zerocopy"\nmax_connections = 0\n'
         "sockets = 3\n",
     )
@@ -74,7 +74,7 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
     for path in (
         "Proxy.listen:",
         "Proxy.hosts[1]:",
-        "Proxy.hosts[2]: '10.0.0.1:5432' is listed twice (also hosts[0])",
+        "Proxy.hosts[2]: '192.0.2.11:5432' is listed twice (also hosts[0])",
         "Proxy.hosts[3]:",
         "Proxy.check: must not be empty",
         "Proxy.max_backoff: must be between 250ms and",
@@ -88,9 +88,9 @@ def test_every_problem_is_reported_with_its_key_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ('hosts = ["10.0.0.1:1"]', "Proxy.port: field required (or listen = 'ip:port')"),
-        ('port = 1\nlisten = "127.0.0.1:2"\nhosts = ["10.0.0.1:1"]', "Proxy.port: set either"),
-        ('port = 1\nhosts = ["10.0.0.1:1"]\nfailback = true', "Proxy.failback: needs checks"),
+        ('hosts = ["192.0.2.11:1"]', "Proxy.port: field required (or listen = 'ip:port')"),
+        ('port = 1\nlisten = "127.0.0.1:2"\nhosts = ["192.0.2.11:1"]', "Proxy.port: set either"),
+        ('port = 1\nhosts = ["192.0.2.11:1"]\nfailback = true', "Proxy.failback: needs checks"),
         ("port = 1\nhosts = []", "Proxy.hosts: must have at least 1 item"),
         ("port = 1", "Proxy.hosts: field required"),
     ],
@@ -103,7 +103,7 @@ def test_checks_must_exist_and_judge_ip_addresses(tmp_path: Path) -> None:
     found = problems(
         tmp_path,
         '[[checks]]\nid = "db"\ntype = "tcp"\nport = 5432\n\n'
-        '[Proxy]\nport = 1\nhosts = ["10.0.0.1:5432", "db2.example:5432"]\n'
+        '[Proxy]\nport = 1\nhosts = ["192.0.2.11:5432", "db2.example:5432"]\n'
         'checks = ["db", "nope", "db"]\n',
     )
     assert found == [
@@ -116,7 +116,7 @@ def test_checks_must_exist_and_judge_ip_addresses(tmp_path: Path) -> None:
 
 CHECKED = (
     '[[checks]]\nid = "db"\ntype = "tcp"\nport = 5432\nfall = 2\n\n'
-    '[Proxy]\nport = 6432\nhosts = ["10.0.0.1:5432", "10.0.0.2:5432"]\nchecks = ["db"]\n'
+    '[Proxy]\nport = 6432\nhosts = ["192.0.2.11:5432", "192.0.2.12:5432"]\nchecks = ["db"]\n'
     "failback = true\n"
 )
 
@@ -129,7 +129,7 @@ def test_flags_win_over_the_file_and_the_checks_come_along(tmp_path: Path) -> No
     assert settings.listen_address() == ("127.0.0.1", 7000)  # --bind replaces the file's port
     assert settings.port is None
     assert settings.max_backoff == 2.0
-    assert settings.hosts == ["10.0.0.1:5432", "10.0.0.2:5432"]
+    assert settings.hosts == ["192.0.2.11:5432", "192.0.2.12:5432"]
     assert [(c.id, c.fall) for c in checks] == [("db", 2)]
 
 
@@ -143,7 +143,7 @@ def test_flag_problems_name_the_flag(tmp_path: Path) -> None:
     ]
     # checked against the file's [[checks]] once the section itself is valid
     with pytest.raises(ConfigError) as caught:
-        settings_from(config, {"hosts": "10.0.0.1:5432,db.example:1"}, base_dir=tmp_path)
+        settings_from(config, {"hosts": "192.0.2.11:5432,db.example:1"}, base_dir=tmp_path)
     assert caught.value.problems == [
         "Proxy.hosts[1] (from --hosts): 'db.example:1': with checks, the host must be an IP "
         "address (the checks probe it)"
@@ -159,7 +159,7 @@ def test_flags_alone_need_hosts(tmp_path: Path) -> None:
 
 def test_the_cli_exits_2_listing_every_problem(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["proxy", "-p", "1", "-H", "10.0.0.1:1,bad", "-B", "1ms", "--relay", "x"]
+        app, ["proxy", "-p", "1", "-H", "192.0.2.11:1,bad", "-B", "1ms", "--relay", "x"]
     )
     assert result.exit_code == 2, result.output
     assert "invalid configuration (3 problems)" in result.output

@@ -109,9 +109,9 @@ def test_paginate(matched: int, number: int, per_page: int | None, page: tuple[i
 
 
 def test_addresses_sort_numerically_v4_first() -> None:
-    addresses = ["2001:db8::1", "192.0.2.10", "192.0.2.9", "10.0.0.1"]
+    addresses = ["2001:db8::1", "192.0.2.10", "192.0.2.9", "192.0.2.1"]
     assert sorted(addresses, key=address_key) == [
-        "10.0.0.1",
+        "192.0.2.1",
         "192.0.2.9",
         "192.0.2.10",
         "2001:db8::1",

@@ -214,7 +214,9 @@ def test_split_server(text: str, expected: tuple[str, int]) -> None:
     assert split_server(text) == expected
 
 
-@pytest.mark.parametrize("text", ["ns1.example.test", "192.0.2.1:0", "[2001:db8::1]", "1.2.3.4:x"])
+@pytest.mark.parametrize(
+    "text", ["ns1.example.test", "192.0.2.1:0", "[2001:db8::1]", "192.0.2.4:x"]
+)
 def test_split_server_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         split_server(text)

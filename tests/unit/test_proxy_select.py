@@ -15,7 +15,7 @@ from goavail.proxy.select import (
     failback_target,
 )
 
-A, B, C = "10.0.0.1:5432", "10.0.0.2:5432", "db.example:5432"
+A, B, C = "192.0.2.11:5432", "192.0.2.12:5432", "db.example:5432"
 HOSTS = (A, B, C)
 UP, DOWN, UNKNOWN = State.UP, State.DOWN, State.UNKNOWN
 
@@ -68,7 +68,7 @@ def test_candidates_are_the_hosts_not_judged_down(
         (C, {A: UP, B: UP}, A),  # the earliest
         (A, {B: UP, C: UP}, None),  # nothing earlier than the first
         (None, {A: UP}, None),
-        ("10.9.9.9:1", {A: UP}, None),  # not a configured backend
+        ("192.0.2.99:1", {A: UP}, None),  # not a configured backend
     ],
 )
 def test_failback_target_is_the_first_earlier_backend_judged_up(
