@@ -526,31 +526,13 @@ class Agent:
         notifier and the hooks once, when the first provider engages it and when the
         last one releases it (fail-open follows the decisions, the same at every
         provider)."""
-        key = (case.name, case.type)
-        at = self._fail_open_at.setdefault(key, set())
-        before = bool(at)
-        if engaged:
-            at.add(provider)
-        else:
-            at.discard(provider)
-        if not at:
-            del self._fail_open_at[key]
-        if bool(at) != before:
+        if _flipped(self._fail_open_at, (case.name, case.type), provider, engaged):
             self.bus.publish(FailOpenChanged(case, engaged))
 
     def on_fail_closed(self, case: FailClosed, engaged: bool, provider: str = "") -> None:
         """Fail-closed engaged or released for a name and family at ``provider``: to the
         notifier and the hooks once, as :meth:`on_fail_open`."""
-        key = (case.name, case.type)
-        at = self._fail_closed_at.setdefault(key, set())
-        before = bool(at)
-        if engaged:
-            at.add(provider)
-        else:
-            at.discard(provider)
-        if not at:
-            del self._fail_closed_at[key]
-        if bool(at) != before:
+        if _flipped(self._fail_closed_at, (case.name, case.type), provider, engaged):
             self.bus.publish(FailClosedChanged(case, engaged))
 
     def on_decision(self, target: str, state: State) -> None:
@@ -1334,3 +1316,23 @@ def _members_settings(config: Config) -> dict[str, object] | None:
     if config.members is None:
         return None
     return config.members.model_dump(exclude={"min_peers_agree"})
+
+
+def _flipped(
+    engaged_at: dict[tuple[str, str], set[str]],
+    key: tuple[str, str],
+    provider: str,
+    engaged: bool,
+) -> bool:
+    """Record that ``provider`` engaged (or released) the case ``key`` in ``engaged_at``
+    (case -> the providers where it is engaged); True when that changed whether any
+    provider has it engaged: the first to engage and the last to release."""
+    at = engaged_at.setdefault(key, set())
+    before = bool(at)
+    if engaged:
+        at.add(provider)
+    else:
+        at.discard(provider)
+    if not at:
+        del engaged_at[key]
+    return bool(at) != before
